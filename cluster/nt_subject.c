@@ -1,0 +1,91 @@
+/* nt_subject: id validation and subject/key construction. */
+#include "nt_subject.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nt_err.h"
+#include "nt_utf8.h"
+
+int nt_id_check(const char *id, size_t len) {
+  if (!id || len == 0 || len > NT_ID_MAX) return NT_EINVAL;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)id[i];
+    if (c <= 0x20 || c == 0x7f || c == '.' || c == '*' || c == '>' || c == '{' ||
+        c == '}' || c == ':')
+      return NT_EINVAL;
+  }
+  return nt_utf8_valid(id, len) ? 0 : NT_EINVAL;
+}
+
+int nt_id_valid(const char *id) { return id ? nt_id_check(id, strlen(id)) : NT_EINVAL; }
+
+static int build(char *out, size_t cap, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(out, cap, fmt, ap);
+  va_end(ap);
+  if (n < 0) return NT_EINVAL;
+  if ((size_t)n >= cap) return NT_ETOOLARGE;
+  return n;
+}
+
+int nt_subject_room(char *out, size_t cap, const char *tenant, const char *room) {
+  if (nt_id_valid(tenant) || nt_id_valid(room)) return NT_EINVAL;
+  return build(out, cap, "natter.room.%s.%s", tenant, room);
+}
+
+int nt_subject_user(char *out, size_t cap, const char *tenant, const char *user) {
+  if (nt_id_valid(tenant) || nt_id_valid(user)) return NT_EINVAL;
+  return build(out, cap, "natter.user.%s.%s", tenant, user);
+}
+
+int nt_subject_node(char *out, size_t cap, const char *node_id) {
+  if (nt_id_valid(node_id)) return NT_EINVAL;
+  return build(out, cap, "natter.node.%s", node_id);
+}
+
+int nt_subject_presence(char *out, size_t cap, const char *tenant, const char *room) {
+  if (nt_id_valid(tenant) || nt_id_valid(room)) return NT_EINVAL;
+  return build(out, cap, "natter.presence.%s.%s", tenant, room);
+}
+
+int nt_subject_event(char *out, size_t cap, const char *tenant, const char *kind) {
+  if (nt_id_valid(tenant) || nt_id_valid(kind)) return NT_EINVAL;
+  return build(out, cap, "natter.events.%s.%s", tenant, kind);
+}
+
+int nt_subject_route(char *out, size_t cap, const char *action) {
+  if (nt_id_valid(action)) return NT_EINVAL;
+  return build(out, cap, "natter.route.%s", action);
+}
+
+int nt_subject_parse2(const char *subject, const char *prefix, char *tenant, char *id) {
+  size_t pl = strlen(prefix);
+  if (strncmp(subject, prefix, pl) != 0) return NT_EINVAL;
+  const char *t = subject + pl;
+  const char *dot = strchr(t, '.');
+  if (!dot) return NT_EINVAL;
+  size_t tl = (size_t)(dot - t), il = strlen(dot + 1);
+  if (nt_id_check(t, tl) || nt_id_check(dot + 1, il)) return NT_EINVAL;
+  memcpy(tenant, t, tl);
+  tenant[tl] = '\0';
+  memcpy(id, dot + 1, il + 1);
+  return 0;
+}
+
+int nt_key_tenant(char *out, size_t cap, const char *prefix, const char *tenant,
+                  const char *what, const char *id) {
+  if (nt_id_valid(tenant) || nt_id_valid(what) || (id && nt_id_valid(id))) return NT_EINVAL;
+  if (!prefix) prefix = "natter:";
+  if (id) return build(out, cap, "%s{%s}:%s:%s", prefix, tenant, what, id);
+  return build(out, cap, "%s{%s}:%s", prefix, tenant, what);
+}
+
+int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
+                const char *node_id) {
+  if (nt_id_valid(what) || nt_id_valid(node_id)) return NT_EINVAL;
+  if (!prefix) prefix = "natter:";
+  return build(out, cap, "%snode:%s:%s", prefix, what, node_id);
+}

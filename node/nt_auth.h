@@ -1,0 +1,54 @@
+/* nt_auth: JWT verification on connect (libjwt), with the algorithm pinned by config. */
+#ifndef NT_AUTH_H
+#define NT_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nt_subject.h"
+
+typedef struct nt_auth nt_auth;
+
+typedef struct nt_auth_cfg {
+  const char *alg;            /* "HS256" (default when NULL), "HS384", "HS512", "RS256",
+                                 "RS384", "RS512", "ES256", "ES384", "ES512" */
+  const char *secret;         /* shared secret for HS*; required for HS* */
+  const char *public_key_pem; /* PEM text of the public key for RS*/ES*; required for them */
+  const char *default_tenant; /* tenant used when a token has neither `tenant` nor `tid`;
+                                 NULL or "" means such tokens are rejected */
+  int64_t leeway_s;           /* clock skew tolerated on exp/nbf (default 0) */
+} nt_auth_cfg;
+
+/* The identity a verified token carries. `rooms` is NULL when the token has no `rooms`
+ * claim (any room of the tenant); otherwise `nrooms` patterns (exact names, or prefixes
+ * ending in '*'). Owned by the identity: release with nt_identity_clear(). */
+typedef struct nt_identity {
+  char user[NT_ID_MAX + 1];
+  char tenant[NT_ID_MAX + 1];
+  int64_t exp;
+  char **rooms;
+  size_t nrooms;
+} nt_identity;
+
+/* Creates a verifier. Returns 0 and writes *out, or NT_EINVAL with a reason in `err`
+ * (capacity `errcap`): unknown algorithm, missing secret/key, unparsable key. */
+int nt_auth_new(const nt_auth_cfg *cfg, nt_auth **out, char *err, size_t errcap);
+void nt_auth_free(nt_auth *a);
+
+/* Verifies `token` at time `now_s` (unix seconds). Rejects (NT_EAUTH): malformed tokens,
+ * a header `alg` other than the configured one (including "none"), a bad signature, a
+ * missing or past `exp`, a future `nbf`, a missing or invalid `sub`, a missing or invalid
+ * tenant (`tenant`, else `tid`, else the default), a `rooms` claim that is not an array of
+ * strings. On success fills *id (call nt_identity_clear later) and returns 0. When `why`
+ * is non-NULL it receives a static reason string for logs ("expired", "bad_signature",
+ * "alg_mismatch", "malformed", "missing_sub", "missing_tenant", "missing_exp", ...). */
+int nt_auth_verify(const nt_auth *a, const char *token, int64_t now_s, nt_identity *id,
+                   const char **why);
+
+/* Frees the rooms list; the identity may be reused afterwards. */
+void nt_identity_clear(nt_identity *id);
+
+/* Returns 1 when `room` may be joined under `id`'s rooms claim, else 0. */
+int nt_identity_room_allowed(const nt_identity *id, const char *room);
+
+#endif
