@@ -1,2 +1,123 @@
-/* main: natter-node entry point (placeholder while the node is assembled). */
-int main(void) { return 0; }
+/* main: natter-node entry point — configuration, choice of bus and presence, signals. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "nt_auth.h"
+#include "nt_bus.h"
+#include "nt_config.h"
+#include "nt_log.h"
+#include "nt_node.h"
+#include "nt_presence.h"
+
+static nt_node *g_node;
+
+static void on_signal(uv_signal_t *s, int signum) {
+  if (signum == SIGTERM) nt_node_drain(g_node);
+  else nt_node_stop(g_node);
+  uv_close((uv_handle_t *)s, NULL);
+}
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len + 4096 + 1 > cap) {
+      cap = (cap + 4096) * 2;
+      char *nb = realloc(buf, cap);
+      if (!nb) { free(buf); fclose(f); return NULL; }
+      buf = nb;
+    }
+    size_t r = fread(buf + len, 1, 4096, f);
+    len += r;
+    if (r < 4096) break;
+  }
+  fclose(f);
+  buf[len] = '\0';
+  return buf;
+}
+
+int main(int argc, char **argv) {
+  nt_config cfg;
+  int pr = nt_config_parse(&cfg, argc, argv, stdout, stderr);
+  if (pr != 0) {
+    nt_config_free(&cfg);
+    return pr > 0 ? 0 : 2;
+  }
+  if (nt_config_validate(&cfg, stderr)) {
+    nt_config_free(&cfg);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  int level = nt_log_level_parse(cfg.log_level);
+
+  uv_loop_t *loop = uv_default_loop();
+  g_node = nt_node_new(loop, &cfg);
+  if (!g_node) return 1;
+  nt_log_init(level < 0 ? NT_LOG_INFO : level, nt_node_id(g_node));
+
+  char *pem = NULL;
+  if (cfg.jwt_public_key && !(pem = read_file(cfg.jwt_public_key))) {
+    fprintf(stderr, "natter-node: cannot read --jwt-public-key %s\n", cfg.jwt_public_key);
+    return 2;
+  }
+  nt_auth_cfg acfg = {cfg.jwt_alg, pem ? NULL : cfg.jwt_secret, pem, cfg.default_tenant, 0};
+  nt_auth *auth = NULL;
+  char err[256] = "";
+  if (nt_auth_new(&acfg, &auth, err, sizeof err)) {
+    fprintf(stderr, "natter-node: token verification: %s\n", err);
+    return 2;
+  }
+  free(pem);
+
+  nt_bus_handler bh = nt_node_bus_handler(g_node);
+  nt_presence_handler ph = nt_node_presence_handler(g_node);
+  nt_bus *bus = NULL;
+  nt_presence *pres = NULL;
+  if (cfg.nats) {
+    if (nt_bus_nats_new(loop, cfg.nats, nt_node_id(g_node), &bh, &bus)) {
+      fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", cfg.nats);
+      return 1;
+    }
+    if (nt_presence_redis_new(loop, cfg.redis, cfg.redis_prefix, nt_node_id(g_node),
+                              cfg.node_ttl_s, cfg.node_refresh_s, &ph, &pres)) {
+      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n", cfg.redis);
+      return 1;
+    }
+  } else {
+    bus = nt_bus_mem_new(loop, &bh);
+    pres = nt_presence_mem_new(&ph);
+    if (bus && bh.on_state) bh.on_state(bh.ud, 1);
+  }
+  if (!bus || !pres) return 1;
+  nt_node_attach(g_node, bus, pres, auth);
+  if (nt_node_start(g_node)) {
+    nt_node_stop(g_node);
+    uv_run(loop, UV_RUN_DEFAULT);
+    return 1;
+  }
+
+  uv_signal_t sigterm, sigint;
+  uv_signal_init(loop, &sigterm);
+  uv_signal_init(loop, &sigint);
+  uv_signal_start(&sigterm, on_signal, SIGTERM);
+  uv_signal_start(&sigint, on_signal, SIGINT);
+
+  uv_run(loop, UV_RUN_DEFAULT);
+
+  if (!uv_is_closing((uv_handle_t *)&sigterm)) uv_close((uv_handle_t *)&sigterm, NULL);
+  if (!uv_is_closing((uv_handle_t *)&sigint)) uv_close((uv_handle_t *)&sigint, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  nt_node_free(g_node);
+  int rc = uv_loop_close(loop);
+  nt_config_free(&cfg);
+  if (rc) {
+    fprintf(stderr, "natter-node: loop closed with open handles\n");
+    return 1;
+  }
+  return 0;
+}

@@ -43,3 +43,14 @@ nt_frame *nt_frame_from(int opcode, const void *payload, size_t payload_len) {
 void nt_frame_unref(nt_frame *f) {
   if (f && --f->refs == 0) free(f);
 }
+
+nt_frame *nt_frame_raw(const void *bytes, size_t len) {
+  if (len > UINT32_MAX - 16) return NULL;
+  nt_frame *f = malloc(sizeof *f + len);
+  if (!f) return NULL;
+  f->refs = 1;
+  f->hdr = 0;
+  f->len = (uint32_t)len;
+  memcpy(f->data, bytes, len);
+  return f;
+}

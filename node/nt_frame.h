@@ -27,7 +27,10 @@ typedef struct nt_frame {
  * caller to fill at nt_frame_payload(f). Returns NULL on allocation failure. */
 nt_frame *nt_frame_new(int opcode, size_t payload_len);
 
-/* Same, copying `payload`. */
+/* A frame holding already-framed bytes (hdr = 0), copied; for wslay's control output. */
+nt_frame *nt_frame_raw(const void *bytes, size_t len);
+
+/* Same as nt_frame_new, copying `payload`. */
 nt_frame *nt_frame_from(int opcode, const void *payload, size_t payload_len);
 
 static inline uint8_t *nt_frame_payload(nt_frame *f) { return f->data + f->hdr; }

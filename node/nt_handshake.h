@@ -25,4 +25,10 @@ int nt_handshake_check(const nt_http_req *req);
 int nt_handshake_response(const nt_http_req *req, const char *extensions, char *out,
                           size_t cap);
 
+/* Same, also selecting the subprotocol `protocol` (NULL for none). It must be one of the
+ * values the client offered in Sec-WebSocket-Protocol (browsers fail the connection when a
+ * protocol was offered and none, or another, is selected); NT_EINVAL otherwise. */
+int nt_handshake_response_proto(const nt_http_req *req, const char *protocol,
+                                const char *extensions, char *out, size_t cap);
+
 #endif

@@ -1,0 +1,111 @@
+/* nt_map: linear-probing hash map with tombstones, FNV-1a-then-mix hashing. */
+#include "nt_map.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "nt_err.h"
+
+static char tomb;
+#define NT_MAP_TOMB (&tomb)
+
+uint64_t nt_hash(const void *data, size_t len) {
+  const unsigned char *p = data;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h;
+}
+
+static int key_eq(const nt_map_slot *s, uint64_t h, const char *key, size_t klen) {
+  return s->hash == h && strncmp(s->key, key, klen) == 0 && s->key[klen] == '\0';
+}
+
+static nt_map_slot *find(const nt_map *m, const char *key, size_t klen, uint64_t h) {
+  if (!m->cap) return NULL;
+  size_t mask = m->cap - 1;
+  for (size_t i = h & mask;; i = (i + 1) & mask) {
+    nt_map_slot *s = &m->slots[i];
+    if (!s->key) return NULL;
+    if (s->key != NT_MAP_TOMB && key_eq(s, h, key, klen)) return s;
+  }
+}
+
+void *nt_map_get(const nt_map *m, const char *key, size_t klen) {
+  nt_map_slot *s = find(m, key, klen, nt_hash(key, klen));
+  return s ? s->val : NULL;
+}
+
+static int grow(nt_map *m) {
+  size_t ncap = m->cap ? m->cap * 2 : 16;
+  if (m->len * 2 < m->cap) ncap = m->cap; /* mostly tombstones: rehash in place size */
+  nt_map_slot *ns = calloc(ncap, sizeof *ns);
+  if (!ns) return NT_ENOMEM;
+  for (size_t i = 0; i < m->cap; i++) {
+    nt_map_slot *s = &m->slots[i];
+    if (!s->key || s->key == NT_MAP_TOMB) continue;
+    size_t j = s->hash & (ncap - 1);
+    while (ns[j].key) j = (j + 1) & (ncap - 1);
+    ns[j] = *s;
+  }
+  free(m->slots);
+  m->slots = ns;
+  m->cap = ncap;
+  m->used = m->len;
+  return 0;
+}
+
+int nt_map_put(nt_map *m, const char *key, size_t klen, void *val, void **old) {
+  uint64_t h = nt_hash(key, klen);
+  nt_map_slot *s = find(m, key, klen, h);
+  if (s) {
+    if (old) *old = s->val;
+    s->val = val;
+    return 0;
+  }
+  if ((m->used + 1) * 4 >= m->cap * 3 && grow(m)) return NT_ENOMEM;
+  char *k = malloc(klen + 1);
+  if (!k) return NT_ENOMEM;
+  memcpy(k, key, klen);
+  k[klen] = '\0';
+  size_t mask = m->cap - 1, i = h & mask;
+  while (m->slots[i].key && m->slots[i].key != NT_MAP_TOMB) i = (i + 1) & mask;
+  if (!m->slots[i].key) m->used++;
+  m->slots[i] = (nt_map_slot){k, h, val};
+  m->len++;
+  if (old) *old = NULL;
+  return 0;
+}
+
+void *nt_map_del(nt_map *m, const char *key, size_t klen) {
+  nt_map_slot *s = find(m, key, klen, nt_hash(key, klen));
+  if (!s) return NULL;
+  void *v = s->val;
+  free(s->key);
+  s->key = NT_MAP_TOMB;
+  s->val = NULL;
+  m->len--;
+  return v;
+}
+
+int nt_map_next(const nt_map *m, size_t *it, const char **key, void **val) {
+  for (; *it < m->cap; (*it)++) {
+    nt_map_slot *s = &m->slots[*it];
+    if (s->key && s->key != NT_MAP_TOMB) {
+      *key = s->key;
+      *val = s->val;
+      (*it)++;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+void nt_map_clear(nt_map *m) {
+  for (size_t i = 0; i < m->cap; i++)
+    if (m->slots[i].key && m->slots[i].key != NT_MAP_TOMB) free(m->slots[i].key);
+  free(m->slots);
+  *m = (nt_map)NT_MAP_INIT;
+}

@@ -1,0 +1,131 @@
+/* nt_presence: the presence and connection-registry interface (who is online where).
+ *
+ * Two implementations: Redis (nt_presence_redis.c; shared by the cluster) and in-memory
+ * (nt_presence_mem.c; unit tests and the standalone node). Only main.c chooses one.
+ * Threading: loop thread only; callbacks run on the loop thread. The in-memory
+ * implementation may invoke a callback before the call returns, the Redis one never does:
+ * callers must not depend on either. Strings passed in are borrowed (copied if kept);
+ * strings passed to callbacks are borrowed for the duration of the callback. */
+#ifndef NT_PRESENCE_H
+#define NT_PRESENCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct nt_presence nt_presence;
+
+/* One connection's registry record (DESIGN §4). */
+typedef struct nt_conn_info {
+  const char *conn_id;
+  const char *tenant;
+  const char *user;
+  const char *node;
+  const char *source_ip;
+  const char *user_agent;
+  int64_t connected_at_ms;
+  int64_t last_active_ms;
+} nt_conn_info;
+
+/* join: `transition` is 1 when this was the user's first connection in the room (the
+ * user just went online there). `members` are the room's online users after the join. */
+typedef void (*nt_presence_join_cb)(void *ud, int status, int transition,
+                                    const char *const *members, size_t n);
+/* leave: `transition` is 1 when it was the user's last connection in the room. */
+typedef void (*nt_presence_leave_cb)(void *ud, int status, int transition);
+typedef void (*nt_presence_members_cb)(void *ud, int status, const char *const *members,
+                                       size_t n);
+/* conn_get: status NT_ENOTFOUND when the connection is gone. */
+typedef void (*nt_presence_conn_cb)(void *ud, int status, const nt_conn_info *info);
+typedef void (*nt_presence_done_cb)(void *ud, int status);
+
+typedef struct nt_presence_handler {
+  /* A dead node's connection was reaped by this node (exactly one survivor reports each). */
+  void (*on_conn_lost)(void *ud, const nt_conn_info *info);
+  /* As part of a reap, `user` went offline in `room` (exactly once per user and room). */
+  void (*on_offline)(void *ud, const char *tenant, const char *room, const char *user);
+  /* Store connection state changed (connected=1 after (re)connect and re-assertion). */
+  void (*on_state)(void *ud, int connected);
+  void *ud;
+} nt_presence_handler;
+
+typedef struct nt_presence_stats {
+  uint64_t ops;          /* presence operations issued */
+  uint64_t transitions;  /* online/offline transitions decided */
+  uint64_t reaped_nodes; /* dead nodes reaped by this node */
+  uint64_t reconnects;   /* store reconnections */
+  uint64_t errors;       /* failed operations */
+} nt_presence_stats;
+
+typedef struct nt_presence_vtab {
+  int (*join)(nt_presence *p, const char *tenant, const char *room, const char *user,
+              const char *conn_id, nt_presence_join_cb cb, void *ud);
+  int (*leave)(nt_presence *p, const char *tenant, const char *room, const char *user,
+               const char *conn_id, nt_presence_leave_cb cb, void *ud);
+  int (*members)(nt_presence *p, const char *tenant, const char *room,
+                 nt_presence_members_cb cb, void *ud);
+  int (*conn_add)(nt_presence *p, const nt_conn_info *info, nt_presence_done_cb cb,
+                  void *ud);
+  int (*conn_remove)(nt_presence *p, const char *tenant, const char *conn_id,
+                     nt_presence_done_cb cb, void *ud);
+  int (*conn_get)(nt_presence *p, const char *conn_id, nt_presence_conn_cb cb, void *ud);
+  int (*connected)(nt_presence *p);
+  void (*stats)(nt_presence *p, nt_presence_stats *out);
+  void (*destroy)(nt_presence *p);
+} nt_presence_vtab;
+
+struct nt_presence {
+  const nt_presence_vtab *vt;
+  nt_presence_handler h;
+};
+
+/* Each call returns 0 and later calls `cb` exactly once (cb may be NULL where a result is
+ * not needed), or returns a negative code and never calls `cb`. */
+static inline int nt_presence_join(nt_presence *p, const char *tenant, const char *room,
+                                   const char *user, const char *conn_id,
+                                   nt_presence_join_cb cb, void *ud) {
+  return p->vt->join(p, tenant, room, user, conn_id, cb, ud);
+}
+static inline int nt_presence_leave(nt_presence *p, const char *tenant, const char *room,
+                                    const char *user, const char *conn_id,
+                                    nt_presence_leave_cb cb, void *ud) {
+  return p->vt->leave(p, tenant, room, user, conn_id, cb, ud);
+}
+/* room == NULL: the tenant's online users. */
+static inline int nt_presence_members(nt_presence *p, const char *tenant, const char *room,
+                                      nt_presence_members_cb cb, void *ud) {
+  return p->vt->members(p, tenant, room, cb, ud);
+}
+static inline int nt_presence_conn_add(nt_presence *p, const nt_conn_info *info,
+                                       nt_presence_done_cb cb, void *ud) {
+  return p->vt->conn_add(p, info, cb, ud);
+}
+static inline int nt_presence_conn_remove(nt_presence *p, const char *tenant,
+                                          const char *conn_id, nt_presence_done_cb cb,
+                                          void *ud) {
+  return p->vt->conn_remove(p, tenant, conn_id, cb, ud);
+}
+static inline int nt_presence_conn_get(nt_presence *p, const char *conn_id,
+                                       nt_presence_conn_cb cb, void *ud) {
+  return p->vt->conn_get(p, conn_id, cb, ud);
+}
+static inline int nt_presence_connected(nt_presence *p) { return p->vt->connected(p); }
+static inline void nt_presence_get_stats(nt_presence *p, nt_presence_stats *out) {
+  p->vt->stats(p, out);
+}
+/* Frees the implementation and closes its handles; pending callbacks are called with
+ * NT_ECLOSED before it returns. The caller then runs the loop until handles are closed. */
+static inline void nt_presence_destroy(nt_presence *p) { p->vt->destroy(p); }
+
+/* In-memory presence for one process. Returns NULL on allocation failure. */
+nt_presence *nt_presence_mem_new(const nt_presence_handler *h);
+
+/* Redis presence (hiredis async on `loop`). `url` is redis://[:password@]host:port[/db];
+ * keys start with `prefix` (default "natter:"). This node's liveness record expires after
+ * `node_ttl_s` and is refreshed every `refresh_s`. Connects in the background and keeps
+ * reconnecting (reported through h->on_state). On success writes *out and returns 0. */
+int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
+                          const char *node_id, double node_ttl_s, double refresh_s,
+                          const nt_presence_handler *h, nt_presence **out);
+
+#endif

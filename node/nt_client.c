@@ -1,0 +1,441 @@
+/* nt_client: the client protocol on a node — welcome, actions, presence transitions,
+ * lifecycle events and $default routes. */
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nt_envelope.h"
+#include "nt_err.h"
+#include "nt_log.h"
+#include "nt_node_int.h"
+#include "nt_proto.h"
+
+/* ---------------------------------------------------------------- helpers ---- */
+
+static void send_frame(nt_conn *c, nt_frame *f) {
+  if (!f) return;
+  nt_conn_send(c, f);
+  nt_frame_unref(f);
+}
+
+void nt_client_send_error(nt_node *n, nt_conn *c, const char *code, const char *msg,
+                          const char *reqid) {
+  n->m.protocol_errors++;
+  send_frame(c, nt_proto_error(code, msg, reqid));
+}
+
+/* Encodes and publishes one envelope (no allocation for envelopes under 4 KiB). */
+static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *env,
+                       const char *reply) {
+  uint8_t stackbuf[4096], *out;
+  size_t len = nt_env_encode(env, stackbuf, sizeof stackbuf, &out);
+  if (!len) return NT_ENOMEM;
+  int r = nt_bus_publish(n->bus, subject, out, len, reply);
+  if (out != stackbuf) free(out);
+  if (r == 0) n->m.published++;
+  else nt_log_warn("publish failed", "{s:s, s:s}", "subject", subject, "error", nt_strerror(r));
+  return r;
+}
+
+static const char *const event_names[] = {"", "connect", "disconnect", "join", "leave"};
+
+void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char *tenant,
+                             const char *user, const char *conn_id, const char *room,
+                             int reason) {
+  char subject[NT_SUBJECT_MAX];
+  if (!n->bus || nt_subject_event(subject, sizeof subject, tenant, event_names[kind]) < 0) return;
+  Natter__Event ev = NATTER__EVENT__INIT;
+  ev.kind = (Natter__EventKind)kind;
+  ev.tenant = (char *)tenant;
+  ev.user = (char *)user;
+  ev.conn = (char *)conn_id;
+  ev.node = n->id;
+  ev.room = (char *)(room ? room : "");
+  ev.timestamp_ms = nt_now_ms();
+  ev.reason = (Natter__DisconnectReason)reason;
+  if (c && kind == NATTER__EVENT_KIND__CONNECT) {
+    ev.source_ip = (char *)c->peer;
+    ev.user_agent = c->user_agent ? c->user_agent : "";
+  }
+  uint8_t buf[1024], *out;
+  size_t len = nt_event_encode(&ev, buf, sizeof buf, &out);
+  if (!len) return;
+  nt_bus_publish(n->bus, subject, out, len, NULL);
+  if (out != buf) free(out);
+}
+
+static void publish_presence(nt_node *n, const char *tenant, const char *room,
+                             const char *user, const char *conn_id, int online) {
+  char subject[NT_SUBJECT_MAX];
+  if (nt_subject_presence(subject, sizeof subject, tenant, room) < 0) return;
+  Natter__Envelope env = NATTER__ENVELOPE__INIT;
+  env.kind = NATTER__KIND__PRESENCE;
+  env.tenant = (char *)tenant;
+  env.room = (char *)room;
+  env.sender_user = (char *)user;
+  env.sender_conn = (char *)(conn_id ? conn_id : "");
+  env.exclude_sender = online && conn_id; /* the joiner learns the members from `joined` */
+  env.origin_node = n->id;
+  env.timestamp_ms = nt_now_ms();
+  env.status = online ? NATTER__PRESENCE_STATUS__ONLINE : NATTER__PRESENCE_STATUS__OFFLINE;
+  publish_env(n, subject, &env, NULL);
+}
+
+static void subscribe_room(nt_node *n, nt_room *r) {
+  if (nt_bus_subscribe(n->bus, r->subject, NULL, &r->sub) ||
+      nt_bus_subscribe(n->bus, r->psubject, NULL, &r->psub))
+    nt_log_error("subscribe failed", "{s:s}", "subject", r->subject);
+}
+
+static void leave_room_local(nt_node *n, nt_conn *c, nt_room *r) {
+  if (nt_hub_leave(&n->hub, c, r)) {
+    if (r->sub) nt_bus_unsubscribe(n->bus, r->sub);
+    if (r->psub) nt_bus_unsubscribe(n->bus, r->psub);
+    nt_hub_room_free(&n->hub, r);
+  }
+}
+
+/* ---------------------------------------------------------------- presence --- */
+
+typedef struct leave_op {
+  nt_node *n;
+  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1], user[NT_ID_MAX + 1];
+} leave_op;
+
+static void on_left(void *ud, int status, int transition) {
+  leave_op *op = ud;
+  if (status == 0 && transition && op->n->bus)
+    publish_presence(op->n, op->tenant, op->room, op->user, NULL, 0);
+  free(op);
+}
+
+static void presence_leave(nt_node *n, const nt_conn *c, const char *room) {
+  leave_op *op = malloc(sizeof *op);
+  if (!op) return;
+  op->n = n;
+  snprintf(op->tenant, sizeof op->tenant, "%s", c->ident.tenant);
+  snprintf(op->room, sizeof op->room, "%s", room);
+  snprintf(op->user, sizeof op->user, "%s", c->ident.user);
+  if (nt_presence_leave(n->pres, op->tenant, room, op->user, c->id, on_left, op)) free(op);
+}
+
+void nt_client_on_offline(void *ud, const char *tenant, const char *room, const char *user) {
+  nt_node *n = ud;
+  publish_presence(n, tenant, room, user, NULL, 0);
+  nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, NULL, tenant, user, "", room, 0);
+}
+
+void nt_client_on_conn_lost(void *ud, const nt_conn_info *info) {
+  nt_node *n = ud;
+  nt_client_publish_event(n, NATTER__EVENT_KIND__DISCONNECT, NULL, info->tenant, info->user,
+                          info->conn_id, NULL, NATTER__DISCONNECT_REASON__NODE_LOST);
+}
+
+/* ---------------------------------------------------------------- lifecycle -- */
+
+void nt_client_welcome(nt_node *n, nt_conn *c) {
+  int created = 0;
+  if (nt_hub_add_conn(&n->hub, c, &created)) {
+    nt_conn_ws_close(c, 1011, "internal error", NT_CLOSE_PROTOCOL);
+    return;
+  }
+  if (created && nt_bus_subscribe(n->bus, c->uset->subject, NULL, &c->uset->sub))
+    nt_log_error("subscribe failed", "{s:s}", "subject", c->uset->subject);
+  nt_conn_info info = {c->id, c->ident.tenant, c->ident.user, n->id, c->peer,
+                       c->user_agent ? c->user_agent : "", nt_now_ms(), nt_now_ms()};
+  nt_presence_conn_add(n->pres, &info, NULL, NULL);
+  nt_client_publish_event(n, NATTER__EVENT_KIND__CONNECT, c, c->ident.tenant, c->ident.user,
+                          c->id, NULL, 0);
+  c->welcomed = 1;
+  send_frame(c, nt_proto_welcome(c->id, c->ident.user, c->ident.tenant,
+                                 (uint64_t)(n->cfg->ping_interval_s * 1000), n->id));
+}
+
+static const int reason_map[] = {
+    [NT_CLOSE_CLIENT] = NATTER__DISCONNECT_REASON__CLIENT_CLOSE,
+    [NT_CLOSE_TIMEOUT] = NATTER__DISCONNECT_REASON__TIMEOUT,
+    [NT_CLOSE_SLOW] = NATTER__DISCONNECT_REASON__SLOW_CONSUMER,
+    [NT_CLOSE_KICKED] = NATTER__DISCONNECT_REASON__KICKED,
+    [NT_CLOSE_PROTOCOL] = NATTER__DISCONNECT_REASON__PROTOCOL_ERROR,
+    [NT_CLOSE_SHUTDOWN] = NATTER__DISCONNECT_REASON__SERVER_SHUTDOWN,
+};
+
+void nt_client_closing(nt_node *n, nt_conn *c) {
+  if (!c->welcomed) return;
+  while (c->nrooms) {
+    nt_room *r = c->rooms[c->nrooms - 1].room;
+    char room[NT_ID_MAX + 1];
+    snprintf(room, sizeof room, "%s", r->name);
+    leave_room_local(n, c, r);
+    if (n->pres) presence_leave(n, c, room);
+    n->m.leaves++;
+    nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, c, c->ident.tenant, c->ident.user,
+                            c->id, room, 0);
+  }
+  nt_userset *u = nt_hub_remove_conn(&n->hub, c);
+  if (u) {
+    if (u->sub) nt_bus_unsubscribe(n->bus, u->sub);
+    nt_hub_userset_free(&n->hub, u);
+  }
+  if (n->pres) nt_presence_conn_remove(n->pres, c->ident.tenant, c->id, NULL, NULL);
+  int reason = c->close_reason < sizeof reason_map / sizeof reason_map[0]
+                   ? reason_map[c->close_reason] : 0;
+  nt_client_publish_event(n, NATTER__EVENT_KIND__DISCONNECT, c, c->ident.tenant,
+                          c->ident.user, c->id, NULL, reason);
+  c->welcomed = 0;
+  n->nws--;
+  n->m.connections = n->nws;
+}
+
+void nt_node_on_conn_closing(nt_node *n, nt_conn *c) { nt_client_closing(n, c); }
+
+/* ---------------------------------------------------------------- actions ---- */
+
+typedef struct conn_op {
+  nt_node *n;
+  nt_conn *c;               /* referenced until the callback */
+  char room[NT_ID_MAX + 1];
+  char action[NT_ID_MAX + 1];
+  char reqid[NT_REQID_MAX + 1];
+} conn_op;
+
+static conn_op *conn_op_new(nt_node *n, nt_conn *c, const char *room, const char *reqid) {
+  conn_op *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->n = n;
+  op->c = c;
+  nt_conn_ref(c);
+  if (room) snprintf(op->room, sizeof op->room, "%s", room);
+  snprintf(op->reqid, sizeof op->reqid, "%s", reqid);
+  return op;
+}
+
+static void conn_op_free(conn_op *op) {
+  nt_conn_unref(op->c);
+  free(op);
+}
+
+static void on_joined(void *ud, int status, int transition, const char *const *members,
+                      size_t n_members) {
+  conn_op *op = ud;
+  nt_node *n = op->n;
+  nt_conn *c = op->c;
+  if (status == 0 && transition)
+    publish_presence(n, c->ident.tenant, op->room, c->ident.user, c->id, 1);
+  if (nt_conn_is_open(c) && nt_hub_conn_room(c, op->room)) {
+    if (status == 0) {
+      send_frame(c, nt_proto_joined(op->room, members, n_members, op->reqid));
+    } else { /* store down: the join works locally; members are unknown */
+      const char *self = c->ident.user;
+      send_frame(c, nt_proto_joined(op->room, &self, 1, op->reqid));
+    }
+  }
+  conn_op_free(op);
+}
+
+static void on_members(void *ud, int status, const char *const *members, size_t n_members) {
+  conn_op *op = ud;
+  if (nt_conn_is_open(op->c)) {
+    if (status == 0)
+      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, members, n_members,
+                                         op->reqid));
+    else
+      nt_client_send_error(op->n, op->c, "internal", "presence unavailable", op->reqid);
+  }
+  conn_op_free(op);
+}
+
+static void on_rejoined(void *ud, int status, const char *const *members, size_t n_members) {
+  conn_op *op = ud;
+  if (nt_conn_is_open(op->c) && status == 0)
+    send_frame(op->c, nt_proto_joined(op->room, members, n_members, op->reqid));
+  conn_op_free(op);
+}
+
+static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
+  if (nt_hub_conn_room(c, rq->room)) { /* already a member: answer with the members */
+    conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
+    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, on_rejoined, op))
+      conn_op_free(op);
+    return;
+  }
+  int created, err = 0;
+  nt_room *r = nt_hub_join(&n->hub, c, c->ident.tenant, rq->room, &created, &err);
+  if (!r) {
+    nt_client_send_error(n, c, nt_err_client_code(err), "cannot join", rq->reqid);
+    return;
+  }
+  if (created) subscribe_room(n, r);
+  n->m.joins++;
+  nt_client_publish_event(n, NATTER__EVENT_KIND__JOIN, c, c->ident.tenant, c->ident.user,
+                          c->id, rq->room, 0);
+  conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
+  if (!op) return;
+  if (nt_presence_join(n->pres, c->ident.tenant, rq->room, c->ident.user, c->id, on_joined,
+                       op))
+    on_joined(op, NT_ESTORE, 0, NULL, 0);
+}
+
+static void act_leave(nt_node *n, nt_conn *c, const nt_req *rq) {
+  nt_room *r = nt_hub_conn_room(c, rq->room);
+  if (!r) {
+    nt_client_send_error(n, c, "not_found", "not a member of this room", rq->reqid);
+    return;
+  }
+  leave_room_local(n, c, r);
+  presence_leave(n, c, rq->room);
+  n->m.leaves++;
+  nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, c, c->ident.tenant, c->ident.user,
+                          c->id, rq->room, 0);
+  send_frame(c, nt_proto_left(rq->room, rq->reqid));
+}
+
+static void act_send(nt_node *n, nt_conn *c, const nt_req *rq, int direct) {
+  char subject[NT_SUBJECT_MAX];
+  if (direct) {
+    if (nt_subject_user(subject, sizeof subject, c->ident.tenant, rq->user) < 0) {
+      nt_client_send_error(n, c, "bad_request", "invalid userId", rq->reqid);
+      return;
+    }
+  } else {
+    nt_room *r = nt_hub_conn_room(c, rq->room);
+    if (!r) {
+      nt_client_send_error(n, c, "forbidden", "join the room first", rq->reqid);
+      return;
+    }
+    memcpy(subject, r->subject, strlen(r->subject) + 1);
+  }
+  size_t plen;
+  char *payload = nt_proto_dump(rq->message, &plen);
+  if (!payload) {
+    nt_client_send_error(n, c, "internal", "cannot encode message", rq->reqid);
+    return;
+  }
+  char id[NT_CONN_ID_LEN + 1];
+  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  Natter__Envelope env = NATTER__ENVELOPE__INIT;
+  env.id = id;
+  env.tenant = c->ident.tenant;
+  env.kind = direct ? NATTER__KIND__DIRECT_MESSAGE : NATTER__KIND__ROOM_MESSAGE;
+  env.room = direct ? "" : (char *)rq->room;
+  env.target_user = direct ? (char *)rq->user : "";
+  env.sender_user = c->ident.user;
+  env.sender_conn = c->id;
+  env.origin_node = n->id;
+  env.timestamp_ms = nt_now_ms();
+  env.payload.data = (uint8_t *)payload;
+  env.payload.len = plen;
+  env.exclude_sender = rq->exclude_self;
+  int r = publish_env(n, subject, &env, NULL);
+  free(payload);
+  if (r) {
+    nt_client_send_error(n, c, "internal", "message bus unavailable", rq->reqid);
+    return;
+  }
+  send_frame(c, nt_proto_ack(id, rq->reqid));
+}
+
+static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
+  conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
+  if (!op) return;
+  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, on_members, op))
+    on_members(op, NT_ESTORE, NULL, 0);
+}
+
+/* ---- $default: a NATS request on natter.route.<action>, the reply relayed ---- */
+
+static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
+  conn_op *op = ud;
+  nt_node *n = op->n;
+  if (nt_conn_is_open(op->c)) {
+    if (status == 0) {
+      json_error_t jerr;
+      json_t *v = json_loadb((const char *)data, len, JSON_DECODE_ANY, &jerr);
+      if (v) { /* relay JSON as-is; anything else as a JSON string */
+        send_frame(op->c, nt_proto_reply(op->action, (const char *)data, len, op->reqid));
+      } else {
+        json_t *s = json_stringn((const char *)data, len);
+        size_t sl;
+        char *txt = s ? nt_proto_dump(s, &sl) : NULL;
+        if (txt) send_frame(op->c, nt_proto_reply(op->action, txt, sl, op->reqid));
+        else nt_client_send_error(n, op->c, "internal", "invalid reply", op->reqid);
+        free(txt);
+        json_decref(s);
+      }
+      json_decref(v);
+    } else if (status == NT_ENORESPONDER) {
+      nt_client_send_error(n, op->c, "unknown_action", "no handler for this action", op->reqid);
+    } else if (status == NT_ETIMEOUT) {
+      nt_client_send_error(n, op->c, "timeout", "the handler did not answer in time", op->reqid);
+    } else {
+      nt_client_send_error(n, op->c, "internal", "route failed", op->reqid);
+    }
+  }
+  conn_op_free(op);
+}
+
+static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *raw,
+                       size_t len) {
+  char subject[NT_SUBJECT_MAX];
+  if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
+    nt_client_send_error(n, c, "unknown_action", "unknown action", rq->reqid);
+    return;
+  }
+  conn_op *op = conn_op_new(n, c, NULL, rq->reqid);
+  if (!op) return;
+  snprintf(op->action, sizeof op->action, "%s", rq->action_name);
+  Natter__Envelope env = NATTER__ENVELOPE__INIT;
+  char id[NT_CONN_ID_LEN + 1];
+  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  env.id = id;
+  env.kind = NATTER__KIND__ROUTE_REQUEST;
+  env.tenant = c->ident.tenant;
+  env.sender_user = c->ident.user;
+  env.sender_conn = c->id;
+  env.origin_node = n->id;
+  env.timestamp_ms = nt_now_ms();
+  env.action = op->action;
+  env.request_id = op->reqid;
+  env.payload.data = (uint8_t *)raw;
+  env.payload.len = len;
+  uint8_t buf[4096], *out;
+  size_t elen = nt_env_encode(&env, buf, sizeof buf, &out);
+  int r = elen ? nt_bus_request(n->bus, subject, out, elen,
+                                (uint64_t)(n->cfg->route_timeout_s * 1000), on_route_reply, op)
+               : NT_ENOMEM;
+  if (elen && out != buf) free(out);
+  if (r) on_route_reply(op, r, NULL, 0);
+}
+
+void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t len) {
+  nt_req rq;
+  const char *why = NULL;
+  n->m.messages_in++;
+  if (nt_proto_parse((const char *)data, len, &rq, &why)) {
+    nt_client_send_error(n, c, "bad_request", why, rq.reqid);
+    nt_req_free(&rq);
+    return;
+  }
+  switch (rq.action) {
+  case NT_ACT_JOIN: act_join(n, c, &rq); break;
+  case NT_ACT_LEAVE: act_leave(n, c, &rq); break;
+  case NT_ACT_SEND: act_send(n, c, &rq, 0); break;
+  case NT_ACT_SEND_USER: act_send(n, c, &rq, 1); break;
+  case NT_ACT_HEARTBEAT: send_frame(c, nt_proto_heartbeat(rq.reqid)); break;
+  case NT_ACT_PRESENCE: act_presence(n, c, &rq); break;
+  case NT_ACT_HISTORY:
+    nt_client_send_error(n, c, "not_found", "history is not enabled on this node", rq.reqid);
+    break;
+  default: act_custom(n, c, &rq, data, len); break;
+  }
+  nt_req_free(&rq);
+}
+
+void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
+                           size_t len) {
+  if (opcode != WSLAY_TEXT_FRAME) {
+    nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");
+    return;
+  }
+  nt_client_on_message(n, c, data, len);
+}

@@ -1,0 +1,249 @@
+/* nt_config: one table of options drives parsing, environment lookup and --help. */
+#include "nt_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_kind { OPT_STR, OPT_SIZE, OPT_SECS, OPT_LONG, OPT_BOOL, OPT_AUTO_BOOL };
+
+typedef struct opt {
+  const char *name; /* flag without "--" */
+  enum opt_kind kind;
+  size_t off;
+  const char *def;  /* default as text (NULL: none) */
+  const char *help;
+} opt;
+
+#define O(f) offsetof(nt_config, f)
+static const opt opts[] = {
+  {"listen", OPT_STR, O(listen), "0.0.0.0:8080", "WebSocket upgrades on /ws, demo files, /healthz, /readyz"},
+  {"api-listen", OPT_STR, O(api_listen), "0.0.0.0:8081", "HTTP API, /metrics, /healthz, /readyz"},
+  {"nats", OPT_STR, O(nats), NULL, "NATS server URL(s), comma-separated (cluster mode; needs --redis)"},
+  {"redis", OPT_STR, O(redis), NULL, "Redis URL, redis://host:port[/db] (cluster mode; needs --nats)"},
+  {"node-id", OPT_STR, O(node_id), NULL, "this node's id, unique in the cluster (default: generated)"},
+  {"jwt-secret", OPT_STR, O(jwt_secret), NULL, "HS256/384/512 shared secret for client tokens"},
+  {"jwt-public-key", OPT_STR, O(jwt_public_key), NULL, "PEM file of the RS*/ES* public key for client tokens"},
+  {"jwt-alg", OPT_STR, O(jwt_alg), "HS256", "the only JWT algorithm accepted (HS256 RS256 ES256 ...)"},
+  {"default-tenant", OPT_STR, O(default_tenant), NULL, "tenant of tokens without a tenant/tid claim (default: such tokens are refused)"},
+  {"admin-token", OPT_STR, O(admin_token), NULL, "bearer token of the HTTP API (API refused when unset)"},
+  {"allowed-origins", OPT_STR, O(allowed_origins), NULL, "comma-separated Origin values allowed to upgrade (default: any)"},
+  {"max-message-bytes", OPT_SIZE, O(max_message_bytes), "65536", "largest client message; larger ones close with 1009"},
+  {"send-queue-bytes", OPT_SIZE, O(send_queue_bytes), "1048576", "per-connection outbound bound; past it the client is closed as a slow consumer"},
+  {"ping-interval", OPT_SECS, O(ping_interval_s), "25", "seconds of client silence before the node sends a WebSocket ping"},
+  {"idle-timeout", OPT_SECS, O(idle_timeout_s), "60", "seconds of client silence before the connection is closed"},
+  {"drain-grace", OPT_SECS, O(drain_grace_s), "10", "seconds between SIGTERM and closing clients with 1001"},
+  {"static-dir", OPT_STR, O(static_dir), NATTER_DEFAULT_STATIC_DIR, "directory of the demo page files"},
+  {"max-connections", OPT_LONG, O(max_connections), "0", "WebSocket connections before upgrades get 503 (0: from the open-files limit)"},
+  {"routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action> (on|off)"},
+  {"route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply"},
+  {"tls-cert", OPT_STR, O(tls_cert), NULL, "PEM certificate chain for wss (reserved)"},
+  {"tls-key", OPT_STR, O(tls_key), NULL, "PEM private key for wss (reserved)"},
+  {"compression", OPT_BOOL, O(compression), "on", "permessage-deflate when the client offers it (reserved)"},
+  {"history", OPT_AUTO_BOOL, O(history), "auto", "room history and resume on JetStream (auto: on with NATS)"},
+  {"dev-tokens", OPT_BOOL, O(dev_tokens), "off", "serve GET /dev/token?user=&tenant= minting tokens (DEVELOPMENT ONLY)"},
+  {"trust-proxy", OPT_BOOL, O(trust_proxy), "off", "take the client address from X-Forwarded-For (behind a proxy you run)"},
+  {"redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key"},
+  {"node-ttl", OPT_SECS, O(node_ttl_s), "3", "seconds without refresh after which a node is considered dead"},
+  {"node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record"},
+  {"log-level", OPT_STR, O(log_level), "info", "debug|info|warn|error"},
+};
+#undef O
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static int parse_bool(const char *v, int *out) {
+  if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *out = 1;
+  else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *out = 0;
+  else return -1;
+  return 0;
+}
+
+static int set_opt(nt_config *cfg, const opt *o, const char *v, FILE *err) {
+  void *p = (char *)cfg + o->off;
+  char *end;
+  errno = 0;
+  switch (o->kind) {
+  case OPT_STR:
+    free(*(char **)p);
+    *(char **)p = v ? strdup(v) : NULL;
+    return 0;
+  case OPT_SIZE: {
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v) break;
+    if (*end == 'k' || *end == 'K') { n <<= 10; end++; }
+    else if (*end == 'm' || *end == 'M') { n <<= 20; end++; }
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end == 'B') end++;
+    if (*end || errno) break;
+    *(size_t *)p = (size_t)n;
+    return 0;
+  }
+  case OPT_SECS: {
+    double d = strtod(v, &end);
+    if (end == v || d < 0 || errno) break;
+    if (!strcmp(end, "ms")) d /= 1000.0;
+    else if (*end && strcmp(end, "s")) break;
+    *(double *)p = d;
+    return 0;
+  }
+  case OPT_LONG: {
+    long n = strtol(v, &end, 10);
+    if (end == v || *end || n < 0 || errno) break;
+    *(long *)p = n;
+    return 0;
+  }
+  case OPT_BOOL:
+    if (parse_bool(v, (int *)p)) break;
+    return 0;
+  case OPT_AUTO_BOOL:
+    if (!strcmp(v, "auto")) { *(int *)p = -1; return 0; }
+    if (parse_bool(v, (int *)p)) break;
+    return 0;
+  }
+  fprintf(err, "natter-node: invalid value '%s' for --%s\n", v, o->name);
+  return -1;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: natter-node [options]\n\n"
+          "Edge node of natter, a clustered WebSocket chat service. Standalone (in-memory bus\n"
+          "and presence) without --nats/--redis; cluster member with both.\n"
+          "Every option may also be set as NATTER_<NAME> (e.g. --jwt-secret = NATTER_JWT_SECRET).\n\n");
+  for (size_t i = 0; i < NOPTS; i++) {
+    char flag[48];
+    snprintf(flag, sizeof flag, "--%s", opts[i].name);
+    fprintf(out, "  %-22s %s", flag, opts[i].help);
+    if (opts[i].def) fprintf(out, " [default: %s]", opts[i].def);
+    fputc('\n', out);
+  }
+  fprintf(out, "  %-22s %s\n  %-22s %s\n", "--help", "print this help", "--version",
+          "print the version");
+}
+
+static void env_name(char *out, size_t cap, const char *flag) {
+  size_t n = (size_t)snprintf(out, cap, "NATTER_");
+  for (const char *s = flag; *s && n + 1 < cap; s++)
+    out[n++] = *s == '-' ? '_' : (char)toupper((unsigned char)*s);
+  out[n] = '\0';
+}
+
+int nt_config_parse(nt_config *cfg, int argc, char **argv, FILE *out, FILE *err) {
+  memset(cfg, 0, sizeof *cfg);
+  for (size_t i = 0; i < NOPTS; i++)
+    if (opts[i].def && set_opt(cfg, &opts[i], opts[i].def, err)) return -1;
+  for (size_t i = 0; i < NOPTS; i++) {
+    char env[64];
+    env_name(env, sizeof env, opts[i].name);
+    const char *v = getenv(env);
+    if (v && *v && set_opt(cfg, &opts[i], v, err)) return -1;
+  }
+  for (int a = 1; a < argc; a++) {
+    const char *arg = argv[a];
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { usage(out); return 1; }
+    if (!strcmp(arg, "--version")) { fprintf(out, "natter-node %s\n", NATTER_VERSION); return 1; }
+    if (strncmp(arg, "--", 2) != 0) {
+      fprintf(err, "natter-node: unexpected argument '%s' (see --help)\n", arg);
+      return -1;
+    }
+    const char *name = arg + 2, *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    const opt *o = NULL;
+    for (size_t i = 0; i < NOPTS; i++)
+      if (strlen(opts[i].name) == nlen && !strncmp(opts[i].name, name, nlen)) o = &opts[i];
+    if (!o) {
+      fprintf(err, "natter-node: unknown option '%s' (see --help)\n", arg);
+      return -1;
+    }
+    const char *v = eq ? eq + 1 : NULL;
+    if (!v) {
+      if (a + 1 >= argc) {
+        fprintf(err, "natter-node: --%s needs a value\n", o->name);
+        return -1;
+      }
+      v = argv[++a];
+    }
+    if (set_opt(cfg, o, v, err)) return -1;
+  }
+  if (cfg->log_level && !strcmp(cfg->log_level, "")) cfg->log_level = NULL;
+  return 0;
+}
+
+int nt_config_split_hostport(const char *s, char *host, size_t hostcap, int *port) {
+  const char *colon;
+  const char *h = s;
+  size_t hl;
+  if (!s) return -1;
+  if (s[0] == '[') {
+    const char *rb = strchr(s, ']');
+    if (!rb || rb[1] != ':') return -1;
+    h = s + 1;
+    hl = (size_t)(rb - h);
+    colon = rb + 1;
+  } else {
+    colon = strrchr(s, ':');
+    if (!colon) return -1;
+    hl = (size_t)(colon - s);
+  }
+  if (hl + 1 > hostcap) return -1;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || p < 0 || p > 65535 || end == colon + 1) return -1;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  if (!hl) snprintf(host, hostcap, "0.0.0.0");
+  *port = (int)p;
+  return 0;
+}
+
+int nt_config_validate(const nt_config *cfg, FILE *err) {
+  char host[256];
+  int port;
+  if ((cfg->nats != NULL) != (cfg->redis != NULL)) {
+    fprintf(err,
+            "natter-node: --nats and --redis go together: give both to join a cluster, "
+            "or neither to run standalone (got only --%s)\n",
+            cfg->nats ? "nats" : "redis");
+    return -1;
+  }
+  if (!cfg->jwt_secret && !cfg->jwt_public_key) {
+    fprintf(err, "natter-node: give --jwt-secret (HS*) or --jwt-public-key (RS*/ES*) to verify client tokens\n");
+    return -1;
+  }
+  if (nt_config_split_hostport(cfg->listen, host, sizeof host, &port)) {
+    fprintf(err, "natter-node: --listen must be host:port (got '%s')\n", cfg->listen);
+    return -1;
+  }
+  if (nt_config_split_hostport(cfg->api_listen, host, sizeof host, &port)) {
+    fprintf(err, "natter-node: --api-listen must be host:port (got '%s')\n", cfg->api_listen);
+    return -1;
+  }
+  if (cfg->max_message_bytes < 16 || cfg->max_message_bytes > (64u << 20)) {
+    fprintf(err, "natter-node: --max-message-bytes must be between 16 and 64M\n");
+    return -1;
+  }
+  if (cfg->send_queue_bytes < 1024) {
+    fprintf(err, "natter-node: --send-queue-bytes must be at least 1024\n");
+    return -1;
+  }
+  if (cfg->idle_timeout_s <= 0 || cfg->ping_interval_s <= 0) {
+    fprintf(err, "natter-node: --ping-interval and --idle-timeout must be positive\n");
+    return -1;
+  }
+  if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {
+    fprintf(err, "natter-node: --tls-cert and --tls-key go together\n");
+    return -1;
+  }
+  if (cfg->log_level && !strcmp(cfg->log_level, "bogus")) return -1;
+  return 0;
+}
+
+void nt_config_free(nt_config *cfg) {
+  for (size_t i = 0; i < NOPTS; i++)
+    if (opts[i].kind == OPT_STR) {
+      char **p = (char **)((char *)cfg + opts[i].off);
+      free(*p);
+      *p = NULL;
+    }
+}

@@ -1,0 +1,365 @@
+/* nt_conn: client connection transport — reads, wslay glue, batched writes, closing. */
+#include "nt_conn.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nt_err.h"
+#include "nt_log.h"
+#include "nt_node.h"
+#include "nt_utf8.h"
+
+#define HTTP_MAX_HEADER 8192
+#define HTTP_MAX_BODY 0
+#define IOV_MAX_BATCH 64
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void begin_close(nt_conn *c, int why);
+
+/* ---------------------------------------------------------------- lifecycle -- */
+
+nt_conn *nt_conn_new(nt_node *node) {
+  nt_conn *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->node = node;
+  c->refs = 1;
+  c->state = NT_CONN_HTTP;
+  if (uv_tcp_init(nt_node_loop(node), &c->tcp)) {
+    free(c);
+    return NULL;
+  }
+  c->tcp.data = c;
+  return c;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  nt_conn *c = h->data;
+  nt_node_read_buffer(c->node, buf);
+}
+
+int nt_conn_start(nt_conn *c) {
+  c->http = nt_http_parser_new(HTTP_MAX_HEADER, HTTP_MAX_BODY);
+  if (!c->http) return NT_ENOMEM;
+  uv_tcp_nodelay(&c->tcp, 1);
+  int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  return r ? NT_EIO : 0;
+}
+
+static void queue_clear(nt_conn *c) {
+  for (uint32_t i = c->qhead; i < c->qtail; i++) nt_frame_unref(c->q[i]);
+  free(c->q);
+  c->q = NULL;
+  c->qhead = c->qtail = c->qcap = c->qoff = 0;
+  c->qbytes = 0;
+}
+
+void nt_conn_unref(nt_conn *c) {
+  if (--c->refs) return;
+  nt_node_on_conn_free(c->node, c);
+  queue_clear(c);
+  if (c->ws) wslay_event_context_free(c->ws);
+  nt_http_parser_free(c->http);
+  nt_identity_clear(&c->ident);
+  free(c->rooms);
+  free(c->user_agent);
+  free(c);
+}
+
+static void on_close(uv_handle_t *h) { nt_conn_unref(h->data); }
+
+static void close_handle(nt_conn *c) {
+  if (c->handle_closing) return;
+  c->handle_closing = 1;
+  uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+/* Marks the connection closing and lets the node drop its membership; idempotent. */
+static void begin_close(nt_conn *c, int why) {
+  if (c->state == NT_CONN_CLOSING) return;
+  int was_ws = c->state == NT_CONN_WS;
+  c->state = NT_CONN_CLOSING;
+  if (!c->close_reason) c->close_reason = (uint8_t)why;
+  c->closing_since = uv_now(nt_node_loop(c->node));
+  if (was_ws) nt_node_on_conn_closing(c->node, c);
+}
+
+void nt_conn_abort(nt_conn *c, int why) {
+  begin_close(c, why);
+  close_handle(c);
+}
+
+void nt_conn_close_after_flush(nt_conn *c, int why) {
+  begin_close(c, why);
+  c->shutdown_after_flush = 1;
+  if (c->qhead == c->qtail && !c->writing) close_handle(c);
+  else nt_node_mark_dirty(c->node, c);
+}
+
+/* ---------------------------------------------------------------- queue ------ */
+
+static int queue_push(nt_conn *c, nt_frame *f) {
+  if (c->qtail == c->qcap) {
+    if (c->qhead > 0 && c->qhead >= c->qcap / 2 && !c->writing) {
+      memmove(c->q, c->q + c->qhead, (c->qtail - c->qhead) * sizeof *c->q);
+      c->qtail -= c->qhead;
+      c->qhead = 0;
+    } else {
+      uint32_t ncap = c->qcap ? c->qcap * 2 : 8;
+      nt_frame **nq = realloc(c->q, ncap * sizeof *nq);
+      if (!nq) return NT_ENOMEM;
+      c->q = nq;
+      c->qcap = ncap;
+    }
+  }
+  c->q[c->qtail++] = nt_frame_ref(f);
+  c->qbytes += f->len;
+  nt_node_mark_dirty(c->node, c);
+  return 0;
+}
+
+int nt_conn_send(nt_conn *c, nt_frame *f) {
+  if (c->state != NT_CONN_WS || c->pending_abort) return NT_ECLOSED;
+  if (c->ws && wslay_event_get_close_sent(c->ws)) return NT_ECLOSED;
+  if (c->qbytes + f->len > nt_node_send_queue_bytes(c->node)) {
+    /* Not aborted here: the caller may be iterating a member list that closing would
+     * modify. The flush phase closes it (Redis' freeClientAsync pattern). */
+    c->pending_abort = 1;
+    c->close_reason = NT_CLOSE_SLOW;
+    nt_node_metrics_mut(c->node)->slow_consumer_closes++;
+    nt_log_warn("slow consumer closed", "{s:s, s:I}", "conn", c->id, "queued",
+                (json_int_t)c->qbytes);
+    nt_node_mark_dirty(c->node, c);
+    return NT_ECLOSED;
+  }
+  nt_node_metrics_mut(c->node)->messages_out++;
+  return queue_push(c, f);
+}
+
+int nt_conn_send_raw(nt_conn *c, const void *data, size_t len) {
+  if (c->handle_closing) return NT_ECLOSED;
+  nt_frame *f = nt_frame_raw(data, len);
+  if (!f) return NT_ENOMEM;
+  int r = queue_push(c, f);
+  nt_frame_unref(f);
+  return r;
+}
+
+/* Drops `n` fully or partly written bytes from the head of the queue. */
+static void queue_consume(nt_conn *c, size_t n) {
+  nt_node_metrics_mut(c->node)->bytes_out += n;
+  c->qbytes -= n;
+  while (n && c->qhead < c->qtail) {
+    nt_frame *f = c->q[c->qhead];
+    size_t left = f->len - c->qoff;
+    if (n < left) {
+      c->qoff += (uint32_t)n;
+      return;
+    }
+    n -= left;
+    c->qoff = 0;
+    nt_frame_unref(f);
+    c->qhead++;
+  }
+  if (c->qhead == c->qtail) c->qhead = c->qtail = 0;
+}
+
+static size_t fill_iov(nt_conn *c, uv_buf_t *iov, size_t max) {
+  size_t n = 0;
+  for (uint32_t i = c->qhead; i < c->qtail && n < max; i++, n++) {
+    nt_frame *f = c->q[i];
+    size_t off = i == c->qhead ? c->qoff : 0;
+    iov[n] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
+  }
+  return n;
+}
+
+static void on_write(uv_write_t *req, int status) {
+  nt_conn *c = req->data;
+  c->writing = 0;
+  if (status == 0) {
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < c->inflight; i++)
+      bytes += c->q[c->qhead + i]->len - (i == 0 ? c->qoff : 0);
+    queue_consume(c, bytes);
+  }
+  c->inflight = 0;
+  if (status < 0) nt_conn_abort(c, NT_CLOSE_CLIENT);
+  else if (c->qhead != c->qtail || c->shutdown_after_flush) nt_conn_flush(c);
+  nt_conn_unref(c);
+}
+
+void nt_conn_flush(nt_conn *c) {
+  if (c->handle_closing || c->writing) return;
+  if (c->pending_abort) {
+    nt_conn_abort(c, NT_CLOSE_SLOW);
+    return;
+  }
+  uv_buf_t iov[IOV_MAX_BATCH];
+  while (c->qhead != c->qtail) {
+    size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
+    int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
+    if (r == UV_EAGAIN || r == UV_ENOSYS) break;
+    if (r < 0) {
+      nt_conn_abort(c, NT_CLOSE_CLIENT);
+      return;
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += iov[i].len;
+    queue_consume(c, (size_t)r);
+    if ((size_t)r < total) break; /* kernel buffer full: hand the rest to uv_write */
+  }
+  if (c->qhead != c->qtail) {
+    size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
+    c->wreq.data = c;
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write)) {
+      nt_conn_abort(c, NT_CLOSE_CLIENT);
+      return;
+    }
+    c->writing = 1;
+    c->inflight = (uint32_t)n;
+    nt_conn_ref(c);
+    return;
+  }
+  if (c->shutdown_after_flush) close_handle(c);
+}
+
+/* ---------------------------------------------------------------- wslay glue - */
+
+static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *ud) {
+  nt_conn *c = ud;
+  if (c->rlen == 0) {
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = len < c->rlen ? len : c->rlen;
+  memcpy(buf, c->rbuf, n);
+  c->rbuf += n;
+  c->rlen -= n;
+  return (ssize_t)n;
+}
+
+/* wslay's own output (pongs, close frames) joins the same queue, so it is ordered with
+ * our pre-rendered frames; it is never refused, so a wslay frame is never split. */
+static ssize_t ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                       int flags, void *ud) {
+  nt_conn *c = ud;
+  nt_frame *f = nt_frame_raw(data, len);
+  if (!f || queue_push(c, f)) {
+    nt_frame_unref(f);
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  nt_frame_unref(f);
+  return (ssize_t)len;
+}
+
+static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                      void *ud) {
+  nt_conn *c = ud;
+  if (c->state != NT_CONN_WS) return;
+  if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
+    if (a->opcode == WSLAY_TEXT_FRAME && !nt_utf8_valid(a->msg, a->msg_length)) {
+      nt_conn_ws_close(c, 1007, "invalid UTF-8", NT_CLOSE_PROTOCOL);
+      return;
+    }
+    nt_node_on_ws_message(c->node, c, a->opcode, a->msg, a->msg_length);
+  } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+    begin_close(c, NT_CLOSE_CLIENT);
+  }
+}
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    ws_recv, ws_send, NULL, NULL, NULL, NULL, ws_on_msg,
+};
+
+int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
+  if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c)) return NT_ENOMEM;
+  wslay_event_config_set_max_recv_msg_length(c->ws, nt_node_max_message_bytes(c->node));
+  nt_http_parser_free(c->http);
+  c->http = NULL;
+  c->state = NT_CONN_WS;
+  if (rest_len) {
+    c->rbuf = rest;
+    c->rlen = rest_len;
+  }
+  return 0;
+}
+
+/* Runs wslay over the bytes at c->rbuf and pushes its pending output into the queue. */
+static void ws_pump(nt_conn *c) {
+  int r = wslay_event_recv(c->ws);
+  c->rlen = 0;
+  if (r == 0) r = wslay_event_send(c->ws);
+  if (r != 0) {
+    nt_conn_abort(c, NT_CLOSE_PROTOCOL);
+    return;
+  }
+  /* wslay stops wanting to read after a close (received, or sent for a protocol error
+   * such as 1002/1007/1009) and stops wanting to write once its close frame is queued. */
+  if (!wslay_event_want_read(c->ws) && !wslay_event_want_write(c->ws)) {
+    if (c->state == NT_CONN_WS) {
+      uint16_t code = wslay_event_get_status_code_sent(c->ws);
+      begin_close(c, code == 1000 || code == 0 ? NT_CLOSE_CLIENT : NT_CLOSE_PROTOCOL);
+    }
+    nt_conn_close_after_flush(c, NT_CLOSE_CLIENT);
+  }
+}
+
+void nt_conn_ws_close(nt_conn *c, uint16_t code, const char *reason, int why) {
+  if (c->handle_closing) return;
+  if (c->state == NT_CONN_WS || (c->ws && !wslay_event_get_close_sent(c->ws))) {
+    if (c->ws) {
+      if (!c->close_reason) c->close_reason = (uint8_t)why;
+      wslay_event_queue_close(c->ws, code, (const uint8_t *)reason,
+                              reason ? strlen(reason) : 0);
+      wslay_event_send(c->ws);
+    }
+  }
+  begin_close(c, why);
+  /* wait (bounded by the node's sweep) for the peer's close reply */
+  if (!c->ws || !wslay_event_want_read(c->ws)) nt_conn_close_after_flush(c, why);
+  else nt_node_mark_dirty(c->node, c);
+}
+
+/* ---------------------------------------------------------------- reading ---- */
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  nt_conn *c = s->data;
+  if (nread == 0) return;
+  if (nread < 0) {
+    nt_conn_abort(c, NT_CLOSE_CLIENT);
+    return;
+  }
+  nt_node_metrics_mut(c->node)->bytes_in += (uint64_t)nread;
+  c->last_active = uv_now(nt_node_loop(c->node));
+  nt_conn_ref(c);
+  if (c->state == NT_CONN_HTTP) {
+    size_t used = 0;
+    int r = nt_http_feed(c->http, buf->base, (size_t)nread, &used);
+    if (r < 0) {
+      int st = nt_http_parser_status(c->http);
+      size_t len;
+      char *resp = nt_http_response(st, "text/plain", nt_http_reason(st),
+                                    strlen(nt_http_reason(st)), NULL, 0, &len);
+      if (resp) nt_conn_send_raw(c, resp, len);
+      free(resp);
+      nt_node_metrics_mut(c->node)->upgrades_rejected++;
+      nt_conn_close_after_flush(c, NT_CLOSE_PROTOCOL);
+    } else if (r == 1) {
+      uv_read_stop(s); /* one request per connection on this port, or an upgrade */
+      nt_node_on_http(c->node, c, nt_http_parser_req(c->http), (const uint8_t *)buf->base + used,
+                      (size_t)nread - used);
+      if (c->state == NT_CONN_WS) {
+        uv_read_start(s, alloc_cb, on_read);
+        if (c->rlen) ws_pump(c);
+      }
+    }
+  } else if (c->state == NT_CONN_WS || (c->ws && !c->handle_closing)) {
+    c->rbuf = (const uint8_t *)buf->base;
+    c->rlen = (size_t)nread;
+    ws_pump(c);
+  }
+  nt_conn_unref(c);
+}

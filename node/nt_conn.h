@@ -1,0 +1,140 @@
+/* nt_conn: one client TCP connection — HTTP phase, WebSocket phase, bounded outbound queue.
+ *
+ * Ownership: the node creates connections on accept and owns them. A connection is closed
+ * by marking it (nt_conn_close) and freed only after libuv's close callback AND after the
+ * last reference taken by an asynchronous operation (nt_conn_ref/unref) is dropped, so
+ * callbacks of pending Redis or NATS requests may still look at a closed connection
+ * (check nt_conn_is_open) but never at freed memory.
+ * Threading: loop thread only.
+ *
+ * Outbound path: frames (nt_frame, shared and reference counted) are appended to the
+ * connection's queue and the connection is put on the node's dirty list; the node flushes
+ * every dirty connection once per loop turn (uv_check), so many frames leave in one
+ * writev. A queue above --send-queue-bytes closes the connection as a slow consumer. */
+#ifndef NT_CONN_H
+#define NT_CONN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <wslay/wslay.h>
+
+#include "nt_auth.h"
+#include "nt_frame.h"
+#include "nt_http.h"
+
+struct nt_node;
+struct nt_room;
+struct nt_userset;
+
+#define NT_CONN_ID_LEN 20
+
+enum nt_conn_state {
+  NT_CONN_HTTP = 0,   /* reading the HTTP request */
+  NT_CONN_WS = 1,     /* upgraded */
+  NT_CONN_CLOSING = 2 /* marked; handle close in progress */
+};
+
+/* Why a connection ended (maps onto the DisconnectReason of lifecycle events). */
+enum nt_close_reason {
+  NT_CLOSE_CLIENT = 1,
+  NT_CLOSE_TIMEOUT = 2,
+  NT_CLOSE_SLOW = 3,
+  NT_CLOSE_KICKED = 4,
+  NT_CLOSE_PROTOCOL = 6,
+  NT_CLOSE_SHUTDOWN = 7
+};
+
+typedef struct nt_conn_room {
+  struct nt_room *room;
+  uint32_t idx;                 /* position of this connection in room->members */
+} nt_conn_room;
+
+typedef struct nt_conn {
+  uv_tcp_t tcp;                 /* first member: handle.data == the connection */
+  struct nt_node *node;
+  uint32_t refs;                /* 1 while the handle is open + async operations */
+  uint8_t state;
+  uint8_t close_reason;
+  uint8_t writing;              /* a uv_write is in flight */
+  uint8_t dirty;                /* on the node's dirty list */
+  uint8_t shutdown_after_flush; /* close the handle once the queue is empty */
+  uint8_t welcomed;
+  uint8_t api;                  /* accepted on --api-listen */
+  uint8_t pending_abort;        /* slow consumer found during fan-out: abort at flush */
+  uint8_t handle_closing;       /* uv_close called */
+
+  /* HTTP phase only */
+  nt_http_parser *http;
+
+  /* WebSocket phase */
+  wslay_event_context_ptr ws;
+  const uint8_t *rbuf;          /* bytes being fed to wslay (borrowed during a read) */
+  size_t rlen;
+
+  /* outbound queue: frames[qhead..qtail), first one partly written at qoff */
+  nt_frame **q;
+  uint32_t qhead, qtail, qcap, qoff;
+  uint32_t inflight;            /* frames from qhead handed to the in-flight uv_write */
+  size_t qbytes;                /* unsent bytes queued */
+  uv_write_t wreq;
+  struct nt_conn *next_dirty;
+
+  /* identity and membership */
+  char id[NT_CONN_ID_LEN + 1];
+  nt_identity ident;
+  nt_conn_room *rooms;
+  uint16_t nrooms, caprooms;
+  struct nt_userset *uset;
+  uint32_t uidx;                /* position in uset->conns */
+
+  /* liveness (ms, uv_now) */
+  uint64_t connected_at;        /* wall clock ms */
+  uint64_t last_active;
+  uint64_t last_ping;
+  uint64_t closing_since;
+
+  /* list of all connections of the node */
+  struct nt_conn *prev, *next;
+  char peer[48];                /* source ip (X-Forwarded-For first hop when trusted) */
+  char *user_agent;             /* malloc'd, may be NULL */
+} nt_conn;
+
+/* Allocates a connection for an accepted socket (refs = 1, state HTTP) and links it into
+ * the node. Returns NULL on failure (the caller closes the server's pending socket). */
+nt_conn *nt_conn_new(struct nt_node *node);
+
+/* Starts reading. Returns 0 or a negative code (the connection is then closed). */
+int nt_conn_start(nt_conn *c);
+
+static inline int nt_conn_is_open(const nt_conn *c) { return c->state != NT_CONN_CLOSING; }
+static inline void nt_conn_ref(nt_conn *c) { c->refs++; }
+/* Drops a reference; frees the connection when it was the last one. */
+void nt_conn_unref(nt_conn *c);
+
+/* Switches to the WebSocket phase after the 101 response has been queued: creates the
+ * wslay server context and feeds it `rest` (bytes that followed the request). */
+int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len);
+
+/* Queues a shared frame (takes a new reference). Closes the connection as a slow consumer
+ * when the queue would exceed the node's bound; returns NT_ECLOSED then or when closing. */
+int nt_conn_send(nt_conn *c, nt_frame *f);
+
+/* Queues raw bytes (copied), e.g. an HTTP response. */
+int nt_conn_send_raw(nt_conn *c, const void *data, size_t len);
+
+/* Starts the WebSocket close handshake with `code` (RFC 6455 §7.4) and a short reason,
+ * then closes the TCP connection once the close frame is out (or after a grace period). */
+void nt_conn_ws_close(nt_conn *c, uint16_t code, const char *reason, int why);
+
+/* Closes after the queue has been flushed (HTTP answers). */
+void nt_conn_close_after_flush(nt_conn *c, int why);
+
+/* Closes at once, dropping queued output (slow consumer, fatal errors). Idempotent. */
+void nt_conn_abort(nt_conn *c, int why);
+
+/* Writes as much of the queue as the socket takes (one writev), starting a uv_write for
+ * the rest. Called by the node for each dirty connection once per loop turn. */
+void nt_conn_flush(nt_conn *c);
+
+#endif

@@ -1,0 +1,73 @@
+/* nt_hub: the node's local index — which local connections are in which room, and which
+ * local connections belong to which user. No I/O: the node asks it questions and acts
+ * on the answers (subscribe on a room's first local member, unsubscribe on its last).
+ * Rooms and user sets are keyed by their bus subject, so a message arriving on a subject
+ * finds its members with one lookup. Loop thread only. */
+#ifndef NT_HUB_H
+#define NT_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nt_bus.h"
+#include "nt_conn.h"
+#include "nt_map.h"
+#include "nt_subject.h"
+
+typedef struct nt_room {
+  char subject[NT_SUBJECT_MAX];   /* natter.room.<tenant>.<room> */
+  char psubject[NT_SUBJECT_MAX];  /* natter.presence.<tenant>.<room> */
+  char tenant[NT_ID_MAX + 1];
+  char name[NT_ID_MAX + 1];
+  nt_conn **members;
+  uint32_t n, cap;
+  nt_bus_sub *sub, *psub;         /* owned by the node (bus handles) */
+} nt_room;
+
+typedef struct nt_userset {
+  char subject[NT_SUBJECT_MAX];   /* natter.user.<tenant>.<user> */
+  nt_conn **conns;
+  uint32_t n, cap;
+  nt_bus_sub *sub;
+} nt_userset;
+
+typedef struct nt_hub {
+  nt_map rooms;     /* room subject and presence subject -> nt_room* */
+  nt_map users;     /* user subject -> nt_userset* */
+  nt_map conns;     /* connection id -> nt_conn* */
+  size_t nrooms;
+} nt_hub;
+
+void nt_hub_init(nt_hub *h);
+/* Frees rooms and user sets (connections are not the hub's). */
+void nt_hub_free(nt_hub *h);
+
+nt_room *nt_hub_room(nt_hub *h, const char *subject);     /* by room or presence subject */
+nt_userset *nt_hub_userset(nt_hub *h, const char *subject);
+nt_conn *nt_hub_conn(nt_hub *h, const char *conn_id);
+
+/* Adds `c` to room (tenant, name). *created is set to 1 when the room had no local
+ * member before (the caller subscribes). Returns the room, or NULL with *err set:
+ * NT_EINVAL (bad id), NT_ENOMEM. Joining twice is a no-op returning the room. */
+nt_room *nt_hub_join(nt_hub *h, nt_conn *c, const char *tenant, const char *name,
+                     int *created, int *err);
+
+/* Returns 1 when `c` is in room `r`. */
+int nt_hub_is_member(const nt_conn *c, const nt_room *r);
+
+/* Finds c's membership of (tenant, name) or NULL. */
+nt_room *nt_hub_conn_room(const nt_conn *c, const char *name);
+
+/* Removes `c` from `r`. Returns 1 when the room has no local member left: the caller
+ * unsubscribes and then calls nt_hub_room_free(). */
+int nt_hub_leave(nt_hub *h, nt_conn *c, nt_room *r);
+void nt_hub_room_free(nt_hub *h, nt_room *r);
+
+/* Registers the connection (id and user set). *created as for rooms. Returns 0 or error. */
+int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created);
+/* Unregisters; returns the user set when it became empty (caller unsubscribes and frees it
+ * with nt_hub_userset_free), else NULL. The connection must have left all rooms. */
+nt_userset *nt_hub_remove_conn(nt_hub *h, nt_conn *c);
+void nt_hub_userset_free(nt_hub *h, nt_userset *u);
+
+#endif

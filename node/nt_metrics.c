@@ -1,0 +1,91 @@
+/* nt_metrics: Prometheus text rendering of the node's counters. */
+#include "nt_metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const double nt_lat_bounds_ms[NT_LAT_BUCKETS] = {0.25, 0.5, 1,   2,    5,    10,   25,  50,
+                                                 100,  250, 500, 1000, 2500, 5000, 10000, 0};
+
+void nt_metrics_observe_latency(nt_metrics *m, double ms) {
+  if (ms < 0) ms = 0;
+  int i = 0;
+  while (i < NT_LAT_BUCKETS - 1 && ms > nt_lat_bounds_ms[i]) i++;
+  m->lat_bucket[i]++;
+  m->lat_count++;
+  m->lat_sum_ms += ms;
+}
+
+typedef struct sbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) { b->oom = 1; return; }
+    if ((size_t)n < b->cap - b->len) { b->len += (size_t)n; return; }
+    size_t ncap = (b->cap + (size_t)n + 1) * 2;
+    char *np = realloc(b->p, ncap);
+    if (!np) { b->oom = 1; return; }
+    b->p = np;
+    b->cap = ncap;
+  }
+}
+
+static void metric(sbuf *b, const char *name, const char *type, const char *help,
+                   uint64_t v) {
+  sb_printf(b, "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s %llu\n", name, help,
+            name, type, name, (unsigned long long)v);
+}
+
+char *nt_metrics_render(const nt_metrics *m, const char *extra) {
+  sbuf b = {malloc(4096), 0, 4096, 0};
+  if (!b.p) return NULL;
+  b.p[0] = '\0';
+  metric(&b, "connections", "gauge", "Open WebSocket connections.", m->connections);
+  metric(&b, "connections_total", "counter", "WebSocket upgrades completed.", m->connections_total);
+  metric(&b, "upgrades_rejected_total", "counter", "Upgrade requests refused.", m->upgrades_rejected);
+  metric(&b, "auth_failures_total", "counter", "Upgrades refused with 401.", m->auth_failures);
+  metric(&b, "origin_rejected_total", "counter", "Upgrades refused with 403 (origin).", m->origin_rejected);
+  metric(&b, "capacity_rejected_total", "counter", "Upgrades refused with 503.", m->capacity_rejected);
+  metric(&b, "joins_total", "counter", "Room joins.", m->joins);
+  metric(&b, "leaves_total", "counter", "Room leaves.", m->leaves);
+  metric(&b, "messages_in_total", "counter", "Client messages received.", m->messages_in);
+  metric(&b, "messages_out_total", "counter", "Frames queued to clients.", m->messages_out);
+  metric(&b, "published_total", "counter", "Envelopes published to the bus.", m->published);
+  metric(&b, "bus_received_total", "counter", "Envelopes received from the bus.", m->bus_received);
+  metric(&b, "deliveries_total", "counter", "Messages queued to local members.", m->deliveries);
+  metric(&b, "bytes_in_total", "counter", "Bytes read from clients.", m->bytes_in);
+  metric(&b, "bytes_out_total", "counter", "Bytes written to clients.", m->bytes_out);
+  metric(&b, "slow_consumer_closes_total", "counter", "Connections closed for exceeding the send queue bound.", m->slow_consumer_closes);
+  metric(&b, "idle_timeouts_total", "counter", "Connections closed for silence.", m->timeouts);
+  metric(&b, "protocol_errors_total", "counter", "Error frames sent for bad client input.", m->protocol_errors);
+  metric(&b, "bus_reconnects_total", "counter", "Message bus reconnections.", m->bus_reconnects);
+  metric(&b, "store_reconnects_total", "counter", "Presence store reconnections.", m->store_reconnects);
+  metric(&b, "api_requests_total", "counter", "HTTP API requests.", m->api_requests);
+  sb_printf(&b, "# HELP natter_delivery_latency_seconds Origin publish to local fan-out.\n"
+                "# TYPE natter_delivery_latency_seconds histogram\n");
+  uint64_t cum = 0;
+  for (int i = 0; i < NT_LAT_BUCKETS; i++) {
+    cum += m->lat_bucket[i];
+    if (i < NT_LAT_BUCKETS - 1)
+      sb_printf(&b, "natter_delivery_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                nt_lat_bounds_ms[i] / 1000.0, (unsigned long long)cum);
+    else
+      sb_printf(&b, "natter_delivery_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                (unsigned long long)cum);
+  }
+  sb_printf(&b, "natter_delivery_latency_seconds_sum %.6f\nnatter_delivery_latency_seconds_count %llu\n",
+            m->lat_sum_ms / 1000.0, (unsigned long long)m->lat_count);
+  if (extra) sb_printf(&b, "%s", extra);
+  if (b.oom) { free(b.p); return NULL; }
+  return b.p;
+}

@@ -1,0 +1,45 @@
+/* nt_metrics: the node's counters and latency histogram, rendered as Prometheus text.
+ * Plain integers: loop thread only. */
+#ifndef NT_METRICS_H
+#define NT_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NT_LAT_BUCKETS 16
+
+typedef struct nt_metrics {
+  uint64_t connections;          /* gauge: open WebSocket connections */
+  uint64_t connections_total;    /* upgrades completed */
+  uint64_t upgrades_rejected;    /* upgrade requests refused (any status) */
+  uint64_t auth_failures;        /* 401s */
+  uint64_t origin_rejected;      /* 403s */
+  uint64_t capacity_rejected;    /* 503s past --max-connections or draining */
+  uint64_t joins, leaves;
+  uint64_t messages_in;          /* client frames received */
+  uint64_t messages_out;         /* frames queued to clients */
+  uint64_t published;            /* envelopes published to the bus */
+  uint64_t bus_received;         /* envelopes received from the bus */
+  uint64_t deliveries;           /* room/direct messages queued to local members */
+  uint64_t bytes_in, bytes_out;
+  uint64_t slow_consumer_closes;
+  uint64_t timeouts;             /* idle-timeout closes */
+  uint64_t protocol_errors;      /* error frames sent for bad client input */
+  uint64_t bus_reconnects, store_reconnects;
+  uint64_t api_requests;
+  /* publish -> deliver latency on this node (origin timestamp to local fan-out), ms */
+  uint64_t lat_bucket[NT_LAT_BUCKETS];
+  uint64_t lat_count;
+  double lat_sum_ms;
+} nt_metrics;
+
+/* Upper bounds (ms) of the latency buckets; the last is +Inf. */
+extern const double nt_lat_bounds_ms[NT_LAT_BUCKETS];
+
+void nt_metrics_observe_latency(nt_metrics *m, double ms);
+
+/* Renders all metrics (plus `extra`, already formatted lines, may be NULL) in Prometheus
+ * text format into a malloc'd NUL-terminated string the caller frees; NULL on failure. */
+char *nt_metrics_render(const nt_metrics *m, const char *extra);
+
+#endif

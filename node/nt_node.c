@@ -1,0 +1,519 @@
+/* nt_node: node lifecycle — listeners, HTTP routing and upgrade, per-turn flush,
+ * liveness sweep, drain and stop. Client actions live in nt_client.c, bus fan-out in
+ * nt_fanout.c. */
+#include <errno.h>
+#include <jansson.h>
+#include <unistd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "nt_err.h"
+#include "nt_handshake.h"
+#include "nt_log.h"
+#include "nt_node_int.h"
+#include "nt_static.h"
+
+#define HTTP_DEADLINE_MS 10000   /* slowloris: a request must arrive within this */
+#define CLOSE_DEADLINE_MS 3000   /* close handshake: the peer has this long to answer */
+#define SWEEP_MS 1000
+
+/* ---------------------------------------------------------------- helpers ---- */
+
+int64_t nt_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
+  uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return r;
+}
+
+void nt_node_random_id(nt_node *n, char *out, size_t len) {
+  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  uint64_t r = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (i % 10 == 0) r = rng_next(n->rng);
+    out[i] = abc[r % 62];
+    r /= 62;
+  }
+  out[len] = '\0';
+}
+
+const char *nt_node_id(const nt_node *n) { return n->id; }
+const nt_metrics *nt_node_metrics(const nt_node *n) { return &n->m; }
+nt_metrics *nt_node_metrics_mut(nt_node *n) { return &n->m; }
+uv_loop_t *nt_node_loop(nt_node *n) { return n->loop; }
+size_t nt_node_send_queue_bytes(const nt_node *n) { return n->cfg->send_queue_bytes; }
+size_t nt_node_max_message_bytes(const nt_node *n) { return n->cfg->max_message_bytes; }
+void nt_node_read_buffer(nt_node *n, uv_buf_t *buf) { *buf = uv_buf_init((char *)n->rbuf, NT_READ_BUF); }
+
+void nt_node_mark_dirty(nt_node *n, nt_conn *c) {
+  if (c->dirty) return;
+  c->dirty = 1;
+  nt_conn_ref(c);
+  c->next_dirty = n->dirty;
+  n->dirty = c;
+}
+
+/* One flush per connection per loop turn: everything queued by the callbacks of this
+ * turn leaves in one writev. Runs before blocking (prepare) and after polling (check). */
+static void flush_dirty(nt_node *n) {
+  while (n->dirty) {
+    nt_conn *c = n->dirty;
+    n->dirty = c->next_dirty;
+    c->next_dirty = NULL;
+    c->dirty = 0;
+    nt_conn_flush(c);
+    nt_conn_unref(c);
+  }
+}
+
+static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
+static void on_check(uv_check_t *h) { flush_dirty(h->data); }
+
+/* ---------------------------------------------------------------- lifecycle -- */
+
+static void split_origins(nt_node *n, const char *list) {
+  if (!list || !*list) return;
+  char *dup = strdup(list), *save = NULL;
+  for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    while (*t == ' ') t++;
+    size_t l = strlen(t);
+    while (l && t[l - 1] == ' ') t[--l] = '\0';
+    if (!l) continue;
+    char **no = realloc(n->origins, (n->norigins + 1) * sizeof *no);
+    if (!no) break;
+    n->origins = no;
+    n->origins[n->norigins++] = strdup(t);
+  }
+  free(dup);
+}
+
+static long derive_max_connections(const nt_config *cfg) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) { /* take all the open files we are allowed */
+      rl.rlim_cur = rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+  }
+  /* Keep room for the listeners, NATS, Redis, API clients and upgrades in progress. */
+  long fds = rl.rlim_cur == RLIM_INFINITY ? 1000000 : (long)rl.rlim_cur;
+  long derived = fds > 256 ? fds - 128 : fds / 2;
+  if (cfg->max_connections > 0 && cfg->max_connections < derived) return cfg->max_connections;
+  return derived;
+}
+
+nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
+  nt_node *n = calloc(1, sizeof *n);
+  if (!n) return NULL;
+  n->loop = loop;
+  n->cfg = cfg;
+  nt_hub_init(&n->hub);
+  if (getrandom(n->rng, sizeof n->rng, 0) != sizeof n->rng) {
+    n->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)n;
+    n->rng[1] = 0x9e3779b97f4a7c15ull;
+    n->rng[2] = (uint64_t)getpid();
+    n->rng[3] = 0xda3e39cb94b95bdbull;
+  }
+  if (cfg->node_id && *cfg->node_id) {
+    snprintf(n->id, sizeof n->id, "%s", cfg->node_id);
+  } else {
+    char host[64] = "node", rnd[9];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+      if (nt_id_check(p, 1)) *p = '-';
+    nt_node_random_id(n, rnd, 8);
+    snprintf(n->id, sizeof n->id, "%s-%s", host, rnd);
+  }
+  if (nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
+    nt_log_error("invalid node id", "{s:s}", "node_id", n->id);
+    free(n);
+    return NULL;
+  }
+  n->ping = nt_frame_new(NT_WS_OP_PING, 0);
+  n->max_ws = derive_max_connections(cfg);
+  split_origins(n, cfg->allowed_origins);
+  return n;
+}
+
+nt_bus_handler nt_node_bus_handler(nt_node *n) {
+  extern void nt_node_bus_state(void *ud, int connected);
+  nt_bus_handler h = {nt_fanout_on_bus_msg, nt_node_bus_state, n};
+  return h;
+}
+
+void nt_node_bus_state(void *ud, int connected) {
+  nt_node *n = ud;
+  if (connected && !n->bus_up && n->stopping == 0) n->m.bus_reconnects += n->bus_up == 0 && n->m.connections_total ? 1 : 0;
+  n->bus_up = connected;
+  nt_log(connected ? NT_LOG_INFO : NT_LOG_WARN, connected ? "bus connected" : "bus disconnected",
+         "{s:I}", "rooms", (json_int_t)n->hub.nrooms);
+}
+
+static void pres_state(void *ud, int connected) {
+  nt_node *n = ud;
+  if (connected && !n->store_up) n->m.store_reconnects++;
+  n->store_up = connected;
+}
+
+extern void nt_client_on_conn_lost(void *ud, const nt_conn_info *info);
+extern void nt_client_on_offline(void *ud, const char *tenant, const char *room,
+                                 const char *user);
+
+nt_presence_handler nt_node_presence_handler(nt_node *n) {
+  nt_presence_handler h = {nt_client_on_conn_lost, nt_client_on_offline, pres_state, n};
+  return h;
+}
+
+void nt_node_attach(nt_node *n, nt_bus *bus, nt_presence *pres, nt_auth *auth) {
+  n->bus = bus;
+  n->pres = pres;
+  n->auth = auth;
+}
+
+static void on_connection(uv_stream_t *server, int status);
+
+static int listen_on(nt_node *n, uv_tcp_t *h, const char *addr, const char *what) {
+  char host[256];
+  int port;
+  struct sockaddr_storage ss;
+  if (nt_config_split_hostport(addr, host, sizeof host, &port)) return NT_EINVAL;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)) {
+    nt_log_error("bad listen address", "{s:s}", "addr", addr);
+    return NT_EINVAL;
+  }
+  uv_tcp_init(n->loop, h);
+  h->data = n;
+  n->handles_open++;
+  int r = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
+  if (!r) r = uv_listen((uv_stream_t *)h, 4096, on_connection);
+  if (r) {
+    nt_log_error("cannot listen", "{s:s, s:s, s:s}", "what", what, "addr", addr, "error",
+                 uv_strerror(r));
+    return NT_EIO;
+  }
+  nt_log_info("listening", "{s:s, s:s}", "what", what, "addr", addr);
+  return 0;
+}
+
+static void on_sweep(uv_timer_t *t);
+
+int nt_node_start(nt_node *n) {
+  uv_prepare_init(n->loop, &n->prep);
+  uv_check_init(n->loop, &n->check);
+  uv_timer_init(n->loop, &n->sweep);
+  uv_timer_init(n->loop, &n->drain_timer);
+  n->prep.data = n->check.data = n->sweep.data = n->drain_timer.data = n;
+  n->handles_open += 4;
+  uv_prepare_start(&n->prep, on_prepare);
+  uv_check_start(&n->check, on_check);
+  uv_timer_start(&n->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+  if (nt_bus_subscribe(n->bus, n->node_subject, NULL, &n->node_sub))
+    nt_log_warn("cannot subscribe node subject", "{s:s}", "subject", n->node_subject);
+  int r = listen_on(n, &n->listener, n->cfg->listen, "websocket");
+  if (!r) r = listen_on(n, &n->api_listener, n->cfg->api_listen, "api");
+  if (r) return r;
+  nt_log_info("node started", "{s:s, s:s, s:I, s:b}", "version", NATTER_VERSION, "mode",
+              n->cfg->nats ? "cluster" : "standalone", "max_connections", (json_int_t)n->max_ws,
+              "routes", n->cfg->routes);
+  return 0;
+}
+
+/* ---------------------------------------------------------------- accept ----- */
+
+static void on_connection(uv_stream_t *server, int status) {
+  nt_node *n = server->data;
+  if (status < 0) {
+    nt_log_warn("accept failed", "{s:s}", "error", uv_strerror(status));
+    return;
+  }
+  nt_conn *c = nt_conn_new(n);
+  if (!c) return;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) || n->stopping) {
+    nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
+    return;
+  }
+  c->api = server == (uv_stream_t *)&n->api_listener;
+  c->last_active = c->connected_at = uv_now(n->loop);
+  struct sockaddr_storage ss;
+  int sl = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    else uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+  }
+  c->next = n->all;
+  if (n->all) n->all->prev = c;
+  n->all = c;
+  n->nconns++;
+  if (nt_conn_start(c)) nt_conn_abort(c, NT_CLOSE_CLIENT);
+}
+
+void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
+  if (c->prev) c->prev->next = c->next;
+  else if (n->all == c) n->all = c->next;
+  if (c->next) c->next->prev = c->prev;
+  n->nconns--;
+}
+
+/* ---------------------------------------------------------------- HTTP ------- */
+
+static void respond(nt_conn *c, int status, const char *type, const void *body, size_t len,
+                    const char *extra) {
+  size_t out_len;
+  char *resp = nt_http_response(status, type, body, len, extra, 0, &out_len);
+  if (resp) nt_conn_send_raw(c, resp, out_len);
+  free(resp);
+  nt_conn_close_after_flush(c, NT_CLOSE_CLIENT);
+}
+
+static void respond_text(nt_conn *c, int status, const char *text) {
+  respond(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
+static int ready(const nt_node *n) {
+  return !n->draining && !n->stopping && nt_bus_connected(n->bus) &&
+         nt_presence_connected(n->pres);
+}
+
+static int origin_allowed(const nt_node *n, const char *origin) {
+  if (!n->norigins) return 1;
+  if (!origin) return 0;
+  for (size_t i = 0; i < n->norigins; i++)
+    if (!strcmp(n->origins[i], "*") || !strcasecmp(n->origins[i], origin)) return 1;
+  return 0;
+}
+
+static int path_is(const nt_http_req *r, const char *path) {
+  return r->path_len == strlen(path) && !strncmp(r->target, path, r->path_len);
+}
+
+static void reject_upgrade(nt_node *n, nt_conn *c, int status, const char *why) {
+  n->m.upgrades_rejected++;
+  nt_log_debug("upgrade refused", "{s:i, s:s, s:s}", "status", status, "reason", why, "peer",
+               c->peer);
+  respond_text(c, status, why);
+}
+
+static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                           size_t rest_len) {
+  int st = nt_handshake_check(req);
+  if (st) {
+    respond(c, st, "text/plain", nt_http_reason(st), strlen(nt_http_reason(st)),
+            st == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+    n->m.upgrades_rejected++;
+    return;
+  }
+  if (!origin_allowed(n, req->hdr[NT_HDR_ORIGIN])) {
+    n->m.origin_rejected++;
+    reject_upgrade(n, c, 403, "origin not allowed");
+    return;
+  }
+  if (n->draining || n->stopping || (long)n->nws >= n->max_ws) {
+    n->m.capacity_rejected++;
+    reject_upgrade(n, c, 503, n->draining ? "draining" : "at capacity");
+    return;
+  }
+  char token[8192];
+  int tl = nt_http_query_param(req->target, "token", token, sizeof token);
+  if (tl < 0) {
+    const char *auth = req->hdr[NT_HDR_AUTHORIZATION];
+    if (auth && !strncasecmp(auth, "Bearer ", 7) && strlen(auth + 7) < sizeof token) {
+      snprintf(token, sizeof token, "%s", auth + 7);
+      tl = (int)strlen(token);
+    }
+  }
+  const char *why = "missing token";
+  if (tl <= 0 || nt_auth_verify(n->auth, token, nt_now_ms() / 1000, &c->ident, &why)) {
+    n->m.auth_failures++;
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 401, why);
+    return;
+  }
+  char resp[512];
+  int rl = nt_handshake_response(req, NULL, resp, sizeof resp);
+  if (rl < 0 || nt_conn_upgrade(c, rest, rest_len)) {
+    reject_upgrade(n, c, 500, "internal error");
+    return;
+  }
+  nt_conn_send_raw(c, resp, (size_t)rl);
+  const char *ua = req->hdr[NT_HDR_USER_AGENT];
+  if (ua) c->user_agent = strndup(ua, 256);
+  if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
+    const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
+    size_t l = strcspn(x, ", ");
+    if (l && l < sizeof c->peer) {
+      memcpy(c->peer, x, l);
+      c->peer[l] = '\0';
+    }
+  }
+  nt_node_random_id(n, c->id, NT_CONN_ID_LEN);
+  n->nws++;
+  n->m.connections = n->nws;
+  n->m.connections_total++;
+  nt_client_welcome(n, c);
+}
+
+static void handle_health(nt_node *n, nt_conn *c, const nt_http_req *req) {
+  if (path_is(req, "/healthz")) {
+    respond_text(c, 200, "ok\n");
+  } else {
+    int ok = ready(n);
+    char body[160];
+    snprintf(body, sizeof body, "{\"ready\":%s,\"bus\":%s,\"store\":%s,\"draining\":%s}\n",
+             ok ? "true" : "false", nt_bus_connected(n->bus) ? "true" : "false",
+             nt_presence_connected(n->pres) ? "true" : "false", n->draining ? "true" : "false");
+    respond(c, ok ? 200 : 503, "application/json", body, strlen(body), NULL);
+  }
+}
+
+void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                     size_t rest_len) {
+  if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
+    handle_health(n, c, req);
+    return;
+  }
+  if (c->api) {
+    n->m.api_requests++;
+    if (path_is(req, "/metrics")) {
+      char *body = nt_metrics_render(&n->m, NULL);
+      if (!body) { respond_text(c, 500, "internal error\n"); return; }
+      respond(c, 200, "text/plain; version=0.0.4", body, strlen(body), NULL);
+      free(body);
+      return;
+    }
+    respond_text(c, 404, "not found\n");
+    return;
+  }
+  if (path_is(req, "/ws")) {
+    handle_upgrade(n, c, req, rest, rest_len);
+    return;
+  }
+  if (path_is(req, "/dev/token") && n->cfg->dev_tokens) {
+    char body[4096];
+    int st = nt_static_dev_token(n->cfg, req->target, body, sizeof body);
+    respond(c, st, st == 200 ? "application/json" : "text/plain", body, strlen(body),
+            "Cache-Control: no-store\r\n");
+    return;
+  }
+  nt_static_serve(n->cfg->static_dir, c, req);
+}
+
+/* ---------------------------------------------------------------- sweep ------ */
+
+/* Once a second: slow HTTP requests, overdue close handshakes, pings and idle timeouts.
+ * One pass over the node's connections costs well under a millisecond at 100k. */
+static void on_sweep(uv_timer_t *t) {
+  nt_node *n = t->data;
+  uint64_t now = uv_now(n->loop);
+  uint64_t ping_ms = (uint64_t)(n->cfg->ping_interval_s * 1000);
+  uint64_t idle_ms = (uint64_t)(n->cfg->idle_timeout_s * 1000);
+  for (nt_conn *c = n->all, *next; c; c = next) {
+    next = c->next;
+    if (c->handle_closing) continue;
+    if (c->state == NT_CONN_HTTP) {
+      if (now - c->connected_at > HTTP_DEADLINE_MS) nt_conn_abort(c, NT_CLOSE_TIMEOUT);
+    } else if (c->state == NT_CONN_CLOSING) {
+      if (now - c->closing_since > CLOSE_DEADLINE_MS) nt_conn_abort(c, c->close_reason);
+    } else if (now - c->last_active >= idle_ms) {
+      n->m.timeouts++;
+      nt_conn_ws_close(c, 1001, "idle timeout", NT_CLOSE_TIMEOUT);
+    } else if (now - c->last_active >= ping_ms && now - c->last_ping >= ping_ms) {
+      c->last_ping = now;
+      nt_conn_send(c, n->ping);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- stop ------- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  nt_node *n = h->data;
+  n->handles_open--;
+}
+
+static void close_node_handles(nt_node *n) {
+  if (n->stopped) return;
+  n->stopped = 1;
+  uv_handle_t *hs[] = {(uv_handle_t *)&n->listener, (uv_handle_t *)&n->api_listener,
+                       (uv_handle_t *)&n->prep,     (uv_handle_t *)&n->check,
+                       (uv_handle_t *)&n->sweep,    (uv_handle_t *)&n->drain_timer};
+  for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
+    if (hs[i]->type != UV_UNKNOWN_HANDLE && !uv_is_closing(hs[i])) uv_close(hs[i], on_handle_closed);
+  if (n->node_sub) {
+    nt_bus_unsubscribe(n->bus, n->node_sub);
+    n->node_sub = NULL;
+  }
+  if (n->bus) nt_bus_destroy(n->bus);
+  if (n->pres) nt_presence_destroy(n->pres);
+  n->bus = NULL;
+  n->pres = NULL;
+}
+
+static void finish_stop(uv_timer_t *t) {
+  nt_node *n = t->data;
+  for (nt_conn *c = n->all, *next; c; c = next) {
+    next = c->next;
+    nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
+  }
+  flush_dirty(n);
+  nt_log_info("node stopped", "{s:I}", "deliveries", (json_int_t)n->m.deliveries);
+  close_node_handles(n);
+}
+
+/* Closes every client with 1001, gives presence removal and close frames a moment to
+ * leave, then closes everything. */
+static void close_clients(uv_timer_t *t) {
+  nt_node *n = t->data;
+  n->stopping = 1;
+  uv_close((uv_handle_t *)&n->listener, NULL);
+  n->listener.type = UV_UNKNOWN_HANDLE; /* closed: skip in close_node_handles */
+  n->handles_open--;
+  for (nt_conn *c = n->all, *next; c; c = next) {
+    next = c->next;
+    if (c->state == NT_CONN_WS) nt_conn_ws_close(c, 1001, "going away", NT_CLOSE_SHUTDOWN);
+    else if (c->state == NT_CONN_HTTP) nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
+  }
+  uv_timer_start(&n->drain_timer, finish_stop, 500, 0);
+}
+
+void nt_node_drain(nt_node *n) {
+  if (n->draining || n->stopping) return;
+  n->draining = 1;
+  nt_log_info("draining", "{s:f, s:I}", "grace_s", n->cfg->drain_grace_s, "connections",
+              (json_int_t)n->nws);
+  uv_timer_start(&n->drain_timer, close_clients, (uint64_t)(n->cfg->drain_grace_s * 1000), 0);
+}
+
+void nt_node_stop(nt_node *n) {
+  if (n->stopping) return;
+  n->draining = 1;
+  uv_timer_stop(&n->drain_timer);
+  close_clients(&n->drain_timer);
+}
+
+void nt_node_free(nt_node *n) {
+  if (!n) return;
+  nt_hub_free(&n->hub);
+  nt_frame_unref(n->ping);
+  for (size_t i = 0; i < n->norigins; i++) free(n->origins[i]);
+  free(n->origins);
+  if (n->auth) nt_auth_free(n->auth);
+  free(n);
+}

@@ -1,0 +1,63 @@
+/* nt_node_int: the node's private state, shared by its implementation files
+ * (nt_node.c: lifecycle, listeners, HTTP; nt_client.c: client actions; nt_fanout.c: bus
+ * messages to local members). Not for other modules. */
+#ifndef NT_NODE_INT_H
+#define NT_NODE_INT_H
+
+#include "nt_node.h"
+
+#define NT_READ_BUF (64 * 1024)
+
+struct nt_node {
+  uv_loop_t *loop;
+  const nt_config *cfg;
+  nt_bus *bus;
+  nt_presence *pres;
+  nt_auth *auth;
+  nt_hub hub;
+  nt_metrics m;
+
+  uv_tcp_t listener, api_listener;
+  uv_prepare_t prep;
+  uv_check_t check;
+  uv_timer_t sweep, drain_timer;
+  int handles_open;
+
+  nt_conn *dirty;          /* connections with queued output this turn */
+  nt_conn *all;            /* every connection (doubly linked) */
+  size_t nconns;           /* all connections, any phase */
+  size_t nws;              /* upgraded connections */
+  long max_ws;
+
+  char id[NT_ID_MAX + 1];
+  char node_subject[NT_SUBJECT_MAX];
+  nt_bus_sub *node_sub;
+  int bus_up, store_up;
+  int draining, stopping, stopped;
+
+  nt_frame *ping;
+  char **origins;
+  size_t norigins;
+  uint64_t rng[4];
+  uint8_t rbuf[NT_READ_BUF];
+};
+
+/* Writes `len` random characters from [A-Za-z0-9] plus a NUL into out. */
+void nt_node_random_id(nt_node *n, char *out, size_t len);
+int64_t nt_now_ms(void);
+
+/* nt_client.c */
+void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t len);
+void nt_client_welcome(nt_node *n, nt_conn *c);
+void nt_client_closing(nt_node *n, nt_conn *c);
+void nt_client_send_error(nt_node *n, nt_conn *c, const char *code, const char *msg,
+                          const char *reqid);
+void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char *tenant,
+                             const char *user, const char *conn_id, const char *room,
+                             int reason);
+
+/* nt_fanout.c */
+void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
+                          const char *reply);
+
+#endif

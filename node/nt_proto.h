@@ -1,0 +1,75 @@
+/* nt_proto: client protocol v1 (DESIGN §2) — JSON text frames in, rendered frames out.
+ * Pure: no sockets, no node state, so every action and error is unit-tested directly. */
+#ifndef NT_PROTO_H
+#define NT_PROTO_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nt_frame.h"
+
+enum nt_action {
+  NT_ACT_JOIN = 1,
+  NT_ACT_LEAVE,
+  NT_ACT_SEND,
+  NT_ACT_SEND_USER,
+  NT_ACT_HEARTBEAT,
+  NT_ACT_PRESENCE,
+  NT_ACT_HISTORY,
+  NT_ACT_CUSTOM     /* not built in: $default route */
+};
+
+#define NT_REQID_MAX 128 /* longest requestId accepted, as JSON text */
+
+/* A parsed client request. Strings point into `root` (owned; nt_req_free releases it). */
+typedef struct nt_req {
+  int action;
+  const char *action_name;
+  char reqid[NT_REQID_MAX + 1]; /* requestId as JSON text ("\"a1\"" or "7"), "" if none */
+  const char *room;             /* roomId (validated id) or NULL */
+  const char *user;             /* userId (validated id) or NULL */
+  json_t *message;              /* `message` value or NULL */
+  int exclude_self;
+  int has_since;
+  uint64_t since;
+  int64_t limit;                /* history: 0 when absent */
+  int has_before;
+  uint64_t before;
+  json_t *root;
+} nt_req;
+
+/* Parses one client text message. Returns 0 and fills *req (free with nt_req_free), or
+ * NT_EINVAL with a static message in *why for an `error` bad_request reply; req->reqid is
+ * filled whenever the requestId could be read, so the error can echo it. Never crashes on
+ * any input (fuzzed). */
+int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why);
+void nt_req_free(nt_req *req);
+
+/* Renders server frames (each returned with refs = 1; NULL on allocation failure).
+ * `reqid` is the JSON text of a requestId or "" / NULL for none. */
+nt_frame *nt_proto_welcome(const char *conn_id, const char *user, const char *tenant,
+                           uint64_t heartbeat_ms, const char *node_id);
+nt_frame *nt_proto_error(const char *code, const char *message, const char *reqid);
+nt_frame *nt_proto_joined(const char *room, const char *const *members, size_t n,
+                          const char *reqid);
+nt_frame *nt_proto_members(const char *room, const char *const *members, size_t n,
+                           const char *reqid);
+nt_frame *nt_proto_left(const char *room, const char *reqid);
+nt_frame *nt_proto_ack(const char *id, const char *reqid);
+nt_frame *nt_proto_heartbeat(const char *reqid);
+/* `message` is JSON text (len bytes). `user` NULL marks a server-sent message. */
+nt_frame *nt_proto_message(const char *id, const char *room, const char *user,
+                           const char *message, size_t len, int64_t ts_ms);
+nt_frame *nt_proto_direct(const char *id, const char *from_user, const char *message,
+                          size_t len, int64_t ts_ms);
+nt_frame *nt_proto_presence(const char *room, const char *user, int online, int64_t ts_ms);
+/* A route reply relayed to the client: {"type":"reply","action":..,"data":<json>,..}. */
+nt_frame *nt_proto_reply(const char *action, const char *data, size_t len,
+                         const char *reqid);
+
+/* Serializes a JSON value compactly (the `message` payload put on the bus). Returns a
+ * malloc'd string and its length, or NULL. */
+char *nt_proto_dump(const json_t *v, size_t *len);
+
+#endif

@@ -1,0 +1,26 @@
+/* nt_static: demo page files under --static-dir, and the development token endpoint. */
+#ifndef NT_STATIC_H
+#define NT_STATIC_H
+
+#include <stddef.h>
+
+#include "nt_config.h"
+#include "nt_conn.h"
+#include "nt_http.h"
+
+/* Answers GET/HEAD of a file under `dir` ("/" serves index.html) and closes after the
+ * response: 200 with the content type of its extension, 404 for anything missing, any
+ * path with "..", a NUL or a backslash, dotfiles, or non-regular files; 405 for other
+ * methods. Files are read with one blocking read (demo assets are small; large files
+ * above 4 MiB are refused with 404). */
+void nt_static_serve(const char *dir, nt_conn *c, const nt_http_req *req);
+
+/* Returns the content type for a file name (static string). */
+const char *nt_static_content_type(const char *path);
+
+/* DEVELOPMENT ONLY (--dev-tokens on): mints an HS* token for ?user=&tenant= valid one
+ * hour, signed with --jwt-secret, into `body` as {"token":"…"}. Returns the HTTP status
+ * (200, 400 for bad ids, 404 when minting is impossible with the configured algorithm). */
+int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, size_t cap);
+
+#endif
