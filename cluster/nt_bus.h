@@ -41,6 +41,8 @@ typedef struct nt_bus_stats {
   uint64_t subscriptions;  /* live subscriptions */
   uint64_t reconnects;     /* successful reconnections */
   uint64_t dropped;        /* messages lost to slow delivery (client-side slow consumer) */
+  uint64_t wakeups;        /* loop wake-ups that delivered queued work; received/wakeups is
+                            * the batching factor of the cross-thread queue */
 } nt_bus_stats;
 
 typedef struct nt_bus_vtab {
@@ -102,13 +104,32 @@ static inline void nt_bus_get_stats(nt_bus *b, nt_bus_stats *out) { b->vt->stats
  * until its handles are closed. */
 static inline void nt_bus_destroy(nt_bus *b) { b->vt->destroy(b); }
 
-/* In-memory bus: subjects matched with NATS wildcard rules, delivery on a later loop turn.
- * Never disconnected. Returns NULL on allocation failure. */
+/* Returns 1 when `subject` (literal tokens only) matches `pattern` under NATS rules: `*`
+ * matches exactly one token, `>` as the last token matches one or more tokens. Both strings
+ * are assumed valid (see nt_bus_subject_valid). */
+int nt_bus_subject_match(const char *pattern, const char *subject);
+
+/* Returns 0 when `subject` is a valid NATS subject: non-empty dot-separated tokens, no
+ * empty token, no whitespace or control characters. With `wildcards` set, a token may be
+ * `*`, and `>` may be the last token; without it those tokens are rejected (publish and
+ * reply subjects). Returns NT_EINVAL otherwise. */
+int nt_bus_subject_valid(const char *subject, int wildcards);
+
+/* In-memory bus: subjects matched with NATS wildcard rules, queue groups (round robin),
+ * delivery on a later loop turn (an idle handle runs only while work is queued, so a loop
+ * with nothing else to do returns from uv_run), request replies on "_INBOX.mem.<n>".
+ * Never disconnected, never calls on_state. Returns NULL on allocation failure or when
+ * h->on_msg is NULL. */
 nt_bus *nt_bus_mem_new(uv_loop_t *loop, const nt_bus_handler *h);
 
 /* NATS bus over nats.c with its libuv adapter. `urls` is a comma-separated list; `name`
  * is the client connection name. Keeps retrying when the server is not up yet (returns 0
- * and reports on_state(1) when connected). On success writes *out and returns 0. */
+ * and reports on_state(1) when connected). On success writes *out and returns 0.
+ * Call on the thread that runs `loop`. The first connect attempt runs inside this call
+ * (bounded by the 1 s connect timeout). on_state reports changes after creation only: a
+ * bus connected at once reports nothing (nt_bus_connected() is 1). On failure returns
+ * NT_EINVAL (bad arguments or URL list), NT_ENOMEM or another code; the loop may still
+ * have to run once to close internal handles. */
 int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
                     const nt_bus_handler *h, nt_bus **out);
 

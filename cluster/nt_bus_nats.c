@@ -1,0 +1,838 @@
+/* nt_bus_nats: the bus over NATS (nats.c + its libuv adapter), moving nats.c's thread
+ * callbacks onto the loop thread through one batched queue. */
+
+/* The adapter header defines its functions with external linkage: it may be included in
+ * exactly one translation unit of the program, and this is the one. */
+#include <nats/adapters/libuv.h>
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nt_bus.h"
+#include "nt_err.h"
+#include "nt_log.h"
+
+/* Tuning. The connect timeout also bounds how long a loop-thread call into nats.c can
+ * wait for the connection lock while the reconnect thread dials an unreachable server. */
+#define RECONNECT_WAIT_MS 1000
+#define CONNECT_TIMEOUT_MS 1000
+#define PING_INTERVAL_MS 20000
+#define MAX_PINGS_OUT 3
+#define RECONNECT_BUF_BYTES (8 * 1024 * 1024) /* publications kept while disconnected */
+#define SUB_PENDING_MSGS (1024 * 1024)        /* nats.c's per-subscription buffer */
+#define SUB_PENDING_BYTES (256 * 1024 * 1024)
+#define QUEUE_MAX_MSGS (1024 * 1024)          /* the crossing queue, if the loop stalls */
+#define QUEUE_MAX_BYTES ((size_t)256 * 1024 * 1024)
+#define QUEUE_MSG_OVERHEAD 64                 /* per message, for byte accounting */
+#define DROP_LOG_INTERVAL_MS 5000
+#define MAX_URLS 32
+
+/* ================================================================ threading
+ *
+ * nats.c runs message handlers on its delivery thread pool and connection handlers on its
+ * own callback thread. Those handlers touch exactly one structure, the crossing queue
+ * (xq): under its mutex they append an item and, when the queue was empty, call
+ * uv_async_send. The loop side (on_async) swaps the whole array out in one critical
+ * section and handles every item, so one wake-up delivers any number of messages.
+ *
+ * A message item holds the natsMsg itself (no copy, no allocation of ours) and a
+ * reference on its subscription. Subscription memory is shared by both sides and freed
+ * when the last reference goes: the loop's (until unsubscribe), nats.c's (until its
+ * on-complete callback, after which no handler of it runs) and one per queued message.
+ * The queue itself is referenced by the bus, every subscription and the connection
+ * (until its closed callback), because nats.c handlers can still run after the bus is
+ * gone; they then find xq->async == NULL and drop what they carry. */
+
+enum { X_MSG, X_CONNECTED, X_RECONNECTED, X_DISCONNECTED, X_CLOSED };
+
+typedef struct xitem {
+  int kind;
+  nt_bus_sub *sub; /* X_MSG */
+  natsMsg *msg;    /* X_MSG: destroyed on the loop after delivery */
+} xitem;
+
+typedef struct xq {
+  uv_mutex_t mu;
+  xitem *v;
+  size_t len, cap, bytes;
+  uv_async_t *async; /* NULL once the bus is closing */
+  uint64_t dropped;  /* messages refused because the queue was over its limits */
+  atomic_int refs;
+} xq;
+
+struct nt_bus_sub {
+  xq *q;                 /* immutable: the only field nats.c threads read */
+  atomic_int refs;
+  natsSubscription *ns;  /* loop thread only, like everything below */
+  int live;
+  int inbox;             /* our request inbox, not handed to on_msg */
+  nt_bus_sub *prev, *next;
+};
+
+typedef struct nt_bus_nats nt_bus_nats;
+
+typedef struct nats_req {
+  uv_timer_t timer; /* the request is freed in the timer's close callback */
+  nt_bus_nats *b;
+  uint64_t token;
+  nt_bus_reply_cb cb;
+  void *ud;
+  struct nats_req *hnext;
+} nats_req;
+
+struct nt_bus_nats {
+  nt_bus base;
+  uv_loop_t *loop;
+  uv_async_t async; /* the bus is freed in its close callback */
+  xq *q;
+  xitem *spare; /* the other half of the double buffer */
+  size_t spare_cap;
+  natsConnection *nc;
+  natsLibuvEvents *nle; /* adapter state, created here on the loop thread (see ev_attach) */
+  nt_bus_sub *subs;
+  nt_bus_sub *inbox_sub;
+  natsInbox *inbox; /* "_INBOX.<nuid>"; replies come to "<inbox>.<token>" */
+  size_t inbox_len;
+  nats_req **rb; /* pending requests by token */
+  size_t nrb, nreqs;
+  uint64_t next_token;
+  nt_bus_stats st;
+  uint64_t dropped_gone;   /* nats.c drops of subscriptions already ended */
+  uint64_t dropped_logged;
+  uint64_t drop_log_at;
+  int connected, closing;
+  char url[256]; /* of the last connection, for logs */
+};
+
+/* ================================================================ helpers */
+
+/* The one place natsStatus becomes an nt_err. */
+static int nats_err(natsStatus s) {
+  switch (s) {
+  case NATS_OK: return 0;
+  case NATS_INVALID_SUBJECT: case NATS_INVALID_ARG: case NATS_INVALID_QUEUE_NAME:
+  case NATS_INVALID_TIMEOUT: case NATS_ADDRESS_MISSING: return NT_EINVAL;
+  case NATS_NO_MEMORY: return NT_ENOMEM;
+  case NATS_INSUFFICIENT_BUFFER: /* reconnect buffer full */
+  case NATS_NOT_YET_CONNECTED: case NATS_CONNECTION_DISCONNECTED: return NT_EAGAIN;
+  case NATS_CONNECTION_CLOSED: case NATS_DRAINING: case NATS_INVALID_SUBSCRIPTION: return NT_ECLOSED;
+  case NATS_MAX_PAYLOAD: return NT_ETOOLARGE;
+  case NATS_TIMEOUT: return NT_ETIMEOUT;
+  case NATS_NO_RESPONDERS: return NT_ENORESPONDER;
+  case NATS_CONNECTION_AUTH_FAILED: return NT_EAUTH;
+  case NATS_NOT_PERMITTED: return NT_EFORBIDDEN;
+  default: return NT_EBUS;
+  }
+}
+
+static void xq_release(xq *q) {
+  if (atomic_fetch_sub(&q->refs, 1) != 1) return;
+  uv_mutex_destroy(&q->mu);
+  free(q->v);
+  free(q);
+}
+
+static void sub_release(nt_bus_sub *s) {
+  if (atomic_fetch_sub(&s->refs, 1) != 1) return;
+  xq_release(s->q);
+  free(s);
+}
+
+static void xitem_release(xitem *it) {
+  if (it->msg) natsMsg_Destroy(it->msg);
+  if (it->sub) sub_release(it->sub);
+}
+
+/* Any thread, q->mu held. Returns 0, or -1 when the bus is gone or memory is short. */
+static int xq_append(xq *q, xitem it) {
+  if (q->async == NULL) return -1;
+  if (q->len == q->cap) {
+    size_t cap = q->cap ? q->cap * 2 : 256;
+    xitem *v = realloc(q->v, cap * sizeof *v);
+    if (!v) return -1;
+    q->v = v;
+    q->cap = cap;
+  }
+  q->v[q->len++] = it;
+  /* one wake-up per empty->non-empty transition: on_async takes everything at once */
+  if (q->len == 1) uv_async_send(q->async);
+  return 0;
+}
+
+/* ================================================================ nats.c threads */
+
+/* Delivery thread: hands the message itself to the loop. */
+static void on_nats_msg(natsConnection *nc, natsSubscription *ns, natsMsg *msg, void *closure) {
+  nt_bus_sub *s = closure;
+  xq *q = s->q;
+  size_t sz = (size_t)natsMsg_GetDataLength(msg) + QUEUE_MSG_OVERHEAD;
+  uv_mutex_lock(&q->mu);
+  int ok = q->async != NULL && q->len < QUEUE_MAX_MSGS && q->bytes + sz <= QUEUE_MAX_BYTES;
+  if (ok) {
+    atomic_fetch_add(&s->refs, 1);
+    ok = xq_append(q, (xitem){X_MSG, s, msg}) == 0;
+    if (ok) q->bytes += sz;
+    else atomic_fetch_sub(&s->refs, 1); /* nats.c's own reference keeps it above 0 */
+  }
+  if (!ok && q->async != NULL) q->dropped++;
+  uv_mutex_unlock(&q->mu);
+  if (!ok) natsMsg_Destroy(msg);
+}
+
+/* After the last handler call of a subscription. */
+static void on_sub_complete(void *closure) { sub_release(closure); }
+
+/* Connection callback thread. */
+static void push_state(xq *q, int kind) {
+  uv_mutex_lock(&q->mu);
+  xq_append(q, (xitem){kind, NULL, NULL});
+  uv_mutex_unlock(&q->mu);
+}
+
+static void on_connected(natsConnection *nc, void *q) { push_state(q, X_CONNECTED); }
+static void on_reconnected(natsConnection *nc, void *q) { push_state(q, X_RECONNECTED); }
+static void on_disconnected(natsConnection *nc, void *q) { push_state(q, X_DISCONNECTED); }
+/* The connection's last callback: its reference on the queue goes with it. */
+static void on_closed(natsConnection *nc, void *q) {
+  push_state(q, X_CLOSED);
+  xq_release(q);
+}
+
+/* Asynchronous errors (slow consumer, permission violations). Logged here, rate-limited,
+ * because no caller decision depends on them; drops are counted in the stats. */
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err,
+                           void *closure) {
+  static _Atomic int64_t last_ms;
+  int64_t now = nats_Now(), prev = atomic_load(&last_ms);
+  if (now - prev < DROP_LOG_INTERVAL_MS || !atomic_compare_exchange_strong(&last_ms, &prev, now))
+    return;
+  nt_log_warn("bus async error", "{s:s, s:s}", "error", natsStatus_GetText(err), "subject",
+              sub ? natsSubscription_GetSubject(sub) : "");
+}
+
+/* ================================================================ libuv adapter glue
+ *
+ * From the adapter header the bus uses its state struct, its cross-thread event list
+ * (uvScheduleToEventLoop), its poll callback (natsLibuvPoll) and uvPollUpdate, but
+ * replaces the lifecycle around them, because the stock one:
+ *  - creates its state only on the loop thread (else NATS_ILLEGAL_STATE), while with
+ *    RetryOnFailedConnect the first connect succeeds on nats.c's reconnect thread: a bus
+ *    started while NATS is down would never attach;
+ *  - closes the stopped uv_poll_t of a dead socket only at the next attach, and uv_close
+ *    does epoll_ctl(DEL) on the fd *number*, which by then may be another socket's (two
+ *    buses on one loop: one went deaf after a server restart);
+ *  - calls natsConnection_Close() on a later turn, maybe after the connection is freed.
+ * So the state is created in nt_bus_nats_new, a poll handle is closed as soon as nats.c
+ * removes all interest (right before it closes the socket), and destroy tears down. */
+
+static void ev_dispatch(uv_async_t *a);
+
+static int on_loop_thread(natsLibuvEvents *nle) {
+  return uv_key_get(&uvLoopThreadKey) == (void *)nle->loop;
+}
+
+static int nle_new(nt_bus_nats *b) {
+  natsLibuvEvents *nle = calloc(1, sizeof *nle);
+  uv_mutex_t *lock = malloc(sizeof *lock);
+  uv_async_t *sched = malloc(sizeof *sched);
+  int ok = nle && lock && sched && uv_mutex_init(lock) == 0;
+  if (ok && uv_async_init(b->loop, sched, ev_dispatch) != 0) {
+    uv_mutex_destroy(lock);
+    ok = 0;
+  }
+  if (!ok) {
+    free(nle);
+    free(lock);
+    free(sched);
+    return NT_ENOMEM;
+  }
+  sched->data = nle;
+  nle->loop = b->loop;
+  nle->lock = lock;
+  nle->scheduler = sched;
+  b->nle = nle;
+  return 0;
+}
+
+static void poll_close(natsLibuvEvents *nle) {
+  if (!nle->handle) return;
+  uv_close((uv_handle_t *)nle->handle, uvHandleClosedCb); /* frees the handle */
+  nle->handle = NULL;
+}
+
+/* Loop thread: starts polling the connection's new socket. */
+static void poll_attach(natsLibuvEvents *nle) {
+  poll_close(nle);
+  uv_poll_t *h = malloc(sizeof *h);
+  if (!h || uv_poll_init_socket(nle->loop, h, nle->socket) != 0) {
+    /* pings then go unanswered and nats.c reconnects by itself */
+    free(h);
+    nt_log_error("bus cannot poll its socket", NULL);
+    return;
+  }
+  h->data = nle;
+  nle->handle = h;
+  nle->events = UV_READABLE;
+  if (uv_poll_start(h, UV_READABLE, natsLibuvPoll) != 0)
+    nt_log_error("bus cannot poll its socket", NULL);
+}
+
+/* Loop thread. No interest left means nats.c is about to close the socket. */
+static void poll_update(natsLibuvEvents *nle, int type, bool add) {
+  if (!nle->handle) return;
+  if (uvPollUpdate(nle, type, add) != NATS_OK) nt_log_error("bus cannot poll its socket", NULL);
+  if (nle->events == 0) poll_close(nle);
+}
+
+/* Loop thread: events scheduled from nats.c threads, in order. */
+static void ev_dispatch(uv_async_t *a) {
+  natsLibuvEvents *nle = a->data;
+  for (;;) {
+    uv_mutex_lock(nle->lock);
+    natsLibuvEvent *ev = nle->head;
+    if (ev) {
+      nle->head = ev->next;
+      if (ev == nle->tail) nle->tail = NULL;
+    }
+    uv_mutex_unlock(nle->lock);
+    if (!ev) return;
+    if (ev->type == NATS_LIBUV_ATTACH) poll_attach(nle);
+    else poll_update(nle, ev->type, ev->add);
+    free(ev);
+  }
+}
+
+/* nats.c calls the ev_* functions with its connection lock held, on the loop thread or
+ * on one of its own threads; the latter are queued for ev_dispatch. Anything already
+ * queued keeps later loop-thread calls queued too, so the order is preserved. */
+static natsStatus ev_update(natsLibuvEvents *nle, int type, bool add) {
+  if (on_loop_thread(nle) && nle->head == NULL) {
+    poll_update(nle, type, add);
+    return NATS_OK;
+  }
+  return uvScheduleToEventLoop(nle, type, add);
+}
+
+static natsStatus ev_read(void *user_data, bool add) {
+  return ev_update(user_data, NATS_LIBUV_READ, add);
+}
+
+static natsStatus ev_write(void *user_data, bool add) {
+  return ev_update(user_data, NATS_LIBUV_WRITE, add);
+}
+
+/* `loop` is the bus: natsOptions_SetEventLoop passes it through untouched. */
+static natsStatus ev_attach(void **user_data, void *loop, natsConnection *nc, natsSock sock) {
+  natsLibuvEvents *nle = ((nt_bus_nats *)loop)->nle;
+  nle->nc = nc;
+  nle->socket = sock;
+  *user_data = nle;
+  if (on_loop_thread(nle) && nle->head == NULL) {
+    poll_attach(nle);
+    return NATS_OK;
+  }
+  return uvScheduleToEventLoop(nle, NATS_LIBUV_ATTACH, true);
+}
+
+/* The connection is closed (interest already removed); nle_close tears down later. */
+static natsStatus ev_detach(void *user_data) { return NATS_OK; }
+
+static void nle_sched_closed(uv_handle_t *h) {
+  natsLibuvEvents *nle = h->data;
+  uv_mutex_destroy(nle->lock);
+  free(nle->lock);
+  free(nle->scheduler);
+  free(nle);
+}
+
+/* Loop thread, after natsConnection_Destroy: no nats.c thread uses the state any more.
+ * Queued events are dropped (they refer to a freed connection) and both handles closed
+ * at once, so no poll callback runs for it. */
+static void nle_close(natsLibuvEvents *nle) {
+  uv_mutex_lock(nle->lock);
+  natsLibuvEvent *ev = nle->head;
+  nle->head = nle->tail = NULL;
+  uv_mutex_unlock(nle->lock);
+  while (ev) {
+    natsLibuvEvent *next = ev->next;
+    free(ev);
+    ev = next;
+  }
+  poll_close(nle);
+  uv_close((uv_handle_t *)nle->scheduler, nle_sched_closed);
+}
+
+/* ================================================================ requests */
+
+static int req_reserve(nt_bus_nats *b) {
+  if (b->nreqs < b->nrb) return 0;
+  size_t n = b->nrb ? b->nrb * 2 : 64;
+  nats_req **nb = calloc(n, sizeof *nb);
+  if (!nb) return NT_ENOMEM;
+  for (size_t i = 0; i < b->nrb; i++) {
+    for (nats_req *r = b->rb[i], *next; r; r = next) {
+      next = r->hnext;
+      r->hnext = nb[r->token & (n - 1)];
+      nb[r->token & (n - 1)] = r;
+    }
+  }
+  free(b->rb);
+  b->rb = nb;
+  b->nrb = n;
+  return 0;
+}
+
+/* Removes and returns the pending request `token`, or NULL (late or foreign reply). */
+static nats_req *req_take(nt_bus_nats *b, uint64_t token) {
+  if (b->nrb == 0) return NULL;
+  for (nats_req **pp = &b->rb[token & (b->nrb - 1)]; *pp; pp = &(*pp)->hnext) {
+    nats_req *r = *pp;
+    if (r->token == token) {
+      *pp = r->hnext;
+      b->nreqs--;
+      return r;
+    }
+  }
+  return NULL;
+}
+
+static void req_closed(uv_handle_t *h) { free(h->data); }
+
+/* The request is already out of the table, so the callback may use or destroy the bus. */
+static void req_finish(nats_req *r, int status, const uint8_t *data, size_t len) {
+  uv_timer_stop(&r->timer);
+  uv_close((uv_handle_t *)&r->timer, req_closed);
+  r->cb(r->ud, status, data, len);
+}
+
+static void req_timeout(uv_timer_t *t) {
+  nats_req *r = t->data;
+  if (req_take(r->b, r->token) == r) req_finish(r, NT_ETIMEOUT, NULL, 0);
+}
+
+/* A message on "<inbox>.<token>": a reply, or the server's 503 "no responders" status. */
+static void reply_arrived(nt_bus_nats *b, natsMsg *msg) {
+  const char *subj = natsMsg_GetSubject(msg);
+  if (strncmp(subj, b->inbox, b->inbox_len) != 0 || subj[b->inbox_len] != '.') return;
+  char *end;
+  uint64_t token = strtoull(subj + b->inbox_len + 1, &end, 10);
+  if (*end != '\0') return;
+  nats_req *r = req_take(b, token);
+  if (!r) return;
+  if (natsMsg_IsNoResponders(msg)) req_finish(r, NT_ENORESPONDER, NULL, 0);
+  else
+    req_finish(r, 0, (const uint8_t *)natsMsg_GetData(msg),
+               (size_t)natsMsg_GetDataLength(msg));
+}
+
+/* ================================================================ loop side */
+
+static void set_state(nt_bus_nats *b, int connected, const char *msg) {
+  if (connected) natsConnection_GetConnectedUrl(b->nc, b->url, sizeof b->url);
+  if (connected == b->connected) return;
+  b->connected = connected;
+  if (connected) nt_log_info(msg, "{s:s}", "url", b->url);
+  else nt_log_warn(msg, "{s:s}", "url", b->url);
+  if (b->base.h.on_state) b->base.h.on_state(b->base.h.ud, connected);
+}
+
+static void handle_item(nt_bus_nats *b, xitem *it) {
+  switch (it->kind) {
+  case X_MSG:
+    if (!it->sub->live) return; /* unsubscribed after nats.c queued it */
+    if (it->sub->inbox) {
+      reply_arrived(b, it->msg);
+      return;
+    }
+    b->st.received++;
+    b->base.h.on_msg(b->base.h.ud, natsMsg_GetSubject(it->msg),
+                     (const uint8_t *)natsMsg_GetData(it->msg),
+                     (size_t)natsMsg_GetDataLength(it->msg), natsMsg_GetReply(it->msg));
+    return;
+  case X_CONNECTED:
+    set_state(b, 1, "bus connected");
+    return;
+  case X_RECONNECTED:
+    b->st.reconnects++;
+    set_state(b, 1, "bus reconnected");
+    return;
+  case X_DISCONNECTED:
+    set_state(b, 0, "bus disconnected");
+    return;
+  case X_CLOSED:
+    /* not asked for (destroy has cut the queue by then): nats.c gave up, e.g. auth */
+    nt_log_error("bus connection closed", "{s:s}", "url", b->url);
+    set_state(b, 0, "bus disconnected");
+    return;
+  }
+}
+
+/* Loop thread: one wake-up takes everything queued so far. A callback may destroy the
+ * bus; its memory lives until the async handle's close callback. */
+static void on_async(uv_async_t *a) {
+  nt_bus_nats *b = a->data;
+  xq *q = b->q;
+  uv_mutex_lock(&q->mu);
+  xitem *v = q->v;
+  size_t n = q->len, cap = q->cap;
+  q->v = b->spare;
+  q->cap = b->spare_cap;
+  q->len = q->bytes = 0;
+  uint64_t dropped = q->dropped;
+  uv_mutex_unlock(&q->mu);
+  b->spare = NULL;
+  b->spare_cap = 0;
+
+  if (n) b->st.wakeups++;
+  for (size_t i = 0; i < n; i++) {
+    if (!b->closing) handle_item(b, &v[i]);
+    xitem_release(&v[i]);
+  }
+  if (b->closing) {
+    free(v);
+    return;
+  }
+  b->spare = v;
+  b->spare_cap = cap;
+  if (dropped > b->dropped_logged && uv_now(b->loop) >= b->drop_log_at) {
+    nt_log_warn("bus queue full, messages dropped", "{s:I}", "dropped",
+                (json_int_t)(dropped - b->dropped_logged));
+    b->dropped_logged = dropped;
+    b->drop_log_at = uv_now(b->loop) + DROP_LOG_INTERVAL_MS;
+  }
+}
+
+/* ================================================================ vtable */
+
+static int sub_start(nt_bus_nats *b, const char *subject, const char *queue, int inbox,
+                     nt_bus_sub **out) {
+  nt_bus_sub *s = calloc(1, sizeof *s);
+  if (!s) return NT_ENOMEM;
+  s->q = b->q;
+  atomic_fetch_add(&b->q->refs, 1);
+  atomic_init(&s->refs, 2); /* the loop's and nats.c's, before nats.c can see it */
+  s->inbox = inbox;
+  natsSubscription *ns = NULL;
+  natsStatus st = queue ? natsConnection_QueueSubscribe(&ns, b->nc, subject, queue,
+                                                        on_nats_msg, s)
+                        : natsConnection_Subscribe(&ns, b->nc, subject, on_nats_msg, s);
+  if (st != NATS_OK) {
+    xq_release(b->q);
+    free(s);
+    return nats_err(st);
+  }
+  if (natsSubscription_SetOnCompleteCB(ns, on_sub_complete, s) != NATS_OK) {
+    /* closed under us by the connection: no on-complete will come, so nats.c's
+     * reference stays (a small leak in a rare race beats a use after free) */
+    natsSubscription_Destroy(ns);
+    sub_release(s);
+    return NT_ECLOSED;
+  }
+  natsSubscription_SetPendingLimits(ns, SUB_PENDING_MSGS, SUB_PENDING_BYTES);
+  s->ns = ns;
+  s->live = 1;
+  s->next = b->subs;
+  if (b->subs) b->subs->prev = s;
+  b->subs = s;
+  if (!inbox) b->st.subscriptions++;
+  *out = s;
+  return 0;
+}
+
+static int nats_subscribe(nt_bus *bb, const char *subject, const char *queue_group,
+                          nt_bus_sub **out) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!out || nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
+  return sub_start(b, subject, queue_group, 0, out);
+}
+
+static void nats_unsubscribe(nt_bus *bb, nt_bus_sub *s) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (!s || !s->live) return;
+  s->live = 0;
+  if (s->prev) s->prev->next = s->next;
+  else b->subs = s->next;
+  if (s->next) s->next->prev = s->prev;
+  if (!s->inbox) b->st.subscriptions--;
+  int64_t d = 0;
+  if (natsSubscription_GetDropped(s->ns, &d) == NATS_OK && d > 0)
+    b->dropped_gone += (uint64_t)d;
+  natsSubscription_Unsubscribe(s->ns); /* fails harmlessly once the connection is closed */
+  natsSubscription_Destroy(s->ns);
+  s->ns = NULL;
+  sub_release(s);
+}
+
+/* natsConnection_Publish only appends to the connection's buffer; nats.c's flusher thread
+ * then asks the loop for write interest, so many publications share one write(2). */
+static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_t len,
+                        const char *reply) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (nt_bus_subject_valid(subject, 0) || (reply && nt_bus_subject_valid(reply, 0)) ||
+      (len && !data))
+    return NT_EINVAL;
+  if (len > INT_MAX) return NT_ETOOLARGE;
+  natsStatus st = reply ? natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len)
+                        : natsConnection_Publish(b->nc, subject, data, (int)len);
+  if (st != NATS_OK) return nats_err(st);
+  b->st.published++;
+  return 0;
+}
+
+/* One wildcard subscription serves every request: replies go to "<inbox>.<token>". */
+static int inbox_start(nt_bus_nats *b) {
+  natsInbox *ib = NULL;
+  natsStatus st = natsInbox_Create(&ib);
+  if (st != NATS_OK) return nats_err(st);
+  char wild[128];
+  snprintf(wild, sizeof wild, "%s.*", ib);
+  int rc = sub_start(b, wild, NULL, 1, &b->inbox_sub);
+  if (rc) {
+    natsInbox_Destroy(ib);
+    return rc;
+  }
+  b->inbox = ib;
+  b->inbox_len = strlen(ib);
+  return 0;
+}
+
+static int nats_request(nt_bus *bb, const char *subject, const void *data, size_t len,
+                        uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!cb || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (len > INT_MAX) return NT_ETOOLARGE;
+  int rc;
+  if (!b->inbox_sub && (rc = inbox_start(b)) != 0) return rc;
+  if ((rc = req_reserve(b)) != 0) return rc;
+  nats_req *r = calloc(1, sizeof *r);
+  if (!r) return NT_ENOMEM;
+  r->b = b;
+  r->token = ++b->next_token;
+  r->cb = cb;
+  r->ud = ud;
+  char reply[256];
+  snprintf(reply, sizeof reply, "%s.%" PRIu64, b->inbox, r->token);
+  natsStatus st = natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len);
+  if (st != NATS_OK) {
+    free(r);
+    return nats_err(st);
+  }
+  b->st.published++;
+  size_t i = r->token & (b->nrb - 1);
+  r->hnext = b->rb[i];
+  b->rb[i] = r;
+  b->nreqs++;
+  uv_timer_init(b->loop, &r->timer);
+  r->timer.data = r;
+  uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
+  return 0;
+}
+
+static int nats_connected(nt_bus *bb) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  return b->connected && !b->closing;
+}
+
+static void nats_stats(nt_bus *bb, nt_bus_stats *out) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  *out = b->st;
+  uv_mutex_lock(&b->q->mu);
+  out->dropped = b->q->dropped + b->dropped_gone;
+  uv_mutex_unlock(&b->q->mu);
+  for (nt_bus_sub *s = b->subs; s; s = s->next) {
+    int64_t d = 0;
+    if (natsSubscription_GetDropped(s->ns, &d) == NATS_OK && d > 0) out->dropped += (uint64_t)d;
+  }
+}
+
+static void bus_closed(uv_handle_t *h) {
+  nt_bus_nats *b = h->data;
+  xq_release(b->q);
+  free(b);
+}
+
+static void nats_destroy(nt_bus *bb) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return;
+  b->closing = 1;
+
+  /* callbacks run now, as the contract says; they find the bus closing */
+  for (size_t i = 0; i < b->nrb; i++) {
+    nats_req *r;
+    while ((r = b->rb[i]) != NULL) {
+      b->rb[i] = r->hnext;
+      b->nreqs--;
+      req_finish(r, NT_ECLOSED, NULL, 0);
+    }
+  }
+  free(b->rb);
+  b->rb = NULL;
+  b->nrb = 0;
+
+  /* cut the crossing: handlers still running from here on drop what they carry */
+  uv_mutex_lock(&b->q->mu);
+  xitem *v = b->q->v;
+  size_t n = b->q->len;
+  b->q->v = NULL;
+  b->q->len = b->q->cap = b->q->bytes = 0;
+  b->q->async = NULL;
+  uv_mutex_unlock(&b->q->mu);
+  for (size_t i = 0; i < n; i++) xitem_release(&v[i]);
+  free(v);
+  free(b->spare);
+  b->spare = NULL;
+
+  /* Write what is buffered now, without blocking: natsConnection_Destroy would otherwise
+   * wait up to 500 ms for a PONG that only this (blocked) loop thread could read. Closing
+   * the connection ends every subscription on the server and in nats.c. */
+  if (natsConnection_Buffered(b->nc) > 0) natsConnection_ProcessWriteEvent(b->nc);
+  natsConnection_Destroy(b->nc);
+  b->nc = NULL;
+  for (nt_bus_sub *s = b->subs, *next; s; s = next) {
+    next = s->next;
+    s->live = 0;
+    natsSubscription_Destroy(s->ns);
+    sub_release(s);
+  }
+  b->subs = b->inbox_sub = NULL;
+  natsInbox_Destroy(b->inbox);
+  b->inbox = NULL;
+  nle_close(b->nle);
+  b->nle = NULL;
+  uv_close((uv_handle_t *)&b->async, bus_closed);
+}
+
+static const nt_bus_vtab nats_vtab = {
+    .publish = nats_publish,
+    .subscribe = nats_subscribe,
+    .unsubscribe = nats_unsubscribe,
+    .request = nats_request,
+    .connected = nats_connected,
+    .stats = nats_stats,
+    .destroy = nats_destroy,
+};
+
+/* ================================================================ creation */
+
+/* Splits "a, b,c" into trimmed entries of `buf` (modified in place). */
+static int split_urls(char *buf, const char **out, int max) {
+  int n = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    while (*tok == ' ' || *tok == '\t') tok++;
+    char *e = tok + strlen(tok);
+    while (e > tok && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
+    if (*tok == '\0') continue;
+    if (n == max) return -1;
+    out[n++] = tok;
+  }
+  return n;
+}
+
+static natsStatus make_opts(nt_bus_nats *b, const char **urls, int nurls, const char *name,
+                            natsOptions **out) {
+  natsOptions *o = NULL;
+  natsStatus s = natsOptions_Create(&o);
+  if (s == NATS_OK) s = natsOptions_SetServers(o, urls, nurls);
+  if (s == NATS_OK && name) s = natsOptions_SetName(o, name);
+  if (s == NATS_OK)
+    s = natsOptions_SetEventLoop(o, b, ev_attach, ev_read, ev_write, ev_detach);
+  /* with a connected callback the first connect does not block: it returns
+   * NATS_NOT_YET_CONNECTED and nats.c keeps dialling from its reconnect thread */
+  if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b->q);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, RECONNECT_WAIT_MS);
+  if (s == NATS_OK) s = natsOptions_SetTimeout(o, CONNECT_TIMEOUT_MS);
+  if (s == NATS_OK) s = natsOptions_SetPingInterval(o, PING_INTERVAL_MS);
+  if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, MAX_PINGS_OUT);
+  if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(o, RECONNECT_BUF_BYTES);
+  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, b->q);
+  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, b->q);
+  if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, b->q);
+  if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_async_error, NULL);
+  /* interest-based subscriptions can number thousands: one delivery thread each (the
+   * default) would not scale; the shared pool keeps per-subscription order */
+  if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
+  if (s == NATS_OK) *out = o;
+  else natsOptions_Destroy(o);
+  return s;
+}
+
+int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
+                    const nt_bus_handler *h, nt_bus **out) {
+  if (!loop || !urls || !h || !h->on_msg || !out) return NT_EINVAL;
+  char *buf = strdup(urls);
+  if (!buf) return NT_ENOMEM;
+  const char *list[MAX_URLS];
+  int nurls = split_urls(buf, list, MAX_URLS);
+  if (nurls <= 0) {
+    free(buf);
+    return NT_EINVAL;
+  }
+
+  natsLibuv_Init();
+  natsLibuv_SetThreadLocalLoop(loop); /* this thread runs the loop */
+
+  nt_bus_nats *b = calloc(1, sizeof *b);
+  xq *q = calloc(1, sizeof *q);
+  if (!b || !q || uv_mutex_init(&q->mu) != 0) {
+    free(b);
+    free(q);
+    free(buf);
+    return NT_ENOMEM;
+  }
+  atomic_init(&q->refs, 1); /* the bus's */
+  b->base.vt = &nats_vtab;
+  b->base.h = *h;
+  b->loop = loop;
+  b->q = q;
+  int rc = nle_new(b);
+  if (rc == 0 && uv_async_init(loop, &b->async, on_async) != 0) {
+    nle_close(b->nle);
+    rc = NT_EINTERNAL;
+  }
+  if (rc) {
+    xq_release(q);
+    free(b);
+    free(buf);
+    return rc;
+  }
+  b->async.data = b;
+  q->async = &b->async;
+
+  natsOptions *opts = NULL;
+  natsStatus s = make_opts(b, list, nurls, name, &opts);
+  if (s == NATS_OK) {
+    atomic_fetch_add(&q->refs, 1); /* the connection's, dropped in on_closed */
+    s = natsConnection_Connect(&b->nc, opts);
+    natsOptions_Destroy(opts);
+  }
+  if (s == NATS_OK) {
+    natsConnection_GetConnectedUrl(b->nc, b->url, sizeof b->url);
+    b->connected = 1;
+    nt_log_info("bus connected", "{s:s}", "url", b->url);
+  } else if (s == NATS_NOT_YET_CONNECTED) {
+    nt_log_warn("bus not connected yet, retrying", "{s:s}", "urls", urls);
+  } else {
+    /* The connection's reference on q is not dropped: on some failure paths nats.c still
+     * posts a closed callback, and a leak at a failed startup beats a use after free. */
+    nt_log_error("bus cannot start", "{s:s, s:s}", "urls", urls, "error",
+                 nats_GetLastError(NULL));
+    q->async = NULL;
+    nle_close(b->nle);
+    uv_close((uv_handle_t *)&b->async, bus_closed);
+    free(buf);
+    return nats_err(s);
+  }
+  free(buf);
+  *out = &b->base;
+  return 0;
+}
