@@ -4,10 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_api.h"
 #include "nt_envelope.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
+#include "nt_subject.h"
 #include "nt_utf8.h"
 
 static int has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
@@ -57,8 +59,8 @@ static void on_user(nt_node *n, nt_userset *u, const Natter__Envelope *env) {
   nt_frame_unref(f);
 }
 
-/* natter.node.<me>: push to or close one of this node's connections (HTTP API of any
- * node). The reply, when asked for, is "ok" or "gone". */
+/* natter.node.<me>: push to, close or describe one of this node's connections (HTTP API of
+ * any node). The reply, when asked for, is "ok" or "gone" (CONN_INFO: the JSON). */
 static void on_node(nt_node *n, const Natter__Envelope *env, const char *reply) {
   nt_conn *c = env->target_conn[0] ? nt_hub_conn(&n->hub, env->target_conn) : NULL;
   int ok = c && nt_conn_is_open(c);
@@ -72,8 +74,25 @@ static void on_node(nt_node *n, const Natter__Envelope *env, const char *reply) 
     }
   } else if (ok && env->kind == NATTER__KIND__CONN_KICK) {
     nt_conn_ws_close(c, 1000, "closed by the server", NT_CLOSE_KICKED);
+  } else if (ok && env->kind == NATTER__KIND__CONN_INFO) {
+    size_t jl = 0;
+    char *js = nt_api_conn_json(n, c, &jl);
+    if (js && reply && reply[0]) nt_bus_publish(n->bus, reply, js, jl, NULL);
+    free(js);
+    if (js) return;
+    ok = 0;
   }
   if (reply && reply[0]) nt_bus_publish(n->bus, reply, ok ? "ok" : "gone", ok ? 2 : 4, NULL);
+}
+
+/* The bus is a trusted zone (nodes and backends holding NATS credentials), but a buggy
+ * publisher must not make every member's browser fail the connection: strings rendered
+ * into text frames must be valid UTF-8 (protobuf-c does not check) and ids valid ids.
+ * The payload is not re-parsed as JSON: nodes validated it when the client sent it. */
+static int renderable(const Natter__Envelope *env) {
+  return nt_utf8_valid(env->id, strlen(env->id)) &&
+         (!env->sender_user[0] || nt_id_valid(env->sender_user) == 0) &&
+         nt_utf8_valid(env->payload.data, env->payload.len);
 }
 
 void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
@@ -94,11 +113,15 @@ void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, si
   }
   Natter__Envelope *env = nt_env_decode(data, len);
   if (!env) {
+    n->m.bad_envelopes++;
     nt_log_warn("undecodable envelope dropped", "{s:s, s:I}", "subject", subject, "bytes",
                 (json_int_t)len);
     return;
   }
-  if (r) on_room(n, r, env);
+  if ((r || u) && !renderable(env)) {
+    n->m.bad_envelopes++;
+    nt_log_warn("invalid envelope dropped", "{s:s}", "subject", subject);
+  } else if (r) on_room(n, r, env);
   else if (u) on_user(n, u, env);
   else if (node_msg) on_node(n, env, reply);
   nt_env_free(env);

@@ -13,8 +13,11 @@ void nt_hub_free(nt_hub *h) {
   const char *k;
   void *v;
   while (nt_map_next(&h->rooms, &it, &k, &v)) {
-    nt_room *r = v;
-    if (strcmp(k, r->subject) == 0) { /* each room is stored twice; free it once */
+    /* Each room is stored twice (room and presence subject); free it at its room-subject
+     * entry. Decide from the key alone: the room may already be freed when its presence
+     * entry comes later in the iteration. */
+    if (strncmp(k, "natter.room.", 12) == 0) {
+      nt_room *r = v;
       free(r->members);
       free(r);
     }

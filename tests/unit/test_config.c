@@ -1,0 +1,511 @@
+/* test_config: flags, NATTER_* environment, value syntax, --help and validation messages. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nt_config.h"
+
+extern char **environ;
+
+/* Removes every NATTER_* variable so the runner's environment cannot leak in. */
+static int clean_env(void **state) {
+  (void)state;
+  for (;;) {
+    char name[256] = "";
+    for (char **e = environ; e && *e; e++)
+      if (!strncmp(*e, "NATTER_", 7)) {
+        size_t n = strcspn(*e, "=");
+        if (n >= sizeof name) n = sizeof name - 1;
+        memcpy(name, *e, n);
+        name[n] = '\0';
+        break;
+      }
+    if (!name[0]) return 0;
+    unsetenv(name);
+  }
+}
+
+/* Parses argv (NULL-terminated list after the program name) with out/err captured. */
+typedef struct run {
+  nt_config cfg;
+  int rc;
+  char *out, *err;
+  size_t outlen, errlen;
+} run;
+
+static void parse_v(run *r, const char *const *args) {
+  char *argv[64];
+  int argc = 0;
+  argv[argc++] = "natter-node";
+  for (; args && *args; args++) argv[argc++] = (char *)*args;
+  argv[argc] = NULL;
+  FILE *out = open_memstream(&r->out, &r->outlen);
+  FILE *err = open_memstream(&r->err, &r->errlen);
+  assert_non_null(out);
+  assert_non_null(err);
+  r->rc = nt_config_parse(&r->cfg, argc, argv, out, err);
+  fclose(out);
+  fclose(err);
+}
+
+#define PARSE(r, ...)                                    \
+  do {                                                   \
+    const char *const a_[] = {__VA_ARGS__, NULL};        \
+    parse_v((r), a_);                                    \
+  } while (0)
+
+static void done(run *r) {
+  nt_config_free(&r->cfg);
+  free(r->out);
+  free(r->err);
+  memset(r, 0, sizeof *r);
+}
+
+/* Runs nt_config_validate, returns its rc and the message (malloc'd) in *msg. */
+static int validate(const nt_config *cfg, char **msg) {
+  size_t len;
+  FILE *err = open_memstream(msg, &len);
+  int rc = nt_config_validate(cfg, err);
+  fclose(err);
+  return rc;
+}
+
+/* Expects `value` for `flag` to be refused with a message naming the flag. */
+static void refused(const char *flag, const char *value) {
+  run r = {0};
+  char eq[256];
+  snprintf(eq, sizeof eq, "--%s=%s", flag, value);
+  PARSE(&r, eq);
+  if (r.rc != -1) fail_msg("--%s=%s accepted", flag, value);
+  if (!strstr(r.err, flag)) fail_msg("message does not name --%s: %s", flag, r.err);
+  done(&r);
+}
+
+/* ---------------------------------------------------------------- tests ------ */
+
+static void test_defaults(void **state) {
+  (void)state;
+  run r = {0};
+  parse_v(&r, NULL);
+  assert_int_equal(r.rc, 0);
+  nt_config *c = &r.cfg;
+  assert_string_equal(c->listen, "0.0.0.0:8080");
+  assert_string_equal(c->api_listen, "0.0.0.0:8081");
+  assert_null(c->nats);
+  assert_null(c->redis);
+  assert_null(c->node_id);
+  assert_null(c->jwt_secret);
+  assert_null(c->jwt_public_key);
+  assert_string_equal(c->jwt_alg, "HS256");
+  assert_null(c->admin_token);
+  assert_null(c->allowed_origins);
+  assert_non_null(c->static_dir);
+  assert_int_equal(c->max_message_bytes, 65536);
+  assert_int_equal(c->send_queue_bytes, 1048576);
+  assert_true(c->ping_interval_s == 25.0);
+  assert_true(c->idle_timeout_s == 60.0);
+  assert_true(c->drain_grace_s == 10.0);
+  assert_true(c->route_timeout_s == 5.0);
+  assert_int_equal(c->max_connections, 0);
+  assert_int_equal(c->routes, 1);
+  assert_int_equal(c->compression, 1);
+  assert_int_equal(c->history, -1);
+  assert_int_equal(c->dev_tokens, 0);
+  assert_int_equal(c->trust_proxy, 0);
+  assert_string_equal(c->redis_prefix, "natter:");
+  assert_string_equal(c->log_level, "info");
+  assert_null(c->tls_cert);
+  assert_null(c->tls_key);
+  assert_int_equal(r.errlen, 0);
+  done(&r);
+}
+
+static void test_flag_forms(void **state) {
+  (void)state;
+  run r = {0};
+  PARSE(&r, "--jwt-secret", "s3cret", "--listen=127.0.0.1:9000", "--api-listen", "[::1]:9001",
+        "--node-id=n1", "--allowed-origins", "https://a.example,https://b.example",
+        "--admin-token=x=y"); /* only the first '=' splits */
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.cfg.jwt_secret, "s3cret");
+  assert_string_equal(r.cfg.listen, "127.0.0.1:9000");
+  assert_string_equal(r.cfg.api_listen, "[::1]:9001");
+  assert_string_equal(r.cfg.node_id, "n1");
+  assert_string_equal(r.cfg.allowed_origins, "https://a.example,https://b.example");
+  assert_string_equal(r.cfg.admin_token, "x=y");
+  done(&r);
+  /* a value may start with dashes when given as the next argument */
+  PARSE(&r, "--jwt-secret", "--not-a-flag");
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.cfg.jwt_secret, "--not-a-flag");
+  done(&r);
+  /* the last occurrence wins, with no leak of the first */
+  PARSE(&r, "--node-id", "a", "--node-id", "b");
+  assert_string_equal(r.cfg.node_id, "b");
+  done(&r);
+}
+
+static void test_env(void **state) {
+  (void)state;
+  setenv("NATTER_JWT_SECRET", "from-env", 1);
+  setenv("NATTER_MAX_MESSAGE_BYTES", "1k", 1);
+  setenv("NATTER_API_LISTEN", "127.0.0.1:7001", 1);
+  setenv("NATTER_ROUTES", "off", 1);
+  setenv("NATTER_PING_INTERVAL", "500ms", 1);
+  setenv("NATTER_NODE_ID", "", 1); /* empty: ignored */
+  run r = {0};
+  parse_v(&r, NULL);
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.cfg.jwt_secret, "from-env");
+  assert_int_equal(r.cfg.max_message_bytes, 1024);
+  assert_string_equal(r.cfg.api_listen, "127.0.0.1:7001");
+  assert_int_equal(r.cfg.routes, 0);
+  assert_true(r.cfg.ping_interval_s == 0.5);
+  assert_null(r.cfg.node_id);
+  done(&r);
+  /* a flag beats the environment */
+  PARSE(&r, "--jwt-secret=from-flag", "--max-message-bytes", "2k", "--routes=on");
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.cfg.jwt_secret, "from-flag");
+  assert_int_equal(r.cfg.max_message_bytes, 2048);
+  assert_int_equal(r.cfg.routes, 1);
+  assert_string_equal(r.cfg.api_listen, "127.0.0.1:7001"); /* untouched by flags */
+  done(&r);
+  /* a bad environment value is reported with the option's name */
+  setenv("NATTER_SEND_QUEUE_BYTES", "lots", 1);
+  parse_v(&r, NULL);
+  assert_int_equal(r.rc, -1);
+  assert_non_null(strstr(r.err, "send-queue-bytes"));
+  assert_non_null(strstr(r.err, "lots"));
+  assert_non_null(strstr(r.err, "NATTER_SEND_QUEUE_BYTES")); /* says where it came from */
+  done(&r);
+  unsetenv("NATTER_SEND_QUEUE_BYTES");
+  unsetenv("NATTER_JWT_SECRET");
+  unsetenv("NATTER_MAX_MESSAGE_BYTES");
+  unsetenv("NATTER_API_LISTEN");
+  unsetenv("NATTER_ROUTES");
+  unsetenv("NATTER_PING_INTERVAL");
+  unsetenv("NATTER_NODE_ID");
+  /* every multi-word flag maps to its variable: dashes become underscores */
+  setenv("NATTER_DRAIN_GRACE", "3", 1);
+  setenv("NATTER_JWT_PUBLIC_KEY", "/k.pem", 1);
+  setenv("NATTER_REDIS_PREFIX", "app:", 1);
+  parse_v(&r, NULL);
+  assert_true(r.cfg.drain_grace_s == 3.0);
+  assert_string_equal(r.cfg.jwt_public_key, "/k.pem");
+  assert_string_equal(r.cfg.redis_prefix, "app:");
+  done(&r);
+  unsetenv("NATTER_DRAIN_GRACE");
+  unsetenv("NATTER_JWT_PUBLIC_KEY");
+  unsetenv("NATTER_REDIS_PREFIX");
+}
+
+static void test_sizes(void **state) {
+  (void)state;
+  static const struct {
+    const char *v;
+    size_t want;
+  } ok[] = {
+      {"100", 100},          {"0", 0},         {"64k", 65536},      {"64K", 65536},
+      {"2M", 2u << 20},      {"2m", 2u << 20}, {"2MiB", 2u << 20},  {"2MB", 2u << 20},
+      {"1KiB", 1024},        {"1kB", 1024},    {"100B", 100},       {"1048576", 1048576},
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    run r = {0};
+    PARSE(&r, "--send-queue-bytes", ok[i].v);
+    if (r.rc != 0) fail_msg("size %s refused: %s", ok[i].v, r.err);
+    assert_int_equal(r.cfg.send_queue_bytes, ok[i].want);
+    done(&r);
+  }
+  const char *bad[] = {"", "k", "1G", "1.5M", "1x", "1 k", "-1", "-1k", " -5", "1MBB",
+                       "1iB", "1Mi", "99999999999999999999", "17592186044416M"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) refused("send-queue-bytes", bad[i]);
+}
+
+static void test_seconds(void **state) {
+  (void)state;
+  static const struct {
+    const char *v;
+    double want;
+  } ok[] = {{"25", 25}, {"1.5", 1.5}, {"500ms", 0.5}, {"2s", 2}, {"0", 0}, {"0.25s", 0.25},
+            {"1500ms", 1.5}};
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    run r = {0};
+    PARSE(&r, "--idle-timeout", ok[i].v);
+    if (r.rc != 0) fail_msg("seconds %s refused: %s", ok[i].v, r.err);
+    assert_true(r.cfg.idle_timeout_s == ok[i].want);
+    done(&r);
+  }
+  const char *bad[] = {"", "-1", "abc", "5m", "5 s", "5sec", "ms", "nan", "inf", "-inf",
+                       "1e999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) refused("idle-timeout", bad[i]);
+}
+
+static void test_booleans_and_longs(void **state) {
+  (void)state;
+  const char *on[] = {"on", "true", "1", "yes", "ON", "True", "YES"};
+  const char *off[] = {"off", "false", "0", "no", "OFF", "False"};
+  for (size_t i = 0; i < sizeof on / sizeof on[0]; i++) {
+    run r = {0};
+    PARSE(&r, "--routes", "off", "--routes", on[i], "--dev-tokens", on[i]);
+    if (r.rc) fail_msg("bool %s refused: %s", on[i], r.err);
+    assert_int_equal(r.cfg.routes, 1);
+    assert_int_equal(r.cfg.dev_tokens, 1);
+    done(&r);
+  }
+  for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) {
+    run r = {0};
+    PARSE(&r, "--compression", off[i]);
+    if (r.rc) fail_msg("bool %s refused: %s", off[i], r.err);
+    assert_int_equal(r.cfg.compression, 0);
+    done(&r);
+  }
+  refused("routes", "maybe");
+  refused("routes", "");
+  refused("routes", "2");
+  run r = {0};
+  PARSE(&r, "--history", "auto");
+  assert_int_equal(r.cfg.history, -1);
+  done(&r);
+  PARSE(&r, "--history", "on");
+  assert_int_equal(r.cfg.history, 1);
+  done(&r);
+  PARSE(&r, "--history", "off");
+  assert_int_equal(r.cfg.history, 0);
+  done(&r);
+  refused("history", "sometimes");
+
+  PARSE(&r, "--max-connections", "5000");
+  assert_int_equal(r.rc, 0);
+  assert_int_equal(r.cfg.max_connections, 5000);
+  done(&r);
+  refused("max-connections", "-1");
+  refused("max-connections", "10k");
+  refused("max-connections", "");
+  refused("max-connections", "99999999999999999999999");
+}
+
+static void test_unknown_and_missing(void **state) {
+  (void)state;
+  run r = {0};
+  PARSE(&r, "--nope", "1");
+  assert_int_equal(r.rc, -1);
+  assert_non_null(strstr(r.err, "unknown option '--nope'"));
+  done(&r);
+  PARSE(&r, "--nope=1");
+  assert_int_equal(r.rc, -1);
+  assert_non_null(strstr(r.err, "--nope"));
+  done(&r);
+  PARSE(&r, "--listenx=1");  /* a prefix of a name is not the name */
+  assert_int_equal(r.rc, -1);
+  done(&r);
+  PARSE(&r, "--liste=1");
+  assert_int_equal(r.rc, -1);
+  done(&r);
+  PARSE(&r, "stray");
+  assert_int_equal(r.rc, -1);
+  assert_non_null(strstr(r.err, "stray"));
+  done(&r);
+  PARSE(&r, "-x");
+  assert_int_equal(r.rc, -1);
+  done(&r);
+  PARSE(&r, "--");
+  assert_int_equal(r.rc, -1);
+  done(&r);
+  PARSE(&r, "--jwt-secret", "s", "--listen");
+  assert_int_equal(r.rc, -1);
+  assert_non_null(strstr(r.err, "--listen needs a value"));
+  done(&r);
+}
+
+static void test_help_and_version(void **state) {
+  (void)state;
+  run r = {0};
+  PARSE(&r, "--help");
+  assert_int_equal(r.rc, 1);
+  assert_int_equal(r.errlen, 0);
+  /* every flag of DESIGN §6 is documented */
+  const char *flags[] = {"--listen", "--api-listen", "--nats", "--redis", "--node-id",
+                         "--jwt-secret", "--jwt-public-key", "--jwt-alg", "--admin-token",
+                         "--allowed-origins", "--max-message-bytes", "--send-queue-bytes",
+                         "--ping-interval", "--idle-timeout", "--drain-grace", "--static-dir",
+                         "--max-connections", "--routes", "--route-timeout", "--tls-cert",
+                         "--tls-key", "--compression", "--history", "--help", "NATTER_"};
+  for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+    if (!strstr(r.out, flags[i])) fail_msg("--help does not mention %s", flags[i]);
+  assert_non_null(strstr(r.out, "[default: 0.0.0.0:8080]"));
+  done(&r);
+  PARSE(&r, "-h");
+  assert_int_equal(r.rc, 1);
+  done(&r);
+  /* --help wins even after a bad value would have been read later */
+  PARSE(&r, "--listen", "x", "--help", "--bogus");
+  assert_int_equal(r.rc, 1);
+  done(&r);
+  PARSE(&r, "--version");
+  assert_int_equal(r.rc, 1);
+  assert_non_null(strstr(r.out, "natter-node"));
+  done(&r);
+}
+
+static void test_validate(void **state) {
+  (void)state;
+  run r = {0};
+  char *msg = NULL;
+  /* defaults: no way to verify tokens */
+  parse_v(&r, NULL);
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--jwt-secret"));
+  free(msg);
+  done(&r);
+
+  PARSE(&r, "--jwt-secret", "s");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  assert_string_equal(msg, "");
+  free(msg);
+  done(&r);
+
+  PARSE(&r, "--jwt-public-key", "/etc/natter/key.pem", "--jwt-alg", "RS256");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r);
+
+  /* only one of --nats / --redis: refused with a clear message */
+  PARSE(&r, "--jwt-secret", "s", "--nats", "nats://127.0.0.1:4222");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--nats and --redis go together"));
+  assert_non_null(strstr(msg, "only --nats"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", "s", "--redis", "redis://127.0.0.1:6379");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--nats and --redis go together"));
+  assert_non_null(strstr(msg, "only --redis"));
+  free(msg);
+  done(&r);
+  setenv("NATTER_REDIS", "redis://x:6379", 1); /* the environment counts the same */
+  PARSE(&r, "--jwt-secret", "s");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "only --redis"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", "s", "--nats", "nats://n:4222");
+  assert_int_equal(validate(&r.cfg, &msg), 0); /* both: cluster mode */
+  free(msg);
+  done(&r);
+  unsetenv("NATTER_REDIS");
+
+  static const struct {
+    const char *flag, *value, *needle;
+  } bad[] = {
+      {"--listen", "nohost", "--listen"},
+      {"--listen", "h:99999", "--listen"},
+      {"--api-listen", "[::1]8081", "--api-listen"},
+      {"--max-message-bytes", "8", "--max-message-bytes"},
+      {"--max-message-bytes", "65M", "--max-message-bytes"},
+      {"--max-message-bytes", "16M", "--max-message-bytes"}, /* over the bus decode bound */
+      {"--max-message-bytes", "2M", "--send-queue-bytes"},   /* above the default 1M queue */
+      {"--send-queue-bytes", "1000", "--send-queue-bytes"},
+      {"--ping-interval", "0", "--ping-interval"},
+      {"--idle-timeout", "0", "--idle-timeout"},
+      {"--tls-cert", "/c.pem", "--tls-key"},
+      {"--log-level", "bogus", "--log-level"},
+      {"--log-level", "verbose", "--log-level"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    PARSE(&r, "--jwt-secret", "s", bad[i].flag, bad[i].value);
+    assert_int_equal(r.rc, 0);
+    if (validate(&r.cfg, &msg) != -1) fail_msg("%s %s validated", bad[i].flag, bad[i].value);
+    if (!strstr(msg, bad[i].needle))
+      fail_msg("%s %s: message does not say %s: '%s'", bad[i].flag, bad[i].value,
+               bad[i].needle, msg);
+    free(msg);
+    done(&r);
+  }
+  PARSE(&r, "--jwt-secret", "s", "--max-message-bytes", "8M", "--send-queue-bytes", "9M");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r);
+  /* every log level is accepted */
+  const char *levels[] = {"debug", "info", "warn", "error"};
+  for (size_t i = 0; i < 4; i++) {
+    PARSE(&r, "--jwt-secret", "s", "--log-level", levels[i]);
+    assert_int_equal(validate(&r.cfg, &msg), 0);
+    free(msg);
+    done(&r);
+  }
+}
+
+static void test_empty_log_level(void **state) {
+  (void)state;
+  run r = {0};
+  PARSE(&r, "--jwt-secret", "s", "--log-level=");
+  assert_int_equal(r.rc, 0);
+  assert_null(r.cfg.log_level); /* empty means the default level */
+  char *msg;
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r); /* LeakSanitizer: the "" must have been freed */
+}
+
+static void test_split_hostport(void **state) {
+  (void)state;
+  char host[64];
+  int port = -1;
+  assert_int_equal(nt_config_split_hostport("127.0.0.1:8080", host, sizeof host, &port), 0);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(port, 8080);
+  assert_int_equal(nt_config_split_hostport("[::1]:0", host, sizeof host, &port), 0);
+  assert_string_equal(host, "::1");
+  assert_int_equal(port, 0);
+  assert_int_equal(nt_config_split_hostport(":9", host, sizeof host, &port), 0);
+  assert_string_equal(host, "0.0.0.0");
+  assert_int_equal(port, 9);
+  assert_int_equal(nt_config_split_hostport("localhost:65535", host, sizeof host, &port), 0);
+  assert_int_equal(port, 65535);
+  const char *bad[] = {"", "host", "host:", "host:x", "host:65536", "host:-1", "[::1]",
+                       "[::1]:", "[::1:80", "h:80x", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    port = -7;
+    if (nt_config_split_hostport(bad[i], host, sizeof host, &port) != -1)
+      fail_msg("'%s' accepted", bad[i] ? bad[i] : "(null)");
+    assert_int_equal(port, -7); /* untouched on failure */
+  }
+  char tiny[4];
+  assert_int_equal(nt_config_split_hostport("abcd:1", tiny, sizeof tiny, &port), -1);
+  assert_int_equal(nt_config_split_hostport("abc:1", tiny, sizeof tiny, &port), 0);
+}
+
+static void test_free_twice(void **state) {
+  (void)state;
+  run r = {0};
+  PARSE(&r, "--nats", "n", "--redis", "r", "--tls-cert", "c", "--tls-key", "k");
+  nt_config_free(&r.cfg);
+  nt_config_free(&r.cfg);
+  assert_null(r.cfg.nats);
+  done(&r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup(test_defaults, clean_env),
+      cmocka_unit_test_setup(test_flag_forms, clean_env),
+      cmocka_unit_test_setup(test_env, clean_env),
+      cmocka_unit_test_setup(test_sizes, clean_env),
+      cmocka_unit_test_setup(test_seconds, clean_env),
+      cmocka_unit_test_setup(test_booleans_and_longs, clean_env),
+      cmocka_unit_test_setup(test_unknown_and_missing, clean_env),
+      cmocka_unit_test_setup(test_help_and_version, clean_env),
+      cmocka_unit_test_setup(test_validate, clean_env),
+      cmocka_unit_test_setup(test_empty_log_level, clean_env),
+      cmocka_unit_test_setup(test_split_hostport, clean_env),
+      cmocka_unit_test_setup(test_free_twice, clean_env),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
