@@ -54,6 +54,15 @@ static void not_found(nt_conn *c) {
  * for the demo files, and refusing them closes every decoding trick). */
 static int safe_path(const char *p, size_t len) {
   if (len == 0 || p[0] != '/') return 0;
+  /* The static directory is usually a source tree: never serve its tooling. */
+  static const char *const hidden[] = {"/node_modules/", "/test/", "/package.json",
+                                       "/package-lock.json"};
+  for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++) {
+    size_t hl = strlen(hidden[i]);
+    for (size_t k = 0; k + hl <= len; k++)
+      if (!strncmp(p + k, hidden[i], hl) && (hidden[i][hl - 1] == '/' || k + hl == len))
+        return 0;
+  }
   for (size_t i = 0; i < len; i++) {
     char ch = p[i];
     if (ch == '\\' || ch == '\0' || ch == '%') return 0;
