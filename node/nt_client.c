@@ -6,6 +6,7 @@
 
 #include "nt_envelope.h"
 #include "nt_err.h"
+#include "nt_limits.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
@@ -39,9 +40,10 @@ static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *
 
 static const char *const event_names[] = {"", "connect", "disconnect", "join", "leave"};
 
-void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char *tenant,
-                             const char *user, const char *conn_id, const char *room,
-                             int reason) {
+/* `node` is the node that held the connection: the reaper reports a dead node's ones. */
+static void publish_event_of(nt_node *n, const char *node, int kind, const nt_conn *c,
+                             const char *tenant, const char *user, const char *conn_id,
+                             const char *room, int reason) {
   char subject[NT_SUBJECT_MAX];
   if (!n->bus || nt_subject_event(subject, sizeof subject, tenant, event_names[kind]) < 0) return;
   Natter__Event ev = NATTER__EVENT__INIT;
@@ -49,7 +51,7 @@ void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char 
   ev.tenant = (char *)tenant;
   ev.user = (char *)user;
   ev.conn = (char *)conn_id;
-  ev.node = n->id;
+  ev.node = (char *)node;
   ev.room = (char *)(room ? room : "");
   ev.timestamp_ms = nt_now_ms();
   ev.reason = (Natter__DisconnectReason)reason;
@@ -62,6 +64,12 @@ void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char 
   if (!len) return;
   nt_bus_publish(n->bus, subject, out, len, NULL);
   if (out != buf) free(out);
+}
+
+void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char *tenant,
+                             const char *user, const char *conn_id, const char *room,
+                             int reason) {
+  publish_event_of(n, n->id, kind, c, tenant, user, conn_id, room, reason);
 }
 
 static void publish_presence(nt_node *n, const char *tenant, const char *room,
@@ -122,13 +130,21 @@ static void presence_leave(nt_node *n, const nt_conn *c, const char *room) {
 void nt_client_on_offline(void *ud, const char *tenant, const char *room, const char *user) {
   nt_node *n = ud;
   publish_presence(n, tenant, room, user, NULL, 0);
-  nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, NULL, tenant, user, "", room, 0);
+  /* A reap's leave: per user and room (not per connection), marked with the reason. */
+  nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, NULL, tenant, user, "", room,
+                          NATTER__DISCONNECT_REASON__NODE_LOST);
+}
+
+/* Presence re-asserted after survivors had reaped this node: tell the room again. */
+void nt_client_on_online(void *ud, const char *tenant, const char *room, const char *user) {
+  publish_presence(ud, tenant, room, user, NULL, 1);
 }
 
 void nt_client_on_conn_lost(void *ud, const nt_conn_info *info) {
   nt_node *n = ud;
-  nt_client_publish_event(n, NATTER__EVENT_KIND__DISCONNECT, NULL, info->tenant, info->user,
-                          info->conn_id, NULL, NATTER__DISCONNECT_REASON__NODE_LOST);
+  publish_event_of(n, info->node && *info->node ? info->node : n->id,
+                   NATTER__EVENT_KIND__DISCONNECT, NULL, info->tenant, info->user,
+                   info->conn_id, NULL, NATTER__DISCONNECT_REASON__NODE_LOST);
 }
 
 /* ---------------------------------------------------------------- lifecycle -- */
@@ -253,10 +269,18 @@ static void on_rejoined(void *ud, int status, const char *const *members, size_t
 }
 
 static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
+  if (!nt_identity_room_allowed(&c->ident, rq->room)) { /* the token's `rooms` claim */
+    nt_client_send_error(n, c, "forbidden", "the token does not allow this room", rq->reqid);
+    return;
+  }
   if (nt_hub_conn_room(c, rq->room)) { /* already a member: answer with the members */
     conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
     if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, on_rejoined, op))
       conn_op_free(op);
+    return;
+  }
+  if (!nt_limits_room_ok(n, c)) { /* --max-rooms-per-connection */
+    nt_client_send_error(n, c, "forbidden", "too many rooms on this connection", rq->reqid);
     return;
   }
   int created, err = 0;
@@ -336,6 +360,10 @@ static void act_send(nt_node *n, nt_conn *c, const nt_req *rq, int direct) {
 }
 
 static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
+  if (rq->room && !nt_identity_room_allowed(&c->ident, rq->room)) {
+    nt_client_send_error(n, c, "forbidden", "the token does not allow this room", rq->reqid);
+    return;
+  }
   conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
   if (!op) return;
   if (nt_presence_members(n->pres, c->ident.tenant, rq->room, on_members, op))
@@ -433,6 +461,7 @@ void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t le
 
 void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
                            size_t len) {
+  if (!nt_limits_admit_message(n, c, opcode, data, len)) return; /* rate limit */
   if (opcode != WSLAY_TEXT_FRAME) {
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");
     return;

@@ -3,8 +3,11 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 enum opt_kind { OPT_STR, OPT_SIZE, OPT_SECS, OPT_LONG, OPT_BOOL, OPT_AUTO_BOOL };
 
@@ -47,14 +50,24 @@ static const opt opts[] = {
   {"redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key"},
   {"node-ttl", OPT_SECS, O(node_ttl_s), "3", "seconds without refresh after which a node is considered dead"},
   {"node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record"},
+  {"auth-request", OPT_BOOL, O(auth_request), "off", "ask an external authorizer on natter.auth.connect before accepting an upgrade (on|off)"},
+  {"auth-timeout", OPT_SECS, O(auth_timeout_s), "3", "seconds to wait for the authorizer; no reply in time answers 503 (below --handshake-timeout)"},
+  {"rate-limit", OPT_LONG, O(rate_limit), "100", "client messages per second per connection (token bucket; 0: no limit); over it: error rate_limited"},
+  {"rate-burst", OPT_LONG, O(rate_burst), "200", "messages a connection may send at once before --rate-limit applies (0: same as --rate-limit)"},
+  {"rate-close-after", OPT_LONG, O(rate_close_after), "20", "rate-limited messages within 10 s that close the connection with 1008 (0: never close)"},
+  {"max-rooms-per-connection", OPT_LONG, O(max_rooms_per_conn), "128", "rooms one connection may be in; joining more answers error forbidden (at most 65535)"},
+  {"max-connections-per-user", OPT_LONG, O(max_conns_per_user), "0", "WebSocket connections of one user (tenant+sub) on this node; past it upgrades get 429 (0: unlimited)"},
+  {"max-header-bytes", OPT_SIZE, O(max_header_bytes), "16384", "largest HTTP request line + headers; larger requests get 431"},
+  {"handshake-timeout", OPT_SECS, O(handshake_timeout_s), "10", "seconds a client has to send a complete HTTP request (upgrade or API) before it is closed"},
   {"log-level", OPT_STR, O(log_level), "info", "debug|info|warn|error"},
 };
 #undef O
 #define NOPTS (sizeof opts / sizeof opts[0])
 
 static int parse_bool(const char *v, int *out) {
-  if (!strcmp(v, "on") || !strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes")) *out = 1;
-  else if (!strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "0") || !strcmp(v, "no")) *out = 0;
+  /* case-insensitive: NATTER_ROUTES=TRUE is as common as --routes on */
+  if (!strcasecmp(v, "on") || !strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes")) *out = 1;
+  else if (!strcasecmp(v, "off") || !strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")) *out = 0;
   else return -1;
   return 0;
 }
@@ -69,19 +82,23 @@ static int set_opt(nt_config *cfg, const opt *o, const char *v, FILE *err) {
     *(char **)p = v ? strdup(v) : NULL;
     return 0;
   case OPT_SIZE: {
+    /* N, Nk/NK/NkB/NKiB, NM/NMB/NMiB or NB. strtoull accepts "-1" (as ULLONG_MAX) and
+     * leading blanks: only a digit may start the value. */
+    if (!isdigit((unsigned char)v[0])) break;
     unsigned long long n = strtoull(v, &end, 10);
-    if (end == v) break;
-    if (*end == 'k' || *end == 'K') { n <<= 10; end++; }
-    else if (*end == 'm' || *end == 'M') { n <<= 20; end++; }
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end == 'B') end++;
-    if (*end || errno) break;
-    *(size_t *)p = (size_t)n;
+    if (errno) break;
+    unsigned shift = 0;
+    if (*end == 'k' || *end == 'K') { shift = 10; end++; }
+    else if (*end == 'm' || *end == 'M') { shift = 20; end++; }
+    if (shift && end[0] == 'i' && end[1] == 'B') end += 2;
+    else if (*end == 'B') end++;
+    if (*end || n > (SIZE_MAX >> shift)) break;
+    *(size_t *)p = (size_t)(n << shift);
     return 0;
   }
   case OPT_SECS: {
     double d = strtod(v, &end);
-    if (end == v || d < 0 || errno) break;
+    if (end == v || !isfinite(d) || d < 0 || errno) break; /* strtod takes "nan", "inf" */
     if (!strcmp(end, "ms")) d /= 1000.0;
     else if (*end && strcmp(end, "s")) break;
     *(double *)p = d;
@@ -114,11 +131,11 @@ static void usage(FILE *out) {
   for (size_t i = 0; i < NOPTS; i++) {
     char flag[48];
     snprintf(flag, sizeof flag, "--%s", opts[i].name);
-    fprintf(out, "  %-22s %s", flag, opts[i].help);
+    fprintf(out, "  %-28s %s", flag, opts[i].help);
     if (opts[i].def) fprintf(out, " [default: %s]", opts[i].def);
     fputc('\n', out);
   }
-  fprintf(out, "  %-22s %s\n  %-22s %s\n", "--help", "print this help", "--version",
+  fprintf(out, "  %-28s %s\n  %-28s %s\n", "--help", "print this help", "--version",
           "print the version");
 }
 
@@ -137,7 +154,10 @@ int nt_config_parse(nt_config *cfg, int argc, char **argv, FILE *out, FILE *err)
     char env[64];
     env_name(env, sizeof env, opts[i].name);
     const char *v = getenv(env);
-    if (v && *v && set_opt(cfg, &opts[i], v, err)) return -1;
+    if (v && *v && set_opt(cfg, &opts[i], v, err)) {
+      fprintf(err, "natter-node: (the value comes from the environment: %s)\n", env);
+      return -1;
+    }
   }
   for (int a = 1; a < argc; a++) {
     const char *arg = argv[a];
@@ -166,7 +186,10 @@ int nt_config_parse(nt_config *cfg, int argc, char **argv, FILE *out, FILE *err)
     }
     if (set_opt(cfg, o, v, err)) return -1;
   }
-  if (cfg->log_level && !strcmp(cfg->log_level, "")) cfg->log_level = NULL;
+  if (cfg->log_level && !strcmp(cfg->log_level, "")) {
+    free(cfg->log_level);
+    cfg->log_level = NULL;
+  }
   return 0;
 }
 
@@ -219,12 +242,22 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
     fprintf(err, "natter-node: --api-listen must be host:port (got '%s')\n", cfg->api_listen);
     return -1;
   }
-  if (cfg->max_message_bytes < 16 || cfg->max_message_bytes > (64u << 20)) {
-    fprintf(err, "natter-node: --max-message-bytes must be between 16 and 64M\n");
+  /* The bound is what a node accepts from the bus (NT_ENV_MAX_BYTES, 16M), less room for
+   * the envelope's other fields: a larger message would be acknowledged, then dropped by
+   * every receiving node as undecodable. */
+  if (cfg->max_message_bytes < 16 || cfg->max_message_bytes > (16u << 20) - 65536) {
+    fprintf(err, "natter-node: --max-message-bytes must be between 16 and 16320k\n");
     return -1;
   }
   if (cfg->send_queue_bytes < 1024) {
     fprintf(err, "natter-node: --send-queue-bytes must be at least 1024\n");
+    return -1;
+  }
+  /* One message frame is the payload plus its ids and JSON framing (well under 4k): a
+   * bound below that would close every receiver of a large message as a slow consumer. */
+  if (cfg->send_queue_bytes < cfg->max_message_bytes + 4096) {
+    fprintf(err, "natter-node: --send-queue-bytes must exceed --max-message-bytes by at least "
+                 "4k (one message would close every receiver as a slow consumer)\n");
     return -1;
   }
   if (cfg->idle_timeout_s <= 0 || cfg->ping_interval_s <= 0) {
@@ -235,7 +268,36 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
     fprintf(err, "natter-node: --tls-cert and --tls-key go together\n");
     return -1;
   }
-  if (cfg->log_level && !strcmp(cfg->log_level, "bogus")) return -1;
+  if (cfg->handshake_timeout_s < 0.1 || cfg->handshake_timeout_s > 3600) {
+    fprintf(err, "natter-node: --handshake-timeout must be between 0.1 and 3600 seconds\n");
+    return -1;
+  }
+  /* An upgrade waiting for the authorizer is in the HTTP phase, which --handshake-timeout
+   * bounds: the authorizer must answer (or time out into a 503) before that. */
+  if (cfg->auth_timeout_s <= 0 || cfg->auth_timeout_s > cfg->handshake_timeout_s - 1) {
+    fprintf(err, "natter-node: --auth-timeout must be above 0 and at least 1 second below "
+                 "--handshake-timeout\n");
+    return -1;
+  }
+  if (cfg->max_header_bytes < 1024 || cfg->max_header_bytes > (1u << 20)) {
+    fprintf(err, "natter-node: --max-header-bytes must be between 1k and 1M\n");
+    return -1;
+  }
+  if (cfg->max_rooms_per_conn < 1 || cfg->max_rooms_per_conn > 65535) {
+    fprintf(err, "natter-node: --max-rooms-per-connection must be between 1 and 65535\n");
+    return -1;
+  }
+  if (cfg->rate_limit > 1000000 || cfg->rate_burst > 1000000 || cfg->rate_close_after > 65535) {
+    fprintf(err, "natter-node: --rate-limit and --rate-burst must be at most 1000000, "
+                 "--rate-close-after at most 65535\n");
+    return -1;
+  }
+  if (cfg->log_level && strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&
+      strcmp(cfg->log_level, "warn") && strcmp(cfg->log_level, "error")) {
+    fprintf(err, "natter-node: --log-level must be debug, info, warn or error (got '%s')\n",
+            cfg->log_level);
+    return -1;
+  }
   return 0;
 }
 

@@ -32,6 +32,16 @@ typedef struct nt_config {
   int trust_proxy;           /* take the source ip from X-Forwarded-For */
   double node_ttl_s;         /* node liveness record TTL in Redis */
   double node_refresh_s;     /* node liveness refresh interval */
+  int auth_request;          /* bool: ask natter.auth.connect before accepting an upgrade */
+  double auth_timeout_s;     /* wait for the authorizer's reply (then 503) */
+  /* limits (docs/security.md; enforced in nt_limits.c) */
+  long rate_limit;           /* client messages per second per connection (0: off) */
+  long rate_burst;           /* token bucket size (0: same as rate_limit) */
+  long rate_close_after;     /* refused messages within 10 s that close with 1008 (0: never) */
+  long max_rooms_per_conn;   /* rooms one connection may be in (forbidden beyond) */
+  long max_conns_per_user;   /* connections of one user on this node (0: unlimited; 429) */
+  size_t max_header_bytes;   /* HTTP request line + headers (431 beyond) */
+  double handshake_timeout_s; /* a complete HTTP request must arrive within this */
 } nt_config;
 
 /* Parses argv and the environment into *cfg (defaults first). Returns 0 on success, 1 when

@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_api.h"
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_node.h"
 #include "nt_utf8.h"
 
-#define HTTP_MAX_HEADER 8192
 #define HTTP_MAX_BODY 0
 #define IOV_MAX_BATCH 64
 
@@ -39,7 +39,9 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 int nt_conn_start(nt_conn *c) {
-  c->http = nt_http_parser_new(HTTP_MAX_HEADER, HTTP_MAX_BODY);
+  /* API requests carry bodies (pushes) up to the client message limit: 413 beyond. */
+  c->http = nt_http_parser_new(nt_limits_max_header_bytes(c->node),
+                               c->api ? nt_node_max_message_bytes(c->node) : HTTP_MAX_BODY);
   if (!c->http) return NT_ENOMEM;
   uv_tcp_nodelay(&c->tcp, 1);
   int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
@@ -60,6 +62,7 @@ void nt_conn_unref(nt_conn *c) {
   queue_clear(c);
   if (c->ws) wslay_event_context_free(c->ws);
   nt_http_parser_free(c->http);
+  free(c->http_hold);
   nt_identity_clear(&c->ident);
   free(c->rooms);
   free(c->user_agent);
@@ -190,11 +193,14 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 void nt_conn_flush(nt_conn *c) {
-  if (c->handle_closing || c->writing) return;
+  if (c->handle_closing) return;
+  /* Before the in-flight check: a client that stops reading has a write stuck in flight,
+   * and it is exactly the one to close (uv_close cancels that write). */
   if (c->pending_abort) {
     nt_conn_abort(c, NT_CLOSE_SLOW);
     return;
   }
+  if (c->writing) return;
   uv_buf_t iov[IOV_MAX_BATCH];
   while (c->qhead != c->qtail) {
     size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
@@ -266,7 +272,19 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     }
     nt_node_on_ws_message(c->node, c, a->opcode, a->msg, a->msg_length);
   } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+    if (a->msg_length == 1) {
+      /* A 1-byte close payload cannot hold a status code (RFC 6455 5.5.1): a protocol
+       * error, but wslay queued an echo without a status. Answer 1002 instead. */
+      static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
+      nt_frame *f = nt_frame_raw(close_1002, sizeof close_1002);
+      if (f && queue_push(c, f) == 0) wslay_event_shutdown_write(ctx);
+      nt_frame_unref(f);
+      begin_close(c, NT_CLOSE_PROTOCOL);
+      return;
+    }
     begin_close(c, NT_CLOSE_CLIENT);
+  } else if (a->opcode == WSLAY_PING) {
+    wslay_event_send(ctx); /* the pong goes before replies to later messages of this read */
   }
 }
 
@@ -291,6 +309,22 @@ int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
 static void ws_pump(nt_conn *c) {
   int r = wslay_event_recv(c->ws);
   c->rlen = 0;
+  if (r == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_close_sent(c->ws)) {
+    /* A violation caught by wslay's frame layer (control frame over 125 bytes or
+     * fragmented, non-minimal length): wslay queued a close without a status and gives
+     * up. Our recv callback never fails, so this is the peer's fault: answer 1002 (RFC
+     * 6455 §7.4.1) ourselves, then close once it is out. */
+    static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
+    nt_frame *f = nt_frame_raw(close_1002, sizeof close_1002);
+    if (f && queue_push(c, f) == 0) {
+      nt_frame_unref(f);
+      wslay_event_shutdown_write(c->ws); /* its status-less close must never follow ours */
+      begin_close(c, NT_CLOSE_PROTOCOL);
+      nt_conn_close_after_flush(c, NT_CLOSE_PROTOCOL);
+      return;
+    }
+    nt_frame_unref(f);
+  }
   if (r == 0) r = wslay_event_send(c->ws);
   if (r != 0) {
     nt_conn_abort(c, NT_CLOSE_PROTOCOL);
@@ -325,6 +359,99 @@ void nt_conn_ws_close(nt_conn *c, uint16_t code, const char *reason, int why) {
 
 /* ---------------------------------------------------------------- reading ---- */
 
+/* Answers a request the parser refused (400, 413, 431, 505) and closes. */
+static void http_refuse(nt_conn *c) {
+  int st = nt_http_parser_status(c->http);
+  size_t len;
+  char *resp = c->api ? nt_api_error_response(st, &len)
+                      : nt_http_response(st, "text/plain", nt_http_reason(st),
+                                         strlen(nt_http_reason(st)), NULL, 0, &len);
+  if (resp) nt_conn_send_raw(c, resp, len);
+  free(resp);
+  if (c->api) {
+    nt_node_metrics_mut(c->node)->api_requests++;
+    nt_metrics_count_api_status(nt_node_metrics_mut(c->node), st);
+  } else {
+    nt_node_metrics_mut(c->node)->upgrades_rejected++;
+  }
+  nt_conn_close_after_flush(c, NT_CLOSE_PROTOCOL);
+}
+
+/* HTTP-phase input. The WebSocket port takes one request: an upgrade, or a request that
+ * is answered and closed. The API port keeps connections alive: requests are answered one
+ * at a time and in order; while one waits for an asynchronous answer (bus, store), reading
+ * pauses and the bytes already read wait in http_hold (the read buffer is shared). */
+static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
+  c->http_dispatching = 1;
+  while (len && c->state == NT_CONN_HTTP && !c->shutdown_after_flush) {
+    size_t used = 0;
+    int r = nt_http_feed(c->http, (const char *)data, len, &used);
+    if (r < 0) {
+      http_refuse(c);
+      break;
+    }
+    if (r == 0) break;
+    data += used;
+    len -= used;
+    if (!c->api) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      nt_node_on_http(c->node, c, nt_http_parser_req(c->http), data, len);
+      if (c->state == NT_CONN_WS) {
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+        if (c->rlen) ws_pump(c);
+      }
+      break;
+    }
+    c->http_busy = 1;
+    c->connected_at = uv_now(nt_node_loop(c->node)); /* the sweep's HTTP deadline restarts */
+    nt_node_on_http(c->node, c, nt_http_parser_req(c->http), data, len);
+    if (c->http_busy) {
+      uint8_t *hold = len ? malloc(len) : NULL;
+      if (len && !hold) {
+        nt_conn_abort(c, NT_CLOSE_CLIENT);
+        break;
+      }
+      if (len) memcpy(hold, data, len);
+      c->http_hold = hold;
+      c->http_hold_len = len;
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      break;
+    }
+    nt_http_parser_reset(c->http);
+  }
+  c->http_dispatching = 0;
+}
+
+void nt_conn_http_done(nt_conn *c, int keep_alive) {
+  if (!c->http_busy) return;
+  c->http_busy = 0;
+  if (!keep_alive || c->state != NT_CONN_HTTP) {
+    nt_conn_close_after_flush(c, NT_CLOSE_CLIENT);
+    return;
+  }
+  if (c->http_dispatching) return; /* answered at once: http_input goes on by itself */
+  nt_conn_ref(c);
+  nt_http_parser_reset(c->http);
+  c->connected_at = uv_now(nt_node_loop(c->node));
+  uint8_t *held = c->http_hold;
+  size_t n = c->http_hold_len;
+  c->http_hold = NULL;
+  c->http_hold_len = 0;
+  if (n) http_input(c, held, n);
+  free(held);
+  if (c->state == NT_CONN_HTTP && !c->http_busy && !c->shutdown_after_flush)
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  nt_conn_unref(c);
+}
+
+void nt_conn_resume(nt_conn *c) {
+  if (c->state != NT_CONN_WS || c->handle_closing) return;
+  nt_conn_ref(c);
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  if (c->rlen) ws_pump(c);
+  nt_conn_unref(c);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   nt_conn *c = s->data;
   if (nread == 0) return;
@@ -336,26 +463,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   c->last_active = uv_now(nt_node_loop(c->node));
   nt_conn_ref(c);
   if (c->state == NT_CONN_HTTP) {
-    size_t used = 0;
-    int r = nt_http_feed(c->http, buf->base, (size_t)nread, &used);
-    if (r < 0) {
-      int st = nt_http_parser_status(c->http);
-      size_t len;
-      char *resp = nt_http_response(st, "text/plain", nt_http_reason(st),
-                                    strlen(nt_http_reason(st)), NULL, 0, &len);
-      if (resp) nt_conn_send_raw(c, resp, len);
-      free(resp);
-      nt_node_metrics_mut(c->node)->upgrades_rejected++;
-      nt_conn_close_after_flush(c, NT_CLOSE_PROTOCOL);
-    } else if (r == 1) {
-      uv_read_stop(s); /* one request per connection on this port, or an upgrade */
-      nt_node_on_http(c->node, c, nt_http_parser_req(c->http), (const uint8_t *)buf->base + used,
-                      (size_t)nread - used);
-      if (c->state == NT_CONN_WS) {
-        uv_read_start(s, alloc_cb, on_read);
-        if (c->rlen) ws_pump(c);
-      }
-    }
+    http_input(c, (const uint8_t *)buf->base, (size_t)nread);
   } else if (c->state == NT_CONN_WS || (c->ws && !c->handle_closing)) {
     c->rbuf = (const uint8_t *)buf->base;
     c->rlen = (size_t)nread;

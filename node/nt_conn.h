@@ -22,6 +22,7 @@
 #include "nt_auth.h"
 #include "nt_frame.h"
 #include "nt_http.h"
+#include "nt_limits.h"
 
 struct nt_node;
 struct nt_room;
@@ -66,6 +67,10 @@ typedef struct nt_conn {
 
   /* HTTP phase only */
   nt_http_parser *http;
+  uint8_t http_busy;            /* API: a request is being answered (maybe later) */
+  uint8_t http_dispatching;     /* inside the request loop of a read */
+  uint8_t *http_hold;           /* API: pipelined bytes read before the answer (malloc'd) */
+  size_t http_hold_len;
 
   /* WebSocket phase */
   wslay_event_context_ptr ws;
@@ -93,6 +98,7 @@ typedef struct nt_conn {
   uint64_t last_active;
   uint64_t last_ping;
   uint64_t closing_since;
+  nt_ratelimit rl;              /* client message rate (nt_limits.c) */
 
   /* list of all connections of the node */
   struct nt_conn *prev, *next;
@@ -115,6 +121,15 @@ void nt_conn_unref(nt_conn *c);
 /* Switches to the WebSocket phase after the 101 response has been queued: creates the
  * wslay server context and feeds it `rest` (bytes that followed the request). */
 int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len);
+
+/* API keep-alive: the answer to the current request has been queued. With keep_alive
+ * the connection goes on with the next request (bytes already received first); otherwise
+ * it closes once the answer is out. Once per request, from any loop callback. */
+void nt_conn_http_done(nt_conn *c, int keep_alive);
+
+/* After an upgrade completed outside a read callback (external authorizer): resumes
+ * reading and processes the bytes given to nt_conn_upgrade. */
+void nt_conn_resume(nt_conn *c);
 
 /* Queues a shared frame (takes a new reference). Closes the connection as a slow consumer
  * when the queue would exceed the node's bound; returns NT_ECLOSED then or when closing. */

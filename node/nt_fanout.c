@@ -88,9 +88,12 @@ static void on_node(nt_node *n, const Natter__Envelope *env, const char *reply) 
 /* The bus is a trusted zone (nodes and backends holding NATS credentials), but a buggy
  * publisher must not make every member's browser fail the connection: strings rendered
  * into text frames must be valid UTF-8 (protobuf-c does not check) and ids valid ids.
- * The payload is not re-parsed as JSON: nodes validated it when the client sent it. */
+ * The payload is not re-parsed as JSON: nodes validated it when the client sent it (an
+ * empty one, which no node produces, is refused: it would break every member's frame). */
 static int renderable(const Natter__Envelope *env) {
-  return nt_utf8_valid(env->id, strlen(env->id)) &&
+  int needs_payload = env->kind == NATTER__KIND__ROOM_MESSAGE ||
+                      env->kind == NATTER__KIND__DIRECT_MESSAGE;
+  return (!needs_payload || env->payload.len > 0) && nt_utf8_valid(env->id, strlen(env->id)) &&
          (!env->sender_user[0] || nt_id_valid(env->sender_user) == 0) &&
          nt_utf8_valid(env->payload.data, env->payload.len);
 }

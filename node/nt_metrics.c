@@ -18,6 +18,15 @@ void nt_metrics_observe_latency(nt_metrics *m, double ms) {
   m->lat_sum_ms += ms;
 }
 
+const int nt_api_status_codes[NT_API_STATUS_SLOTS] = {
+    200, 202, 204, 400, 401, 403, 404, 405, 410, 413, 431, 500, 502, 503, 504, 505, 501, 0};
+
+void nt_metrics_count_api_status(nt_metrics *m, int status) {
+  int i = 0;
+  while (i < NT_API_STATUS_SLOTS - 1 && nt_api_status_codes[i] != status) i++;
+  m->api_responses[i]++;
+}
+
 typedef struct sbuf {
   char *p;
   size_t len, cap;
@@ -70,7 +79,26 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
   metric(&b, "protocol_errors_total", "counter", "Error frames sent for bad client input.", m->protocol_errors);
   metric(&b, "bus_reconnects_total", "counter", "Message bus reconnections.", m->bus_reconnects);
   metric(&b, "store_reconnects_total", "counter", "Presence store reconnections.", m->store_reconnects);
+  metric(&b, "bad_envelopes_total", "counter", "Bus messages dropped as invalid.", m->bad_envelopes);
   metric(&b, "api_requests_total", "counter", "HTTP API requests.", m->api_requests);
+  sb_printf(&b, "# HELP natter_api_responses_total HTTP API responses by status.\n"
+                "# TYPE natter_api_responses_total counter\n");
+  for (int i = 0; i < NT_API_STATUS_SLOTS; i++) {
+    if (nt_api_status_codes[i])
+      sb_printf(&b, "natter_api_responses_total{code=\"%d\"} %llu\n", nt_api_status_codes[i],
+                (unsigned long long)m->api_responses[i]);
+    else
+      sb_printf(&b, "natter_api_responses_total{code=\"other\"} %llu\n",
+                (unsigned long long)m->api_responses[i]);
+  }
+  metric(&b, "authz_requests_total", "counter", "Upgrades sent to the external authorizer.", m->authz_requests);
+  metric(&b, "authz_denied_total", "counter", "Upgrades the external authorizer refused (403).", m->authz_denied);
+  metric(&b, "authz_unavailable_total", "counter", "Upgrades refused with 503: no, late or undecodable authorizer reply.", m->authz_unavailable);
+  metric(&b, "rate_limited_total", "counter", "Client messages refused by the per-connection rate limit.", m->rate_limited);
+  metric(&b, "rate_limit_closes_total", "counter", "Connections closed with 1008 for sustained flooding.", m->rate_limit_closes);
+  metric(&b, "room_limit_rejected_total", "counter", "Joins refused by --max-rooms-per-connection.", m->room_limit_rejected);
+  metric(&b, "user_limit_rejected_total", "counter", "Upgrades refused with 429 by --max-connections-per-user.", m->user_limit_rejected);
+  metric(&b, "handshake_timeouts_total", "counter", "Connections closed for not completing an HTTP request within --handshake-timeout.", m->handshake_timeouts);
   sb_printf(&b, "# HELP natter_delivery_latency_seconds Origin publish to local fan-out.\n"
                 "# TYPE natter_delivery_latency_seconds histogram\n");
   uint64_t cum = 0;

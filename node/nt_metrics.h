@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #define NT_LAT_BUCKETS 16
+#define NT_API_STATUS_SLOTS 18
 
 typedef struct nt_metrics {
   uint64_t connections;          /* gauge: open WebSocket connections */
@@ -27,6 +28,16 @@ typedef struct nt_metrics {
   uint64_t protocol_errors;      /* error frames sent for bad client input */
   uint64_t bus_reconnects, store_reconnects;
   uint64_t api_requests;
+  uint64_t bad_envelopes;        /* bus messages dropped as undecodable or unrenderable */
+  uint64_t api_responses[NT_API_STATUS_SLOTS]; /* by status, see nt_api_status_codes */
+  uint64_t authz_requests;       /* upgrades sent to the external authorizer */
+  uint64_t authz_denied;         /* ... refused by it (403) */
+  uint64_t authz_unavailable;    /* ... unanswered, timed out or undecodable (503) */
+  uint64_t rate_limited;         /* client messages refused by the rate limit */
+  uint64_t rate_limit_closes;    /* connections closed with 1008 for sustained flooding */
+  uint64_t room_limit_rejected;  /* joins refused by --max-rooms-per-connection */
+  uint64_t user_limit_rejected;  /* upgrades refused with 429 (--max-connections-per-user) */
+  uint64_t handshake_timeouts;   /* HTTP-phase connections closed by --handshake-timeout */
   /* publish -> deliver latency on this node (origin timestamp to local fan-out), ms */
   uint64_t lat_bucket[NT_LAT_BUCKETS];
   uint64_t lat_count;
@@ -37,6 +48,13 @@ typedef struct nt_metrics {
 extern const double nt_lat_bounds_ms[NT_LAT_BUCKETS];
 
 void nt_metrics_observe_latency(nt_metrics *m, double ms);
+
+/* HTTP statuses the API counts separately (natter_api_responses_total{code=...}); the last
+ * slot (0) counts every other status. */
+extern const int nt_api_status_codes[NT_API_STATUS_SLOTS];
+
+/* Counts one API response with `status`. */
+void nt_metrics_count_api_status(nt_metrics *m, int status);
 
 /* Renders all metrics (plus `extra`, already formatted lines, may be NULL) in Prometheus
  * text format into a malloc'd NUL-terminated string the caller frees; NULL on failure. */

@@ -10,13 +10,16 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "nt_api.h"
+#include "nt_authz.h"
+#include "nt_drain.h"
 #include "nt_err.h"
 #include "nt_handshake.h"
+#include "nt_limits.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_static.h"
 
-#define HTTP_DEADLINE_MS 10000   /* slowloris: a request must arrive within this */
 #define CLOSE_DEADLINE_MS 3000   /* close handshake: the peer has this long to answer */
 #define SWEEP_MS 1000
 
@@ -160,7 +163,8 @@ nt_bus_handler nt_node_bus_handler(nt_node *n) {
 
 void nt_node_bus_state(void *ud, int connected) {
   nt_node *n = ud;
-  if (connected && !n->bus_up && n->stopping == 0) n->m.bus_reconnects += n->bus_up == 0 && n->m.connections_total ? 1 : 0;
+  if (connected && !n->bus_up && n->bus_ever_up) n->m.bus_reconnects++;
+  if (connected) n->bus_ever_up = 1;
   n->bus_up = connected;
   nt_log(connected ? NT_LOG_INFO : NT_LOG_WARN, connected ? "bus connected" : "bus disconnected",
          "{s:I}", "rooms", (json_int_t)n->hub.nrooms);
@@ -168,16 +172,20 @@ void nt_node_bus_state(void *ud, int connected) {
 
 static void pres_state(void *ud, int connected) {
   nt_node *n = ud;
-  if (connected && !n->store_up) n->m.store_reconnects++;
+  if (connected && !n->store_up && n->store_ever_up) n->m.store_reconnects++;
+  if (connected) n->store_ever_up = 1;
   n->store_up = connected;
 }
 
 extern void nt_client_on_conn_lost(void *ud, const nt_conn_info *info);
 extern void nt_client_on_offline(void *ud, const char *tenant, const char *room,
                                  const char *user);
+extern void nt_client_on_online(void *ud, const char *tenant, const char *room,
+                                const char *user);
 
 nt_presence_handler nt_node_presence_handler(nt_node *n) {
-  nt_presence_handler h = {nt_client_on_conn_lost, nt_client_on_offline, pres_state, n};
+  nt_presence_handler h = {nt_client_on_conn_lost, nt_client_on_offline, pres_state, n,
+                           nt_client_on_online};
   return h;
 }
 
@@ -246,6 +254,10 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   nt_conn *c = nt_conn_new(n);
   if (!c) return;
+  c->next = n->all; /* linked first: nt_node_on_conn_free unlinks whatever happens */
+  if (n->all) n->all->prev = c;
+  n->all = c;
+  n->nconns++;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) || n->stopping) {
     nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
     return;
@@ -258,10 +270,6 @@ static void on_connection(uv_stream_t *server, int status) {
     if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
     else uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
   }
-  c->next = n->all;
-  if (n->all) n->all->prev = c;
-  n->all = c;
-  n->nconns++;
   if (nt_conn_start(c)) nt_conn_abort(c, NT_CLOSE_CLIENT);
 }
 
@@ -291,6 +299,8 @@ static int ready(const nt_node *n) {
   return !n->draining && !n->stopping && nt_bus_connected(n->bus) &&
          nt_presence_connected(n->pres);
 }
+
+int nt_node_ready(const nt_node *n) { return n->bus && n->pres && ready(n); }
 
 static int origin_allowed(const nt_node *n, const char *origin) {
   if (!n->norigins) return 1;
@@ -346,13 +356,6 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     reject_upgrade(n, c, 401, why);
     return;
   }
-  char resp[512];
-  int rl = nt_handshake_response(req, NULL, resp, sizeof resp);
-  if (rl < 0 || nt_conn_upgrade(c, rest, rest_len)) {
-    reject_upgrade(n, c, 500, "internal error");
-    return;
-  }
-  nt_conn_send_raw(c, resp, (size_t)rl);
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
   if (ua) c->user_agent = strndup(ua, 256);
   if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
@@ -363,7 +366,35 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
       c->peer[l] = '\0';
     }
   }
-  nt_node_random_id(n, c->id, NT_CONN_ID_LEN);
+  if (n->cfg->auth_request) { /* the authorizer's reply accepts or refuses, later */
+    if (nt_authz_start(n, c, req, rest, rest_len)) {
+      nt_identity_clear(&c->ident);
+      reject_upgrade(n, c, 503, "authorizer unavailable");
+    }
+    return;
+  }
+  nt_node_accept_upgrade(n, c, req, rest, rest_len);
+}
+
+void nt_node_refuse_upgrade(nt_node *n, nt_conn *c, int status, const char *why) {
+  reject_upgrade(n, c, status, why);
+}
+
+void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                            size_t rest_len) {
+  if (nt_limits_user_conns_check(n, &c->ident)) { /* per node: docs/security.md */
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 429, "too many connections for this user");
+    return;
+  }
+  char resp[512];
+  int rl = nt_handshake_response(req, NULL, resp, sizeof resp);
+  if (rl < 0 || nt_conn_upgrade(c, rest, rest_len)) {
+    reject_upgrade(n, c, 500, "internal error");
+    return;
+  }
+  nt_conn_send_raw(c, resp, (size_t)rl);
+  if (!c->id[0]) nt_node_random_id(n, c->id, NT_CONN_ID_LEN); /* set early with an authorizer */
   n->nws++;
   n->m.connections = n->nws;
   n->m.connections_total++;
@@ -385,20 +416,12 @@ static void handle_health(nt_node *n, nt_conn *c, const nt_http_req *req) {
 
 void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                      size_t rest_len) {
-  if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
-    handle_health(n, c, req);
+  if (c->api) { /* keep-alive JSON API, health and metrics included (nt_api.c) */
+    nt_api_on_request(n, c, req);
     return;
   }
-  if (c->api) {
-    n->m.api_requests++;
-    if (path_is(req, "/metrics")) {
-      char *body = nt_metrics_render(&n->m, NULL);
-      if (!body) { respond_text(c, 500, "internal error\n"); return; }
-      respond(c, 200, "text/plain; version=0.0.4", body, strlen(body), NULL);
-      free(body);
-      return;
-    }
-    respond_text(c, 404, "not found\n");
+  if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
+    handle_health(n, c, req);
     return;
   }
   if (path_is(req, "/ws")) {
@@ -424,11 +447,15 @@ static void on_sweep(uv_timer_t *t) {
   uint64_t now = uv_now(n->loop);
   uint64_t ping_ms = (uint64_t)(n->cfg->ping_interval_s * 1000);
   uint64_t idle_ms = (uint64_t)(n->cfg->idle_timeout_s * 1000);
+  uint64_t http_ms = nt_limits_handshake_ms(n);
   for (nt_conn *c = n->all, *next; c; c = next) {
     next = c->next;
     if (c->handle_closing) continue;
     if (c->state == NT_CONN_HTTP) {
-      if (now - c->connected_at > HTTP_DEADLINE_MS) nt_conn_abort(c, NT_CLOSE_TIMEOUT);
+      if (now - c->connected_at > http_ms) { /* slowloris: --handshake-timeout */
+        n->m.handshake_timeouts++;
+        nt_conn_abort(c, NT_CLOSE_TIMEOUT);
+      }
     } else if (c->state == NT_CONN_CLOSING) {
       if (now - c->closing_since > CLOSE_DEADLINE_MS) nt_conn_abort(c, c->close_reason);
     } else if (now - c->last_active >= idle_ms) {
@@ -460,10 +487,13 @@ static void close_node_handles(nt_node *n) {
     nt_bus_unsubscribe(n->bus, n->node_sub);
     n->node_sub = NULL;
   }
-  if (n->bus) nt_bus_destroy(n->bus);
-  if (n->pres) nt_presence_destroy(n->pres);
-  n->bus = NULL;
+  /* Presence first: its pending callbacks (failed with NT_ECLOSED) may still publish. */
+  nt_presence *p = n->pres;
   n->pres = NULL;
+  if (p) nt_presence_destroy(p);
+  nt_bus *b = n->bus;
+  n->bus = NULL;
+  if (b) nt_bus_destroy(b);
 }
 
 static void finish_stop(uv_timer_t *t) {
@@ -482,9 +512,8 @@ static void finish_stop(uv_timer_t *t) {
 static void close_clients(uv_timer_t *t) {
   nt_node *n = t->data;
   n->stopping = 1;
-  uv_close((uv_handle_t *)&n->listener, NULL);
-  n->listener.type = UV_UNKNOWN_HANDLE; /* closed: skip in close_node_handles */
-  n->handles_open--;
+  if (!uv_is_closing((uv_handle_t *)&n->listener)) /* no new connections from now on */
+    uv_close((uv_handle_t *)&n->listener, on_handle_closed);
   for (nt_conn *c = n->all, *next; c; c = next) {
     next = c->next;
     if (c->state == NT_CONN_WS) nt_conn_ws_close(c, 1001, "going away", NT_CLOSE_SHUTDOWN);
@@ -493,12 +522,45 @@ static void close_clients(uv_timer_t *t) {
   uv_timer_start(&n->drain_timer, finish_stop, 500, 0);
 }
 
+/* Drain, after the rejoin window: the held presence removals go out; the node stops once
+ * they are done (on a later loop turn: never inside a presence callback), or after
+ * RELEASE_DEADLINE_MS if the store does not answer. */
+#define RELEASE_DEADLINE_MS 3000
+
+static void on_released(void *ud) {
+  nt_node *n = ud;
+  uv_timer_start(&n->drain_timer, finish_stop, 0, 0);
+}
+
+static void release_presence(uv_timer_t *t) {
+  nt_node *n = t->data;
+  nt_log_info("drain: removing presence", "{s:I}", "held", (json_int_t)nt_drain_held(n->pres));
+  uv_timer_start(&n->drain_timer, finish_stop, RELEASE_DEADLINE_MS, 0);
+  nt_drain_release(n->pres, on_released, n);
+}
+
+/* Drain, end of the grace: clients are told to go (1001); the held removals wait for the
+ * rejoin window. */
+static void end_grace(uv_timer_t *t) {
+  nt_node *n = t->data;
+  close_clients(t);
+  if (nt_drain_is_holding(n->pres))
+    uv_timer_start(&n->drain_timer, release_presence, (uint64_t)(n->cfg->node_ttl_s * 1000), 0);
+}
+
+/* In a cluster, presence removals of this node's connections are held from SIGTERM until
+ * the rejoin window after the grace (--node-ttl: as long as a crashed node's entries would
+ * survive), so users who reconnect elsewhere by then never go offline — whether the 1001
+ * or the load balancer ended their connection. */
 void nt_node_drain(nt_node *n) {
   if (n->draining || n->stopping) return;
   n->draining = 1;
-  nt_log_info("draining", "{s:f, s:I}", "grace_s", n->cfg->drain_grace_s, "connections",
-              (json_int_t)n->nws);
-  uv_timer_start(&n->drain_timer, close_clients, (uint64_t)(n->cfg->drain_grace_s * 1000), 0);
+  nt_presence *held = n->cfg->nats && n->cfg->node_ttl_s > 0 && n->nws > 0
+                          ? nt_drain_hold(n->pres) : NULL; /* no clients: nothing to hold */
+  if (held) n->pres = held;
+  nt_log_info("draining", "{s:f, s:I, s:f}", "grace_s", n->cfg->drain_grace_s, "connections",
+              (json_int_t)n->nws, "rejoin_window_s", held ? n->cfg->node_ttl_s : 0.0);
+  uv_timer_start(&n->drain_timer, end_grace, (uint64_t)(n->cfg->drain_grace_s * 1000), 0);
 }
 
 void nt_node_stop(nt_node *n) {

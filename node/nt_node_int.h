@@ -32,7 +32,7 @@ struct nt_node {
   char id[NT_ID_MAX + 1];
   char node_subject[NT_SUBJECT_MAX];
   nt_bus_sub *node_sub;
-  int bus_up, store_up;
+  int bus_up, store_up, bus_ever_up, store_ever_up;
   int draining, stopping, stopped;
 
   nt_frame *ping;
@@ -45,6 +45,16 @@ struct nt_node {
 /* Writes `len` random characters from [A-Za-z0-9] plus a NUL into out. */
 void nt_node_random_id(nt_node *n, char *out, size_t len);
 int64_t nt_now_ms(void);
+
+/* nt_node.c, for nt_api.c and nt_authz.c */
+/* 1 when NATS and Redis are connected and the node is not draining (GET /readyz). */
+int nt_node_ready(const nt_node *n);
+/* Completes an upgrade that passed authentication (and the authorizer): 101, WebSocket
+ * phase, welcome. `rest` holds bytes that followed the request. */
+void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req,
+                            const uint8_t *rest, size_t rest_len);
+/* Refuses an upgrade with `status` and a plain-text reason, then closes. */
+void nt_node_refuse_upgrade(nt_node *n, nt_conn *c, int status, const char *why);
 
 /* nt_client.c */
 void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t len);

@@ -1,0 +1,620 @@
+/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (DESIGN §5). */
+#include "nt_api.h"
+
+#include <http_parser.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "nt_envelope.h"
+#include "nt_err.h"
+#include "nt_log.h"
+#include "nt_node_int.h"
+#include "nt_proto.h"
+#include "nt_utf8.h"
+
+/* A push, kick or lookup sent to the owner node: well under the node's 10 s HTTP deadline,
+ * and long enough for a node that is busy but alive. */
+#define API_BUS_TIMEOUT_MS 3000
+#define MAX_SEGMENTS 6
+/* A node announces a new connection (welcome frame, connect event) in the same loop turn
+ * as it sends the registry write, so a fast backend can ask another node before that write
+ * reaches Redis. A miss is asked again once, this much later, before answering 410. */
+#define REGISTRY_RETRY_MS 100
+
+/* ================================================================ pure part ====== */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+int nt_api_pct_decode(const char *in, size_t n, char *out, size_t cap) {
+  if (!in || !out || cap == 0) return NT_EINVAL;
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    int ch = (unsigned char)in[i];
+    if (ch == '%') {
+      if (i + 2 >= n) return NT_EINVAL;
+      int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+      if (hi < 0 || lo < 0) return NT_EINVAL;
+      ch = hi * 16 + lo;
+      if (ch == 0 || ch == '/') return NT_EINVAL;
+      i += 3;
+    } else {
+      i++;
+    }
+    if (o + 1 >= cap) return NT_ETOOLARGE;
+    out[o++] = (char)ch;
+  }
+  out[o] = '\0';
+  return (int)o;
+}
+
+static void route_fail(nt_api_match *m, int status, const char *why) {
+  m->route = NT_API_NONE;
+  m->status = status;
+  m->why = why;
+}
+
+/* Copies a decoded id segment into `dst` after validating it; 0 or -1. */
+static int take_id(char *dst, const char *seg, int seg_ok) {
+  if (seg_ok < 0 || nt_id_check(seg, (size_t)seg_ok)) return -1;
+  memcpy(dst, seg, (size_t)seg_ok + 1);
+  return 0;
+}
+
+void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m) {
+  memset(m, 0, sizeof *m);
+  char seg[MAX_SEGMENTS][NT_ID_MAX + 1];
+  int ok[MAX_SEGMENTS]; /* decoded length, or a negative code */
+  int ns = 0;
+  if (!path || path_len < 2 || path[0] != '/') {
+    route_fail(m, 404, "no such route");
+    return;
+  }
+  for (size_t i = 1; i <= path_len;) {
+    const char *s = path + i;
+    const char *slash = memchr(s, '/', path_len - i);
+    size_t n = slash ? (size_t)(slash - s) : path_len - i;
+    /* Empty segments ("//", a trailing '/') name no resource here. */
+    if (n == 0 || ns == MAX_SEGMENTS) {
+      route_fail(m, 404, "no such route");
+      return;
+    }
+    ok[ns] = nt_api_pct_decode(s, n, seg[ns], sizeof seg[ns]);
+    if (ok[ns] < 0) seg[ns][0] = '\0';
+    ns++;
+    i += n + 1;
+    if (!slash) break;
+  }
+#define LIT(k, s) (ok[k] >= 0 && strcmp(seg[k], s) == 0)
+  if (ns == 1 && (LIT(0, "healthz") || LIT(0, "readyz") || LIT(0, "metrics"))) {
+    m->is_public = 1;
+    if (method != HTTP_GET) {
+      route_fail(m, 405, "use GET");
+      return;
+    }
+    m->route = LIT(0, "healthz") ? NT_API_HEALTHZ : LIT(0, "readyz") ? NT_API_READYZ
+                                                                      : NT_API_METRICS;
+    return;
+  }
+  if (ns == 2 && LIT(0, "@connections")) {
+    if (method == HTTP_GET) m->route = NT_API_CONN_GET;
+    else if (method == HTTP_POST) m->route = NT_API_CONN_POST;
+    else if (method == HTTP_DELETE) m->route = NT_API_CONN_DELETE;
+    else return route_fail(m, 405, "use GET, POST or DELETE");
+    if (take_id(m->id, seg[1], ok[1])) route_fail(m, 400, "invalid connection id");
+    return;
+  }
+  if (ns == 6 && LIT(0, "v1") && LIT(1, "tenants")) {
+    int rooms = LIT(3, "rooms"), users = LIT(3, "users");
+    if (rooms && LIT(5, "messages")) {
+      m->route = NT_API_ROOM_MESSAGE;
+    } else if (users && LIT(5, "messages")) {
+      m->route = NT_API_USER_MESSAGE;
+    } else if (rooms && LIT(5, "presence")) {
+      m->route = NT_API_ROOM_PRESENCE;
+    } else {
+      route_fail(m, 404, "no such route");
+      return;
+    }
+    int want = m->route == NT_API_ROOM_PRESENCE ? HTTP_GET : HTTP_POST;
+    if (method != want) {
+      route_fail(m, 405, want == HTTP_GET ? "use GET" : "use POST");
+      return;
+    }
+    if (take_id(m->id, seg[2], ok[2])) route_fail(m, 400, "invalid tenant id");
+    else if (take_id(m->sub, seg[4], ok[4]))
+      route_fail(m, 400, rooms ? "invalid room id" : "invalid user id");
+    return;
+  }
+#undef LIT
+  route_fail(m, 404, "no such route");
+}
+
+int nt_api_check_auth(const char *admin_token, const char *authorization) {
+  if (!admin_token || !*admin_token) return 403;
+  if (!authorization || strncasecmp(authorization, "Bearer ", 7) != 0) return 401;
+  const char *tok = authorization + 7;
+  while (*tok == ' ') tok++;
+  if (!*tok) return 401;
+  /* Hashing first gives two equal-length inputs, so the comparison time depends on
+   * neither the configured token's length nor its content. */
+  unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+  SHA256((const unsigned char *)tok, strlen(tok), a);
+  SHA256((const unsigned char *)admin_token, strlen(admin_token), b);
+  return CRYPTO_memcmp(a, b, sizeof a) == 0 ? 0 : 403;
+}
+
+const char *nt_api_error_code(int status) {
+  switch (status) {
+  case 400: return "bad_request";
+  case 401: return "unauthorized";
+  case 403: return "forbidden";
+  case 404: return "not_found";
+  case 405: return "method_not_allowed";
+  case 410: return "gone";
+  case 413: return "too_large";
+  case 431: return "too_large";
+  case 503: return "unavailable";
+  case 504: return "timeout";
+  case 505: return "bad_request";
+  default: return status >= 500 ? "internal" : "bad_request";
+  }
+}
+
+char *nt_api_error_json(const char *code, const char *message, size_t *len) {
+  json_t *o = json_pack("{s:s, s:s}", "error", code ? code : "internal", "message",
+                        message ? message : "");
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (s && len) *len = strlen(s);
+  return s;
+}
+
+char *nt_api_error_response(int status, size_t *len) {
+  size_t bl = 0;
+  char *body = nt_api_error_json(nt_api_error_code(status), nt_http_reason(status), &bl);
+  if (!body) return NULL;
+  char *resp = nt_http_response(status, "application/json", body, bl, NULL, 0, len);
+  free(body);
+  return resp;
+}
+
+/* ================================================================ replies ======== */
+
+#define JSON_TYPE "application/json"
+
+static void reply(nt_node *n, nt_conn *c, int status, const char *type, const char *body,
+                  size_t len, const char *extra, int keep_alive) {
+  nt_metrics_count_api_status(&n->m, status);
+  if (nt_conn_is_open(c)) {
+    size_t out_len;
+    char *resp = nt_http_response(status, type, body, len, extra, keep_alive, &out_len);
+    if (!resp || nt_conn_send_raw(c, resp, out_len)) keep_alive = 0;
+    free(resp);
+  }
+  nt_conn_http_done(c, keep_alive);
+}
+
+static void reply_json(nt_node *n, nt_conn *c, int status, json_t *o, int keep_alive) {
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (!s) {
+    static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
+    reply(n, c, 500, JSON_TYPE, oom, sizeof oom - 1, NULL, 0);
+    return;
+  }
+  reply(n, c, status, JSON_TYPE, s, strlen(s), NULL, keep_alive);
+  free(s);
+}
+
+/* `code` NULL: the default code of `status`. */
+static void reply_error(nt_node *n, nt_conn *c, int status, const char *code, const char *msg,
+                        int keep_alive) {
+  size_t len = 0;
+  char *body = nt_api_error_json(code ? code : nt_api_error_code(status), msg, &len);
+  reply(n, c, status, JSON_TYPE, body, body ? len : 0,
+        status == 401 ? "WWW-Authenticate: Bearer realm=\"natter\"\r\n" : NULL,
+        body ? keep_alive : 0);
+  free(body);
+}
+
+/* ================================================================ async ops ====== */
+
+/* One request waiting for the presence store or the bus. Holds a reference on the API
+ * connection, so the callback may look at it (closed or not) but never at freed memory. */
+typedef struct api_op {
+  nt_node *n;
+  nt_conn *c;
+  int route;
+  int keep_alive;
+  int retried;       /* the registry was asked a second time */
+  uv_timer_t timer;  /* registry retry; initialized only when used */
+  int timer_used;
+  char id[NT_ID_MAX + 1];
+  char sub[NT_ID_MAX + 1];
+  uint8_t *body;     /* POST /@connections: the data to deliver (copy) */
+  size_t body_len;
+} api_op;
+
+static api_op *op_new(nt_node *n, nt_conn *c, const nt_api_match *m, int keep_alive) {
+  api_op *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->n = n;
+  op->c = c;
+  nt_conn_ref(c);
+  op->route = m->route;
+  op->keep_alive = keep_alive;
+  memcpy(op->id, m->id, sizeof op->id);
+  memcpy(op->sub, m->sub, sizeof op->sub);
+  return op;
+}
+
+static void op_release(uv_handle_t *h) { free(h->data); }
+
+/* The op's memory goes with its timer's close callback when the timer was used. */
+static void op_free(api_op *op) {
+  nt_conn_unref(op->c);
+  free(op->body);
+  op->body = NULL;
+  if (op->timer_used) {
+    op->timer.data = op;
+    uv_close((uv_handle_t *)&op->timer, op_release);
+  } else {
+    free(op);
+  }
+}
+
+static void op_error(api_op *op, int status, const char *msg) {
+  reply_error(op->n, op->c, status, NULL, msg, op->keep_alive);
+  op_free(op);
+}
+
+/* ================================================================ connections ==== */
+
+char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
+  /* The connection's times are loop (monotonic) milliseconds; the API speaks unix ms. */
+  int64_t wall = nt_now_ms(), mono = (int64_t)uv_now(n->loop);
+  json_t *rooms = json_array();
+  for (uint16_t i = 0; rooms && i < c->nrooms; i++)
+    json_array_append_new(rooms, json_string(c->rooms[i].room->name));
+  json_t *o = json_pack("{s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
+                        "connectionId", c->id,
+                        "connectedAt", (json_int_t)(wall - (mono - (int64_t)c->connected_at)),
+                        "lastActiveAt", (json_int_t)(wall - (mono - (int64_t)c->last_active)),
+                        "identity", "sourceIp", c->peer, "userAgent", c->user_agent,
+                        "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
+                        "rooms", rooms);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (s && len) *len = strlen(s);
+  return s;
+}
+
+static void conn_local(nt_node *n, nt_conn *c, nt_conn *t, const nt_api_match *m,
+                       const nt_http_req *req, int ka) {
+  if (m->route == NT_API_CONN_GET) {
+    size_t len;
+    char *js = nt_api_conn_json(n, t, &len);
+    if (js) reply(n, c, 200, JSON_TYPE, js, len, NULL, ka);
+    else reply_error(n, c, 500, NULL, "out of memory", 0);
+    free(js);
+  } else if (m->route == NT_API_CONN_DELETE) {
+    nt_conn_ws_close(t, 1000, "closed by the server", NT_CLOSE_KICKED);
+    reply(n, c, 204, NULL, NULL, 0, NULL, ka);
+  } else {
+    int text = nt_utf8_valid(req->body, req->body_len);
+    nt_frame *f = nt_frame_from(text ? NT_WS_OP_TEXT : NT_WS_OP_BINARY, req->body,
+                                req->body_len);
+    int r = f ? nt_conn_send(t, f) : NT_ENOMEM;
+    nt_frame_unref(f);
+    /* NT_ECLOSED: closing, or just closed as a slow consumer — gone either way. */
+    if (r == 0) reply_json(n, c, 200, json_pack("{s:s}", "connectionId", m->id), ka);
+    else if (r == NT_ECLOSED) reply_error(n, c, 410, NULL, "the connection is gone", ka);
+    else reply_error(n, c, 500, NULL, "out of memory", ka);
+  }
+}
+
+static void on_owner_reply(void *ud, int status, const uint8_t *data, size_t len) {
+  api_op *op = ud;
+  nt_node *n = op->n;
+  int gone = status == 0 && len == 4 && memcmp(data, "gone", 4) == 0;
+  if (status == NT_ENORESPONDER || gone) {
+    /* No responder: the owner node is down, and its connections went with it. */
+    op_error(op, 410, "the connection is gone");
+  } else if (status == NT_ETIMEOUT) {
+    op_error(op, 504, "the connection's node did not answer in time");
+  } else if (status != 0) {
+    op_error(op, 503, "message bus unavailable");
+  } else if (op->route == NT_API_CONN_GET) {
+    if (len && data[0] == '{') reply(n, op->c, 200, JSON_TYPE, (const char *)data, len, NULL,
+                                     op->keep_alive);
+    else reply_error(n, op->c, 502, "internal", "unexpected answer from the owner node",
+                     op->keep_alive);
+    op_free(op);
+  } else if (op->route == NT_API_CONN_DELETE) {
+    reply(n, op->c, 204, NULL, NULL, 0, NULL, op->keep_alive);
+    op_free(op);
+  } else {
+    reply_json(n, op->c, 200, json_pack("{s:s}", "connectionId", op->id), op->keep_alive);
+    op_free(op);
+  }
+}
+
+static void on_registry(void *ud, int status, const nt_conn_info *info);
+
+static void retry_registry(uv_timer_t *t) {
+  api_op *op = t->data;
+  nt_node *n = op->n;
+  if (!n->pres || !nt_conn_is_open(op->c)) op_error(op, 503, "presence store unavailable");
+  else if (nt_presence_conn_get(n->pres, op->id, on_registry, op))
+    op_error(op, 503, "presence store unavailable");
+}
+
+static void on_registry(void *ud, int status, const nt_conn_info *info) {
+  api_op *op = ud;
+  nt_node *n = op->n;
+  if (status == NT_ENOTFOUND && !op->retried && !n->stopped) {
+    op->retried = 1;
+    op->timer_used = 1;
+    uv_timer_init(n->loop, &op->timer);
+    op->timer.data = op;
+    uv_timer_start(&op->timer, retry_registry, REGISTRY_RETRY_MS, 0);
+    return;
+  }
+  if (status == NT_ENOTFOUND) {
+    op_error(op, 410, "the connection is gone");
+    return;
+  }
+  if (status != 0 || !n->bus) {
+    op_error(op, 503, "presence store unavailable");
+    return;
+  }
+  /* The registry names this node but the hub has no such connection: it just closed. */
+  char subject[NT_SUBJECT_MAX];
+  if (!strcmp(info->node, n->id) || nt_subject_node(subject, sizeof subject, info->node) < 0) {
+    op_error(op, 410, "the connection is gone");
+    return;
+  }
+  char id[NT_CONN_ID_LEN + 1];
+  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  Natter__Envelope env = NATTER__ENVELOPE__INIT;
+  env.id = id;
+  env.kind = op->route == NT_API_CONN_POST   ? NATTER__KIND__CONN_PUSH
+             : op->route == NT_API_CONN_DELETE ? NATTER__KIND__CONN_KICK
+                                               : NATTER__KIND__CONN_INFO;
+  env.tenant = (char *)info->tenant;
+  env.target_conn = op->id;
+  env.origin_node = n->id;
+  env.timestamp_ms = nt_now_ms();
+  env.payload.data = op->body;
+  env.payload.len = op->body_len;
+  uint8_t buf[4096], *out;
+  size_t elen = nt_env_encode(&env, buf, sizeof buf, &out);
+  int r = elen ? nt_bus_request(n->bus, subject, out, elen, API_BUS_TIMEOUT_MS, on_owner_reply,
+                                op)
+               : NT_ENOMEM;
+  if (elen && out != buf) free(out);
+  if (r) op_error(op, 503, "message bus unavailable");
+}
+
+static void handle_conn(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
+                        int ka) {
+  if (m->route == NT_API_CONN_POST && req->body_len == 0) {
+    reply_error(n, c, 400, NULL, "the body (the data to send) is empty", ka);
+    return;
+  }
+  nt_conn *t = nt_hub_conn(&n->hub, m->id);
+  if (t && nt_conn_is_open(t)) {
+    conn_local(n, c, t, m, req, ka);
+    return;
+  }
+  if (!n->pres) {
+    reply_error(n, c, 503, NULL, "presence store unavailable", ka);
+    return;
+  }
+  api_op *op = op_new(n, c, m, ka);
+  if (op && m->route == NT_API_CONN_POST) {
+    op->body = malloc(req->body_len);
+    if (op->body) {
+      memcpy(op->body, req->body, req->body_len);
+      op->body_len = req->body_len;
+    }
+  }
+  if (!op || (m->route == NT_API_CONN_POST && !op->body)) {
+    if (op) op_free(op);
+    reply_error(n, c, 500, NULL, "out of memory", 0);
+    return;
+  }
+  if (nt_presence_conn_get(n->pres, m->id, on_registry, op))
+    op_error(op, 503, "presence store unavailable");
+}
+
+/* ================================================================ server push ==== */
+
+static void handle_push(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
+                        int ka) {
+  int direct = m->route == NT_API_USER_MESSAGE;
+  char subject[NT_SUBJECT_MAX];
+  if ((direct ? nt_subject_user(subject, sizeof subject, m->id, m->sub)
+              : nt_subject_room(subject, sizeof subject, m->id, m->sub)) < 0) {
+    reply_error(n, c, 400, NULL, "invalid id", ka);
+    return;
+  }
+  json_error_t jerr;
+  json_t *root = req->body_len ? json_loadb((const char *)req->body, req->body_len, 0, &jerr)
+                               : NULL;
+  json_t *msg = json_is_object(root) ? json_object_get(root, "message") : NULL;
+  if (!msg) {
+    json_decref(root);
+    reply_error(n, c, 400, NULL, "the body must be a JSON object {\"message\": <any JSON>}", ka);
+    return;
+  }
+  size_t plen;
+  char *payload = nt_proto_dump(msg, &plen);
+  json_decref(root);
+  if (!payload) {
+    reply_error(n, c, 500, NULL, "cannot encode the message", ka);
+    return;
+  }
+  char id[NT_CONN_ID_LEN + 1];
+  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  Natter__Envelope env = NATTER__ENVELOPE__INIT;
+  env.id = id;
+  env.tenant = (char *)m->id;
+  env.kind = direct ? NATTER__KIND__DIRECT_MESSAGE : NATTER__KIND__ROOM_MESSAGE;
+  env.room = direct ? "" : (char *)m->sub;
+  env.target_user = direct ? (char *)m->sub : "";
+  env.sender_user = ""; /* server sender: rendered "userId":null,"server":true */
+  env.sender_conn = "";
+  env.origin_node = n->id;
+  env.timestamp_ms = nt_now_ms();
+  env.payload.data = (uint8_t *)payload;
+  env.payload.len = plen;
+  uint8_t buf[4096], *out;
+  size_t elen = nt_env_encode(&env, buf, sizeof buf, &out);
+  int r = elen && n->bus ? nt_bus_publish(n->bus, subject, out, elen, NULL) : NT_ENOMEM;
+  if (elen && out != buf) free(out);
+  free(payload);
+  if (r) {
+    nt_log_warn("api publish failed", "{s:s, s:s}", "subject", subject, "error", nt_strerror(r));
+    reply_error(n, c, 503, NULL, "message bus unavailable", ka);
+    return;
+  }
+  n->m.published++;
+  reply_json(n, c, 202, json_pack("{s:s}", "id", id), ka);
+}
+
+static void on_members(void *ud, int status, const char *const *members, size_t count) {
+  api_op *op = ud;
+  if (status) {
+    op_error(op, 503, "presence store unavailable");
+    return;
+  }
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < count; i++)
+    json_array_append_new(arr, json_pack("{s:s}", "userId", members[i]));
+  reply_json(op->n, op->c, 200,
+             json_pack("{s:s, s:s, s:o*}", "tenantId", op->id, "roomId", op->sub, "members", arr),
+             op->keep_alive);
+  op_free(op);
+}
+
+static void handle_presence(nt_node *n, nt_conn *c, const nt_api_match *m, int ka) {
+  api_op *op = n->pres ? op_new(n, c, m, ka) : NULL;
+  if (!op) {
+    reply_error(n, c, 503, NULL, "presence store unavailable", ka);
+    return;
+  }
+  if (nt_presence_members(n->pres, m->id, m->sub, on_members, op))
+    op_error(op, 503, "presence store unavailable");
+}
+
+/* ================================================================ operations ===== */
+
+static void sb_add(char *buf, size_t cap, size_t *len, const char *name, const char *type,
+                   const char *help, unsigned long long v) {
+  int w = snprintf(buf + *len, cap - *len, "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s %llu\n",
+                   name, help, name, type, name, v);
+  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
+}
+
+static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
+  char extra[4096];
+  size_t l = 0;
+  extra[0] = '\0';
+  sb_add(extra, sizeof extra, &l, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
+  sb_add(extra, sizeof extra, &l, "http_connections", "gauge",
+         "Open connections not upgraded (API and pending HTTP).",
+         (unsigned long long)(n->nconns - n->nws));
+  if (n->bus) {
+    nt_bus_stats bs;
+    nt_bus_get_stats(n->bus, &bs);
+    sb_add(extra, sizeof extra, &l, "bus_connected", "gauge", "1 while connected to the message bus.",
+           (unsigned)nt_bus_connected(n->bus));
+    sb_add(extra, sizeof extra, &l, "bus_messages_published_total", "counter", "Messages the bus client published.", bs.published);
+    sb_add(extra, sizeof extra, &l, "bus_messages_received_total", "counter", "Messages the bus client delivered to the node.", bs.received);
+    sb_add(extra, sizeof extra, &l, "bus_subscriptions", "gauge", "Live bus subscriptions.", bs.subscriptions);
+    sb_add(extra, sizeof extra, &l, "bus_client_reconnects_total", "counter", "Reconnections counted by the bus client.", bs.reconnects);
+    sb_add(extra, sizeof extra, &l, "bus_dropped_total", "counter", "Bus messages dropped by the client (slow delivery).", bs.dropped);
+    sb_add(extra, sizeof extra, &l, "bus_wakeups_total", "counter", "Loop wake-ups that delivered bus messages.", bs.wakeups);
+  }
+  if (n->pres) {
+    nt_presence_stats ps;
+    nt_presence_get_stats(n->pres, &ps);
+    sb_add(extra, sizeof extra, &l, "store_connected", "gauge", "1 while connected to the presence store.",
+           (unsigned)nt_presence_connected(n->pres));
+    sb_add(extra, sizeof extra, &l, "presence_ops_total", "counter", "Presence store operations.", ps.ops);
+    sb_add(extra, sizeof extra, &l, "presence_transitions_total", "counter", "Online/offline transitions decided.", ps.transitions);
+    sb_add(extra, sizeof extra, &l, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
+    sb_add(extra, sizeof extra, &l, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
+    sb_add(extra, sizeof extra, &l, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
+  }
+  char *body = nt_metrics_render(&n->m, extra);
+  if (!body) {
+    reply_error(n, c, 500, NULL, "out of memory", ka);
+    return;
+  }
+  reply(n, c, 200, "text/plain; version=0.0.4; charset=utf-8", body, strlen(body), NULL, ka);
+  free(body);
+}
+
+static void handle_ready(nt_node *n, nt_conn *c, int ka) {
+  int ok = nt_node_ready(n);
+  reply_json(n, c, ok ? 200 : 503,
+             json_pack("{s:b, s:b, s:b, s:b}", "ready", ok, "bus",
+                       n->bus && nt_bus_connected(n->bus), "store",
+                       n->pres && nt_presence_connected(n->pres), "draining", n->draining),
+             ka);
+}
+
+/* ================================================================ entry ========== */
+
+void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
+  n->m.api_requests++;
+  /* An upgrade request's remaining bytes are not HTTP; a draining node sheds its
+   * keep-alive connections so clients move to another node. */
+  int ka = req->keep_alive && !req->upgrade && !n->draining && !n->stopping;
+  nt_api_match m;
+  nt_api_route(req->method, req->target, req->path_len, &m);
+  nt_log_debug("api request", "{s:s, s:s%}", "method", http_method_str(req->method), "path",
+               req->target ? req->target : "", (size_t)req->path_len);
+  if (!m.is_public) {
+    const char *tok = n->cfg->admin_token;
+    int st = nt_api_check_auth(tok, req->hdr[NT_HDR_AUTHORIZATION]);
+    if (st) {
+      if (!tok || !*tok)
+        reply_error(n, c, 403, "api_disabled", "the HTTP API is disabled: no --admin-token is configured", ka);
+      else
+        reply_error(n, c, st, NULL, st == 401 ? "an admin bearer token is required"
+                                              : "wrong admin token", ka);
+      return;
+    }
+  }
+  if (m.status) {
+    reply_error(n, c, m.status, NULL, m.why, ka);
+    return;
+  }
+  switch (m.route) {
+  case NT_API_HEALTHZ:
+    reply_json(n, c, 200, json_pack("{s:s}", "status", "ok"), ka);
+    break;
+  case NT_API_READYZ: handle_ready(n, c, ka); break;
+  case NT_API_METRICS: handle_metrics(n, c, ka); break;
+  case NT_API_CONN_GET:
+  case NT_API_CONN_POST:
+  case NT_API_CONN_DELETE: handle_conn(n, c, &m, req, ka); break;
+  case NT_API_ROOM_MESSAGE:
+  case NT_API_USER_MESSAGE: handle_push(n, c, &m, req, ka); break;
+  case NT_API_ROOM_PRESENCE: handle_presence(n, c, &m, ka); break;
+  default: reply_error(n, c, 404, NULL, "no such route", ka); break;
+  }
+}
