@@ -42,11 +42,19 @@ typedef void (*nt_presence_done_cb)(void *ud, int status);
 typedef struct nt_presence_handler {
   /* A dead node's connection was reaped by this node (exactly one survivor reports each). */
   void (*on_conn_lost)(void *ud, const nt_conn_info *info);
-  /* As part of a reap, `user` went offline in `room` (exactly once per user and room). */
+  /* `user` went offline in `room` without a leave through this node's callers: as part of
+   * a reap (exactly once per user and room across the cluster), or when re-assertion after
+   * a reconnect removed rooms left while Redis was unreachable. */
   void (*on_offline)(void *ud, const char *tenant, const char *room, const char *user);
   /* Store connection state changed (connected=1 after (re)connect and re-assertion). */
   void (*on_state)(void *ud, int connected);
   void *ud;
+  /* Optional (may be NULL; last so positional initializers stay valid). `user` came online
+   * in `room` through this node's re-assertion after survivors had reaped it (a partition
+   * or a stall longer than the node ttl), so the rest of the cluster saw it go offline.
+   * Never called for a re-assertion that only refills a Redis that lost its data: nobody
+   * saw those users leave. */
+  void (*on_online)(void *ud, const char *tenant, const char *room, const char *user);
 } nt_presence_handler;
 
 typedef struct nt_presence_stats {
@@ -119,6 +127,12 @@ static inline void nt_presence_destroy(nt_presence *p) { p->vt->destroy(p); }
 
 /* In-memory presence for one process. Returns NULL on allocation failure. */
 nt_presence *nt_presence_mem_new(const nt_presence_handler *h);
+
+/* In-memory presence only (tests): reaps every connection registered with info.node ==
+ * `node` the way survivors reap a dead node in Redis: on_conn_lost per connection,
+ * on_offline once per user and room left without a connection, before it returns.
+ * Returns the number of connections reaped. */
+size_t nt_presence_mem_reap_node(nt_presence *p, const char *node);
 
 /* Redis presence (hiredis async on `loop`). `url` is redis://[:password@]host:port[/db];
  * keys start with `prefix` (default "natter:"). This node's liveness record expires after

@@ -1,4 +1,7 @@
-/* nt_presence_mem: in-memory presence and registry for one process (tests, standalone). */
+/* nt_presence_mem: in-memory presence and registry for one process (tests, standalone).
+ * Same transition rules as the Redis implementation (nt_presence_redis.c): membership is
+ * per connection, deduplicated by user; only conn_remove differs — it leaves rooms to the
+ * caller's leaves, which can never fail here. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,9 +15,16 @@ typedef struct mem_conn {
   char buf[];
 } mem_conn;
 
+/* A room: which connections are in it (so a repeated join or a leave of a connection
+ * that is not there changes nothing, as in Redis) and how many each user has. */
+typedef struct mem_room {
+  nt_map conns;  /* conn id -> user (owned string) */
+  nt_map users;  /* user -> number of its connections in the room (uintptr_t) */
+} mem_room;
+
 typedef struct mem_presence {
   nt_presence base;
-  nt_map rooms;    /* "tenant\x01room" -> nt_map* (user -> count in a uintptr_t) */
+  nt_map rooms;    /* "tenant\x01room" -> mem_room* */
   nt_map tenants;  /* tenant -> nt_map* (user -> count of connections) */
   nt_map conns;    /* conn_id -> mem_conn* */
   nt_presence_stats st;
@@ -57,8 +67,7 @@ static long set_add(nt_map *outer, const char *key, size_t klen, const char *use
   return n;
 }
 
-static size_t list_set(nt_map *outer, const char *key, size_t klen, const char ***out) {
-  nt_map *set = nt_map_get(outer, key, klen);
+static size_t list_keys(const nt_map *set, const char ***out) {
   *out = NULL;
   if (!set || !set->len) return 0;
   const char **v = malloc(set->len * sizeof *v);
@@ -71,20 +80,83 @@ static size_t list_set(nt_map *outer, const char *key, size_t klen, const char *
   return n;
 }
 
+static void room_free(mem_room *r) {
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (nt_map_next(&r->conns, &it, &k, &v)) free(v);
+  nt_map_clear(&r->conns);
+  nt_map_clear(&r->users);
+  free(r);
+}
+
+/* Puts conn in the room; returns 1 when its user just came online there, 0 when not
+ * (another connection of the user, or this one, is already there), NT_ENOMEM. */
+static int room_add(mem_room *r, const char *conn, const char *user) {
+  size_t cl = strlen(conn), ul = strlen(user);
+  if (nt_map_get(&r->conns, conn, cl)) return 0;
+  char *u = strdup(user);
+  if (!u || nt_map_put(&r->conns, conn, cl, u, NULL)) {
+    free(u);
+    return NT_ENOMEM;
+  }
+  uintptr_t n = (uintptr_t)nt_map_get(&r->users, user, ul) + 1;
+  if (nt_map_put(&r->users, user, ul, (void *)n, NULL)) {
+    free(nt_map_del(&r->conns, conn, cl));
+    return NT_ENOMEM;
+  }
+  return n == 1;
+}
+
+/* Removes conn; returns its user (caller frees) and sets *offline when it was the
+ * user's last connection there. NULL when conn was not in the room. */
+static char *room_drop(mem_room *r, const char *conn, int *offline) {
+  char *u = nt_map_del(&r->conns, conn, strlen(conn));
+  *offline = 0;
+  if (!u) return NULL;
+  size_t ul = strlen(u);
+  uintptr_t n = (uintptr_t)nt_map_get(&r->users, u, ul);
+  if (n <= 1) {
+    nt_map_del(&r->users, u, ul);
+    *offline = 1;
+  } else {
+    nt_map_put(&r->users, u, ul, (void *)(n - 1), NULL); /* existing key: no allocation */
+  }
+  return u;
+}
+
+static void room_release(mem_presence *m, const char *key, size_t kl, mem_room *r) {
+  if (r->conns.len) return;
+  nt_map_del(&m->rooms, key, kl);
+  room_free(r);
+}
+
 static int mem_join(nt_presence *p, const char *tenant, const char *room, const char *user,
                     const char *conn_id, nt_presence_join_cb cb, void *ud) {
   mem_presence *m = (mem_presence *)p;
   char key[2 * NT_ID_MAX + 2];
-  if (nt_id_valid(tenant) || nt_id_valid(room) || nt_id_valid(user)) return NT_EINVAL;
+  if (nt_id_valid(tenant) || nt_id_valid(room) || nt_id_valid(user) || nt_id_valid(conn_id))
+    return NT_EINVAL;
   size_t kl = room_key(key, tenant, room);
-  long n = set_add(&m->rooms, key, kl, user, 1);
-  if (n < 0) return NT_ENOMEM;
+  mem_room *r = nt_map_get(&m->rooms, key, kl);
+  if (!r) {
+    if (!(r = calloc(1, sizeof *r))) return NT_ENOMEM;
+    if (nt_map_put(&m->rooms, key, kl, r, NULL)) {
+      free(r);
+      return NT_ENOMEM;
+    }
+  }
+  int tr = room_add(r, conn_id, user);
+  if (tr < 0) {
+    room_release(m, key, kl, r);
+    return tr;
+  }
   m->st.ops++;
-  if (n == 1) m->st.transitions++;
+  if (tr) m->st.transitions++;
   if (cb) {
     const char **members;
-    size_t cnt = list_set(&m->rooms, key, kl, &members);
-    cb(ud, 0, n == 1, members, cnt);
+    size_t cnt = list_keys(&r->users, &members);
+    cb(ud, 0, tr, members, cnt);
     free(members);
   }
   return 0;
@@ -94,14 +166,18 @@ static int mem_leave(nt_presence *p, const char *tenant, const char *room, const
                      const char *conn_id, nt_presence_leave_cb cb, void *ud) {
   mem_presence *m = (mem_presence *)p;
   char key[2 * NT_ID_MAX + 2];
-  if (nt_id_valid(tenant) || nt_id_valid(room) || nt_id_valid(user)) return NT_EINVAL;
+  if (nt_id_valid(tenant) || nt_id_valid(room) || nt_id_valid(user) || nt_id_valid(conn_id))
+    return NT_EINVAL;
   size_t kl = room_key(key, tenant, room);
-  nt_map *set = nt_map_get(&m->rooms, key, kl);
-  int was = set && nt_map_get(set, user, strlen(user));
-  long n = set_add(&m->rooms, key, kl, user, -1);
+  mem_room *r = nt_map_get(&m->rooms, key, kl);
+  int offline = 0;
+  if (r) {
+    free(room_drop(r, conn_id, &offline));
+    room_release(m, key, kl, r);
+  }
   m->st.ops++;
-  if (was && n == 0) m->st.transitions++;
-  if (cb) cb(ud, 0, was && n == 0);
+  if (offline) m->st.transitions++;
+  if (cb) cb(ud, 0, offline);
   return 0;
 }
 
@@ -112,10 +188,12 @@ static int mem_members(nt_presence *p, const char *tenant, const char *room,
   if (nt_id_valid(tenant) || (room && nt_id_valid(room))) return NT_EINVAL;
   const char **members;
   size_t cnt;
-  if (room)
-    cnt = list_set(&m->rooms, key, room_key(key, tenant, room), &members);
-  else
-    cnt = list_set(&m->tenants, tenant, strlen(tenant), &members);
+  if (room) {
+    mem_room *r = nt_map_get(&m->rooms, key, room_key(key, tenant, room));
+    cnt = list_keys(r ? &r->users : NULL, &members);
+  } else {
+    cnt = list_keys(nt_map_get(&m->tenants, tenant, strlen(tenant)), &members);
+  }
   m->st.ops++;
   cb(ud, 0, members, cnt);
   free(members);
@@ -204,11 +282,13 @@ static void free_sets(nt_map *outer) {
 
 static void mem_destroy(nt_presence *p) {
   mem_presence *m = (mem_presence *)p;
-  free_sets(&m->rooms);
-  free_sets(&m->tenants);
   size_t it = 0;
   const char *k;
   void *v;
+  while (nt_map_next(&m->rooms, &it, &k, &v)) room_free(v);
+  nt_map_clear(&m->rooms);
+  free_sets(&m->tenants);
+  it = 0;
   while (nt_map_next(&m->conns, &it, &k, &v)) free(v);
   nt_map_clear(&m->conns);
   free(m);
@@ -225,4 +305,53 @@ nt_presence *nt_presence_mem_new(const nt_presence_handler *h) {
   m->base.vt = &mem_vtab;
   if (h) m->base.h = *h;
   return &m->base;
+}
+
+/* Removes every registered connection of `node` as a survivor's reap would (see
+ * nt_presence.h), reporting each through on_conn_lost and each room a user leaves with
+ * its last connection through on_offline, once. Returns the number of connections. */
+size_t nt_presence_mem_reap_node(nt_presence *p, const char *node) {
+  mem_presence *m = (mem_presence *)p;
+  nt_map dead = NT_MAP_INIT; /* conn id -> mem_conn* (borrowed) */
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (nt_map_next(&m->conns, &it, &k, &v))
+    if (!strcmp(((mem_conn *)v)->info.node, node)) nt_map_put(&dead, k, strlen(k), v, NULL);
+  it = 0;
+  while (nt_map_next(&m->rooms, &it, &k, &v)) {
+    mem_room *r = v;
+    char tenant[NT_ID_MAX + 1];
+    const char *sep = strchr(k, '\x01');
+    snprintf(tenant, sizeof tenant, "%.*s", (int)(sep - k), k);
+    size_t cit = 0;
+    const char *conn;
+    void *user;
+    while (nt_map_next(&r->conns, &cit, &conn, &user)) {
+      if (!nt_map_get(&dead, conn, strlen(conn))) continue;
+      int offline;
+      char *u = room_drop(r, conn, &offline); /* nt_map_del of the current key: allowed */
+      if (offline) {
+        m->st.transitions++;
+        if (m->base.h.on_offline) m->base.h.on_offline(m->base.h.ud, tenant, sep + 1, u);
+      }
+      free(u);
+    }
+    if (!r->conns.len) { /* deleting the current key while iterating is allowed */
+      nt_map_del(&m->rooms, k, strlen(k));
+      room_free(r);
+    }
+  }
+  size_t n = dead.len;
+  it = 0;
+  while (nt_map_next(&dead, &it, &k, &v)) {
+    mem_conn *c = v;
+    if (m->base.h.on_conn_lost) m->base.h.on_conn_lost(m->base.h.ud, &c->info);
+    nt_map_del(&m->conns, k, strlen(k));
+    set_add(&m->tenants, c->info.tenant, strlen(c->info.tenant), c->info.user, -1);
+    free(c);
+  }
+  nt_map_clear(&dead);
+  if (n) m->st.reaped_nodes++;
+  return n;
 }

@@ -89,3 +89,48 @@ int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
   if (!prefix) prefix = "natter:";
   return build(out, cap, "%snode:%s:%s", prefix, what, node_id);
 }
+
+int nt_key_prefix_check(const char *prefix) {
+  if (!prefix) return 0;
+  size_t n = strlen(prefix);
+  if (n > 64) return NT_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)prefix[i];
+    if (c <= 0x20 || c >= 0x7f || c == '{' || c == '}') return NT_EINVAL;
+  }
+  return 0;
+}
+
+int nt_key_tenant_base(char *out, size_t cap, const char *prefix, const char *tenant) {
+  if (nt_id_valid(tenant)) return NT_EINVAL;
+  if (!prefix) prefix = "natter:";
+  return build(out, cap, "%s{%s}:", prefix, tenant);
+}
+
+int nt_key_conn(char *out, size_t cap, const char *prefix, const char *conn_id) {
+  if (nt_id_valid(conn_id)) return NT_EINVAL;
+  if (!prefix) prefix = "natter:";
+  return build(out, cap, "%sconn:%s", prefix, conn_id);
+}
+
+int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what) {
+  if (nt_id_valid(what)) return NT_EINVAL;
+  if (!prefix) prefix = "natter:";
+  return build(out, cap, "%scluster:{nodes}:%s", prefix, what);
+}
+
+/* Swaps prefix `from` of `subject` for `to`. */
+static int swap_prefix(char *out, size_t cap, const char *subject, const char *from,
+                       const char *to) {
+  size_t fl = strlen(from);
+  if (!subject || strncmp(subject, from, fl) != 0 || !subject[fl]) return NT_EINVAL;
+  return build(out, cap, "%s%s", to, subject + fl);
+}
+
+int nt_subject_live_of(char *out, size_t cap, const char *room_subject) {
+  return swap_prefix(out, cap, room_subject, NT_SUBJECT_ROOM_PREFIX, NT_SUBJECT_LIVE_PREFIX);
+}
+
+int nt_subject_room_of(char *out, size_t cap, const char *live_subject) {
+  return swap_prefix(out, cap, live_subject, NT_SUBJECT_LIVE_PREFIX, NT_SUBJECT_ROOM_PREFIX);
+}

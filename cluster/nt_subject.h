@@ -41,4 +41,56 @@ int nt_key_tenant(char *out, size_t cap, const char *prefix, const char *tenant,
 int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
                 const char *node_id);
 
+/* Presence key layout (DESIGN §4; nt_presence_redis.c and its Lua scripts). One tenant's
+ * keys are "<prefix>{<tenant>}:<name>" and share a Redis Cluster slot:
+ *   conns              hash connId -> user: the tenant's registered connections
+ *   online             hash user -> registered connections (the tenant's online users)
+ *   room:<room>        hash connId -> user: the connections in a room
+ *   roomu:<room>       hash user -> connections in the room (the members, by user)
+ *   crooms:<connId>    set: the rooms of one connection
+ *   node:<nodeId>      hash connId -> user: what a node holds in the tenant (reap index)
+ * Keys outside any tenant:
+ *   <prefix>conn:<connId>            hash: registry record (GET /@connections/{id} has
+ *                                    only the id, so it cannot carry the tenant's tag)
+ *   <prefix>node:tenants:<nodeId>    set: tenants where a node has entries
+ *   <prefix>cluster:{nodes}:live     zset node -> last refresh (Redis clock, ms)
+ *   <prefix>cluster:{nodes}:reaping  zset node -> time a survivor claimed it
+ *   <prefix>cluster:{nodes}:reaped   zset node -> time its reap finished (1 h tombstones)
+ * Lua scripts build the per-room and per-connection names from the tenant base and these
+ * names, so the names are spelled only here. */
+#define NT_KEY_CONNS "conns"
+#define NT_KEY_ONLINE "online"
+#define NT_KEY_ROOM "room"
+#define NT_KEY_ROOMU "roomu"
+#define NT_KEY_CROOMS "crooms"
+#define NT_KEY_NODEIDX "node"
+#define NT_KEY_TENANTS "tenants"
+#define NT_KEY_LIVE "live"
+#define NT_KEY_REAPING "reaping"
+#define NT_KEY_REAPED "reaped"
+
+/* Returns 0 when `prefix` can start keys: at most 64 bytes, printable, no '{' or '}' (a
+ * brace would move the Redis Cluster hash tag). NT_EINVAL otherwise. */
+int nt_key_prefix_check(const char *prefix);
+
+/* "<prefix>{<tenant>}:" — the base a Lua script appends "<name>" or "<name>:<id>" to. */
+int nt_key_tenant_base(char *out, size_t cap, const char *prefix, const char *tenant);
+
+/* "<prefix>conn:<connId>" — a connection's registry record. */
+int nt_key_conn(char *out, size_t cap, const char *prefix, const char *conn_id);
+
+/* "<prefix>cluster:{nodes}:<what>" — cluster-wide liveness keys, one slot. */
+int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what);
+
+/* Room history (docs/history.md): the stream stores natter.room.<tenant>.<room> and
+ * republishes each stored message, with its sequence, on
+ * natter.live.room.<tenant>.<room>, where nodes subscribe while history is on.
+ * nt_subject_live_of() maps a room subject to its live subject and nt_subject_room_of()
+ * back (both return the length, or NT_EINVAL for a subject of another kind, or
+ * NT_ETOOLARGE). The stream's RePublish rule is spelled from the two prefixes. */
+#define NT_SUBJECT_ROOM_PREFIX "natter.room."
+#define NT_SUBJECT_LIVE_PREFIX "natter.live.room."
+int nt_subject_live_of(char *out, size_t cap, const char *room_subject);
+int nt_subject_room_of(char *out, size_t cap, const char *live_subject);
+
 #endif

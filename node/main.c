@@ -106,6 +106,11 @@ int main(int argc, char **argv) {
   uv_signal_init(loop, &sigint);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
+  /* Signal watchers must not keep the loop alive: once the node has closed its own
+   * handles (end of a drain), uv_run returns even though the other signal's watcher is
+   * still installed. */
+  uv_unref((uv_handle_t *)&sigterm);
+  uv_unref((uv_handle_t *)&sigint);
 
   uv_run(loop, UV_RUN_DEFAULT);
 

@@ -1,0 +1,147 @@
+/* nt_presence_redis_int: state shared by the Redis presence files (nt_presence_redis.c:
+ * connection, operations, destroy; nt_presence_sync.c: mirror, re-assertion, reaping).
+ * Not for other modules. Loop thread only. */
+#ifndef NT_PRESENCE_REDIS_INT_H
+#define NT_PRESENCE_REDIS_INT_H
+
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "nt_map.h"
+#include "nt_presence.h"
+#include "nt_presence_lua.h"
+#include "nt_subject.h"
+
+#define NT_KEY_MAX NT_SUBJECT_MAX
+
+enum { RP_DOWN, RP_RESOLVING, RP_CONNECTING, RP_INIT, RP_UP };
+
+/* One room of a mirrored connection. `confirmed`: Redis acknowledged the membership, so
+ * the cluster heard of it; a room joined while Redis was away is not, and its online
+ * transition is reported when re-assertion finally makes it. */
+typedef struct rp_room {
+  char *name;
+  int confirmed;
+} rp_room;
+
+/* What this node asserted about one of its connections: the local mirror that is
+ * re-asserted after a reconnect. Strings are owned. */
+typedef struct rp_conn {
+  char id[NT_ID_MAX + 1], tenant[NT_ID_MAX + 1], user[NT_ID_MAX + 1];
+  char *source_ip, *user_agent;
+  int64_t connected_at_ms, last_active_ms;
+  int registered;          /* conn_add seen (and no conn_remove yet) */
+  rp_room *rooms;
+  size_t nrooms, caprooms;
+} rp_conn;
+
+typedef struct rp rp;
+typedef struct rop rop;
+/* Reply handler: `r` is NULL when the command failed (error reply, connection lost, or
+ * the presence is closing). The op is freed after it returns. */
+typedef void (*rop_fn)(rp *p, rop *op, redisReply *r);
+
+enum { CB_NONE, CB_JOIN, CB_LEAVE, CB_MEMBERS, CB_DONE, CB_CONN };
+
+/* One command in flight. */
+struct rop {
+  rop *prev, *next;         /* rp.pending, oldest first */
+  rp *p;
+  rop_fn fn;
+  int script;               /* NT_LUA_* for EVALSHA (kept for a NOSCRIPT retry), else -1 */
+  int retried;
+  uint64_t sent_ms;
+  int cbkind;               /* CB_*: which member of cb the caller gave */
+  union {
+    nt_presence_join_cb join;
+    nt_presence_leave_cb leave;
+    nt_presence_members_cb members;
+    nt_presence_done_cb done;
+    nt_presence_conn_cb conn;
+  } cb;
+  void *ud;
+  void *ctx;                /* handler-specific */
+  char tenant[NT_ID_MAX + 1], id[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  int argc;
+  char nk[8];               /* numkeys of a script, as text */
+  char cmd[16];             /* command or script name, for logs */
+  const char **argv;        /* argv[2..] point into owned copies (one block) */
+  size_t *lens;
+};
+
+struct rp {
+  nt_presence base;
+  uv_loop_t *loop;
+  char *host, *user, *pass;
+  int port, db;
+  char prefix[72], node[NT_ID_MAX + 1];
+  char k_live[NT_KEY_MAX], k_reaping[NT_KEY_MAX], k_reaped[NT_KEY_MAX];
+  char k_tenants[NT_KEY_MAX];
+  uint64_t ttl_ms, refresh_ms, op_timeout_ms, reclaim_ms, backoff_ms;
+
+  redisAsyncContext *ac;    /* NULL while disconnected */
+  int state;                /* RP_* */
+  uint64_t state_since, up_since, closing_since, err_logged_at, hb_wait_since;
+  uv_timer_t tick, retry;
+  uv_getaddrinfo_t gai;
+  int gai_busy, timers_open;
+  int ever_up, self_reaped, hb_busy, hb_wait, init_left, down_logged;
+  int closing, in_destroy;
+  char sha[NT_LUA_COUNT][48];
+  rop pending;              /* list sentinel */
+
+  nt_map conns;             /* mirror: conn id -> rp_conn* */
+  nt_map tenants;           /* tenant -> number of mirrored connections (uintptr_t) */
+  nt_presence_stats st;
+};
+
+/* nt_presence_redis.c */
+rop *nt_rp_op_new(rp *p, rop_fn fn);
+/* Sends argv (plain command); on failure frees `op` and returns NT_ESTORE. */
+int nt_rp_send(rp *p, rop *op, int argc, const char **argv, const size_t *lens);
+/* Sends EVALSHA of script `id` with `nkeys` keys followed by the arguments (argv holds
+ * keys then args, `n` in all); same failure rule. lens NULL: strlen. */
+int nt_rp_script(rp *p, rop *op, int id, int nkeys, int n, const char **argv,
+                 const size_t *lens);
+/* Fire-and-forget plain command (failures are counted and logged). */
+void nt_rp_cmd(rp *p, int argc, const char **argv, const size_t *lens);
+int nt_rp_up(const rp *p);
+/* Tenant key base and the routing key (the tenant's conns hash). */
+int nt_rp_tkeys(const rp *p, const char *tenant, char *base, char *ck);
+/* Marks the connection usable and reports it (after a successful re-assertion). */
+void nt_rp_go_up(rp *p);
+/* The mirror entry for `id`, or NULL. */
+rp_conn *nt_rp_conn(const rp *p, const char *id);
+
+/* nt_presence_sync.c */
+/* Sends the refresh (one script call) unless one is in flight; its reply drives
+ * re-assertion and reaping. */
+void nt_rp_heartbeat(rp *p);
+/* Returns the entry for `id`, creating it for tenant/user (NULL on allocation failure).
+ * A new tenant is added to the node's tenant set in Redis when connected. */
+rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user);
+/* 1 added, 0 already there, NT_ENOMEM. */
+int nt_rp_mirror_add_room(rp_conn *c, const char *room);
+void nt_rp_mirror_del_room(rp_conn *c, const char *room);
+/* Marks the room of connection `id` as acknowledged by Redis (no-op when gone). */
+void nt_rp_mirror_confirm(rp *p, const char *id, const char *room);
+/* Removes and frees the entry. */
+void nt_rp_mirror_drop(rp *p, rp_conn *c);
+void nt_rp_mirror_free(rp *p);
+/* Re-asserts the whole mirror and removes what Redis holds for this node beyond it.
+ * Online transitions are reported only when `report_on`. */
+void nt_rp_sync(rp *p, int report_on);
+/* A claimed dead node: removes its entries tenant by tenant, reporting what was lost.
+ * Abandoned when the connection drops (a survivor reclaims it after reclaim_ms). */
+void nt_rp_reap(rp *p, const char *node);
+/* The same for what an earlier run of this node id left behind, then the first
+ * refresh. */
+void nt_rp_self_reap(rp *p);
+/* Reports offline (room, user pairs) and online (rooms) transitions from a script reply. */
+void nt_rp_report_off(rp *p, const char *tenant, const redisReply *pairs);
+/* Sends the registry record of a mirrored connection (HSET). */
+void nt_rp_put_record(rp *p, const rp_conn *c);
+
+#endif
