@@ -179,6 +179,8 @@ static size_t fill_iov(nt_conn *c, uv_buf_t *iov, size_t max) {
 
 static void on_write(uv_write_t *req, int status) {
   nt_conn *c = req->data;
+  free(req);
+  c->wreq = NULL;
   c->writing = 0;
   if (status == 0) {
     size_t bytes = 0;
@@ -217,8 +219,13 @@ void nt_conn_flush(nt_conn *c) {
   }
   if (c->qhead != c->qtail) {
     size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write)) {
+    /* The request is allocated only here, when the socket is full: an idle or keeping-up
+     * connection carries no uv_write_t (192 bytes). */
+    c->wreq = malloc(sizeof *c->wreq);
+    if (c->wreq) c->wreq->data = c;
+    if (!c->wreq || uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write)) {
+      free(c->wreq);
+      c->wreq = NULL;
       nt_conn_abort(c, NT_CLOSE_CLIENT);
       return;
     }
@@ -292,9 +299,66 @@ static const struct wslay_event_callbacks ws_callbacks = {
     ws_recv, ws_send, NULL, NULL, NULL, NULL, ws_on_msg,
 };
 
-int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
-  if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c)) return NT_ENOMEM;
+/* ---- idle connections hold no wslay context ----
+ * A wslay event context is ~13 KB (two 4 KiB frame buffers), far more than everything
+ * else an idle connection needs. So a connection gets one only while bytes are being
+ * parsed or a close handshake runs, and gives it back whenever the input stops at a
+ * message boundary. wslay keeps no state across complete messages that we need (its
+ * close state matters only once closing starts, and then the context is kept), so the
+ * only thing to know is where frames end: fb_scan tracks frame headers and lengths of
+ * the raw input, without interpreting anything else. */
+
+static int ws_ensure(nt_conn *c) {
+  if (c->ws) return 0;
+  if (wslay_event_context_server_init(&c->ws, &ws_callbacks, c)) {
+    c->ws = NULL;
+    return NT_ENOMEM;
+  }
   wslay_event_config_set_max_recv_msg_length(c->ws, nt_node_max_message_bytes(c->node));
+  return 0;
+}
+
+static void fb_scan(nt_conn *c, const uint8_t *p, size_t n) {
+  while (n) {
+    if (c->fb_left) {
+      size_t k = n < c->fb_left ? n : (size_t)c->fb_left;
+      p += k;
+      n -= k;
+      c->fb_left -= k;
+      continue;
+    }
+    c->fb_hdr[c->fb_have++] = *p++;
+    n--;
+    if (c->fb_have < 2) continue;
+    uint8_t len7 = c->fb_hdr[1] & 0x7f;
+    size_t ext = len7 == 126 ? 2 : len7 == 127 ? 8 : 0;
+    size_t need = 2 + ext + ((c->fb_hdr[1] & 0x80) ? 4 : 0);
+    if (c->fb_have < need) continue;
+    uint64_t len = len7;
+    if (ext) {
+      len = 0;
+      for (size_t i = 0; i < ext; i++) len = (len << 8) | c->fb_hdr[2 + i];
+    }
+    int fin = c->fb_hdr[0] & 0x80, op = c->fb_hdr[0] & 0x0f;
+    if (op == 0x1 || op == 0x2) c->fb_frag = !fin;
+    else if (op == 0x0 && fin) c->fb_frag = 0;
+    c->fb_left = len;
+    c->fb_have = 0;
+  }
+}
+
+/* Frees the context when nothing is half-parsed, nothing waits to be written by wslay and
+ * no close handshake is under way. */
+static void ws_maybe_release(nt_conn *c) {
+  if (!c->ws || c->state != NT_CONN_WS || c->fb_have || c->fb_left || c->fb_frag) return;
+  if (wslay_event_want_write(c->ws) || wslay_event_get_close_sent(c->ws) ||
+      wslay_event_get_close_received(c->ws))
+    return;
+  wslay_event_context_free(c->ws);
+  c->ws = NULL;
+}
+
+int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
   nt_http_parser_free(c->http);
   c->http = NULL;
   c->state = NT_CONN_WS;
@@ -307,6 +371,11 @@ int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
 
 /* Runs wslay over the bytes at c->rbuf and pushes its pending output into the queue. */
 static void ws_pump(nt_conn *c) {
+  if (ws_ensure(c)) {
+    nt_conn_abort(c, NT_CLOSE_PROTOCOL);
+    return;
+  }
+  fb_scan(c, c->rbuf, c->rlen);
   int r = wslay_event_recv(c->ws);
   c->rlen = 0;
   if (r == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_close_sent(c->ws)) {
@@ -338,11 +407,17 @@ static void ws_pump(nt_conn *c) {
       begin_close(c, code == 1000 || code == 0 ? NT_CLOSE_CLIENT : NT_CLOSE_PROTOCOL);
     }
     nt_conn_close_after_flush(c, NT_CLOSE_CLIENT);
+    return;
   }
+  ws_maybe_release(c);
 }
 
 void nt_conn_ws_close(nt_conn *c, uint16_t code, const char *reason, int why) {
   if (c->handle_closing) return;
+  if (c->state == NT_CONN_WS && ws_ensure(c)) {
+    nt_conn_abort(c, why);
+    return;
+  }
   if (c->state == NT_CONN_WS || (c->ws && !wslay_event_get_close_sent(c->ws))) {
     if (c->ws) {
       if (!c->close_reason) c->close_reason = (uint8_t)why;

@@ -73,16 +73,20 @@ typedef struct nt_conn {
   size_t http_hold_len;
 
   /* WebSocket phase */
-  wslay_event_context_ptr ws;
+  wslay_event_context_ptr ws;   /* created when bytes arrive, freed again when idle */
   const uint8_t *rbuf;          /* bytes being fed to wslay (borrowed during a read) */
   size_t rlen;
+  uint64_t fb_left;             /* frame tracker: payload bytes left in the current frame */
+  uint8_t fb_hdr[14];           /* frame tracker: header bytes seen so far */
+  uint8_t fb_have;
+  uint8_t fb_frag;              /* a fragmented data message is in progress */
 
   /* outbound queue: frames[qhead..qtail), first one partly written at qoff */
   nt_frame **q;
   uint32_t qhead, qtail, qcap, qoff;
   uint32_t inflight;            /* frames from qhead handed to the in-flight uv_write */
   size_t qbytes;                /* unsent bytes queued */
-  uv_write_t wreq;
+  uv_write_t *wreq;             /* only while a uv_write is in flight (slow path) */
   struct nt_conn *next_dirty;
 
   /* identity and membership */
