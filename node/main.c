@@ -8,9 +8,11 @@
 #include "nt_auth.h"
 #include "nt_bus.h"
 #include "nt_config.h"
+#include "nt_history.h"
 #include "nt_log.h"
 #include "nt_node.h"
 #include "nt_presence.h"
+#include "nt_resume.h"
 
 static nt_node *g_node;
 
@@ -75,6 +77,8 @@ int main(int argc, char **argv) {
   free(pem);
 
   nt_bus_handler bh = nt_node_bus_handler(g_node);
+  int history = cfg.history != 0; /* auto: on, on JetStream or in memory */
+  if (history) bh.on_seq_msg = nt_resume_on_seq_msg;
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
   nt_presence *pres = NULL;
@@ -94,7 +98,22 @@ int main(int argc, char **argv) {
     if (bus && bh.on_state) bh.on_state(bh.ud, 1);
   }
   if (!bus || !pres) return 1;
+  nt_history *hist = NULL;
+  if (history) {
+    nt_hist_cfg hc = {cfg.history_max_age_s, cfg.history_max_per_room,
+                      !strcmp(cfg.history_storage, "memory"), (int)cfg.history_replicas,
+                      NULL, 0};
+    if (cfg.nats) {
+      if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
+        fprintf(stderr, "natter-node: cannot set up the history on %s\n", cfg.nats);
+        return 1;
+      }
+    } else if (!(hist = nt_history_mem_new(loop, bus, &hc, NULL))) {
+      return 1;
+    }
+  }
   nt_node_attach(g_node, bus, pres, auth);
+  if (nt_resume_attach(g_node, hist)) return 1;
   if (nt_node_start(g_node)) {
     nt_node_stop(g_node);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -157,7 +157,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
 
 nt_bus_handler nt_node_bus_handler(nt_node *n) {
   extern void nt_node_bus_state(void *ud, int connected);
-  nt_bus_handler h = {nt_fanout_on_bus_msg, nt_node_bus_state, n};
+  nt_bus_handler h = {nt_fanout_on_bus_msg, nt_node_bus_state, n, NULL};
   return h;
 }
 
@@ -491,6 +491,7 @@ static void close_node_handles(nt_node *n) {
   nt_presence *p = n->pres;
   n->pres = NULL;
   if (p) nt_presence_destroy(p);
+  nt_resume_close(n); /* the history publishes on the bus: it goes first */
   nt_bus *b = n->bus;
   n->bus = NULL;
   if (b) nt_bus_destroy(b);
@@ -563,15 +564,21 @@ void nt_node_drain(nt_node *n) {
   uv_timer_start(&n->drain_timer, end_grace, (uint64_t)(n->cfg->drain_grace_s * 1000), 0);
 }
 
+/* Immediate stop; during a drain it also cuts the rejoin window short: held presence
+ * removals go out now. */
 void nt_node_stop(nt_node *n) {
-  if (n->stopping) return;
-  n->draining = 1;
-  uv_timer_stop(&n->drain_timer);
-  close_clients(&n->drain_timer);
+  int held = nt_drain_is_holding(n->pres);
+  if (!n->stopping) {
+    n->draining = 1;
+    uv_timer_stop(&n->drain_timer);
+    close_clients(&n->drain_timer);
+  }
+  if (held) release_presence(&n->drain_timer);
 }
 
 void nt_node_free(nt_node *n) {
   if (!n) return;
+  nt_resume_free(n);
   nt_hub_free(&n->hub);
   nt_frame_unref(n->ping);
   for (size_t i = 0; i < n->norigins; i++) free(n->origins[i]);

@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
 # Installs every Debian package natter needs to build, test and run a local cluster.
 # Idempotent and non-interactive; run as root (or with sudo) on Debian bookworm.
+#   scripts/install-deps.sh               everything (build, tests, local cluster)
+#   scripts/install-deps.sh --build-only  only what scripts/build.sh needs (image build stage)
 set -euo pipefail
 
-PKGS=(
-  build-essential cmake pkg-config git ca-certificates curl
+BUILD_PKGS=(
+  build-essential cmake pkg-config ca-certificates
   libuv1-dev libwslay-dev libnats-dev libprotobuf-c-dev protobuf-c-compiler
   libhiredis-dev libcmocka-dev libjwt-dev libjansson-dev libhttp-parser-dev libssl-dev zlib1g-dev
-  nats-server redis-server haproxy
-  python3-websockets iproute2 procps
 )
+PKGS=(
+  "${BUILD_PKGS[@]}" git curl
+  nats-server redis-server haproxy
+  python3-websockets python3-pytest python3-pytest-timeout python3-jwt iproute2 procps
+  chromium
+)
+# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh). The machine image
+# ships them; only where they are missing fall back to Debian's packages.
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
+
+case "${1:-}" in
+  --build-only) PKGS=("${BUILD_PKGS[@]}") ;;
+  "") ;;
+  *) echo "install-deps: unknown option $1" >&2; exit 2 ;;
+esac
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

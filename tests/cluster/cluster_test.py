@@ -1,0 +1,813 @@
+"""cluster_test: natter's multi-host scenarios. tests/cluster/run.sh creates the network
+namespaces and runs this file inside the `client` namespace; it starts every server in its
+own namespace (`ip netns exec`), drives real WebSocket clients through haproxy, and asserts.
+
+Each scenario starts from a fresh cluster state (nodes and haproxy restarted, Redis
+flushed, every NATS server up) and runs with traffic: every client sends a numbered message
+to the room every TICK seconds, and the checks compare what was acknowledged with what was
+received.
+
+  kill9      kill -9 one node: its clients reconnect through haproxy to the others and
+             rejoin; offline only for the user who does not come back; no message lost and
+             no gap between clients of the surviving nodes.
+  partition  one node's link goes down: the others reap it within the presence timeout;
+             its clients reconnect elsewhere; after the link returns the cluster converges
+             (members = connected users, no duplicate, no ghost) and the node is ready again.
+  nats       stop one of the 3 NATS servers: nodes fail over, delivery goes on.
+  drain      SIGTERM a node during traffic: /readyz 503 at once, upgrades refused, clients
+             closed with 1001 after --drain-grace, reconnect elsewhere and rejoin with no
+             offline event, offline once for the user who does not come back (after the
+             rejoin window), exit 0, no message lost between clients of the other nodes.
+
+Usage (inside the client namespace, see run.sh): cluster_test.py [-k NAME[,NAME]]
+Prints one line per check with its timing; exits 1 when a scenario failed.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import natter_harness as nh  # noqa: E402
+
+PREFIX = os.environ["NTC_PREFIX"]
+SUB = os.environ["NTC_SUBNET"]
+BIN = os.environ["NTC_BIN"]
+ART = os.environ["NTC_ART"]
+PIDFILE = os.environ["NTC_PIDFILE"]
+
+IP = {"nats1": f"{SUB}.11", "nats2": f"{SUB}.12", "nats3": f"{SUB}.13", "redis": f"{SUB}.20",
+      "node1": f"{SUB}.31", "node2": f"{SUB}.32", "node3": f"{SUB}.33", "lb": f"{SUB}.40"}
+NODES = ("node1", "node2", "node3")
+NATS = ("nats1", "nats2", "nats3")
+SECRET = "natter-cluster-test-secret-0123456789abcdef"
+ADMIN = "natter-cluster-test-admin"
+TENANT, ROOM = "t1", "lobby"
+DRAIN_GRACE = 3.0
+NODE_TTL = 3.0
+NODE_REFRESH = 1.0
+TICK = 0.25                      # each client sends a message this often
+LB_URL = f"ws://{IP['lb']}:8080/ws"
+
+
+def log(msg):
+    print(f"  {msg}", flush=True)
+
+
+class Failed(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failed(msg)
+
+
+# ---------------------------------------------------------------------------------------
+# Processes in namespaces
+# ---------------------------------------------------------------------------------------
+
+def _record_pid(pid):
+    """run.sh's trap kills what is listed here (PID + start time, so a recycled PID is
+    never hit)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        start = "?"
+    with open(PIDFILE, "a") as f:
+        f.write(f"{pid} {start}\n")
+
+
+class NsProc(nh.Proc):
+    """A process in host namespace `host` (`ip netns exec` execs it: same PID)."""
+
+    def __init__(self, name, host, argv):
+        self.host = host
+        super().__init__(name, ["ip", "netns", "exec", f"{PREFIX}-{host}", *argv],
+                         os.path.join(ART, f"{name}.log"))
+
+    def start(self):
+        super().start()
+        _record_pid(self.popen.pid)
+        return self
+
+
+def sh(*argv, check_rc=True):
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=20)
+    if check_rc and r.returncode != 0:
+        raise Failed(f"{' '.join(argv)}: {r.stderr.strip()}")
+    return r
+
+
+def redis_cmd(*args, timeout=2.0):
+    with socket.create_connection((IP["redis"], 6379), timeout=timeout) as s:
+        out = [f"*{len(args)}\r\n".encode()]
+        for a in args:
+            a = str(a).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        s.sendall(b"".join(out))
+        return s.recv(1 << 20)
+
+
+def http_status(host, path, port=8080, timeout=1.0):
+    try:
+        return nh.http_get(f"http://{IP[host]}:{port}{path}", timeout=timeout)[0]
+    except OSError:
+        return None
+
+
+class Cluster:
+    """3 NATS servers, Redis, 3 natter nodes and haproxy, each in its own namespace."""
+
+    def __init__(self):
+        self.nats = {}
+        self.nodes = {}
+        self.redis = None
+        self.lb = None
+
+    # ---- NATS and Redis (kept across scenarios, restarted when a scenario stopped one)
+    def start_nats(self, name):
+        others = ",".join(f"nats://{IP[o]}:6222" for o in NATS if o != name)
+        p = self.nats.get(name) or NsProc(name, name, [
+            "nats-server", "-n", name, "-a", IP[name], "-p", "4222", "-m", "8222",
+            "--cluster_name", "ntc", "--cluster", f"nats://{IP[name]}:6222",
+            "--routes", others, "-js", "-sd", os.path.join(ART, f"{name}-js")])
+        self.nats[name] = p
+        if not p.alive():
+            p.start()
+        return p
+
+    def nats_ready(self, name):
+        return http_status(name, "/healthz", port=8222) == 200
+
+    def routes(self, name):
+        try:
+            st, body = nh.http_get(f"http://{IP[name]}:8222/routez", timeout=1)
+            return json.loads(body).get("num_routes", 0) if st == 200 else 0
+        except (OSError, ValueError):
+            return 0
+
+    def ensure_infra(self):
+        restarted = [n for n in NATS if not (self.nats.get(n) and self.nats[n].alive())]
+        for n in NATS:
+            self.start_nats(n)
+        if not self.redis or not self.redis.alive():
+            self.redis = NsProc("redis", "redis", [
+                "redis-server", "--bind", IP["redis"], "--port", "6379", "--save", "",
+                "--appendonly", "no", "--protected-mode", "no"]).start()
+        nh.wait_until(lambda: all(self.nats_ready(n) and self.routes(n) >= 2 for n in NATS),
+                      30, 0.1, "3 NATS servers up with routes to each other")
+        nh.wait_until(lambda: redis_cmd("PING").startswith(b"+PONG"), 15, 0.1, "redis")
+        if restarted and len(restarted) < len(NATS):
+            # A server that rejoins may form duplicate routes that the cluster resolves a
+            # moment later; interest sent meanwhile can miss a server (seen as a lost first
+            # message after a join). Let the routes settle before the next scenario.
+            time.sleep(2)
+
+    # ---- natter nodes and haproxy (fresh for each scenario)
+    def start_node(self, name):
+        urls = ",".join(f"nats://{IP[n]}:4222" for n in NATS)
+        p = NsProc(name, name, [
+            BIN, "--listen", f"{IP[name]}:8080", "--api-listen", f"{IP[name]}:8081",
+            "--node-id", name, "--nats", urls, "--redis", f"redis://{IP['redis']}:6379",
+            "--jwt-secret", SECRET, "--admin-token", ADMIN, "--trust-proxy", "on",
+            "--drain-grace", str(DRAIN_GRACE), "--node-ttl", str(NODE_TTL),
+            "--node-refresh", str(NODE_REFRESH), "--ping-interval", "5",
+            "--idle-timeout", "20", "--log-level", "info"])
+        self.nodes[name] = p.start()
+        return p
+
+    def node_ready(self, name):
+        return http_status(name, "/readyz") == 200
+
+    def start_lb(self):
+        servers = "".join(f"    server {n} {IP[n]}:8080 check\n" for n in NODES)
+        cfg = os.path.join(ART, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_CFG.format(bind=IP["lb"], servers=servers))
+        self.lb = NsProc("haproxy", "lb", ["haproxy", "-db", "-f", cfg]).start()
+        nh.wait_until(lambda: http_status("lb", "/healthz") == 200, 15, 0.1, "haproxy")
+
+    def fresh(self):
+        """Every NATS server up, Redis empty, 3 new nodes ready, haproxy seeing them all."""
+        self.stop_nodes()
+        if self.lb:
+            self.lb.stop(signal.SIGKILL)
+        for n in NODES:
+            heal(n)
+        self.ensure_infra()
+        redis_cmd("FLUSHALL")
+        for n in NODES:
+            self.start_node(n)
+        nh.wait_until(lambda: all(self.node_ready(n) for n in NODES), 30, 0.1,
+                      "3 nodes ready (NATS and Redis connected)")
+        self.start_lb()
+        # haproxy: rise 2 x inter 0.5 s after start
+        nh.wait_until(lambda: self.lb_up() == set(NODES), 15, 0.1, "haproxy sees 3 nodes up")
+
+    def lb_up(self):
+        """Names of the servers haproxy considers up (from its stats CSV)."""
+        try:
+            st, body = nh.http_get(f"http://{IP['lb']}:8404/stats;csv", timeout=1)
+        except OSError:
+            return set()
+        if st != 200:
+            return set()
+        up = set()
+        for line in body.decode().splitlines():
+            f = line.split(",")
+            if len(f) > 17 and f[0] == "natter_ws" and f[1] in NODES and f[17].startswith("UP"):
+                up.add(f[1])
+        return up
+
+    def stop_nodes(self):
+        for p in self.nodes.values():
+            if p.alive():
+                p.stop(signal.SIGKILL)
+        self.nodes = {}
+
+    def stop_all(self):
+        self.stop_nodes()
+        for p in [self.lb, self.redis, *self.nats.values()]:
+            if p and p.alive():
+                p.stop(signal.SIGKILL)
+
+    def logs_json(self, name):
+        return self.nodes[name].log_lines_json() if name in self.nodes else []
+
+
+HAPROXY_CFG = """
+global
+    log stdout format raw local0 info
+
+defaults
+    mode http
+    log global
+    option httplog
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+    timeout client-fin 2s
+    timeout http-request 10s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response 503
+    # No on-marked-down shutdown-sessions: a draining node is not ready but must keep its
+    # clients until it closes them with 1001.
+    default-server inter 500ms fall 2 rise 2
+
+listen stats
+    bind {bind}:8404
+    stats enable
+    stats uri /stats
+
+frontend natter
+    bind {bind}:8080
+    option forwardfor
+    default_backend natter_ws
+
+backend natter_ws
+    balance leastconn
+    option httpchk GET /readyz
+    http-check expect status 200
+{servers}
+"""
+
+
+def cut(host):
+    """Partitions `host`: its cable is pulled at the bridge (the veth end in the bridge
+    namespace goes down; packets both ways are dropped, TCP peers see nothing)."""
+    sh("ip", "-n", f"{PREFIX}-br", "link", "set", f"v-{host}", "down")
+
+
+def heal(host):
+    sh("ip", "-n", f"{PREFIX}-br", "link", "set", f"v-{host}", "up")
+
+
+# ---------------------------------------------------------------------------------------
+# Clients
+# ---------------------------------------------------------------------------------------
+
+class Peer:
+    """One user with a reconnecting WebSocket client through haproxy. Sends a numbered
+    message to the room every TICK while joined; records every frame of every connection
+    it had, its closes and its reconnections."""
+
+    def __init__(self, user, comeback=True):
+        self.user = user
+        self.comeback = comeback      # reconnect after losing the connection
+        self.client = None
+        self.clients = []
+        self.joined = False
+        self.nodes = []               # node of each connection, in order
+        self.closes = []              # (t, code) of connections the peer lost
+        self.reconnected_at = []      # t of each reconnection (joined again)
+        self.acked = {}               # seq -> (t, node) accepted by the node
+        self._pending = {}            # requestId -> seq
+        self.seq = 0
+        self.running = True
+        self.tasks = []
+
+    @property
+    def node(self):
+        return self.nodes[-1] if self.nodes else None
+
+    async def connect(self, deadline=15.0):
+        end = time.monotonic() + deadline
+        last = None
+        while time.monotonic() < end:
+            try:
+                c = await nh.Client.connect(LB_URL, self.user, TENANT, name=self.user,
+                                            token=nh.make_token(self.user, TENANT, secret=SECRET))
+                await c.join(ROOM, timeout=5)
+                self.client = c
+                self.clients.append(c)
+                self.nodes.append(c.welcome.get("node"))
+                self.joined = True
+                return c
+            except Exception as e:  # noqa: BLE001 - retried until the deadline
+                last = e
+                await asyncio.sleep(0.1)
+        raise Failed(f"{self.user}: could not connect and join through haproxy: {last!r}")
+
+    def start(self):
+        self.tasks = [asyncio.create_task(self._talk()), asyncio.create_task(self._watch())]
+
+    async def _talk(self):
+        while self.running:
+            c = self.client
+            if self.joined and c and not c.closed:
+                self.seq += 1
+                try:
+                    rid = await c.action("sendMessage", roomId=ROOM,
+                                         message={"from": self.user, "seq": self.seq})
+                    self._pending[rid] = (self.seq, c)
+                except Exception:  # noqa: BLE001 - the watcher handles the connection
+                    pass
+            self._collect_acks()
+            await asyncio.sleep(TICK)
+
+    def _collect_acks(self):
+        for rid, (seq, c) in list(self._pending.items()):
+            for f in c.frames:
+                if f.get("requestId") == rid and f.get("type") in ("ack", "error"):
+                    if f["type"] == "ack":
+                        self.acked[seq] = (time.monotonic(), c.welcome.get("node"))
+                    del self._pending[rid]
+                    break
+
+    async def _watch(self):
+        """Heartbeat every second; a connection that closes or stops answering for 3 s is
+        replaced (when the peer comes back) through haproxy."""
+        while self.running:
+            c = self.client
+            if c is None:
+                await asyncio.sleep(0.1)
+                continue
+            dead = c.closed
+            if not dead:
+                try:
+                    rid = await c.action("heartbeat")
+                    await c.expect_reply(rid, "heartbeat", timeout=3)
+                except Exception:  # noqa: BLE001
+                    dead = self.running
+            if not dead:  # next heartbeat in 1 s, or at once when the server closes
+                await asyncio.wait([c._task], timeout=1)
+                continue
+            self.joined = False
+            self.closes.append((time.monotonic(), c.close_code))
+            if not c.closed:  # a dead path: drop it at once, no closing handshake
+                try:
+                    c.ws.transport.abort()
+                except Exception:  # noqa: BLE001
+                    pass
+            if not self.comeback or not self.running:
+                self.client = None
+                return
+            await self.connect()
+            self.reconnected_at.append(time.monotonic())
+
+    def freeze(self):
+        """Stops counting frames: what arrives from here on is not part of the scenario."""
+        self.running = False
+        self._frozen = {id(c): len(c.frames) for c in self.clients}
+
+    async def stop(self):
+        if not hasattr(self, "_frozen"):
+            self._collect_acks()
+            self.freeze()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await nh.close_all(*self.clients)
+
+    # ---- what this peer received
+    def frames(self, type_):
+        frozen = getattr(self, "_frozen", {})
+        return [f for c in self.clients for f in c.frames[:frozen.get(id(c), len(c.frames))]
+                if f.get("type") == type_]
+
+    def got(self, sender):
+        """Seqs of `sender`'s messages received (any of this peer's connections)."""
+        return {f["message"]["seq"] for f in self.frames("message")
+                if isinstance(f.get("message"), dict) and f["message"].get("from") == sender}
+
+    def presence(self, user, status):
+        return [f for f in self.frames("presence")
+                if f.get("userId") == user and f.get("status") == status and
+                f.get("roomId") == ROOM]
+
+
+async def spawn_peers(n, names=None):
+    peers = [Peer(names[i] if names else f"u{i}") for i in range(n)]
+    for p in peers:  # one by one: haproxy's leastconn spreads them over the nodes
+        await p.connect()
+    for p in peers:
+        p.start()
+    return peers
+
+
+async def members(peer):
+    c = peer.client
+    rid = await c.action("presence", roomId=ROOM)
+    f = await c.expect_reply(rid, "members", timeout=5)
+    return [m.get("userId") for m in f.get("members", [])]
+
+
+async def converged(observer, expected, within, what):
+    """Waits until `observer` sees the room's members == `expected` exactly (no duplicate,
+    no ghost); returns the time it took."""
+    t0 = time.monotonic()
+    last = None
+    while time.monotonic() - t0 < within:
+        try:
+            last = await members(observer)
+        except Exception as e:  # noqa: BLE001
+            last = repr(e)
+        if isinstance(last, list) and len(last) == len(set(last)) and set(last) == set(expected):
+            return time.monotonic() - t0
+        await asyncio.sleep(0.25)
+    raise Failed(f"{what}: members never became {sorted(expected)} within {within:.0f}s "
+                 f"(last: {last})")
+
+
+def loss_between(peers, t_from=None):
+    """For every ordered pair of `peers` (none of which lost its connection), the acked
+    messages the receiver did not get. Returns (sent, lost list)."""
+    sent, lost = 0, []
+    for a in peers:
+        seqs = {s for s, (t, _) in a.acked.items() if t_from is None or t >= t_from}
+        for b in peers:
+            if a is b:
+                continue
+            sent += len(seqs)
+            missing = seqs - b.got(a.user)
+            if missing:
+                lost.append(f"{a.user}->{b.user}: {len(missing)} of {len(seqs)} "
+                            f"(seqs {sorted(missing)[:8]})")
+    return sent, lost
+
+
+def loss_checked(peers, t0, what):
+    """Strict loss check over the fault and after it (from 1 s before t0); losses in the
+    warm-up right after the clients joined are reported, not failed (see docs/operations.md:
+    interest propagation between NATS servers right after a subscription)."""
+    sent, lost = loss_between(peers, t_from=t0 - 1.0)
+    check(not lost, f"messages lost between {what}: {lost}")
+    _, early = loss_between(peers)
+    if early:
+        n = sum(int(x.split(": ")[1].split()[0]) for x in early)
+        log(f"note: {n} message(s) lost in the warm-up before the fault: {early[:3]}")
+    return sent
+
+
+def max_gap(peers, t_from, t_to):
+    """Longest time any of `peers` went without a message from another of them in
+    [t_from, t_to] (arrival times are approximated by the frame order of each sender's
+    acks: we measure on the sender side, which is what 'never stops' needs)."""
+    worst = 0.0
+    for a in peers:
+        ts = sorted(t for t, _ in a.acked.values() if t_from <= t <= t_to)
+        for x, y in zip([t_from] + ts, ts + [t_to]):
+            worst = max(worst, y - x)
+    return worst
+
+
+async def settle_and_stop(peers, wait=1.0):
+    """Stops the traffic, lets what is in flight arrive, then freezes what each peer saw
+    (the teardown's own offline events are not part of the scenario) and closes."""
+    for p in peers:
+        p.running = False
+    await asyncio.sleep(wait)
+    for p in peers:
+        p._collect_acks()
+        p.freeze()
+    await asyncio.gather(*(p.stop() for p in peers))
+
+
+def reaped(cluster, dead):
+    """Log records of survivors that reaped node `dead`."""
+    out = []
+    for n in NODES:
+        if n == dead:
+            continue
+        for r in cluster.logs_json(n):
+            if r.get("msg") == "reaped dead node" and r.get("dead_node") == dead:
+                out.append((n, r))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------------------
+
+async def scenario_kill9(cl):
+    peers = await spawn_peers(9)
+    victim = "node2"
+    on_victim = [p for p in peers if p.node == victim]
+    check(len(on_victim) >= 2, f"need 2+ clients on {victim}, have {[p.node for p in peers]}")
+    quitter = on_victim[0]
+    quitter.comeback = False
+    returners = on_victim[1:]
+    survivors = [p for p in peers if p.node != victim]
+    await asyncio.sleep(2)
+
+    t0 = time.monotonic()
+    cl.nodes[victim].kill()
+    log(f"kill -9 {victim} ({len(on_victim)} clients: {quitter.user} will not come back)")
+    await nh.async_wait_until(lambda: all(p.reconnected_at for p in returners), 15, 0.05,
+                              "the killed node's clients to reconnect and rejoin")
+    t_back = max(p.reconnected_at[0] for p in returners) - t0
+    check(all(p.node != victim for p in returners), "a client reconnected to the dead node")
+    log(f"{len(returners)} client(s) reconnected through haproxy to "
+        f"{sorted({p.node for p in returners})} and rejoined, last after {t_back:.2f}s")
+
+    await nh.async_wait_until(lambda: all(p.presence(quitter.user, "offline") for p in survivors),
+                              NODE_TTL + NODE_REFRESH + 6, 0.05,
+                              f"offline event for {quitter.user} at every survivor")
+    t_off = time.monotonic() - t0
+    r = reaped(cl, victim)
+    check(len(r) == 1, f"{victim} reaped {len(r)} times: {r}")
+    log(f"{victim} reaped by {r[0][0]}; {quitter.user} offline at every survivor after "
+        f"{t_off:.2f}s (node ttl {NODE_TTL:g}s, refresh {NODE_REFRESH:g}s)")
+
+    t_conv = await converged(survivors[0], [p.user for p in peers if p is not quitter], 10,
+                             "after kill -9")
+    await asyncio.sleep(1.5)
+    t_end = time.monotonic()
+    await settle_and_stop(peers)
+
+    for obs in survivors + returners:
+        n = len(obs.presence(quitter.user, "offline"))
+        check(n == 1 or obs in returners, f"{obs.user} got {n} offline events for {quitter.user}")
+        for p in returners:
+            check(not obs.presence(p.user, "offline"),
+                  f"{obs.user} got offline for {p.user}, who came back")
+    sent = loss_checked(survivors, t0, "surviving clients")
+    gap = max_gap(survivors, t0, t_end)
+    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s")
+    log(f"no offline for returners, exactly one for {quitter.user}; members converged "
+        f"{t_conv:.2f}s later (no ghost, no duplicate); {sent} survivor deliveries, 0 lost, "
+        f"max gap {gap:.2f}s")
+
+
+async def scenario_partition(cl):
+    peers = await spawn_peers(9)
+    victim = "node1"
+    on_victim = [p for p in peers if p.node == victim]
+    check(len(on_victim) >= 2, f"need 2+ clients on {victim}, have {[p.node for p in peers]}")
+    quitter = on_victim[0]
+    quitter.comeback = False
+    returners = on_victim[1:]
+    survivors = [p for p in peers if p.node != victim]
+    await asyncio.sleep(2)
+
+    t0 = time.monotonic()
+    cut(victim)
+    log(f"partitioned {victim} (its link to the bridge is down)")
+    bound = NODE_TTL + 2 * NODE_REFRESH + 2
+    await nh.async_wait_until(lambda: reaped(cl, victim), bound, 0.05,
+                              f"the others to reap {victim} (bound {bound:g}s)")
+    t_dead = time.monotonic() - t0
+    await nh.async_wait_until(lambda: all(p.presence(quitter.user, "offline") for p in survivors),
+                              bound + 2 - (time.monotonic() - t0), 0.05,
+                              f"offline for {quitter.user} at every survivor")
+    log(f"{victim} treated as dead after {t_dead:.2f}s (reaped by "
+        f"{sorted({n for n, _ in reaped(cl, victim)})}); {quitter.user} offline after "
+        f"{time.monotonic() - t0:.2f}s")
+    try:
+        await nh.async_wait_until(lambda: all(p.reconnected_at for p in returners), 15, 0.05,
+                                  f"{victim}'s clients to reconnect elsewhere")
+    except AssertionError as e:
+        raise Failed(f"{e}: " + "; ".join(
+            f"{p.user}: closes {p.closes} nodes {p.nodes} closed={p.client and p.client.closed}"
+            for p in returners)) from None
+    log(f"{len(returners)} client(s) of {victim} reconnected to "
+        f"{sorted({p.node for p in returners})} after "
+        f"{max(p.reconnected_at[0] for p in returners) - t0:.2f}s")
+    await asyncio.sleep(max(0.0, 8 - (time.monotonic() - t0)))
+
+    t_heal = time.monotonic()
+    heal(victim)
+    log(f"link of {victim} restored after {t_heal - t0:.1f}s")
+    await nh.async_wait_until(lambda: cl.node_ready(victim), 20, 0.1,
+                              f"{victim} ready again (NATS and Redis back)")
+    t_ready = time.monotonic() - t_heal
+    expected = [p.user for p in peers if p is not quitter]
+    t_conv = await converged(survivors[0], expected, 25, "after the partition healed")
+    # ... and it stays converged (no late ghost from the healed node's re-assertion)
+    await asyncio.sleep(3)
+    t_stable = await converged(survivors[0], expected, 1, "3 s later")
+    live = redis_cmd("ZRANGE", "natter:cluster:{nodes}:live", "0", "-1")
+    t_end = time.monotonic()
+    await settle_and_stop(peers)
+
+    check(victim.encode() in live, f"{victim} did not re-assert its liveness: {live!r}")
+    sent = loss_checked(survivors, t0, "clients of the other nodes")
+    gap = max_gap(survivors, t0, t_end)
+    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s")
+    log(f"{victim} ready {t_ready:.2f}s after the heal, liveness re-asserted; members "
+        f"converged {t_conv:.2f}s after the heal and stayed so ({t_stable:.2f}s); "
+        f"{sent} deliveries between the other nodes' clients, 0 lost, max gap {gap:.2f}s")
+
+
+def nats_clients(name):
+    """natter node names connected to NATS server `name`."""
+    try:
+        st, body = nh.http_get(f"http://{IP[name]}:8222/connz?limit=1000", timeout=1)
+        conns = json.loads(body).get("connections") or []
+    except (OSError, ValueError):
+        return set()
+    return {c.get("name") for c in conns if c.get("name") in NODES}
+
+
+async def scenario_nats(cl):
+    peers = await spawn_peers(6)
+    nodes_of = {n: {p.user for p in peers if p.node == n} for n in NODES}
+    check(all(nodes_of.values()), f"clients not on every node: {nodes_of}")
+    by_server = {s: nats_clients(s) for s in NATS}
+    victim = max(NATS, key=lambda s: len(by_server[s]))
+    moved = by_server[victim]
+    check(moved, f"no natter node connected to any NATS server? {by_server}")
+    await asyncio.sleep(2)
+
+    t0 = time.monotonic()
+    cl.nats[victim].stop(signal.SIGTERM)
+    log(f"stopped {victim} (SIGTERM); natter nodes on it: {sorted(moved)}")
+    await nh.async_wait_until(
+        lambda: moved <= set().union(*(nats_clients(s) for s in NATS if s != victim)),
+        15, 0.1, f"{sorted(moved)} to reconnect to the other NATS servers")
+    t_fail = time.monotonic() - t0
+    await nh.async_wait_until(lambda: all(cl.node_ready(n) for n in NODES), 10, 0.1,
+                              "every node ready")
+    log(f"{sorted(moved)} failed over after {t_fail:.2f}s; all nodes ready")
+    t_after = time.monotonic()
+    await asyncio.sleep(4)
+    t_end = time.monotonic()
+    await settle_and_stop(peers)
+
+    check(not any(p.closes for p in peers), "a client lost its WebSocket during the NATS failover")
+    sent_after, lost_after = loss_between(peers, t_from=t_after)
+    check(not lost_after, f"messages lost after the failover: {lost_after}")
+    sent, lost = loss_between(peers)
+    n_lost = sum(int(x.split(": ")[1].split()[0]) for x in lost)
+    gap = max_gap(peers, t0, t_end)
+    check(gap < 3, f"messages stopped for {gap:.2f}s")
+    log(f"delivery went on: {sent} deliveries, {n_lost} lost in the failover window "
+        f"(core NATS is at-most-once), 0 lost after it; max send gap {gap:.2f}s; "
+        f"no client disconnected")
+
+
+async def scenario_drain(cl):
+    peers = await spawn_peers(9)
+    victim = "node3"
+    on_victim = [p for p in peers if p.node == victim]
+    check(len(on_victim) >= 2, f"need 2+ clients on {victim}, have {[p.node for p in peers]}")
+    quitter = on_victim[0]
+    quitter.comeback = False
+    returners = on_victim[1:]
+    survivors = [p for p in peers if p.node != victim]
+    await asyncio.sleep(2)
+
+    t0 = time.monotonic()
+    cl.nodes[victim].popen.send_signal(signal.SIGTERM)
+    await nh.async_wait_until(lambda: http_status(victim, "/readyz") == 503, 1, 0.02,
+                              f"{victim} /readyz 503")
+    t_unready = time.monotonic() - t0
+    st, _, body = await asyncio.to_thread(
+        nh.raw_http, 8080, nh.upgrade_request(
+            "/ws?token=" + nh.make_token("late", TENANT, secret=SECRET),
+            f"{IP[victim]}:8080"), IP[victim])
+    check(st == 503, f"upgrade on the draining node answered {st}")
+    log(f"SIGTERM {victim}: /readyz 503 after {t_unready * 1000:.0f} ms, a new upgrade "
+        f"refused with 503, clients still served during the {DRAIN_GRACE:g}s grace")
+    late = Peer("late")
+    await late.connect()
+    check(late.node != victim, "haproxy sent a new client to the draining node")
+    await late.stop()
+
+    await nh.async_wait_until(lambda: all(p.closes for p in on_victim), DRAIN_GRACE + 5, 0.02,
+                              f"{victim}'s clients to be closed")
+    codes = {p.user: p.closes[0][1] for p in on_victim}
+    t_close = [p.closes[0][0] - t0 for p in on_victim]
+    check(set(codes.values()) == {1001}, f"close codes {codes}, expected 1001")
+    check(min(t_close) >= DRAIN_GRACE - 0.2,
+          f"clients closed after {min(t_close):.2f}s, before the {DRAIN_GRACE:g}s grace")
+    log(f"{len(on_victim)} client(s) closed with 1001 after {min(t_close):.2f}-"
+        f"{max(t_close):.2f}s")
+    await nh.async_wait_until(lambda: all(p.reconnected_at for p in returners), 10, 0.05,
+                              "the drained clients to reconnect and rejoin")
+    check(all(p.node != victim for p in returners), "a client reconnected to the draining node")
+    t_back = max(p.reconnected_at[0] for p in returners) - t0
+    log(f"{len(returners)} client(s) back on {sorted({p.node for p in returners})}, "
+        f"rejoined after {t_back:.2f}s")
+
+    rc = await asyncio.to_thread(cl.nodes[victim].popen.wait, DRAIN_GRACE + NODE_TTL + 10)
+    t_exit = time.monotonic() - t0
+    check(rc == 0, f"{victim} exited with {rc}")
+    check(t_exit >= DRAIN_GRACE + NODE_TTL - 0.3,
+          f"{victim} exited after {t_exit:.2f}s, before grace + rejoin window")
+    await nh.async_wait_until(lambda: all(p.presence(quitter.user, "offline") for p in survivors),
+                              5, 0.05, f"offline for {quitter.user}")
+    t_off = time.monotonic() - t0
+    log(f"{victim} exited 0 after {t_exit:.2f}s (grace {DRAIN_GRACE:g}s + rejoin window "
+        f"{NODE_TTL:g}s); {quitter.user} offline by {t_off:.2f}s")
+    t_conv = await converged(survivors[0], [p.user for p in peers if p is not quitter], 5,
+                             "after the drain")
+    await asyncio.sleep(1)
+    t_end = time.monotonic()
+    await settle_and_stop(peers)
+
+    for obs in survivors + returners:
+        for p in returners:
+            check(not obs.presence(p.user, "offline"),
+                  f"{obs.user} got an offline event for {p.user}, who rejoined within the "
+                  f"window")
+    for obs in survivors:
+        n = len(obs.presence(quitter.user, "offline"))
+        check(n == 1, f"{obs.user} got {n} offline events for {quitter.user}")
+    check(not reaped(cl, victim), f"{victim} was reaped: its presence was not removed cleanly")
+    live = redis_cmd("ZRANGE", "natter:cluster:{nodes}:live", "0", "-1")
+    check(victim.encode() not in live, f"{victim} left its liveness record: {live!r}")
+    sent = loss_checked(survivors, t0, "clients of the other nodes")
+    gap = max_gap(survivors, t0, t_end)
+    check(gap < 1.5, f"traffic between the other nodes' clients stalled for {gap:.2f}s")
+    log(f"no offline for the {len(returners)} who rejoined, exactly one for {quitter.user}; "
+        f"no reaping, liveness record removed; members converged ({t_conv:.2f}s); "
+        f"{sent} deliveries between the other nodes' clients, 0 lost, max gap {gap:.2f}s")
+
+
+SCENARIOS = [("kill9", scenario_kill9), ("partition", scenario_partition),
+             ("nats", scenario_nats), ("drain", scenario_drain)]
+
+
+def main():
+    only = None
+    if len(sys.argv) > 2 and sys.argv[1] == "-k":
+        only = set(sys.argv[2].split(","))
+    cl = Cluster()
+    results = []
+    try:
+        for name, fn in SCENARIOS:
+            if only and name not in only:
+                continue
+            print(f"-- {name}", flush=True)
+            t0 = time.monotonic()
+            try:
+                cl.fresh()
+                log(f"fresh cluster ready in {time.monotonic() - t0:.1f}s")
+                nh.run(fn(cl), timeout=90)
+                results.append((name, True, time.monotonic() - t0, ""))
+                print(f"   PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+            except (Failed, AssertionError, Exception) as e:  # noqa: BLE001
+                detail = f"{type(e).__name__}: {e}"
+                if not isinstance(e, AssertionError):
+                    detail += "\n" + traceback.format_exc()
+                results.append((name, False, time.monotonic() - t0, detail))
+                print(f"   FAIL {name} ({time.monotonic() - t0:.1f}s): {detail}", flush=True)
+                for n, p in cl.nodes.items():
+                    tail = p.log_text(1500).strip().splitlines()[-6:]
+                    print(f"      {n} log tail:\n        " + "\n        ".join(tail), flush=True)
+    finally:
+        cl.stop_all()
+    passed = sum(1 for r in results if r[1])
+    failed = len(results) - passed
+    print()
+    for name, ok, secs, detail in results:
+        print(f"  {'PASS' if ok else 'FAIL'} {name:10s} {secs:5.1f}s"
+              f"{'' if ok else '  ' + detail.splitlines()[0][:300]}")
+    print(f"summary: {passed} passed, {failed} failed", flush=True)
+    sys.exit(0 if failed == 0 and results else 1)
+
+
+if __name__ == "__main__":
+    main()
