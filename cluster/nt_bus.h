@@ -21,6 +21,20 @@ typedef struct nt_bus_sub nt_bus_sub;
 typedef void (*nt_bus_msg_cb)(void *ud, const char *subject, const uint8_t *data,
                               size_t len, const char *reply);
 
+/* Stream position of a message that a JetStream stream stored and republished (room
+ * history): the Nats-Sequence and Nats-Last-Sequence headers, that is the message's
+ * sequence in the stream and the sequence of the previous message stored on the same
+ * subject (0: none). seq 0 means the message carries no position. */
+typedef struct nt_bus_seq {
+  uint64_t seq;
+  uint64_t last;
+} nt_bus_seq;
+
+/* Receives the messages that carry a stream position (when set in the handler; all
+ * others still go to on_msg). Arguments as for nt_bus_msg_cb; `seq` borrowed. */
+typedef void (*nt_bus_seq_msg_cb)(void *ud, const char *subject, const uint8_t *data,
+                                  size_t len, const nt_bus_seq *seq);
+
 /* Connection state changed: connected=1 (connected or reconnected; subscriptions are in
  * place again), connected=0 (lost; the bus keeps reconnecting by itself). */
 typedef void (*nt_bus_state_cb)(void *ud, int connected);
@@ -33,6 +47,8 @@ typedef struct nt_bus_handler {
   nt_bus_msg_cb on_msg;
   nt_bus_state_cb on_state; /* may be NULL */
   void *ud;
+  nt_bus_seq_msg_cb on_seq_msg; /* may be NULL: stream positions are then not read and
+                                 * every message goes to on_msg */
 } nt_bus_handler;
 
 typedef struct nt_bus_stats {
@@ -51,11 +67,14 @@ typedef struct nt_bus_vtab {
   int (*subscribe)(nt_bus *b, const char *subject, const char *queue_group,
                    nt_bus_sub **out);
   void (*unsubscribe)(nt_bus *b, nt_bus_sub *sub);
+  int (*publish_seq)(nt_bus *b, const char *subject, const void *data, size_t len,
+                     const nt_bus_seq *seq);
   int (*request)(nt_bus *b, const char *subject, const void *data, size_t len,
                  uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud);
   int (*connected)(nt_bus *b);
   void (*stats)(nt_bus *b, nt_bus_stats *out);
   void (*destroy)(nt_bus *b);
+  int (*flush)(nt_bus *b, uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud);
 } nt_bus_vtab;
 
 /* Every implementation embeds this as its first member. */
@@ -70,6 +89,14 @@ struct nt_bus {
 static inline int nt_bus_publish(nt_bus *b, const char *subject, const void *data,
                                  size_t len, const char *reply) {
   return b->vt->publish(b, subject, data, len, reply);
+}
+
+/* Publishes like nt_bus_publish with a stream position attached (the headers a
+ * JetStream stream's RePublish adds): the in-memory history sequences standalone rooms
+ * this way, and tests simulate republished messages. Same return codes. */
+static inline int nt_bus_publish_seq(nt_bus *b, const char *subject, const void *data,
+                                     size_t len, const nt_bus_seq *seq) {
+  return b->vt->publish_seq(b, subject, data, len, seq);
 }
 
 /* Subscribes to `subject` (may contain NATS wildcards; `queue_group` may be NULL).
@@ -92,6 +119,14 @@ static inline int nt_bus_request(nt_bus *b, const char *subject, const void *dat
                                  size_t len, uint64_t timeout_ms, nt_bus_reply_cb cb,
                                  void *ud) {
   return b->vt->request(b, subject, data, len, timeout_ms, cb, ud);
+}
+
+/* Calls `cb` (status 0) once the bus server has processed everything this bus sent
+ * before the call — in particular its subscriptions, so messages other publishers send
+ * afterwards reach them. NT_ETIMEOUT/NT_ECLOSED otherwise. Same callback rules as
+ * nt_bus_request. Used before telling a client it has joined a room. */
+static inline int nt_bus_flush(nt_bus *b, uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
+  return b->vt->flush(b, timeout_ms, cb, ud);
 }
 
 /* Returns 1 while connected to the bus. */

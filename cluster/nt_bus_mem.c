@@ -59,6 +59,7 @@ int nt_bus_subject_match(const char *pattern, const char *subject) {
 typedef struct mem_msg {
   int refs;
   size_t len;
+  nt_bus_seq seq; /* seq 0: no stream position */
   const char *reply; /* NULL or inside subject[] */
   const uint8_t *data;
   char subject[];
@@ -266,7 +267,7 @@ static int literal_grow(nt_bus_mem *b) {
  * `subject` is one of our inboxes. Subscriptions are evaluated now, like the server does
  * when the message arrives: later subscribers do not get it. */
 static int route(nt_bus_mem *b, const char *subject, const void *data, size_t len,
-                 const char *reply) {
+                 const char *reply, const nt_bus_seq *seq) {
   size_t n;
   int rc = collect(b, subject, &n);
   if (rc) return rc;
@@ -280,6 +281,7 @@ static int route(nt_bus_mem *b, const char *subject, const void *data, size_t le
   if (!m) return NT_ENOMEM;
   m->refs = 1; /* ours until the end of this function */
   m->len = len;
+  m->seq = seq ? *seq : (nt_bus_seq){0, 0};
   memcpy(m->subject, subject, sl);
   m->reply = reply ? memcpy(m->subject + sl, reply, rl) : NULL;
   m->data = (uint8_t *)m->subject + sl + rl;
@@ -319,8 +321,12 @@ static void deliver(nt_bus_mem *b, mem_item *it) {
   case IT_MSG:
     if (!it->sub->live) return;
     b->st.received++;
-    b->base.h.on_msg(b->base.h.ud, it->msg->subject, it->msg->data, it->msg->len,
-                     it->msg->reply);
+    if (it->msg->seq.seq && b->base.h.on_seq_msg)
+      b->base.h.on_seq_msg(b->base.h.ud, it->msg->subject, it->msg->data, it->msg->len,
+                           &it->msg->seq);
+    else
+      b->base.h.on_msg(b->base.h.ud, it->msg->subject, it->msg->data, it->msg->len,
+                       it->msg->reply);
     return;
   case IT_REPLY:
     if ((r = req_find(b, it->token)) != NULL) req_finish(r, 0, it->msg->data, it->msg->len);
@@ -362,7 +368,17 @@ static int mem_publish(nt_bus *bb, const char *subject, const void *data, size_t
   if (nt_bus_subject_valid(subject, 0) || (reply && nt_bus_subject_valid(reply, 0)) ||
       (len && !data))
     return NT_EINVAL;
-  int rc = route(b, subject, data, len, reply);
+  int rc = route(b, subject, data, len, reply, NULL);
+  if (rc == 0) b->st.published++;
+  return rc;
+}
+
+static int mem_publish_seq(nt_bus *bb, const char *subject, const void *data, size_t len,
+                           const nt_bus_seq *seq) {
+  nt_bus_mem *b = (nt_bus_mem *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!seq || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  int rc = route(b, subject, data, len, NULL, seq);
   if (rc == 0) b->st.published++;
   return rc;
 }
@@ -448,12 +464,41 @@ static int mem_request(nt_bus *bb, const char *subject, const void *data, size_t
   }
   char reply[MEM_INBOX_PREFIX_LEN + 24];
   snprintf(reply, sizeof reply, MEM_INBOX_PREFIX "%" PRIu64, r->token);
-  if ((rc = route(b, subject, data, len, reply)) != 0) {
+  if ((rc = route(b, subject, data, len, reply, NULL)) != 0) {
     req_unlink(b, r);
     uv_close((uv_handle_t *)&r->timer, req_closed);
     return rc;
   }
   b->st.published++;
+  uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
+  return 0;
+}
+
+/* A message to our own request's inbox resolves it on a later turn, after everything
+ * queued before: the in-memory analogue of a NATS round trip. */
+static int mem_flush(nt_bus *bb, uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
+  nt_bus_mem *b = (nt_bus_mem *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!cb) return NT_EINVAL;
+  mem_req *r = calloc(1, sizeof *r);
+  if (!r) return NT_ENOMEM;
+  uv_timer_init(b->loop, &r->timer);
+  r->timer.data = r;
+  r->b = b;
+  r->token = ++b->next_token;
+  r->cb = cb;
+  r->ud = ud;
+  r->next = b->reqs;
+  if (b->reqs) b->reqs->prev = r;
+  b->reqs = r;
+  char inbox[MEM_INBOX_PREFIX_LEN + 24];
+  snprintf(inbox, sizeof inbox, MEM_INBOX_PREFIX "%" PRIu64, r->token);
+  int rc = route(b, inbox, NULL, 0, NULL, NULL);
+  if (rc) {
+    req_unlink(b, r);
+    uv_close((uv_handle_t *)&r->timer, req_closed);
+    return rc;
+  }
   uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
   return 0;
 }
@@ -497,12 +542,14 @@ static void mem_destroy(nt_bus *bb) {
 
 static const nt_bus_vtab mem_vtab = {
     .publish = mem_publish,
+    .publish_seq = mem_publish_seq,
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
     .request = mem_request,
     .connected = mem_connected,
     .stats = mem_stats,
     .destroy = mem_destroy,
+    .flush = mem_flush,
 };
 
 nt_bus *nt_bus_mem_new(uv_loop_t *loop, const nt_bus_handler *h) {

@@ -54,6 +54,7 @@ typedef struct xitem {
   int kind;
   nt_bus_sub *sub; /* X_MSG */
   natsMsg *msg;    /* X_MSG: destroyed on the loop after delivery */
+  nt_bus_seq seq;  /* X_MSG: stream position, read on the delivery thread (seq 0: none) */
 } xitem;
 
 typedef struct xq {
@@ -62,6 +63,7 @@ typedef struct xq {
   size_t len, cap, bytes;
   uv_async_t *async; /* NULL once the bus is closing */
   uint64_t dropped;  /* messages refused because the queue was over its limits */
+  int want_seq;      /* immutable: the handler has on_seq_msg */
   atomic_int refs;
 } xq;
 
@@ -166,16 +168,35 @@ static int xq_append(xq *q, xitem it) {
 
 /* ================================================================ nats.c threads */
 
+/* Reads the stream position headers of a republished message. nats.c parses headers into
+ * a table on first access, which costs a few allocations: done here, on the delivery
+ * thread, so the loop only reads two integers. A message without headers costs a test. */
+static nt_bus_seq read_seq(natsMsg *msg) {
+  nt_bus_seq r = {0, 0};
+  const char *v = NULL;
+  if (natsMsgHeader_Get(msg, JSSequence, &v) != NATS_OK || !v) return r;
+  char *end;
+  unsigned long long seq = strtoull(v, &end, 10);
+  if (end == v || *end) return r;
+  if (natsMsgHeader_Get(msg, JSLastSequence, &v) == NATS_OK && v) {
+    unsigned long long last = strtoull(v, &end, 10);
+    if (end != v && !*end) r.last = last;
+  }
+  r.seq = seq;
+  return r;
+}
+
 /* Delivery thread: hands the message itself to the loop. */
 static void on_nats_msg(natsConnection *nc, natsSubscription *ns, natsMsg *msg, void *closure) {
   nt_bus_sub *s = closure;
   xq *q = s->q;
+  nt_bus_seq seq = q->want_seq && !s->inbox ? read_seq(msg) : (nt_bus_seq){0, 0};
   size_t sz = (size_t)natsMsg_GetDataLength(msg) + QUEUE_MSG_OVERHEAD;
   uv_mutex_lock(&q->mu);
   int ok = q->async != NULL && q->len < QUEUE_MAX_MSGS && q->bytes + sz <= QUEUE_MAX_BYTES;
   if (ok) {
     atomic_fetch_add(&s->refs, 1);
-    ok = xq_append(q, (xitem){X_MSG, s, msg}) == 0;
+    ok = xq_append(q, (xitem){X_MSG, s, msg, seq}) == 0;
     if (ok) q->bytes += sz;
     else atomic_fetch_sub(&s->refs, 1); /* nats.c's own reference keeps it above 0 */
   }
@@ -190,7 +211,7 @@ static void on_sub_complete(void *closure) { sub_release(closure); }
 /* Connection callback thread. */
 static void push_state(xq *q, int kind) {
   uv_mutex_lock(&q->mu);
-  xq_append(q, (xitem){kind, NULL, NULL});
+  xq_append(q, (xitem){kind, NULL, NULL, {0, 0}});
   uv_mutex_unlock(&q->mu);
 }
 
@@ -450,6 +471,12 @@ static void handle_item(nt_bus_nats *b, xitem *it) {
       return;
     }
     b->st.received++;
+    if (it->seq.seq && b->base.h.on_seq_msg) {
+      b->base.h.on_seq_msg(b->base.h.ud, natsMsg_GetSubject(it->msg),
+                           (const uint8_t *)natsMsg_GetData(it->msg),
+                           (size_t)natsMsg_GetDataLength(it->msg), &it->seq);
+      return;
+    }
     b->base.h.on_msg(b->base.h.ud, natsMsg_GetSubject(it->msg),
                      (const uint8_t *)natsMsg_GetData(it->msg),
                      (size_t)natsMsg_GetDataLength(it->msg), natsMsg_GetReply(it->msg));
@@ -586,6 +613,27 @@ static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_
   return 0;
 }
 
+/* A message with the headers a stream's RePublish adds (see nt_bus_publish_seq). */
+static int nats_publish_seq(nt_bus *bb, const char *subject, const void *data, size_t len,
+                            const nt_bus_seq *seq) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!seq || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (len > INT_MAX) return NT_ETOOLARGE;
+  char sv[24], lv[24];
+  snprintf(sv, sizeof sv, "%" PRIu64, seq->seq);
+  snprintf(lv, sizeof lv, "%" PRIu64, seq->last);
+  natsMsg *m = NULL;
+  natsStatus st = natsMsg_Create(&m, subject, NULL, data, (int)len);
+  if (st == NATS_OK) st = natsMsgHeader_Set(m, JSSequence, sv);
+  if (st == NATS_OK) st = natsMsgHeader_Set(m, JSLastSequence, lv);
+  if (st == NATS_OK) st = natsConnection_PublishMsg(b->nc, m);
+  natsMsg_Destroy(m);
+  if (st != NATS_OK) return nats_err(st);
+  b->st.published++;
+  return 0;
+}
+
 /* One wildcard subscription serves every request: replies go to "<inbox>.<token>". */
 static int inbox_start(nt_bus_nats *b) {
   natsInbox *ib = NULL;
@@ -626,6 +674,39 @@ static int nats_request(nt_bus *bb, const char *subject, const void *data, size_
     return nats_err(st);
   }
   b->st.published++;
+  size_t i = r->token & (b->nrb - 1);
+  r->hnext = b->rb[i];
+  b->rb[i] = r;
+  b->nreqs++;
+  uv_timer_init(b->loop, &r->timer);
+  r->timer.data = r;
+  uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
+  return 0;
+}
+
+/* A message published to our own request inbox comes back only after the server has
+ * processed everything this connection sent before it (commands are handled in order),
+ * so its arrival proves earlier SUBs are in place. */
+static int nats_flush(nt_bus *bb, uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!cb) return NT_EINVAL;
+  int rc;
+  if (!b->inbox_sub && (rc = inbox_start(b)) != 0) return rc;
+  if ((rc = req_reserve(b)) != 0) return rc;
+  nats_req *r = calloc(1, sizeof *r);
+  if (!r) return NT_ENOMEM;
+  r->b = b;
+  r->token = ++b->next_token;
+  r->cb = cb;
+  r->ud = ud;
+  char subject[256];
+  snprintf(subject, sizeof subject, "%s.%" PRIu64, b->inbox, r->token);
+  natsStatus st = natsConnection_Publish(b->nc, subject, NULL, 0);
+  if (st != NATS_OK) {
+    free(r);
+    return nats_err(st);
+  }
   size_t i = r->token & (b->nrb - 1);
   r->hnext = b->rb[i];
   b->rb[i] = r;
@@ -712,12 +793,14 @@ static void nats_destroy(nt_bus *bb) {
 
 static const nt_bus_vtab nats_vtab = {
     .publish = nats_publish,
+    .publish_seq = nats_publish_seq,
     .subscribe = nats_subscribe,
     .unsubscribe = nats_unsubscribe,
     .request = nats_request,
     .connected = nats_connected,
     .stats = nats_stats,
     .destroy = nats_destroy,
+    .flush = nats_flush,
 };
 
 /* ================================================================ creation */
@@ -790,6 +873,7 @@ int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
     return NT_ENOMEM;
   }
   atomic_init(&q->refs, 1); /* the bus's */
+  q->want_seq = h->on_seq_msg != NULL;
   b->base.vt = &nats_vtab;
   b->base.h = *h;
   b->loop = loop;

@@ -31,7 +31,10 @@ static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *
   uint8_t stackbuf[4096], *out;
   size_t len = nt_env_encode(env, stackbuf, sizeof stackbuf, &out);
   if (!len) return NT_ENOMEM;
-  int r = nt_bus_publish(n->bus, subject, out, len, reply);
+  /* room messages go through the history, which numbers them (nt_resume.c) */
+  int r = n->res && env->kind == NATTER__KIND__ROOM_MESSAGE
+              ? nt_resume_publish(n, subject, out, len)
+              : nt_bus_publish(n->bus, subject, out, len, reply);
   if (out != stackbuf) free(out);
   if (r == 0) n->m.published++;
   else nt_log_warn("publish failed", "{s:s, s:s}", "subject", subject, "error", nt_strerror(r));
@@ -90,15 +93,19 @@ static void publish_presence(nt_node *n, const char *tenant, const char *room,
 }
 
 static void subscribe_room(nt_node *n, nt_room *r) {
-  if (nt_bus_subscribe(n->bus, r->subject, NULL, &r->sub) ||
+  /* with history, messages come sequenced on the room's live subject */
+  const char *msgs = n->res ? nt_resume_room_open(n, r) : r->subject;
+  if (!msgs || nt_bus_subscribe(n->bus, msgs, NULL, &r->sub) ||
       nt_bus_subscribe(n->bus, r->psubject, NULL, &r->psub))
     nt_log_error("subscribe failed", "{s:s}", "subject", r->subject);
 }
 
 static void leave_room_local(nt_node *n, nt_conn *c, nt_room *r) {
+  if (n->res) nt_resume_leave(n, c, r);
   if (nt_hub_leave(&n->hub, c, r)) {
     if (r->sub) nt_bus_unsubscribe(n->bus, r->sub);
     if (r->psub) nt_bus_unsubscribe(n->bus, r->psub);
+    if (n->res) nt_resume_room_close(n, r);
     nt_hub_room_free(&n->hub, r);
   }
 }
@@ -239,12 +246,13 @@ static void on_joined(void *ud, int status, int transition, const char *const *m
   if (status == 0 && transition)
     publish_presence(n, c->ident.tenant, op->room, c->ident.user, c->id, 1);
   if (nt_conn_is_open(c) && nt_hub_conn_room(c, op->room)) {
-    if (status == 0) {
-      send_frame(c, nt_proto_joined(op->room, members, n_members, op->reqid));
-    } else { /* store down: the join works locally; members are unknown */
-      const char *self = c->ident.user;
-      send_frame(c, nt_proto_joined(op->room, &self, 1, op->reqid));
-    }
+    /* store down: the join works locally; members are unknown */
+    const char *self = c->ident.user;
+    const char *const *mem = status == 0 ? members : &self;
+    size_t nmem = status == 0 ? n_members : 1;
+    /* a resume (joinRoom with since) sends `joined` itself, then the replay */
+    if (!n->res || !nt_resume_joined(n, c, op->room, mem, nmem))
+      send_frame(c, nt_proto_joined(op->room, mem, nmem, op->reqid));
   }
   conn_op_free(op);
 }
@@ -266,6 +274,24 @@ static void on_rejoined(void *ud, int status, const char *const *members, size_t
   if (nt_conn_is_open(op->c) && status == 0)
     send_frame(op->c, nt_proto_joined(op->room, members, n_members, op->reqid));
   conn_op_free(op);
+}
+
+static void presence_join(conn_op *op) {
+  nt_conn *c = op->c;
+  if (nt_presence_join(op->n->pres, c->ident.tenant, op->room, c->ident.user, c->id,
+                       on_joined, op))
+    on_joined(op, NT_ESTORE, 0, NULL, 0);
+}
+
+static void on_join_flushed(void *ud, int status, const uint8_t *data, size_t len) {
+  conn_op *op = ud;
+  nt_room *r = nt_conn_is_open(op->c) ? nt_hub_conn_room(op->c, op->room) : NULL;
+  if (!r) { /* closed or left meanwhile: its leave already ran, joining now would ghost */
+    conn_op_free(op);
+    return;
+  }
+  if (status == 0) r->ready = 1;
+  presence_join(op);
 }
 
 static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
@@ -290,14 +316,17 @@ static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
     return;
   }
   if (created) subscribe_room(n, r);
+  if (n->res && rq->has_since) nt_resume_begin(n, c, r, rq->since, rq->reqid);
   n->m.joins++;
   nt_client_publish_event(n, NATTER__EVENT_KIND__JOIN, c, c->ident.tenant, c->ident.user,
                           c->id, rq->room, 0);
   conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
   if (!op) return;
-  if (nt_presence_join(n->pres, c->ident.tenant, rq->room, c->ident.user, c->id, on_joined,
-                       op))
-    on_joined(op, NT_ESTORE, 0, NULL, 0);
+  /* `joined` promises that what others publish from now on arrives, so a room whose
+   * subscription the bus server has not confirmed yet waits for one round trip. */
+  if (!r->ready && nt_bus_flush(n->bus, 2000, on_join_flushed, op) == 0) return;
+  r->ready = 1;
+  presence_join(op);
 }
 
 static void act_leave(nt_node *n, nt_conn *c, const nt_req *rq) {
@@ -451,9 +480,7 @@ void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t le
   case NT_ACT_SEND_USER: act_send(n, c, &rq, 1); break;
   case NT_ACT_HEARTBEAT: send_frame(c, nt_proto_heartbeat(rq.reqid)); break;
   case NT_ACT_PRESENCE: act_presence(n, c, &rq); break;
-  case NT_ACT_HISTORY:
-    nt_client_send_error(n, c, "not_found", "history is not enabled on this node", rq.reqid);
-    break;
+  case NT_ACT_HISTORY: nt_resume_history(n, c, &rq); break;
   default: act_custom(n, c, &rq, data, len); break;
   }
   nt_req_free(&rq);

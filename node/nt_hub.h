@@ -22,6 +22,8 @@ typedef struct nt_room {
   nt_conn **members;
   uint32_t n, cap;
   nt_bus_sub *sub, *psub;         /* owned by the node (bus handles) */
+  struct nt_rhist *hist;          /* history state (nt_resume.c); NULL with history off */
+  uint8_t ready;                  /* the bus server confirmed the subscriptions */
 } nt_room;
 
 typedef struct nt_userset {
