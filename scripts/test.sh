@@ -58,8 +58,27 @@ if [ -f tests/browser/run.sh ] && [ "${NATTER_SKIP_WEB:-0}" != 1 ]; then
   WEB_RC=$?
 fi
 
+# Other suites, each its own script that exits non-zero on failure; counted as one test
+# each in the summary (their own output lists their cases). NATTER_SKIP_<NAME>=1 skips one.
+SUITES_FILE="$ART/suites.txt"
+: > "$SUITES_FILE"
+run_suite() {  # name, timeout (s), command...
+  local name=$1 limit=$2; shift 2
+  local skip="NATTER_SKIP_$(echo "$name" | tr 'a-z-' 'A-Z_')"
+  if [ "${!skip:-0}" = 1 ]; then echo "$name skipped" >> "$SUITES_FILE"; return; fi
+  stamp "$name: $*"
+  NATTER_BIN="$BUILD/natter-node" timeout "$limit" "$@"
+  local rc=$?
+  echo "$name $rc" >> "$SUITES_FILE"
+}
+[ -f helm/test.sh ] && run_suite helm 600 bash helm/test.sh
+[ -f tests/cluster/run.sh ] && run_suite cluster 900 bash tests/cluster/run.sh
+[ -f docker/test.sh ] && run_suite docker 1200 bash docker/test.sh
+SUITES_RC=0
+grep -qv -E " (0|skipped)$" "$SUITES_FILE" && SUITES_RC=1
+
 # Summary from the JUnit reports.
-SUMMARY=$($PY - "$ART/ctest.xml" "$ART/pytest.xml" "$ART/web-*.xml" "$CTEST_RC" "$PYTEST_RC" "$WEB_RC" <<'EOF'
+SUMMARY=$($PY - "$ART/ctest.xml" "$ART/pytest.xml" "$ART/web-*.xml" "$CTEST_RC" "$PYTEST_RC" "$WEB_RC" "$SUITES_FILE" <<'EOF'
 import glob, sys, xml.etree.ElementTree as ET
 def count(pattern):
     paths = sorted(glob.glob(pattern))
@@ -109,6 +128,19 @@ for label, path, rc in (("ctest", sys.argv[1], int(sys.argv[4])),
     lines.append(f"  {label:7s} {p} passed, {f} failed, {s} skipped (exit {rc})")
     for n in failed:
         lines.append(f"      FAILED {n}")
+for line in open(sys.argv[7]).read().split("\n"):
+    if not line.strip():
+        continue
+    name, rc = line.split()
+    if rc == "skipped":
+        ts += 1
+        lines.append(f"  {name:7s} skipped")
+    elif rc == "0":
+        tp += 1
+        lines.append(f"  {name:7s} passed")
+    else:
+        tf += 1
+        lines.append(f"  {name:7s} FAILED (exit {rc})")
 print("\n".join(lines))
 print(f"summary: {tp} passed, {tf} failed" + (f", {ts} skipped" if ts else ""))
 EOF
@@ -119,7 +151,7 @@ stamp "done"
 echo "$SUMMARY" | sed '$d'
 echo "  time    $(( $(date +%s) - T0 ))s"
 echo "$SUMMARY" | tail -n 1
-if [ "$CTEST_RC" -ne 0 ] || [ "$PYTEST_RC" -ne 0 ] || [ "$WEB_RC" -ne 0 ]; then
+if [ "$CTEST_RC" -ne 0 ] || [ "$PYTEST_RC" -ne 0 ] || [ "$WEB_RC" -ne 0 ] || [ "$SUITES_RC" -ne 0 ]; then
   exit 1
 fi
 exit 0
