@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# bench/run.sh — natter vs a Socket.IO 4.8 cluster, same load generator, same run.
+#
+#   bench/run.sh [--smoke] [--runs N] [--scenarios 1,2,3,4,5] [--no-socketio] [--out DIR]
+#
+# Builds a Release tree (build-bench/), starts nats-server, redis-server, natter nodes and
+# the Socket.IO cluster (bench/peers/socketio: 2 Node processes + @socket.io/redis-adapter)
+# on loopback ports from NB_PORT_BASE (default 27000), runs the scenarios, stops every
+# process it started (by PID) and prints a table (medians over --runs). Results: one JSON
+# line per run in DIR/results.jsonl (default: bench/out/<timestamp>/), logs beside it.
+#   1  fan-out at a fixed rate: 2,000 connections, 20 rooms of 100 spread over 2 nodes,
+#      20 publishers, 500 msg/s (50k deliveries/s), 100-byte payloads
+#   2  the same, closed loop (window per publisher): deliveries/s at saturation
+#   3  memory: 15,000 idle connections joined to rooms on one node: RSS per connection;
+#      and a node at --max-connections must answer 503 and keep serving the rest
+#   4  connect rate: authenticated connections/s one node accepts
+#   5  scale-out shape (natter): 3 nodes, a room's members over 1, 2, 3 nodes, same load:
+#      NATS bytes each node receives, CPU per delivery
+# --smoke: a few seconds per scenario with small numbers (CI); Socket.IO is included when
+# its npm dependencies are installed (full runs install them with npm ci).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+SMOKE=0
+RUNS=1
+SCEN="1,2,3,4,5"
+SIO=auto
+OUT=""
+BUILD=${NB_BUILD_DIR:-$ROOT/build-bench}
+PB=${NB_PORT_BASE:-27000}
+SECRET=bench-secret
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) SMOKE=1 ;;
+    --runs) RUNS=$2; shift ;;
+    --scenarios) SCEN=$2; shift ;;
+    --no-socketio) SIO=no ;;
+    --out) OUT=$2; shift ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke)
+mkdir -p "$OUT"
+RES=$OUT/results.jsonl
+: > "$RES"
+has() { case ",$SCEN," in *",$1,"*) return 0 ;; esac; return 1; }
+log() { echo "run.sh: $*" >&2; }
+
+# ---------------------------------------------------------------- sizes ----------
+if [ $SMOKE = 1 ]; then
+  C1=200; R1=4; P1=4; RATE1=200; WARM=1; DUR=2; DRAIN=1; WIN=8
+  C3=300; R3=3; LIMIT=50; C4=300; C4SIO=200
+else
+  C1=2000; R1=20; P1=20; RATE1=500; WARM=3; DUR=10; DRAIN=2; WIN=16
+  C3=15000; R3=150; LIMIT=500; C4=15000; C4SIO=5000
+fi
+
+# ---------------------------------------------------------------- ports ----------
+NATS_PORT=$((PB + 222)); NATS_MON=$((PB + 822))
+REDIS_NT=$((PB + 379)); REDIS_SIO=$((PB + 380))
+WS=($((PB + 101)) $((PB + 102)) $((PB + 103)))
+API=($((PB + 201)) $((PB + 202)) $((PB + 203)))
+SIOP=($((PB + 301)) $((PB + 302)))
+LIMIT_WS=$((PB + 111)); LIMIT_API=$((PB + 211))
+
+port_busy() { ss -Hltn "( sport = :$1 )" 2>/dev/null | grep -q .; }
+for p in $NATS_PORT $NATS_MON $REDIS_NT $REDIS_SIO "${WS[@]}" "${API[@]}" "${SIOP[@]}" $LIMIT_WS $LIMIT_API; do
+  if port_busy "$p"; then
+    echo "run.sh: port $p is in use; set NB_PORT_BASE to a free range" >&2
+    exit 1
+  fi
+done
+
+# ---------------------------------------------------------------- processes ------
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME CMD...: runs CMD in the background, logs to $OUT/NAME.log, sets $LASTPID
+start() {
+  local name=$1; shift
+  "$@" > "$OUT/$name.log" 2>&1 &
+  LASTPID=$!
+  PIDS+=("$LASTPID")
+}
+
+stop() { # stop PID...: SIGTERM, wait (bounded), SIGKILL
+  local pid
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]+"${keep[@]}"}")
+  done
+}
+
+wait_port() { # wait_port PORT [seconds]
+  local t=$(( ${2:-10} * 20 ))
+  for _ in $(seq $t); do port_busy "$1" && return 0; sleep 0.05; done
+  echo "run.sh: nothing listens on port $1" >&2
+  return 1
+}
+
+ticks() { # utime+stime (clock ticks) summed over PIDs
+  local s=0 pid v
+  for pid in "$@"; do
+    v=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    s=$((s + v))
+  done
+  echo $s
+}
+sys_busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat; }
+rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
+HZ=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------- build ----------
+log "building Release natter-node and natter-bench in $BUILD"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNATTER_TESTS=OFF > "$OUT/build.log" 2>&1
+cmake --build "$BUILD" -j "$(nproc)" --target natter-node natter-bench >> "$OUT/build.log" 2>&1 ||
+  { tail -30 "$OUT/build.log" >&2; exit 1; }
+NODE_BIN=$BUILD/natter-node
+GEN=$BUILD/bench/natter-bench
+# Publishers send as fast as the window allows: the per-connection flood limit (a
+# protection, not part of the fan-out path being measured) is switched off.
+# History (JetStream) is off: the reference keeps none, and the live fan-out path is what
+# is compared. --drain-grace: SIGTERM stops a node without the default 10 s drain.
+NODE_FLAGS=(--drain-grace 0.2)
+NODE_HELP=$("$NODE_BIN" --help 2>/dev/null || true)
+case "$NODE_HELP" in *--rate-limit*) NODE_FLAGS+=(--rate-limit 0) ;; esac
+case "$NODE_HELP" in *--history*) NODE_FLAGS+=(--history off) ;; esac
+log "natter-node flags: ${NODE_FLAGS[*]}"
+
+SIODIR=$ROOT/bench/peers/socketio
+if [ "$SIO" = auto ]; then
+  SIO=no
+  if command -v node > /dev/null; then
+    if [ -d "$SIODIR/node_modules/socket.io" ]; then
+      SIO=yes
+    elif [ $SMOKE = 0 ] && command -v npm > /dev/null; then
+      log "installing the Socket.IO peer (npm ci)"
+      (cd "$SIODIR" && npm ci --no-audit --no-fund > "$OUT/npm.log" 2>&1) && SIO=yes ||
+        log "npm ci failed: Socket.IO is skipped (see $OUT/npm.log)"
+    fi
+  fi
+  [ $SIO = yes ] || log "Socket.IO peer not available: natter only"
+fi
+
+# ---------------------------------------------------------------- infrastructure --
+start nats nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON"
+NATS_PID=$LASTPID
+start redis-natter redis-server --bind 127.0.0.1 --port "$REDIS_NT" --save "" --appendonly no
+REDIS_NT_PID=$LASTPID
+wait_port "$NATS_PORT"; wait_port "$REDIS_NT"
+REDIS_SIO_PID=""
+if [ $SIO = yes ]; then
+  start redis-sio redis-server --bind 127.0.0.1 --port "$REDIS_SIO" --save "" --appendonly no
+  REDIS_SIO_PID=$LASTPID
+  wait_port "$REDIS_SIO"
+fi
+
+NODE_PIDS=()
+start_nodes() { # start_nodes N [extra natter-node flags]: cluster nodes 1..N
+  local n=$1; shift
+  NODE_PIDS=()
+  local i
+  for i in $(seq 0 $((n - 1))); do
+    start "natter-n$((i + 1))" "$NODE_BIN" --listen "127.0.0.1:${WS[$i]}" --api-listen "127.0.0.1:${API[$i]}" \
+      --jwt-secret "$SECRET" --nats "nats://127.0.0.1:$NATS_PORT" --redis "redis://127.0.0.1:$REDIS_NT" \
+      --node-id "bench-n$((i + 1))" --log-level warn "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}" "$@"
+    NODE_PIDS+=("$LASTPID")
+  done
+  for i in $(seq 0 $((n - 1))); do wait_port "${WS[$i]}"; done
+  sleep 0.3
+}
+stop_nodes() { [ ${#NODE_PIDS[@]} = 0 ] || stop "${NODE_PIDS[@]}"; NODE_PIDS=(); }
+
+SIO_PIDS=()
+start_sio() { # start_sio N
+  SIO_PIDS=()
+  local i
+  for i in $(seq 0 $(($1 - 1))); do
+    (cd "$SIODIR" && PORT=${SIOP[$i]} REDIS_URL=redis://127.0.0.1:$REDIS_SIO JWT_SECRET=$SECRET \
+      exec node server.js) > "$OUT/sio-$((i + 1)).log" 2>&1 &
+    SIO_PIDS+=("$!"); PIDS+=("$!")
+  done
+  for i in $(seq 0 $(($1 - 1))); do wait_port "${SIOP[$i]}" 20; done
+  sleep 0.3
+}
+stop_sio() { [ ${#SIO_PIDS[@]} = 0 ] || stop "${SIO_PIDS[@]}"; SIO_PIDS=(); }
+
+urls() { # urls natter|socketio N
+  local out="" i
+  for i in $(seq 0 $(($2 - 1))); do
+    if [ "$1" = natter ]; then out+="ws://127.0.0.1:${WS[$i]}/ws,"
+    else out+="ws://127.0.0.1:${SIOP[$i]}/,"; fi
+  done
+  echo "${out%,}"
+}
+
+# gen_measured TAG SYSTEM "SERVER PIDS" "BUS PIDS" EXTRA_KV -- generator args
+# Runs the generator; samples CPU over its measure window; appends the annotated result.
+gen_measured() {
+  local tag=$1 system=$2 srv=$3 bus=$4 extra=$5; shift 6
+  local ready=$OUT/ready.$tag gen_out=$OUT/gen.$tag.json
+  rm -f "$ready"
+  "$GEN" --ready-file "$ready" --warmup "$WARM" --duration "$DUR" --drain "$DRAIN" "$@" \
+    > "$gen_out" 2> "$OUT/gen.$tag.log" &
+  local gpid=$!
+  PIDS+=("$gpid")
+  while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.05; done
+  local s0 b0 a0 y0 s1 b1 a1 y1
+  if [ -e "$ready" ]; then
+    sleep "$(awk "BEGIN{print 0.1 + $WARM}")"
+    s0=$(ticks $srv); b0=$(ticks $bus); y0=$(sys_busy)
+    sleep "$DUR"
+    s1=$(ticks $srv); b1=$(ticks $bus); y1=$(sys_busy)
+  else
+    s0=0; s1=0; b0=0; b1=0; y0=0; y1=0
+  fi
+  wait "$gpid" || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+  local srv_s bus_s all_s
+  srv_s=$(awk "BEGIN{print ($s1 - $s0) / $HZ}")
+  bus_s=$(awk "BEGIN{print ($b1 - $b0) / $HZ}")
+  all_s=$(awk "BEGIN{print ($y1 - $y0) / $HZ}")
+  python3 "$ROOT/bench/report.py" annotate "$RES" "$gen_out" scenario="${tag%%.*}" system="$system" \
+    run="$RUN" node_cpu_s="$srv_s" bus_cpu_s="$bus_s" machine_cpu_s="$all_s" $extra > /dev/null
+  python3 - "$RES" "$DUR" <<'EOF'
+import json, sys
+path, dur = sys.argv[1], float(sys.argv[2])
+rows = [json.loads(l) for l in open(path) if l.strip()]
+r = rows[-1]
+srv = r.get("node_cpu_s", 0) + r.get("bus_cpu_s", 0)
+r["server_cores"] = srv / dur
+d = r.get("delivered", 0)
+r["cpu_us_per_delivery"] = srv / d * 1e6 if d else None
+r["bg_cores"] = max(0.0, (r.get("machine_cpu_s", 0) - srv - r.get("gen_cpu_s", 0)) / dur)
+rows[-1] = r
+open(path, "w").write("".join(json.dumps(x, sort_keys=True) + "\n" for x in rows))
+EOF
+  tail -1 "$RES" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("run.sh: %-14s %-8s deliveries/s %s ratio %s p50 %s p99 %s ms server cores %.2f bg %.2f" % (sys.argv[1], r.get("system"), r.get("deliveries_per_s"), r.get("delivery_ratio"), r.get("lat_ms",{}).get("p50"), r.get("lat_ms",{}).get("p99"), r.get("server_cores",0), r.get("bg_cores",0)), file=sys.stderr)' "$tag"
+}
+
+FAN_ARGS=(--conns "$C1" --rooms "$R1" --publishers "$P1" --payload 100 --quiet)
+
+# ---------------------------------------------------------------- scenarios ------
+scenario_fanout() { # scenario_fanout s1|s2 RATE-ARGS...
+  local sc=$1; shift
+  stop_nodes; start_nodes 2
+  gen_measured "$sc.natter.$RUN" natter "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" "" -- \
+    --url "$(urls natter 2)" "${FAN_ARGS[@]}" "$@"
+  stop_nodes
+  if [ $SIO = yes ]; then
+    start_sio 2
+    gen_measured "$sc.sio.$RUN" socketio "${SIO_PIDS[*]}" "$REDIS_SIO_PID" "" -- \
+      --proto socketio --url "$(urls socketio 2)" "${FAN_ARGS[@]}" "$@"
+    stop_sio
+  fi
+}
+
+# memory_run SYSTEM PID URL
+memory_run() {
+  local system=$1 pid=$2 url=$3 tag=s3.$1.$RUN
+  local ready=$OUT/ready.$tag before after
+  sleep 1
+  before=$(rss_kb "$pid")
+  rm -f "$ready"
+  "$GEN" --proto "$system" --url "$url" --conns "$C3" --rooms "$R3" --src-addrs 4 \
+    --concurrency 256 --connect-timeout 120 --warmup 0 --duration 4 --drain 0 --quiet \
+    --ready-file "$ready" > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" &
+  local gpid=$!
+  PIDS+=("$gpid")
+  while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.1; done
+  sleep 2
+  after=$(rss_kb "$pid")
+  wait "$gpid" || true
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+  local ready_n
+  ready_n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("ready",0))' "$OUT/gen.$tag.json" 2>/dev/null || echo 0)
+  local per=0
+  [ "$ready_n" -gt 0 ] && per=$(( (after - before) * 1024 / ready_n ))
+  python3 "$ROOT/bench/report.py" annotate "$RES" "$OUT/gen.$tag.json" scenario=s3 system="$system" \
+    run="$RUN" rss_before_kb="$before" rss_after_kb="$after" rss_per_conn="$per" > /dev/null
+  log "s3 $system: $ready_n idle joined connections, RSS $before -> $after KiB, $per bytes/connection"
+}
+
+scenario_memory() {
+  stop_nodes; start_nodes 1
+  memory_run natter "${NODE_PIDS[0]}" "$(urls natter 1)"
+  stop_nodes
+  if [ $SIO = yes ]; then
+    start_sio 1
+    memory_run socketio "${SIO_PIDS[0]}" "$(urls socketio 1)"
+    stop_sio
+  fi
+  # the node at its own limit: 503 past --max-connections, the others keep being served
+  [ "$RUN" = 1 ] || return 0
+  start natter-limit "$NODE_BIN" --listen "127.0.0.1:$LIMIT_WS" --api-listen "127.0.0.1:$LIMIT_API" \
+    --jwt-secret "$SECRET" --max-connections "$LIMIT" --log-level warn "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}"
+  local lpid=$LASTPID
+  wait_port "$LIMIT_WS"
+  local tried=$((LIMIT + LIMIT / 5)) tag=s3limit.natter.$RUN
+  "$GEN" --url "ws://127.0.0.1:$LIMIT_WS/ws" --conns "$tried" --rooms 5 --publishers 5 --rate 50 \
+    --warmup 1 --duration 2 --drain 3 --quiet > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" || true
+  local alive=0 health=0
+  kill -0 "$lpid" 2>/dev/null && alive=1
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=3)' \
+    "http://127.0.0.1:$LIMIT_API/healthz" 2> /dev/null && health=1
+  local ok
+  ok=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1])); lim = int(sys.argv[2]); tried = int(sys.argv[3])
+ok = r.get("ready") == lim and r.get("rejected_503") == tried - lim and r.get("delivery_ratio") == 1.0
+print(1 if ok and sys.argv[4] == "1" else 0)' "$OUT/gen.$tag.json" "$LIMIT" "$tried" "$health" 2>/dev/null || echo 0)
+  python3 "$ROOT/bench/report.py" annotate "$RES" "$OUT/gen.$tag.json" scenario=s3limit system=natter \
+    run="$RUN" max_connections="$LIMIT" node_alive="$alive" healthz="$health" limit_ok="$ok" > /dev/null
+  log "s3 limit: --max-connections $LIMIT, $tried tried: ok=$ok"
+  stop "$lpid"
+}
+
+scenario_connect() {
+  stop_nodes; start_nodes 1
+  local tag=s4.natter.$RUN
+  "$GEN" --url "$(urls natter 1)" --conns "$C4" --src-addrs 4 --concurrency 512 --connect-timeout 120 \
+    --warmup 0 --duration 0.5 --drain 0 --quiet > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" || true
+  python3 "$ROOT/bench/report.py" annotate "$RES" "$OUT/gen.$tag.json" scenario=s4 system=natter run="$RUN" > /dev/null
+  log "s4 natter: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r.get("ready"), "ready,", r.get("connect_rate"), "conn/s")' "$OUT/gen.$tag.json" 2>/dev/null)"
+  stop_nodes
+  if [ $SIO = yes ]; then
+    start_sio 1
+    tag=s4.sio.$RUN
+    "$GEN" --proto socketio --url "$(urls socketio 1)" --conns "$C4SIO" --src-addrs 4 --concurrency 512 \
+      --connect-timeout 120 --warmup 0 --duration 0.5 --drain 0 --quiet \
+      > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" || true
+    python3 "$ROOT/bench/report.py" annotate "$RES" "$OUT/gen.$tag.json" scenario=s4 system=socketio run="$RUN" > /dev/null
+    log "s4 socketio: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r.get("ready"), "ready,", r.get("connect_rate"), "conn/s")' "$OUT/gen.$tag.json" 2>/dev/null)"
+    stop_sio
+  fi
+}
+
+scenario_scaleout() {
+  stop_nodes; start_nodes 3
+  local k
+  for k in 1 2 3; do
+    local tag=s5.k$k.$RUN ready=$OUT/ready.s5.k$k.$RUN
+    rm -f "$ready"
+    "$GEN" --url "$(urls natter 3)" "${FAN_ARGS[@]}" --rate "$RATE1" --spread "$k" \
+      --warmup "$WARM" --duration "$DUR" --drain "$DRAIN" --ready-file "$ready" \
+      > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" &
+    local gpid=$!
+    PIDS+=("$gpid")
+    while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.05; done
+    sleep "$(awk "BEGIN{print 0.1 + $WARM}")"
+    local i c0=() c1=() d0=() d1=() n0 n1 nats0 nats1
+    for i in 0 1 2; do
+      c0+=("$(ticks "${NODE_PIDS[$i]}")")
+      d0+=("$(python3 "$ROOT/bench/report.py" metric "http://127.0.0.1:${API[$i]}" natter_deliveries_total)")
+    done
+    n0=$(python3 "$ROOT/bench/report.py" connz "http://127.0.0.1:$NATS_MON"); nats0=$(ticks "$NATS_PID")
+    sleep "$DUR"
+    for i in 0 1 2; do
+      c1+=("$(ticks "${NODE_PIDS[$i]}")")
+      d1+=("$(python3 "$ROOT/bench/report.py" metric "http://127.0.0.1:${API[$i]}" natter_deliveries_total)")
+    done
+    n1=$(python3 "$ROOT/bench/report.py" connz "http://127.0.0.1:$NATS_MON"); nats1=$(ticks "$NATS_PID")
+    wait "$gpid" || true
+    local keep=() p
+    for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+    local extra
+    extra=$(python3 - "$DUR" "$HZ" "${c0[*]}" "${c1[*]}" "${d0[*]}" "${d1[*]}" "$n0" "$n1" "$nats0" "$nats1" <<'EOF'
+import json, sys
+dur, hz = float(sys.argv[1]), float(sys.argv[2])
+c0, c1 = [int(x) for x in sys.argv[3].split()], [int(x) for x in sys.argv[4].split()]
+d0, d1 = [float(x) for x in sys.argv[5].split()], [float(x) for x in sys.argv[6].split()]
+def parse(s):
+    out = {}
+    for line in s.splitlines():
+        p = line.split()
+        if len(p) >= 3: out[p[0]] = (int(p[1]), int(p[2]))
+    return out
+n0, n1 = parse(sys.argv[7]), parse(sys.argv[8])
+names = ["bench-n1", "bench-n2", "bench-n3"]
+kbps = [round((n1[n][0] - n0[n][0]) / dur / 1024, 1) if n in n0 and n in n1 else None
+        for n in names]
+cpu = [round((b - a) / hz / dur * 100, 1) for a, b in zip(c0, c1)]
+dels = [b - a for a, b in zip(d0, d1)]
+us = sum((b - a) / hz for a, b in zip(c0, c1)) / sum(dels) * 1e6 if sum(dels) else None
+nats = (int(sys.argv[10]) - int(sys.argv[9])) / hz / dur * 100
+print(json.dumps({"nats_kbps": kbps, "node_cpu_pct": cpu, "node_deliveries": dels,
+                  "cpu_us_per_delivery": us, "nats_cpu_pct": round(nats, 1)}))
+EOF
+)
+    python3 - "$RES" "$OUT/gen.$tag.json" "$extra" "$k" "$RUN" <<'EOF'
+import json, sys
+path, gen, extra, k, run = sys.argv[1:6]
+try:
+    r = json.loads(open(gen).read().strip().splitlines()[-1])
+except Exception:
+    r = {"error": "generator produced no result"}
+r.update(json.loads(extra)); r["scenario"] = "s5"; r["system"] = "natter"; r["spread"] = int(k); r["run"] = int(run)
+open(path, "a").write(json.dumps(r, sort_keys=True) + "\n")
+EOF
+    log "s5 spread $k: $extra"
+  done
+  stop_nodes
+}
+
+for RUN in $(seq 1 "$RUNS"); do
+  log "---- run $RUN of $RUNS ----"
+  has 1 && scenario_fanout s1 --rate "$RATE1"
+  has 2 && scenario_fanout s2 --rate 0 --window "$WIN"
+  has 3 && scenario_memory
+  has 4 && scenario_connect
+  has 5 && scenario_scaleout
+done
+
+{
+  echo
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+  echo "natter $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- node cluster proto 2>/dev/null || echo '+local changes') (Release), nats-server $(nats-server --version 2>/dev/null | awk '{print $2}'), redis $(redis-server --version | awk '{print $3}' | cut -d= -f2)$([ $SIO = yes ] && echo ", node $(node --version), socket.io $(cd "$SIODIR" && node -p 'require("socket.io/package.json").version')")"
+  echo
+  python3 "$ROOT/bench/report.py" table "$RES"
+} | tee "$OUT/table.md"
+
+if [ $SMOKE = 1 ]; then
+  python3 "$ROOT/bench/report.py" check "$RES"
+fi
