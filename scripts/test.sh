@@ -74,6 +74,8 @@ run_suite() {  # name, timeout (s), command...
 [ -f helm/test.sh ] && run_suite helm 600 bash helm/test.sh
 [ -f tests/cluster/run.sh ] && run_suite cluster 900 bash tests/cluster/run.sh
 [ -f docker/test.sh ] && run_suite docker 1200 bash docker/test.sh
+# Benchmarks are not tests: this short smoke run only keeps the tools from rotting.
+[ -f bench/run.sh ] && run_suite bench-smoke 900 bash bench/run.sh --smoke --out "$ART/bench-smoke"
 SUITES_RC=0
 grep -qv -E " (0|skipped)$" "$SUITES_FILE" && SUITES_RC=1
 
