@@ -435,6 +435,22 @@ static void mem_unsubscribe(nt_bus *bb, nt_bus_sub *s) {
   sub_release(s);
 }
 
+/* A pending request with its timer initialised (not started) and linked in. */
+static mem_req *req_new(nt_bus_mem *b, nt_bus_reply_cb cb, void *ud) {
+  mem_req *r = calloc(1, sizeof *r);
+  if (!r) return NULL;
+  uv_timer_init(b->loop, &r->timer);
+  r->timer.data = r;
+  r->b = b;
+  r->token = ++b->next_token;
+  r->cb = cb;
+  r->ud = ud;
+  r->next = b->reqs;
+  if (b->reqs) b->reqs->prev = r;
+  b->reqs = r;
+  return r;
+}
+
 static int mem_request(nt_bus *bb, const char *subject, const void *data, size_t len,
                        uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
   nt_bus_mem *b = (nt_bus_mem *)bb;
@@ -445,17 +461,8 @@ static int mem_request(nt_bus *bb, const char *subject, const void *data, size_t
   if (rc) return rc;
   if (n == 0 && vec_reserve(&b->q, 1)) return NT_ENOMEM;
 
-  mem_req *r = calloc(1, sizeof *r);
+  mem_req *r = req_new(b, cb, ud);
   if (!r) return NT_ENOMEM;
-  uv_timer_init(b->loop, &r->timer);
-  r->timer.data = r;
-  r->b = b;
-  r->token = ++b->next_token;
-  r->cb = cb;
-  r->ud = ud;
-  r->next = b->reqs;
-  if (b->reqs) b->reqs->prev = r;
-  b->reqs = r;
 
   if (n == 0) {
     /* nobody listens: answer on a later turn, as NATS does with its 503 status */
@@ -480,17 +487,8 @@ static int mem_flush(nt_bus *bb, uint64_t timeout_ms, nt_bus_reply_cb cb, void *
   nt_bus_mem *b = (nt_bus_mem *)bb;
   if (b->closing) return NT_ECLOSED;
   if (!cb) return NT_EINVAL;
-  mem_req *r = calloc(1, sizeof *r);
+  mem_req *r = req_new(b, cb, ud);
   if (!r) return NT_ENOMEM;
-  uv_timer_init(b->loop, &r->timer);
-  r->timer.data = r;
-  r->b = b;
-  r->token = ++b->next_token;
-  r->cb = cb;
-  r->ud = ud;
-  r->next = b->reqs;
-  if (b->reqs) b->reqs->prev = r;
-  b->reqs = r;
   char inbox[MEM_INBOX_PREFIX_LEN + 24];
   snprintf(inbox, sizeof inbox, MEM_INBOX_PREFIX "%" PRIu64, r->token);
   int rc = route(b, inbox, NULL, 0, NULL, NULL);

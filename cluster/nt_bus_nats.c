@@ -651,12 +651,10 @@ static int inbox_start(nt_bus_nats *b) {
   return 0;
 }
 
-static int nats_request(nt_bus *bb, const char *subject, const void *data, size_t len,
-                        uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
-  nt_bus_nats *b = (nt_bus_nats *)bb;
-  if (b->closing) return NT_ECLOSED;
-  if (!cb || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
-  if (len > INT_MAX) return NT_ETOOLARGE;
+/* Sends `data` to `subject` (or, when subject is NULL, to the request's own inbox) with
+ * the request's inbox as reply subject, and waits for the message that comes back there. */
+static int req_send(nt_bus_nats *b, const char *subject, const void *data, size_t len,
+                    uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
   int rc;
   if (!b->inbox_sub && (rc = inbox_start(b)) != 0) return rc;
   if ((rc = req_reserve(b)) != 0) return rc;
@@ -668,12 +666,14 @@ static int nats_request(nt_bus *bb, const char *subject, const void *data, size_
   r->ud = ud;
   char reply[256];
   snprintf(reply, sizeof reply, "%s.%" PRIu64, b->inbox, r->token);
-  natsStatus st = natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len);
+  natsStatus st = subject
+                      ? natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len)
+                      : natsConnection_Publish(b->nc, reply, NULL, 0);
   if (st != NATS_OK) {
     free(r);
     return nats_err(st);
   }
-  b->st.published++;
+  if (subject) b->st.published++;
   size_t i = r->token & (b->nrb - 1);
   r->hnext = b->rb[i];
   b->rb[i] = r;
@@ -684,6 +684,15 @@ static int nats_request(nt_bus *bb, const char *subject, const void *data, size_
   return 0;
 }
 
+static int nats_request(nt_bus *bb, const char *subject, const void *data, size_t len,
+                        uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!cb || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (len > INT_MAX) return NT_ETOOLARGE;
+  return req_send(b, subject, data, len, timeout_ms, cb, ud);
+}
+
 /* A message published to our own request inbox comes back only after the server has
  * processed everything this connection sent before it (commands are handled in order),
  * so its arrival proves earlier SUBs are in place. */
@@ -691,30 +700,7 @@ static int nats_flush(nt_bus *bb, uint64_t timeout_ms, nt_bus_reply_cb cb, void 
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
   if (!cb) return NT_EINVAL;
-  int rc;
-  if (!b->inbox_sub && (rc = inbox_start(b)) != 0) return rc;
-  if ((rc = req_reserve(b)) != 0) return rc;
-  nats_req *r = calloc(1, sizeof *r);
-  if (!r) return NT_ENOMEM;
-  r->b = b;
-  r->token = ++b->next_token;
-  r->cb = cb;
-  r->ud = ud;
-  char subject[256];
-  snprintf(subject, sizeof subject, "%s.%" PRIu64, b->inbox, r->token);
-  natsStatus st = natsConnection_Publish(b->nc, subject, NULL, 0);
-  if (st != NATS_OK) {
-    free(r);
-    return nats_err(st);
-  }
-  size_t i = r->token & (b->nrb - 1);
-  r->hnext = b->rb[i];
-  b->rb[i] = r;
-  b->nreqs++;
-  uv_timer_init(b->loop, &r->timer);
-  r->timer.data = r;
-  uv_timer_start(&r->timer, req_timeout, timeout_ms, 0);
-  return 0;
+  return req_send(b, NULL, NULL, 0, timeout_ms, cb, ud);
 }
 
 static int nats_connected(nt_bus *bb) {
