@@ -16,6 +16,9 @@
 
 static nt_node *g_node;
 
+/* SIGHUP: reload the TLS certificate; the watcher stays. */
+static void on_sighup(uv_signal_t *s, int signum) { nt_node_reload(g_node); }
+
 static void on_signal(uv_signal_t *s, int signum) {
   if (signum == SIGTERM) nt_node_drain(g_node);
   else nt_node_stop(g_node);
@@ -120,21 +123,25 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  uv_signal_t sigterm, sigint;
+  uv_signal_t sigterm, sigint, sighup;
   uv_signal_init(loop, &sigterm);
   uv_signal_init(loop, &sigint);
+  uv_signal_init(loop, &sighup);
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
+  uv_signal_start(&sighup, on_sighup, SIGHUP);
   /* Signal watchers must not keep the loop alive: once the node has closed its own
    * handles (end of a drain), uv_run returns even though the other signal's watcher is
    * still installed. */
   uv_unref((uv_handle_t *)&sigterm);
   uv_unref((uv_handle_t *)&sigint);
+  uv_unref((uv_handle_t *)&sighup);
 
   uv_run(loop, UV_RUN_DEFAULT);
 
   if (!uv_is_closing((uv_handle_t *)&sigterm)) uv_close((uv_handle_t *)&sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&sigint)) uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&sighup, NULL);
   uv_run(loop, UV_RUN_DEFAULT);
   nt_node_free(g_node);
   int rc = uv_loop_close(loop);

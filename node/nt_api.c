@@ -116,7 +116,7 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
   if (ns == 6 && LIT(0, "v1") && LIT(1, "tenants")) {
     int rooms = LIT(3, "rooms"), users = LIT(3, "users");
     if (rooms && LIT(5, "messages")) {
-      m->route = NT_API_ROOM_MESSAGE;
+      m->route = method == HTTP_GET ? NT_API_ROOM_HISTORY : NT_API_ROOM_MESSAGE;
     } else if (users && LIT(5, "messages")) {
       m->route = NT_API_USER_MESSAGE;
     } else if (rooms && LIT(5, "presence")) {
@@ -125,7 +125,8 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
       route_fail(m, 404, "no such route");
       return;
     }
-    int want = m->route == NT_API_ROOM_PRESENCE ? HTTP_GET : HTTP_POST;
+    int want = m->route == NT_API_ROOM_PRESENCE || m->route == NT_API_ROOM_HISTORY ? HTTP_GET
+                                                                                  : HTTP_POST;
     if (method != want) {
       route_fail(m, 405, want == HTTP_GET ? "use GET" : "use POST");
       return;
@@ -481,7 +482,10 @@ static void handle_push(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_
   env.payload.len = plen;
   uint8_t buf[4096], *out;
   size_t elen = nt_env_encode(&env, buf, sizeof buf, &out);
-  int r = elen && n->bus ? nt_bus_publish(n->bus, subject, out, elen, NULL) : NT_ENOMEM;
+  /* a room message goes through the history, which numbers it (nt_resume.c) */
+  int r = !elen || !n->bus ? NT_ENOMEM
+          : direct         ? nt_bus_publish(n->bus, subject, out, elen, NULL)
+                           : nt_resume_publish(n, subject, out, elen);
   if (elen && out != buf) free(out);
   free(payload);
   if (r) {
@@ -528,7 +532,7 @@ static void sb_add(char *buf, size_t cap, size_t *len, const char *name, const c
 }
 
 static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
-  char extra[4096];
+  char extra[8192];
   size_t l = 0;
   extra[0] = '\0';
   sb_add(extra, sizeof extra, &l, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
@@ -558,6 +562,7 @@ static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
     sb_add(extra, sizeof extra, &l, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
     sb_add(extra, sizeof extra, &l, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
   }
+  l += nt_resume_metrics(n, extra + l, sizeof extra - l);
   char *body = nt_metrics_render(&n->m, extra);
   if (!body) {
     reply_error(n, c, 500, NULL, "out of memory", ka);
@@ -574,6 +579,48 @@ static void handle_ready(nt_node *n, nt_conn *c, int ka) {
                        n->bus && nt_bus_connected(n->bus), "store",
                        n->pres && nt_presence_connected(n->pres), "draining", n->draining),
              ka);
+}
+
+/* ================================================================ history ======== */
+
+/* GET /v1/tenants/{t}/rooms/{r}/messages?limit=&before= (docs/history.md). */
+static void on_history_page(void *ud, int status, const char *body, size_t len) {
+  api_op *op = ud;
+  if (status == 0) {
+    reply(op->n, op->c, 200, JSON_TYPE, body, len, NULL, op->keep_alive);
+    op_free(op);
+  } else {
+    op_error(op, status == NT_ETIMEOUT ? 504 : 503, "history unavailable");
+  }
+}
+
+static int query_u64(const nt_http_req *req, const char *name, uint64_t *out) {
+  char v[32];
+  int l = nt_http_query_param(req->target, name, v, sizeof v);
+  if (l == NT_ENOTFOUND) return 0;
+  char *end;
+  if (l <= 0 || v[0] < '0' || v[0] > '9') return -1;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (*end) return -1;
+  *out = x;
+  return 0;
+}
+
+static void handle_history(nt_node *n, nt_conn *c, const nt_api_match *m,
+                           const nt_http_req *req, int ka) {
+  uint64_t limit = 0, before = 0;
+  if (query_u64(req, "limit", &limit) || query_u64(req, "before", &before)) {
+    reply_error(n, c, 400, NULL, "limit and before must be non-negative integers", ka);
+    return;
+  }
+  api_op *op = op_new(n, c, m, ka);
+  if (!op) {
+    reply_error(n, c, 500, NULL, "out of memory", 0);
+    return;
+  }
+  int rc = nt_resume_api_page(n, m->id, m->sub, before, (size_t)limit, on_history_page, op);
+  if (rc == NT_ENOTFOUND) op_error(op, 404, "history is not enabled on this node");
+  else if (rc) op_error(op, 503, "history unavailable");
 }
 
 /* ================================================================ entry ========== */
@@ -615,6 +662,7 @@ void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
   case NT_API_ROOM_MESSAGE:
   case NT_API_USER_MESSAGE: handle_push(n, c, &m, req, ka); break;
   case NT_API_ROOM_PRESENCE: handle_presence(n, c, &m, ka); break;
+  case NT_API_ROOM_HISTORY: handle_history(n, c, &m, req, ka); break;
   default: reply_error(n, c, 404, NULL, "no such route", ka); break;
   }
 }

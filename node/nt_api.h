@@ -33,7 +33,8 @@ enum nt_api_route {
   NT_API_CONN_DELETE,     /* DELETE /@connections/{id} */
   NT_API_ROOM_MESSAGE,    /* POST /v1/tenants/{t}/rooms/{r}/messages */
   NT_API_USER_MESSAGE,    /* POST /v1/tenants/{t}/users/{u}/messages */
-  NT_API_ROOM_PRESENCE    /* GET /v1/tenants/{t}/rooms/{r}/presence */
+  NT_API_ROOM_PRESENCE,   /* GET /v1/tenants/{t}/rooms/{r}/presence */
+  NT_API_ROOM_HISTORY     /* GET /v1/tenants/{t}/rooms/{r}/messages?limit=&before= */
 };
 
 /* Result of routing one request. */

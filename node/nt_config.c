@@ -41,10 +41,17 @@ static const opt opts[] = {
   {"max-connections", OPT_LONG, O(max_connections), "0", "WebSocket connections before upgrades get 503 (0: from the open-files limit)"},
   {"routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action> (on|off)"},
   {"route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply"},
-  {"tls-cert", OPT_STR, O(tls_cert), NULL, "PEM certificate chain for wss (reserved)"},
-  {"tls-key", OPT_STR, O(tls_key), NULL, "PEM private key for wss (reserved)"},
-  {"compression", OPT_BOOL, O(compression), "on", "permessage-deflate when the client offers it (reserved)"},
-  {"history", OPT_AUTO_BOOL, O(history), "auto", "room history and resume on JetStream (auto: on with NATS)"},
+  {"tls-cert", OPT_STR, O(tls_cert), NULL, "PEM certificate chain: --listen serves https/wss only (reloaded on SIGHUP)"},
+  {"tls-key", OPT_STR, O(tls_key), NULL, "PEM private key of --tls-cert (reloaded on SIGHUP)"},
+  {"tls-min-version", OPT_STR, O(tls_min_version), "1.3", "oldest TLS version accepted: 1.3|1.2 (1.2 with ECDHE AEAD ciphers only)"},
+  {"api-tls", OPT_AUTO_BOOL, O(api_tls), "auto", "HTTP API over TLS with the same certificate (on|off; auto: on when --tls-cert is set)"},
+  {"compression", OPT_BOOL, O(compression), "on", "permessage-deflate (RFC 7692) when the client offers it (on|off)"},
+  {"compression-min-bytes", OPT_SIZE, O(compression_min_bytes), "256", "messages shorter than this are sent uncompressed"},
+  {"history", OPT_AUTO_BOOL, O(history), "auto", "room history, message seq and resume (on|off; auto: on — JetStream with NATS, bounded memory standalone)"},
+  {"history-max-age", OPT_SECS, O(history_max_age_s), "86400", "seconds a room message stays in the history (0: no age limit)"},
+  {"history-max-per-room", OPT_LONG, O(history_max_per_room), "1000", "messages kept per room (older ones leave first)"},
+  {"history-storage", OPT_STR, O(history_storage), "file", "JetStream storage of the history stream: file|memory"},
+  {"history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)"},
   {"dev-tokens", OPT_BOOL, O(dev_tokens), "off", "serve GET /dev/token?user=&tenant= minting tokens (DEVELOPMENT ONLY)"},
   {"trust-proxy", OPT_BOOL, O(trust_proxy), "off", "take the client address from X-Forwarded-For (behind a proxy you run)"},
   {"redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key"},
@@ -268,15 +275,25 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
     fprintf(err, "natter-node: --tls-cert and --tls-key go together\n");
     return -1;
   }
+  if (!cfg->tls_min_version || (strcmp(cfg->tls_min_version, "1.3") &&
+                                strcmp(cfg->tls_min_version, "1.2"))) {
+    fprintf(err, "natter-node: --tls-min-version must be 1.3 or 1.2\n");
+    return -1;
+  }
+  if (cfg->api_tls == 1 && !cfg->tls_cert) {
+    fprintf(err, "natter-node: --api-tls on needs --tls-cert and --tls-key\n");
+    return -1;
+  }
   if (cfg->handshake_timeout_s < 0.1 || cfg->handshake_timeout_s > 3600) {
     fprintf(err, "natter-node: --handshake-timeout must be between 0.1 and 3600 seconds\n");
     return -1;
   }
   /* An upgrade waiting for the authorizer is in the HTTP phase, which --handshake-timeout
    * bounds: the authorizer must answer (or time out into a 503) before that. */
-  if (cfg->auth_timeout_s <= 0 || cfg->auth_timeout_s > cfg->handshake_timeout_s - 1) {
-    fprintf(err, "natter-node: --auth-timeout must be above 0 and at least 1 second below "
-                 "--handshake-timeout\n");
+  if (cfg->auth_timeout_s <= 0 ||
+      (cfg->auth_request && cfg->auth_timeout_s > cfg->handshake_timeout_s - 1)) {
+    fprintf(err, "natter-node: --auth-timeout must be above 0 and, with --auth-request, at "
+                 "least 1 second below --handshake-timeout\n");
     return -1;
   }
   if (cfg->max_header_bytes < 1024 || cfg->max_header_bytes > (1u << 20)) {
@@ -290,6 +307,19 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   if (cfg->rate_limit > 1000000 || cfg->rate_burst > 1000000 || cfg->rate_close_after > 65535) {
     fprintf(err, "natter-node: --rate-limit and --rate-burst must be at most 1000000, "
                  "--rate-close-after at most 65535\n");
+    return -1;
+  }
+  if (cfg->history_max_per_room < 1 || cfg->history_max_per_room > 1000000) {
+    fprintf(err, "natter-node: --history-max-per-room must be between 1 and 1000000\n");
+    return -1;
+  }
+  if (!cfg->history_storage || (strcmp(cfg->history_storage, "file") &&
+                                strcmp(cfg->history_storage, "memory"))) {
+    fprintf(err, "natter-node: --history-storage must be file or memory\n");
+    return -1;
+  }
+  if (cfg->history_replicas < 1 || cfg->history_replicas > 5) {
+    fprintf(err, "natter-node: --history-replicas must be between 1 and 5\n");
     return -1;
   }
   if (cfg->log_level && strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&

@@ -26,9 +26,16 @@ typedef struct nt_config {
   long max_connections;      /* 0: derived from the open-files limit */
   int routes;                /* bool */
   int dev_tokens;            /* bool: GET /dev/token (development only) */
-  int compression;           /* bool (permessage-deflate; reserved) */
-  int history;               /* -1 auto, 0 off, 1 on (reserved) */
+  int compression;           /* bool: permessage-deflate (docs/tls-compression.md) */
+  size_t compression_min_bytes; /* shorter messages go uncompressed */
+  int history;               /* -1 auto (on), 0 off, 1 on (docs/history.md) */
+  double history_max_age_s;  /* messages older than this leave the history (0: no limit) */
+  long history_max_per_room; /* messages kept per room */
+  char *history_storage;     /* "file" | "memory" (JetStream) */
+  long history_replicas;     /* JetStream stream replicas (1..5) */
   char *tls_cert, *tls_key;
+  char *tls_min_version;     /* "1.3" | "1.2" */
+  int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */
   int trust_proxy;           /* take the source ip from X-Forwarded-For */
   double node_ttl_s;         /* node liveness record TTL in Redis */
   double node_refresh_s;     /* node liveness refresh interval */

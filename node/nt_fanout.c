@@ -34,7 +34,8 @@ static void on_room(nt_node *n, nt_room *r, const Natter__Envelope *env) {
   const char *skip = NULL;
   if (env->kind == NATTER__KIND__ROOM_MESSAGE) {
     f = nt_proto_message(env->id, r->name, env->sender_user[0] ? env->sender_user : NULL,
-                         (const char *)env->payload.data, env->payload.len, env->timestamp_ms);
+                         (const char *)env->payload.data, env->payload.len, env->timestamp_ms,
+                         0);
     if (env->exclude_sender) skip = env->sender_conn;
     observe(n, env);
   } else if (env->kind == NATTER__KIND__PRESENCE) {
@@ -98,6 +99,8 @@ static int renderable(const Natter__Envelope *env) {
          nt_utf8_valid(env->payload.data, env->payload.len);
 }
 
+int nt_fanout_renderable(const Natter__Envelope *env) { return renderable(env); }
+
 void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
                           const char *reply) {
   nt_node *n = ud;
@@ -105,6 +108,10 @@ void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, si
   nt_room *r = NULL;
   nt_userset *u = NULL;
   int node_msg = 0;
+  if (has_prefix(subject, NT_SUBJECT_LIVE_PREFIX)) { /* history on, live-only: no seq */
+    nt_resume_on_live(n, subject, data, len, NULL);
+    return;
+  }
   if (has_prefix(subject, "natter.room.") || has_prefix(subject, "natter.presence.")) {
     if (!(r = nt_hub_room(&n->hub, subject))) return; /* raced with the last leave */
   } else if (has_prefix(subject, "natter.user.")) {

@@ -12,6 +12,7 @@
 
 #include "nt_api.h"
 #include "nt_authz.h"
+#include "nt_deflate.h"
 #include "nt_drain.h"
 #include "nt_err.h"
 #include "nt_handshake.h"
@@ -19,6 +20,7 @@
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_static.h"
+#include "nt_tls.h"
 
 #define CLOSE_DEADLINE_MS 3000   /* close handshake: the peer has this long to answer */
 #define SWEEP_MS 1000
@@ -62,6 +64,7 @@ uv_loop_t *nt_node_loop(nt_node *n) { return n->loop; }
 size_t nt_node_send_queue_bytes(const nt_node *n) { return n->cfg->send_queue_bytes; }
 size_t nt_node_max_message_bytes(const nt_node *n) { return n->cfg->max_message_bytes; }
 void nt_node_read_buffer(nt_node *n, uv_buf_t *buf) { *buf = uv_buf_init((char *)n->rbuf, NT_READ_BUF); }
+nt_deflate *nt_node_deflate(nt_node *n) { return n->pmd; }
 
 void nt_node_mark_dirty(nt_node *n, nt_conn *c) {
   if (c->dirty) return;
@@ -223,6 +226,39 @@ static int listen_on(nt_node *n, uv_tcp_t *h, const char *addr, const char *what
 
 static void on_sweep(uv_timer_t *t);
 
+/* TLS and compression (docs/tls-compression.md). Returns 0 or a negative code (logged). */
+static int start_tls_pmd(nt_node *n) {
+  const nt_config *cfg = n->cfg;
+  if (cfg->tls_cert) {
+    char err[256];
+    int r = nt_tls_ctx_new(cfg->tls_cert, cfg->tls_key, cfg->tls_min_version, &n->m, &n->tls,
+                           err, sizeof err);
+    if (r) {
+      nt_log_error("cannot set up TLS", "{s:s}", "error", err);
+      return r;
+    }
+    n->api_tls = cfg->api_tls != 0; /* auto: with the same certificate */
+    nt_log_info("tls on", "{s:s, s:s, s:b}", "cert", cfg->tls_cert, "min_version",
+                cfg->tls_min_version ? cfg->tls_min_version : "1.3", "api", n->api_tls);
+  }
+  if (cfg->compression &&
+      !(n->pmd = nt_deflate_new(cfg->compression_min_bytes, cfg->max_message_bytes, &n->m)))
+    return NT_ENOMEM;
+  return 0;
+}
+
+void nt_node_reload(nt_node *n) {
+  if (!n->tls) {
+    nt_log_info("reload: nothing to reload (no TLS)", NULL);
+    return;
+  }
+  char err[256];
+  if (nt_tls_ctx_reload(n->tls, err, sizeof err))
+    nt_log_error("tls reload failed: keeping the current certificate", "{s:s}", "error", err);
+  else
+    nt_log_info("tls certificate reloaded", "{s:s}", "cert", n->cfg->tls_cert);
+}
+
 int nt_node_start(nt_node *n) {
   uv_prepare_init(n->loop, &n->prep);
   uv_check_init(n->loop, &n->check);
@@ -235,7 +271,9 @@ int nt_node_start(nt_node *n) {
   uv_timer_start(&n->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
   if (nt_bus_subscribe(n->bus, n->node_subject, NULL, &n->node_sub))
     nt_log_warn("cannot subscribe node subject", "{s:s}", "subject", n->node_subject);
-  int r = listen_on(n, &n->listener, n->cfg->listen, "websocket");
+  int r = start_tls_pmd(n);
+  if (r) return r;
+  r = listen_on(n, &n->listener, n->cfg->listen, "websocket");
   if (!r) r = listen_on(n, &n->api_listener, n->cfg->api_listen, "api");
   if (r) return r;
   nt_log_info("node started", "{s:s, s:s, s:I, s:b}", "version", NATTER_VERSION, "mode",
@@ -263,6 +301,10 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   c->api = server == (uv_stream_t *)&n->api_listener;
+  if (n->tls && (!c->api || n->api_tls) && nt_tls_attach(c, n->tls)) {
+    nt_conn_abort(c, NT_CLOSE_CLIENT);
+    return;
+  }
   c->last_active = c->connected_at = uv_now(n->loop);
   struct sockaddr_storage ss;
   int sl = sizeof ss;
@@ -387,13 +429,17 @@ void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, cons
     reject_upgrade(n, c, 429, "too many connections for this user");
     return;
   }
-  char resp[512];
-  int rl = nt_handshake_response(req, NULL, resp, sizeof resp);
+  char resp[512], ext[NT_DEFLATE_RESPONSE_MAX];
+  uint8_t wbits = 0;
+  int pmd = n->pmd && nt_deflate_negotiate(req->hdr[NT_HDR_WS_EXTENSIONS], ext, sizeof ext,
+                                           &wbits);
+  int rl = nt_handshake_response(req, pmd ? ext : NULL, resp, sizeof resp);
   if (rl < 0 || nt_conn_upgrade(c, rest, rest_len)) {
     reject_upgrade(n, c, 500, "internal error");
     return;
   }
   nt_conn_send_raw(c, resp, (size_t)rl);
+  c->pmd = pmd ? wbits : 0;
   if (!c->id[0]) nt_node_random_id(n, c->id, NT_CONN_ID_LEN); /* set early with an authorizer */
   n->nws++;
   n->m.connections = n->nws;
@@ -581,6 +627,8 @@ void nt_node_free(nt_node *n) {
   nt_resume_free(n);
   nt_hub_free(&n->hub);
   nt_frame_unref(n->ping);
+  nt_tls_ctx_free(n->tls);
+  nt_deflate_free(n->pmd);
   for (size_t i = 0; i < n->norigins; i++) free(n->origins[i]);
   free(n->origins);
   if (n->auth) nt_auth_free(n->auth);

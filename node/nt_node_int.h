@@ -5,6 +5,7 @@
 #define NT_NODE_INT_H
 
 #include "nt_node.h"
+#include "nt_resume.h"
 
 #define NT_READ_BUF (64 * 1024)
 
@@ -14,6 +15,10 @@ struct nt_node {
   nt_bus *bus;
   nt_presence *pres;
   nt_auth *auth;
+  struct nt_resume *res;   /* room history (nt_resume.c); NULL with --history off */
+  struct nt_tls_ctx *tls;  /* TLS of --listen (and of --api-listen with --api-tls); NULL: off */
+  struct nt_deflate *pmd;  /* permessage-deflate streams; NULL with --compression off */
+  int api_tls;             /* the API listener speaks TLS */
   nt_hub hub;
   nt_metrics m;
 
@@ -69,5 +74,8 @@ void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char 
 /* nt_fanout.c */
 void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
                           const char *reply);
+/* 1 when an envelope from the bus may be rendered into client frames. */
+struct Natter__Envelope;
+int nt_fanout_renderable(const struct Natter__Envelope *env);
 
 #endif

@@ -166,6 +166,7 @@ static void sb_need(sb *b, size_t n) {
 static inline uint8_t *sb_at(sb *b) { return b->p + sizeof(nt_frame) + b->len; }
 
 static void sb_raw(sb *b, const void *s, size_t n) {
+  if (n == 0) return; /* s may be NULL (an empty protobuf bytes field) */
   sb_need(b, n);
   if (b->oom) return;
   memcpy(sb_at(b), s, n);
@@ -222,9 +223,7 @@ static nt_frame *sb_frame(sb *b) {
   memmove(data + h, data + SB_HDR, plen);
   memcpy(data, hdr, h);
   nt_frame *f = (nt_frame *)b->p;
-  f->refs = 1;
-  f->hdr = (uint32_t)h;
-  f->len = (uint32_t)(h + plen);
+  nt_frame_init(f, (uint32_t)h, (uint32_t)(h + plen));
   return f;
 }
 
@@ -293,6 +292,19 @@ nt_frame *nt_proto_joined(const char *room, const char *const *members, size_t n
   return room_list("joined", room, members, n, reqid);
 }
 
+nt_frame *nt_proto_joined_resume(const char *room, const char *const *members, size_t n,
+                                 int recovered, const char *reqid) {
+  sb b;
+  sb_init(&b, 96 + n * 24);
+  sb_lit(&b, "{\"type\":\"joined\",\"roomId\":");
+  sb_str(&b, room);
+  sb_members(&b, members, n);
+  sb_lit(&b, recovered ? ",\"recovered\":true" : ",\"recovered\":false");
+  sb_reqid(&b, reqid);
+  sb_lit(&b, "}");
+  return sb_frame(&b);
+}
+
 nt_frame *nt_proto_members(const char *room, const char *const *members, size_t n,
                            const char *reqid) {
   return room_list("members", room, members, n, reqid);
@@ -328,7 +340,7 @@ nt_frame *nt_proto_heartbeat(const char *reqid) {
 }
 
 nt_frame *nt_proto_message(const char *id, const char *room, const char *user,
-                           const char *message, size_t len, int64_t ts_ms) {
+                           const char *message, size_t len, int64_t ts_ms, uint64_t seq) {
   sb b;
   sb_init(&b, len + 128);
   sb_lit(&b, "{\"type\":\"message\",\"id\":");
@@ -345,8 +357,80 @@ nt_frame *nt_proto_message(const char *id, const char *room, const char *user,
   sb_raw(&b, message, len);
   sb_lit(&b, ",\"timestamp\":");
   sb_int(&b, ts_ms);
+  if (seq) {
+    sb_lit(&b, ",\"seq\":");
+    sb_int(&b, (int64_t)seq);
+  }
   sb_lit(&b, "}");
   return sb_frame(&b);
+}
+
+/* The messages array and hasMore of a history page. */
+static void sb_hist_items(sb *b, const nt_proto_hist_item *items, size_t n, int has_more) {
+  sb_lit(b, ",\"messages\":[");
+  for (size_t i = 0; i < n; i++) {
+    const nt_proto_hist_item *it = &items[i];
+    sb_lit(b, i ? ",{\"id\":" : "{\"id\":");
+    sb_str(b, it->id);
+    if (it->user) {
+      sb_lit(b, ",\"userId\":");
+      sb_str(b, it->user);
+    } else {
+      sb_lit(b, ",\"userId\":null,\"server\":true");
+    }
+    sb_lit(b, ",\"message\":");
+    sb_raw(b, it->message, it->len);
+    sb_lit(b, ",\"timestamp\":");
+    sb_int(b, it->ts_ms);
+    sb_lit(b, ",\"seq\":");
+    sb_int(b, (int64_t)it->seq);
+    sb_lit(b, "}");
+  }
+  sb_lit(b, has_more ? "],\"hasMore\":true" : "],\"hasMore\":false");
+}
+
+static size_t hist_hint(const nt_proto_hist_item *items, size_t n) {
+  size_t h = 128;
+  for (size_t i = 0; i < n; i++) h += items[i].len + 160;
+  return h;
+}
+
+nt_frame *nt_proto_history(const char *room, const nt_proto_hist_item *items, size_t n,
+                           int has_more, const char *reqid) {
+  sb b;
+  sb_init(&b, hist_hint(items, n));
+  sb_lit(&b, "{\"type\":\"history\",\"roomId\":");
+  sb_str(&b, room);
+  sb_hist_items(&b, items, n, has_more);
+  sb_reqid(&b, reqid);
+  sb_lit(&b, "}");
+  return sb_frame(&b);
+}
+
+char *nt_proto_history_json(const char *tenant, const char *room,
+                            const nt_proto_hist_item *items, size_t n, int has_more,
+                            size_t *len) {
+  sb b;
+  sb_init(&b, hist_hint(items, n));
+  sb_lit(&b, "{\"tenantId\":");
+  sb_str(&b, tenant);
+  sb_lit(&b, ",\"roomId\":");
+  sb_str(&b, room);
+  sb_hist_items(&b, items, n, has_more);
+  sb_lit(&b, "}");
+  if (b.oom) {
+    free(b.p);
+    return NULL;
+  }
+  size_t plen = b.len - SB_HDR;
+  char *out = malloc(plen + 1);
+  if (out) {
+    memcpy(out, b.p + sizeof(nt_frame) + SB_HDR, plen);
+    out[plen] = '\0';
+    if (len) *len = plen;
+  }
+  free(b.p);
+  return out;
 }
 
 nt_frame *nt_proto_direct(const char *id, const char *from_user, const char *message,

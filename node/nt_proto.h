@@ -53,14 +53,38 @@ nt_frame *nt_proto_welcome(const char *conn_id, const char *user, const char *te
 nt_frame *nt_proto_error(const char *code, const char *message, const char *reqid);
 nt_frame *nt_proto_joined(const char *room, const char *const *members, size_t n,
                           const char *reqid);
+/* `joined` after a joinRoom with `since` (history): adds "recovered": true|false. */
+nt_frame *nt_proto_joined_resume(const char *room, const char *const *members, size_t n,
+                                 int recovered, const char *reqid);
 nt_frame *nt_proto_members(const char *room, const char *const *members, size_t n,
                            const char *reqid);
 nt_frame *nt_proto_left(const char *room, const char *reqid);
 nt_frame *nt_proto_ack(const char *id, const char *reqid);
 nt_frame *nt_proto_heartbeat(const char *reqid);
-/* `message` is JSON text (len bytes). `user` NULL marks a server-sent message. */
+/* `message` is JSON text (len bytes). `user` NULL marks a server-sent message. `seq` is
+ * the message's position in the room's history, rendered when not 0. */
 nt_frame *nt_proto_message(const char *id, const char *room, const char *user,
-                           const char *message, size_t len, int64_t ts_ms);
+                           const char *message, size_t len, int64_t ts_ms, uint64_t seq);
+
+/* One stored message of a `history` answer (fields as for nt_proto_message). */
+typedef struct nt_proto_hist_item {
+  const char *id;
+  const char *user;      /* NULL: server-sent */
+  const char *message;   /* JSON text */
+  size_t len;
+  int64_t ts_ms;
+  uint64_t seq;
+} nt_proto_hist_item;
+
+/* The reply to `history`: {"type":"history","roomId":..,"messages":[{"id","userId",
+ * "message","timestamp","seq"},..] oldest first,"hasMore":bool,"requestId"}. */
+nt_frame *nt_proto_history(const char *room, const nt_proto_hist_item *items, size_t n,
+                           int has_more, const char *reqid);
+/* The same page as the HTTP API's JSON body {"tenantId","roomId","messages","hasMore"}:
+ * a malloc'd string (caller frees) and its length, or NULL. */
+char *nt_proto_history_json(const char *tenant, const char *room,
+                            const nt_proto_hist_item *items, size_t n, int has_more,
+                            size_t *len);
 nt_frame *nt_proto_direct(const char *id, const char *from_user, const char *message,
                           size_t len, int64_t ts_ms);
 nt_frame *nt_proto_presence(const char *room, const char *user, int online, int64_t ts_ms);

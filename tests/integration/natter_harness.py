@@ -116,17 +116,18 @@ async def async_wait_until(cond, timeout, interval=0.05, what="condition"):
 # Plain HTTP
 # ---------------------------------------------------------------------------------------
 
-def http_get(url, headers=None, timeout=5.0):
-    """GET `url`; returns (status, body bytes). Never raises for HTTP error statuses."""
+def http_get(url, headers=None, timeout=5.0, context=None):
+    """GET `url`; returns (status, body bytes). Never raises for HTTP error statuses.
+    `context`: ssl.SSLContext for https URLs."""
     req = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
 
-def http_request(url, method="GET", body=None, headers=None, timeout=5.0):
+def http_request(url, method="GET", body=None, headers=None, timeout=5.0, context=None):
     """Any method; returns (status, headers dict, body bytes)."""
     data = body
     if isinstance(body, (dict, list)):
@@ -136,7 +137,7 @@ def http_request(url, method="GET", body=None, headers=None, timeout=5.0):
         data = body.encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
@@ -456,20 +457,51 @@ class Redis(Proc):
         return self
 
 
+def make_cert(directory, name="server", cn="natter-test", days=2):
+    """Creates a self-signed P-256 certificate for 127.0.0.1/localhost with `openssl req`
+    in `directory`; returns (cert_path, key_path). The certificate is its own CA: give
+    cert_path to clients (Node(tls=...) does)."""
+    os.makedirs(directory, exist_ok=True)
+    cert = os.path.join(directory, f"{name}.crt")
+    key = os.path.join(directory, f"{name}.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", str(days), "-subj", f"/CN={cn}",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=30)
+    return cert, key
+
+
+def client_ssl_context(cafile):
+    """An ssl.SSLContext trusting `cafile` (a self-signed server certificate)."""
+    import ssl
+    return ssl.create_default_context(cafile=cafile)
+
+
 class Node(Proc):
-    """A natter-node process. `port` is --listen, `api_port` is --api-listen."""
+    """A natter-node process. `port` is --listen, `api_port` is --api-listen. With
+    tls=(cert, key) it gets --tls-cert/--tls-key, and its URLs, HTTP helpers and Client
+    connections use https/wss trusting `cert` (the API too unless args say --api-tls off)."""
 
     def __init__(self, name, binary, log_path, nats=None, redis=None, args=(), env=None,
                  port=None, api_port=None, secret=JWT_SECRET, admin_token=ADMIN_TOKEN,
-                 defaults=True):
+                 defaults=True, tls=None):
         self.port = port or free_port()
         self.api_port = api_port or free_port()
         self.nats = nats
         self.redis = redis
         self.secret = secret
         self.admin_token = admin_token
+        args = list(args)
+        self.tls_ca = tls[0] if tls else None
+        self.ssl_context = client_ssl_context(self.tls_ca) if tls else None
+        self.api_tls = bool(tls) and not ("--api-tls" in args and
+                                          args[args.index("--api-tls") + 1] == "off")
         argv = [binary, "--listen", f"{HOST}:{self.port}",
                 "--api-listen", f"{HOST}:{self.api_port}"]
+        if tls:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         if defaults:
             argv += ["--node-id", name, "--jwt-secret", secret, "--admin-token", admin_token,
                      "--log-level", os.environ.get("NATTER_TEST_LOG_LEVEL", "debug"),
@@ -485,24 +517,31 @@ class Node(Proc):
     def clustered(self):
         return self.nats is not None and self.redis is not None
 
+    def _ctx(self, api):
+        return self.ssl_context if (self.api_tls if api else self.tls_ca) else None
+
     def url(self, path="/", api=False):
-        return f"http://{HOST}:{self.api_port if api else self.port}{path}"
+        scheme = "https" if self._ctx(api) else "http"
+        return f"{scheme}://{HOST}:{self.api_port if api else self.port}{path}"
 
     def ws_url(self, token=None, path="/ws"):
+        scheme = "wss" if self.tls_ca else "ws"
         if token is None:
-            return f"ws://{HOST}:{self.port}{path}"
-        return f"ws://{HOST}:{self.port}{path}?token={urllib.parse.quote(token)}"
+            return f"{scheme}://{HOST}:{self.port}{path}"
+        return f"{scheme}://{HOST}:{self.port}{path}?token={urllib.parse.quote(token)}"
 
     def token(self, user, tenant="t1", **kw):
         return make_token(user, tenant, secret=self.secret, **kw)
 
     def get(self, path, api=False, headers=None, timeout=5.0):
-        return http_get(self.url(path, api), headers=headers, timeout=timeout)
+        return http_get(self.url(path, api), headers=headers, timeout=timeout,
+                        context=self._ctx(api))
 
     def api(self, method, path, body=None, token=None, timeout=5.0):
         tok = self.admin_token if token is None else token
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}
-        return http_request(self.url(path, api=True), method, body, headers, timeout)
+        return http_request(self.url(path, api=True), method, body, headers, timeout,
+                            context=self._ctx(True))
 
     def wait_ready(self, timeout=START_TIMEOUT, ready=None):
         """Waits for GET /healthz == 200 and, for a clustered node (or ready=True), for
@@ -700,6 +739,8 @@ class Client:
             url = node.ws_url(None, path)
         if not query_token:
             hdrs["Authorization"] = f"Bearer {token}"
+        if getattr(node, "ssl_context", None) is not None and "ssl" not in kw:
+            kw["ssl"] = node.ssl_context
         ws = await websockets.connect(url, extra_headers=hdrs, compression=compression,
                                       open_timeout=t(10), close_timeout=t(5), max_size=None,
                                       origin=origin, ping_interval=None, **kw)

@@ -98,7 +98,13 @@ static int start(nt_testsrv *s, int timeout_ms) {
   snprintf(mon, sizeof mon, "%d", s->mon_port);
   pid_t pid;
   if (s->kind == NT_TESTSRV_NATS) {
-    char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port, "-m", mon, NULL};
+    char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port, "-m", mon, NULL, NULL, NULL,
+                    NULL};
+    if (s->js_dir[0]) {
+      argv[7] = "-js";
+      argv[8] = "-sd";
+      argv[9] = s->js_dir;
+    }
     pid = spawn(argv);
   } else {
     char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
@@ -128,6 +134,18 @@ int nt_testsrv_nats_start(nt_testsrv *s, int port, int mon_port, int timeout_ms)
   s->kind = NT_TESTSRV_NATS;
   s->port = port ? port : nt_testsrv_free_port();
   s->mon_port = mon_port ? mon_port : nt_testsrv_free_port();
+  if (s->port <= 0 || s->mon_port <= 0 || s->port == s->mon_port) return -1;
+  return start(s, timeout_ms);
+}
+
+int nt_testsrv_nats_start_js(nt_testsrv *s, int port, int mon_port, const char *store_dir,
+                             int timeout_ms) {
+  memset(s, 0, sizeof *s);
+  s->kind = NT_TESTSRV_NATS;
+  s->port = port ? port : nt_testsrv_free_port();
+  s->mon_port = mon_port ? mon_port : nt_testsrv_free_port();
+  if (!store_dir || strlen(store_dir) >= sizeof s->js_dir) return -1;
+  snprintf(s->js_dir, sizeof s->js_dir, "%s", store_dir);
   if (s->port <= 0 || s->mon_port <= 0 || s->port == s->mon_port) return -1;
   return start(s, timeout_ms);
 }

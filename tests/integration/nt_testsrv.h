@@ -10,6 +10,7 @@ typedef struct nt_testsrv {
   int port;     /* client port */
   int mon_port; /* nats-server HTTP monitoring port, 0 for redis */
   int kind;     /* NT_TESTSRV_NATS or NT_TESTSRV_REDIS */
+  char js_dir[256]; /* nats-server with JetStream: its store directory ("" without) */
 } nt_testsrv;
 
 enum { NT_TESTSRV_NATS = 1, NT_TESTSRV_REDIS = 2 };
@@ -25,6 +26,10 @@ int nt_testsrv_free_port(void);
  * SIGKILL if the test process dies. Its output goes to /dev/null unless the environment
  * variable NT_TESTSRV_VERBOSE is set. */
 int nt_testsrv_nats_start(nt_testsrv *s, int port, int mon_port, int timeout_ms);
+
+/* Same with JetStream enabled (`-js -sd <store_dir>`); a restart keeps the store. */
+int nt_testsrv_nats_start_js(nt_testsrv *s, int port, int mon_port, const char *store_dir,
+                             int timeout_ms);
 
 /* Starts `redis-server --port <port> --bind 127.0.0.1 --save '' --appendonly no`, same
  * rules. */

@@ -86,7 +86,9 @@ static void test_wrong_method(void **state) {
   assert_true(route(HTTP_POST, "/metrics").is_public);
   assert_int_equal(route(HTTP_PUT, "/@connections/x").status, 405);
   assert_int_equal(route(HTTP_PATCH, "/@connections/x").status, 405);
-  assert_int_equal(route(HTTP_GET, "/v1/tenants/t/rooms/r/messages").status, 405);
+  assert_int_equal(route(HTTP_PUT, "/v1/tenants/t/rooms/r/messages").status, 405);
+  /* GET on a room's messages is its history (docs/history.md) */
+  assert_int_equal(route(HTTP_GET, "/v1/tenants/t/rooms/r/messages").route, NT_API_ROOM_HISTORY);
   assert_int_equal(route(HTTP_DELETE, "/v1/tenants/t/users/u/messages").status, 405);
   assert_int_equal(route(HTTP_POST, "/v1/tenants/t/rooms/r/presence").status, 405);
   /* 405 is decided before ids are looked at. */

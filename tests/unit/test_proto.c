@@ -563,7 +563,7 @@ static void test_render_left_ack_heartbeat(void **state) {
 static void test_render_message_direct(void **state) {
   (void)state;
   const char *msg = "{\"text\":\"hi\",\"n\":[1,2]}";
-  json_t *v = frame_json(nt_proto_message("m1", "lobby", "alice", msg, strlen(msg), 1700000000123LL));
+  json_t *v = frame_json(nt_proto_message("m1", "lobby", "alice", msg, strlen(msg), 1700000000123LL, 0));
   assert_string_equal(jstr(v, "type"), "message");
   assert_string_equal(jstr(v, "id"), "m1");
   assert_string_equal(jstr(v, "roomId"), "lobby");
@@ -575,7 +575,7 @@ static void test_render_message_direct(void **state) {
   json_decref(v);
 
   /* server-sent: userId null */
-  v = frame_json(nt_proto_message("m2", "lobby", NULL, "\"x\"", 3, 1));
+  v = frame_json(nt_proto_message("m2", "lobby", NULL, "\"x\"", 3, 1, 0));
   assert_true(json_is_null(json_object_get(v, "userId")));
   assert_string_equal(jstr(v, "message"), "x");
   json_decref(v);
@@ -628,7 +628,7 @@ static void test_render_escaping(void **state) {
     assert_string_equal(jstr(v, "tenantId"), s);
     assert_string_equal(jstr(v, "node"), s);
     json_decref(v);
-    v = frame_json(nt_proto_message(s, s, s, "1", 1, 0));
+    v = frame_json(nt_proto_message(s, s, s, "1", 1, 0, 0));
     assert_string_equal(jstr(v, "id"), s);
     assert_string_equal(jstr(v, "roomId"), s);
     assert_string_equal(jstr(v, "userId"), s);
@@ -739,7 +739,7 @@ static void check_message_frame_of_size(size_t plen) {
   assert_non_null(m);
   memset(m, 'a', mlen);
   m[0] = m[mlen - 1] = '"';
-  nt_frame *f = nt_proto_message("i", "r", "u", m, mlen, 1);
+  nt_frame *f = nt_proto_message("i", "r", "u", m, mlen, 1, 0);
   assert_non_null(f);
   int fin, op;
   uint64_t got;

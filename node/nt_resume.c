@@ -1,0 +1,880 @@
+/* nt_resume: room history on a node — sequenced live delivery with gap repair, resume on
+ * joinRoom with `since`, and history pages (action and HTTP API). */
+#include "nt_resume.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nt_envelope.h"
+#include "nt_err.h"
+#include "nt_log.h"
+#include "nt_node_int.h"
+#include "nt_proto.h"
+
+#define BUF_MAX_ITEMS 10000   /* live messages held for one resume or one room repair */
+#define LOG_INTERVAL_MS 5000
+
+/* ================================================================ state
+ *
+ * Items are the unit of the live path: one rendered message frame (shared, referenced),
+ * its sequence and its predecessor in the room. An item without a frame is a link of the
+ * sequence that nobody can be shown (not a renderable room message): it still moves the
+ * position, or the next message would look like a gap forever. */
+
+typedef struct rh_item {
+  nt_frame *f;                    /* NULL: nothing to deliver */
+  uint64_t seq, prev;             /* seq 0: live-only, outside the sequence */
+  char skip[NT_CONN_ID_LEN + 1];  /* excludeSelf: the sender's connection, or "" */
+} rh_item;
+
+typedef struct rh_queue {
+  rh_item *v;
+  size_t head, len, cap;
+} rh_queue;
+
+enum { RS_BUFFER, RS_FILTER };
+
+/* A connection resuming in a room. RS_BUFFER: its replay (or a repair of it) is being
+ * read, live items are buffered. RS_FILTER: caught up, but it may have been shown
+ * messages (from the replay) that the room's live sequence has not reached yet; those are
+ * skipped until the room passes `cur`, then the resumer is dropped (a plain member). */
+typedef struct resumer {
+  struct resumer *next;
+  nt_conn *c;                 /* a member of the room: valid while the resumer exists */
+  uint64_t id;
+  uint64_t since, cur;
+  int state;
+  int force;                  /* accept the next item whatever its predecessor */
+  int fetched, have_members, recovered;
+  char **members;
+  size_t nmembers;
+  char reqid[NT_REQID_MAX + 1];
+  rh_queue replay;            /* read from the history, sent once the members are known */
+  rh_queue buf;               /* live items that arrived meanwhile */
+} resumer;
+
+struct nt_rhist {
+  uint64_t last;              /* last sequence delivered to the room's members (0: none) */
+  int force;
+  int repairing;
+  uint64_t repair_id;
+  rh_queue pend;              /* live items held while a gap is repaired */
+  resumer *rs;
+  size_t nrs;
+  char live[NT_SUBJECT_MAX];
+};
+
+typedef struct nt_resume nt_resume;
+
+struct nt_resume {
+  nt_history *h;
+  size_t replay_max;
+  uint64_t next_id;
+  uint64_t log_at;
+  struct {
+    uint64_t resumes, recovered, not_recovered, replayed, gaps, gaps_repaired,
+        gaps_unrepaired, dups, live_only, pages, page_errors, overflows;
+  } m;
+};
+
+typedef struct nt_rhist nt_rhist;
+
+/* ---------------------------------------------------------------- queues */
+
+static int q_push(rh_queue *q, const rh_item *it) {
+  if (q->head + q->len == q->cap) {
+    if (q->head) { /* compact first */
+      memmove(q->v, q->v + q->head, q->len * sizeof *q->v);
+      q->head = 0;
+    }
+    if (q->len == q->cap) {
+      size_t cap = q->cap ? q->cap * 2 : 16;
+      rh_item *v = realloc(q->v, cap * sizeof *v);
+      if (!v) return NT_ENOMEM;
+      q->v = v;
+      q->cap = cap;
+    }
+  }
+  q->v[q->head + q->len++] = *it;
+  return 0;
+}
+
+static rh_item *q_front(rh_queue *q) { return q->len ? &q->v[q->head] : NULL; }
+
+/* Drops the front item (and its frame reference). */
+static void q_pop(rh_queue *q) {
+  nt_frame_unref(q->v[q->head].f);
+  q->head++;
+  if (--q->len == 0) q->head = 0;
+}
+
+static void q_clear(rh_queue *q) {
+  while (q->len) q_pop(q);
+  free(q->v);
+  *q = (rh_queue){0};
+}
+
+/* Moves everything out of `q` into the returned queue. */
+static rh_queue q_take(rh_queue *q) {
+  rh_queue t = *q;
+  *q = (rh_queue){0};
+  return t;
+}
+
+/* ---------------------------------------------------------------- rendering */
+
+/* Renders a stored or live envelope of room `r` at position `seq` into it->f (NULL when
+ * it is not a renderable room message) and it->skip. */
+static void render_item(nt_node *n, const nt_room *r, const uint8_t *data, size_t len,
+                        uint64_t seq, rh_item *it, int live) {
+  it->f = NULL;
+  it->skip[0] = '\0';
+  Natter__Envelope *env = nt_env_decode(data, len);
+  if (!env || env->kind != NATTER__KIND__ROOM_MESSAGE || !nt_fanout_renderable(env)) {
+    n->m.bad_envelopes++;
+    nt_env_free(env);
+    return;
+  }
+  it->f = nt_proto_message(env->id, r->name, env->sender_user[0] ? env->sender_user : NULL,
+                           (const char *)env->payload.data, env->payload.len,
+                           env->timestamp_ms, seq);
+  if (env->exclude_sender && env->sender_conn[0])
+    snprintf(it->skip, sizeof it->skip, "%s", env->sender_conn);
+  if (live && env->timestamp_ms > 0)
+    nt_metrics_observe_latency(&n->m, (double)(nt_now_ms() - env->timestamp_ms));
+  nt_env_free(env);
+}
+
+static int send_item(nt_node *n, nt_conn *c, const rh_item *it) {
+  if (!it->f || (it->skip[0] && strcmp(c->id, it->skip) == 0)) return 0;
+  if (nt_conn_send(c, it->f) != 0) return 0;
+  n->m.deliveries++;
+  return 1;
+}
+
+/* ---------------------------------------------------------------- resumers */
+
+static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto);
+
+static resumer *rs_find_id(nt_rhist *h, uint64_t id) {
+  for (resumer *rs = h->rs; rs; rs = rs->next)
+    if (rs->id == id) return rs;
+  return NULL;
+}
+
+static resumer *rs_find_conn(nt_rhist *h, const nt_conn *c) {
+  for (resumer *rs = h->rs; rs; rs = rs->next)
+    if (rs->c == c) return rs;
+  return NULL;
+}
+
+static void rs_free(resumer *rs) {
+  q_clear(&rs->replay);
+  q_clear(&rs->buf);
+  for (size_t i = 0; i < rs->nmembers; i++) free(rs->members[i]);
+  free(rs->members);
+  free(rs);
+}
+
+static void rs_remove(nt_rhist *h, resumer *rs) {
+  for (resumer **pp = &h->rs; *pp; pp = &(*pp)->next) {
+    if (*pp == rs) {
+      *pp = rs->next;
+      h->nrs--;
+      rs_free(rs);
+      return;
+    }
+  }
+}
+
+/* Caught up with the room: a plain member from now on. */
+static void rs_maybe_done(nt_rhist *h, resumer *rs) {
+  if (rs->state == RS_FILTER && h->last >= rs->cur) rs_remove(h, rs);
+}
+
+/* Sends one item to a resumer that is past its replay, by the sequencing rule. */
+static void rs_send(nt_node *n, nt_resume *res, resumer *rs, const rh_item *it) {
+  if (it->seq && it->seq <= rs->cur) {
+    res->m.dups++;
+    return;
+  }
+  send_item(n, rs->c, it);
+  if (it->seq) {
+    rs->cur = it->seq;
+    rs->force = 0;
+  }
+}
+
+/* Delivers the buffered items in sequence; a hole between what the connection has and
+ * the next buffered item is read from the history first (RS_BUFFER again meanwhile).
+ * With `may_finish`, a resumer caught up with the room is dropped (freed): not while a
+ * live item is being delivered, which the room has counted but the resumer not yet. */
+static void rs_drain(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
+  nt_resume *res = n->res;
+  nt_rhist *h = r->hist;
+  rh_item *it;
+  rs->state = RS_FILTER; /* fetch_rs sets RS_BUFFER again when it starts a read */
+  while ((it = q_front(&rs->buf)) != NULL) {
+    int d = nt_seq_check(rs->cur, rs->force, it->seq, it->prev);
+    if (d == NT_SEQ_GAP) {
+      res->m.gaps++;
+      fetch_rs(n, r, rs, rs->cur, it->prev);
+      if (rs->state == RS_BUFFER) return; /* the repair answers later */
+      continue;                            /* could not even start: accepted as it is */
+    }
+    if (d == NT_SEQ_DUP) res->m.dups++;
+    else rs_send(n, res, rs, it);
+    q_pop(&rs->buf);
+  }
+  if (may_finish) rs_maybe_done(h, rs);
+}
+
+/* Replay read and members known: `joined`, the replay, then what arrived meanwhile. */
+static void rs_complete(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
+  nt_resume *res = n->res;
+  nt_frame *jf = nt_proto_joined_resume(r->name, (const char *const *)rs->members,
+                                        rs->nmembers, rs->recovered, rs->reqid);
+  if (jf) {
+    nt_conn_send(rs->c, jf);
+    nt_frame_unref(jf);
+  }
+  rh_item *it;
+  while ((it = q_front(&rs->replay)) != NULL) {
+    if (it->seq > rs->cur) {
+      send_item(n, rs->c, it);
+      rs->cur = it->seq;
+      res->m.replayed++;
+    }
+    q_pop(&rs->replay);
+  }
+  rs_drain(n, r, rs, may_finish);
+}
+
+/* A resumer that would hold too much: give up its replay (recovered: false) and go on
+ * with what it buffered. The resumer stays (RS_FILTER, or RS_BUFFER when a hole in its
+ * buffer is being read). */
+static void rs_give_up(nt_node *n, nt_room *r, resumer *rs) {
+  nt_resume *res = n->res;
+  res->m.overflows++;
+  if (!rs->fetched) {
+    rs->fetched = 1;
+    rs->recovered = 0;
+    rs->cur = 0;
+    res->m.not_recovered++;
+    q_clear(&rs->replay);
+  }
+  rs->force = 1;
+  rs->id = ++res->next_id; /* a read in flight no longer applies */
+  if (!rs->have_members) { /* members unknown yet: the user itself */
+    rs->members = calloc(1, sizeof *rs->members);
+    if (rs->members) {
+      rs->members[0] = strdup(rs->c->ident.user);
+      rs->nmembers = rs->members[0] ? 1 : 0;
+    }
+    rs->have_members = 1;
+  }
+  rs_complete(n, r, rs, 0);
+}
+
+/* A live item reached the room: buffered for a resumer still reading, else filtered. */
+static void rs_live(nt_node *n, nt_room *r, resumer *rs, const rh_item *it) {
+  if (rs->state == RS_BUFFER) {
+    if (rs->buf.len < BUF_MAX_ITEMS) {
+      rh_item copy = *it;
+      if (copy.f) nt_frame_ref(copy.f);
+      if (q_push(&rs->buf, &copy) == 0) return;
+      nt_frame_unref(copy.f);
+    }
+    rs_give_up(n, r, rs); /* delivers the buffer */
+    if (rs->state == RS_BUFFER) { /* reading a hole again: this item waits behind it */
+      rh_item copy = *it;
+      if (copy.f) nt_frame_ref(copy.f);
+      if (q_push(&rs->buf, &copy)) nt_frame_unref(copy.f);
+      return;
+    }
+  }
+  rs_send(n, n->res, rs, it);
+  rs_maybe_done(r->hist, rs);
+}
+
+/* ---------------------------------------------------------------- rooms */
+
+static int is_resumer(const nt_rhist *h, const nt_conn *c) {
+  for (const resumer *rs = h->rs; rs; rs = rs->next)
+    if (rs->c == c) return 1;
+  return 0;
+}
+
+/* Delivers an item to the room's members (one shared frame) and to its resumers. */
+static void deliver_item(nt_node *n, nt_room *r, const rh_item *it) {
+  nt_rhist *h = r->hist;
+  if (it->f) {
+    int check_rs = h->nrs > 0;
+    for (uint32_t i = 0; i < r->n; i++) {
+      nt_conn *m = r->members[i];
+      if (check_rs && is_resumer(h, m)) continue;
+      send_item(n, m, it);
+    }
+  }
+  for (resumer *rs = h->rs, *next; rs; rs = next) {
+    next = rs->next;
+    rs_live(n, r, rs, it);
+    if (!r->hist) return; /* not expected: sends do not close connections synchronously */
+  }
+}
+
+static void fetch_room(nt_node *n, nt_room *r, uint64_t after, uint64_t upto);
+static void room_live(nt_node *n, nt_room *r, rh_item *it);
+
+/* Ends a repair (done, failed or abandoned) and runs the held items through again. */
+static void room_release(nt_node *n, nt_room *r) {
+  nt_rhist *h = r->hist;
+  h->repairing = 0;
+  rh_queue held = q_take(&h->pend);
+  for (size_t i = 0; i < held.len; i++) {
+    rh_item it = held.v[held.head + i];
+    held.v[held.head + i].f = NULL; /* ownership moves to room_live */
+    if (!r->hist) { /* not expected */
+      nt_frame_unref(it.f);
+      continue;
+    }
+    room_live(n, r, &it);
+  }
+  q_clear(&held);
+}
+
+/* A live item for the room (takes its frame reference). */
+static void room_live(nt_node *n, nt_room *r, rh_item *it) {
+  nt_resume *res = n->res;
+  nt_rhist *h = r->hist;
+  if (h->repairing) {
+    if (h->pend.len < BUF_MAX_ITEMS && q_push(&h->pend, it) == 0) return;
+    /* the repair takes too long for what keeps arriving: deliver with the hole */
+    res->m.overflows++;
+    res->m.gaps_unrepaired++;
+    h->repair_id++;
+    h->force = 1;
+    room_release(n, r);
+    if (!r->hist) {
+      nt_frame_unref(it->f);
+      return;
+    }
+    room_live(n, r, it); /* a new repair may have started meanwhile */
+    return;
+  }
+  int d = nt_seq_check(h->last, h->force, it->seq, it->prev);
+  if (d == NT_SEQ_DUP) {
+    res->m.dups++;
+    nt_frame_unref(it->f);
+    return;
+  }
+  if (d == NT_SEQ_GAP) {
+    res->m.gaps++;
+    h->repairing = 1;
+    if (q_push(&h->pend, it) == 0) {
+      fetch_room(n, r, h->last, it->prev);
+      if (h->repairing) return;
+      /* could not start: held items (this one included) go out with the hole */
+      room_release(n, r);
+      return;
+    }
+    h->repairing = 0;
+    h->force = 1;
+  }
+  if (it->seq) {
+    h->last = it->seq;
+    h->force = 0;
+  } else {
+    res->m.live_only++;
+  }
+  deliver_item(n, r, it);
+  nt_frame_unref(it->f);
+}
+
+/* ---------------------------------------------------------------- reads */
+
+enum { F_RESUME, F_RS_REPAIR, F_ROOM_REPAIR, F_PAGE, F_API };
+
+typedef struct fetch_op {
+  nt_node *n;
+  int kind;
+  uint64_t id;                   /* resumer or repair id */
+  uint64_t upto;
+  char subject[NT_SUBJECT_MAX];  /* the room's */
+  nt_conn *c;                    /* F_PAGE: referenced until the callback */
+  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  char reqid[NT_REQID_MAX + 1];
+  nt_resume_page_cb cb;          /* F_API */
+  void *ud;
+} fetch_op;
+
+static fetch_op *op_new(nt_node *n, int kind, const char *subject) {
+  fetch_op *op = calloc(1, sizeof *op);
+  if (!op) return NULL;
+  op->n = n;
+  op->kind = kind;
+  snprintf(op->subject, sizeof op->subject, "%s", subject);
+  return op;
+}
+
+/* The room and its state for a completed read, or NULL when they are gone. */
+static nt_room *op_room(fetch_op *op) {
+  if (!op->n->res) return NULL;
+  nt_room *r = nt_hub_room(&op->n->hub, op->subject);
+  return r && r->hist ? r : NULL;
+}
+
+static void on_fetched(void *ud, const nt_hist_result *res);
+
+static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto) {
+  int kind = upto ? F_RS_REPAIR : F_RESUME;
+  fetch_op *op = op_new(n, kind, r->subject);
+  int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
+  if (op && n->res->h) {
+    op->id = rs->id;
+    op->upto = upto;
+    rc = nt_history_fetch_after(n->res->h, r->subject, after, upto, n->res->replay_max,
+                                on_fetched, op);
+  }
+  if (rc == 0) {
+    rs->state = RS_BUFFER;
+    return;
+  }
+  free(op);
+  if (kind == F_RESUME) { /* nothing can be read now: not recovered */
+    rs->fetched = 1;
+    rs->recovered = 0;
+    rs->cur = 0;
+    n->res->m.not_recovered++;
+  } else {
+    n->res->m.gaps_unrepaired++;
+    rs->force = 1;
+  }
+}
+
+static void fetch_room(nt_node *n, nt_room *r, uint64_t after, uint64_t upto) {
+  nt_rhist *h = r->hist;
+  fetch_op *op = op_new(n, F_ROOM_REPAIR, r->subject);
+  int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
+  if (op && n->res->h) {
+    op->id = ++h->repair_id;
+    op->upto = upto;
+    rc = nt_history_fetch_after(n->res->h, r->subject, after, upto, n->res->replay_max,
+                                on_fetched, op);
+  }
+  if (rc == 0) return;
+  free(op);
+  n->res->m.gaps_unrepaired++;
+  h->repairing = 0;
+  h->force = 1;
+}
+
+static void done_resume(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+  nt_room *r = op_room(op);
+  resumer *rs = r ? rs_find_id(r->hist, op->id) : NULL;
+  if (!rs || rs->fetched) return;
+  nt_resume *res = n->res;
+  rs->fetched = 1;
+  rs->recovered = hr->status == 0 && hr->anchored && !hr->more;
+  if (rs->recovered) {
+    res->m.recovered++;
+    for (size_t i = 0; i < hr->n; i++) {
+      rh_item it = {0};
+      render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it, 0);
+      it.seq = hr->msgs[i].seq;
+      if (q_push(&rs->replay, &it)) nt_frame_unref(it.f);
+    }
+  } else {
+    res->m.not_recovered++;
+    rs->cur = 0; /* the client reloads; live goes on from the next message */
+    rs->force = 1;
+  }
+  if (rs->have_members) rs_complete(n, r, rs, 1);
+}
+
+static void done_rs_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+  nt_room *r = op_room(op);
+  resumer *rs = r ? rs_find_id(r->hist, op->id) : NULL;
+  if (!rs || rs->state != RS_BUFFER) return;
+  nt_resume *res = n->res;
+  size_t sent = 0;
+  for (size_t i = 0; hr->status == 0 && i < hr->n; i++) {
+    if (hr->msgs[i].seq <= rs->cur) continue;
+    rh_item it = {0};
+    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it, 0);
+    send_item(n, rs->c, &it);
+    nt_frame_unref(it.f);
+    rs->cur = hr->msgs[i].seq;
+    sent++;
+  }
+  if (sent && rs->cur >= op->upto) {
+    res->m.gaps_repaired++;
+  } else { /* expired or unreadable: the hole stays */
+    res->m.gaps_unrepaired++;
+    rs->force = 1;
+  }
+  rs_drain(n, r, rs, 1);
+}
+
+static void done_room_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+  nt_room *r = op_room(op);
+  if (!r || !r->hist->repairing || r->hist->repair_id != op->id) return;
+  nt_resume *res = n->res;
+  nt_rhist *h = r->hist;
+  size_t sent = 0;
+  for (size_t i = 0; hr->status == 0 && i < hr->n; i++) {
+    if (hr->msgs[i].seq <= h->last) continue;
+    rh_item it = {0};
+    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it, 0);
+    it.seq = hr->msgs[i].seq;
+    it.prev = h->last;
+    h->last = it.seq;
+    deliver_item(n, r, &it);
+    nt_frame_unref(it.f);
+    sent++;
+    if (!r->hist) return;
+  }
+  if (sent && h->last >= op->upto) {
+    res->m.gaps_repaired++;
+  } else {
+    res->m.gaps_unrepaired++;
+    h->force = 1;
+    uint64_t now = uv_now(n->loop);
+    if (now >= res->log_at) {
+      res->log_at = now + LOG_INTERVAL_MS;
+      nt_log_warn("history gap could not be repaired", "{s:s, s:I, s:I, s:s}", "subject",
+                  r->subject, "after", (json_int_t)h->last, "upto", (json_int_t)op->upto,
+                  "error", hr->status ? nt_strerror(hr->status) : "messages expired");
+    }
+  }
+  room_release(n, r);
+}
+
+/* Decodes a page into protocol items; `envs` keeps the strings alive. Returns the count. */
+static size_t page_items(const nt_hist_result *hr, nt_proto_hist_item *items,
+                         Natter__Envelope **envs) {
+  size_t k = 0;
+  for (size_t i = 0; i < hr->n; i++) {
+    Natter__Envelope *env = nt_env_decode(hr->msgs[i].data, hr->msgs[i].len);
+    if (!env || env->kind != NATTER__KIND__ROOM_MESSAGE || !nt_fanout_renderable(env)) {
+      nt_env_free(env);
+      continue;
+    }
+    envs[k] = env;
+    items[k] = (nt_proto_hist_item){env->id, env->sender_user[0] ? env->sender_user : NULL,
+                                    (const char *)env->payload.data, env->payload.len,
+                                    env->timestamp_ms, hr->msgs[i].seq};
+    k++;
+  }
+  return k;
+}
+
+static const char *page_error(int status) {
+  return status == NT_ETIMEOUT ? "timeout" : "internal";
+}
+
+static void done_page(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+  nt_resume *res = n->res;
+  nt_proto_hist_item *items = hr->n ? calloc(hr->n, sizeof *items) : NULL;
+  Natter__Envelope **envs = hr->n ? calloc(hr->n, sizeof *envs) : NULL;
+  int status = hr->status;
+  if (status == 0 && hr->n && (!items || !envs)) status = NT_ENOMEM;
+  size_t k = status == 0 ? page_items(hr, items, envs) : 0;
+  if (status && res) res->m.page_errors++;
+  if (op->kind == F_PAGE) {
+    if (nt_conn_is_open(op->c)) {
+      if (status == 0) {
+        nt_frame *f = nt_proto_history(op->room, items, k, hr->more, op->reqid);
+        if (f) {
+          nt_conn_send(op->c, f);
+          nt_frame_unref(f);
+        }
+      } else {
+        nt_client_send_error(n, op->c, page_error(status),
+                             status == NT_ECLOSED ? "the node is stopping"
+                                                  : "history unavailable",
+                             op->reqid);
+      }
+    }
+    nt_conn_unref(op->c);
+  } else {
+    size_t len = 0;
+    char *body = status == 0 ? nt_proto_history_json(op->tenant, op->room, items, k,
+                                                     hr->more, &len)
+                             : NULL;
+    if (status == 0 && !body) status = NT_ENOMEM;
+    op->cb(op->ud, status, body, len);
+    free(body);
+  }
+  for (size_t i = 0; i < k; i++) nt_env_free(envs[i]);
+  free(envs);
+  free(items);
+}
+
+static void on_fetched(void *ud, const nt_hist_result *hr) {
+  fetch_op *op = ud;
+  nt_node *n = op->n;
+  if (op->kind == F_PAGE || op->kind == F_API) done_page(n, op, hr);
+  else if (hr->status != NT_ECLOSED && n->res) {
+    if (op->kind == F_RESUME) done_resume(n, op, hr);
+    else if (op->kind == F_RS_REPAIR) done_rs_repair(n, op, hr);
+    else done_room_repair(n, op, hr);
+  }
+  free(op);
+}
+
+/* ================================================================ public */
+
+int nt_resume_attach(nt_node *n, nt_history *h) {
+  if (!h) return 0;
+  nt_resume *res = calloc(1, sizeof *res);
+  if (!res) {
+    nt_history_destroy(h);
+    return NT_ENOMEM;
+  }
+  res->h = h;
+  res->replay_max = n->cfg->history_max_per_room > 0 ? (size_t)n->cfg->history_max_per_room
+                                                     : 1000;
+  n->res = res;
+  return 0;
+}
+
+void nt_resume_close(nt_node *n) {
+  nt_resume *res = n->res;
+  if (!res || !res->h) return;
+  nt_history *h = res->h;
+  res->h = NULL; /* reads failing now find no history to start more */
+  nt_history_destroy(h);
+}
+
+static void rhist_free(nt_rhist *h) {
+  q_clear(&h->pend);
+  while (h->rs) {
+    resumer *rs = h->rs;
+    h->rs = rs->next;
+    rs_free(rs);
+  }
+  free(h);
+}
+
+void nt_resume_free(nt_node *n) {
+  nt_resume *res = n->res;
+  if (!res) return;
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (nt_map_next(&n->hub.rooms, &it, &k, &v)) {
+    nt_room *r = v;
+    if (r->hist) {
+      rhist_free(r->hist);
+      r->hist = NULL;
+    }
+  }
+  if (res->h) nt_history_destroy(res->h);
+  free(res);
+  n->res = NULL;
+}
+
+const char *nt_resume_room_open(nt_node *n, nt_room *r) {
+  if (!r->hist) {
+    nt_rhist *h = calloc(1, sizeof *h);
+    if (!h || nt_subject_live_of(h->live, sizeof h->live, r->subject) < 0) {
+      free(h);
+      return NULL;
+    }
+    r->hist = h;
+  }
+  return r->hist->live;
+}
+
+void nt_resume_room_close(nt_node *n, nt_room *r) {
+  if (!r->hist) return;
+  rhist_free(r->hist);
+  r->hist = NULL;
+}
+
+void nt_resume_leave(nt_node *n, nt_conn *c, nt_room *r) {
+  if (!r->hist) return;
+  resumer *rs = rs_find_conn(r->hist, c);
+  if (rs) rs_remove(r->hist, rs);
+}
+
+int nt_resume_publish(nt_node *n, const char *subject, const void *data, size_t len) {
+  if (!n->res || !n->res->h) return nt_bus_publish(n->bus, subject, data, len, NULL);
+  return nt_history_publish(n->res->h, subject, data, len);
+}
+
+void nt_resume_on_live(nt_node *n, const char *subject, const uint8_t *data, size_t len,
+                       const nt_bus_seq *seq) {
+  char key[NT_SUBJECT_MAX];
+  if (!n->res || nt_subject_room_of(key, sizeof key, subject) < 0) return;
+  nt_room *r = nt_hub_room(&n->hub, key);
+  if (!r || !r->hist) return; /* raced with the last leave */
+  rh_item it = {0};
+  render_item(n, r, data, len, seq ? seq->seq : 0, &it, 1);
+  it.seq = seq ? seq->seq : 0;
+  it.prev = seq ? seq->last : 0;
+  if (!it.f && !it.seq) return;
+  room_live(n, r, &it);
+}
+
+void nt_resume_on_seq_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
+                          const nt_bus_seq *seq) {
+  nt_node *n = ud;
+  if (strncmp(subject, NT_SUBJECT_LIVE_PREFIX, sizeof NT_SUBJECT_LIVE_PREFIX - 1) != 0) {
+    /* a position on another subject means nothing here */
+    nt_fanout_on_bus_msg(ud, subject, data, len, NULL);
+    return;
+  }
+  n->m.bus_received++;
+  nt_resume_on_live(n, subject, data, len, seq);
+}
+
+void nt_resume_begin(nt_node *n, nt_conn *c, nt_room *r, uint64_t since, const char *reqid) {
+  nt_resume *res = n->res;
+  if (!res || !res->h || !r->hist || rs_find_conn(r->hist, c)) return;
+  resumer *rs = calloc(1, sizeof *rs);
+  if (!rs) return;
+  rs->c = c;
+  rs->id = ++res->next_id;
+  rs->since = rs->cur = since;
+  rs->state = RS_BUFFER;
+  snprintf(rs->reqid, sizeof rs->reqid, "%s", reqid ? reqid : "");
+  rs->next = r->hist->rs;
+  r->hist->rs = rs;
+  r->hist->nrs++;
+  res->m.resumes++;
+  fetch_rs(n, r, rs, since, 0);
+}
+
+int nt_resume_joined(nt_node *n, nt_conn *c, const char *room, const char *const *members,
+                     size_t n_members) {
+  nt_room *r = n->res ? nt_hub_conn_room(c, room) : NULL;
+  resumer *rs = r && r->hist ? rs_find_conn(r->hist, c) : NULL;
+  if (!rs) return 0;
+  if (rs->have_members) return 1; /* `joined` already sent (the resume gave up early) */
+  rs->members = calloc(n_members ? n_members : 1, sizeof *rs->members);
+  for (size_t i = 0; rs->members && i < n_members; i++)
+    if ((rs->members[rs->nmembers] = strdup(members[i])) != NULL) rs->nmembers++;
+  rs->have_members = 1;
+  if (rs->fetched) rs_complete(n, r, rs, 1);
+  return 1;
+}
+
+static size_t clamp_limit(int64_t limit) {
+  if (limit <= 0) return NT_HISTORY_LIMIT_DEFAULT;
+  return limit > NT_HISTORY_LIMIT_MAX ? NT_HISTORY_LIMIT_MAX : (size_t)limit;
+}
+
+void nt_resume_history(nt_node *n, nt_conn *c, const nt_req *rq) {
+  nt_resume *res = n->res;
+  if (!res || !res->h) {
+    nt_client_send_error(n, c, "not_found", "history is not enabled on this node", rq->reqid);
+    return;
+  }
+  if (!nt_identity_room_allowed(&c->ident, rq->room)) {
+    nt_client_send_error(n, c, "forbidden", "the token does not allow this room", rq->reqid);
+    return;
+  }
+  char subject[NT_SUBJECT_MAX];
+  if (nt_subject_room(subject, sizeof subject, c->ident.tenant, rq->room) < 0) {
+    nt_client_send_error(n, c, "bad_request", "invalid roomId", rq->reqid);
+    return;
+  }
+  fetch_op *op = op_new(n, F_PAGE, subject);
+  if (!op) {
+    nt_client_send_error(n, c, "internal", "out of memory", rq->reqid);
+    return;
+  }
+  op->c = c;
+  nt_conn_ref(c);
+  snprintf(op->room, sizeof op->room, "%s", rq->room);
+  snprintf(op->reqid, sizeof op->reqid, "%s", rq->reqid);
+  res->m.pages++;
+  int rc = nt_history_fetch_page(res->h, subject, rq->has_before ? rq->before : 0,
+                                 clamp_limit(rq->limit), on_fetched, op);
+  if (rc) {
+    res->m.page_errors++;
+    nt_client_send_error(n, c, "internal", "history unavailable", rq->reqid);
+    nt_conn_unref(c);
+    free(op);
+  }
+}
+
+int nt_resume_api_page(nt_node *n, const char *tenant, const char *room, uint64_t before,
+                       size_t limit, nt_resume_page_cb cb, void *ud) {
+  nt_resume *res = n->res;
+  if (!res || !res->h) return NT_ENOTFOUND;
+  char subject[NT_SUBJECT_MAX];
+  if (!cb || nt_subject_room(subject, sizeof subject, tenant, room) < 0) return NT_EINVAL;
+  fetch_op *op = op_new(n, F_API, subject);
+  if (!op) return NT_ENOMEM;
+  snprintf(op->tenant, sizeof op->tenant, "%s", tenant);
+  snprintf(op->room, sizeof op->room, "%s", room);
+  op->cb = cb;
+  op->ud = ud;
+  res->m.pages++;
+  int rc = nt_history_fetch_page(res->h, subject, before, clamp_limit((int64_t)limit),
+                                 on_fetched, op);
+  if (rc) {
+    res->m.page_errors++;
+    free(op);
+  }
+  return rc;
+}
+
+static void metric(char *buf, size_t cap, size_t *len, const char *name, const char *type,
+                   const char *help, const char *labels, unsigned long long v, int head) {
+  if (*len >= cap) return;
+  int w = head ? snprintf(buf + *len, cap - *len,
+                          "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s%s %llu\n",
+                          name, help, name, type, name, labels ? labels : "", v)
+               : snprintf(buf + *len, cap - *len, "natter_%s%s %llu\n", name,
+                          labels ? labels : "", v);
+  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
+  else buf[*len] = '\0';
+}
+
+size_t nt_resume_metrics(nt_node *n, char *buf, size_t cap) {
+  nt_resume *res = n->res;
+  size_t l = 0;
+  if (!res || cap == 0) return 0;
+  buf[0] = '\0';
+  nt_hist_stats hs = {0};
+  if (res->h) nt_history_get_stats(res->h, &hs);
+  metric(buf, cap, &l, "history_storing", "gauge",
+         "1 while room messages are stored (0: history down, live-only delivery).", NULL,
+         (unsigned)hs.storing, 1);
+  metric(buf, cap, &l, "history_outages_total", "counter",
+         "Changes from storing to live-only delivery.", NULL, hs.outages, 1);
+  metric(buf, cap, &l, "history_published_total", "counter",
+         "Room messages published through the history.", NULL, hs.published, 1);
+  metric(buf, cap, &l, "history_stored_total", "counter",
+         "Room messages confirmed stored.", NULL, hs.stored, 1);
+  metric(buf, cap, &l, "history_live_only_total", "counter",
+         "Room messages published live-only while the history was down.", NULL,
+         hs.live_only + hs.resent, 1);
+  metric(buf, cap, &l, "history_fetch_errors_total", "counter",
+         "History reads that failed.", NULL, hs.fetch_errors, 1);
+  metric(buf, cap, &l, "history_gaps_total", "counter",
+         "Missed live messages detected by sequence.", NULL, res->m.gaps, 1);
+  metric(buf, cap, &l, "history_gaps_repaired_total", "counter",
+         "Gaps filled from the history before delivering further.", NULL,
+         res->m.gaps_repaired, 1);
+  metric(buf, cap, &l, "history_gaps_unrepaired_total", "counter",
+         "Gaps that could not be filled (expired, history down, too slow).", NULL,
+         res->m.gaps_unrepaired, 1);
+  metric(buf, cap, &l, "history_duplicates_dropped_total", "counter",
+         "Messages not delivered again (sequence already delivered).", NULL, res->m.dups, 1);
+  metric(buf, cap, &l, "history_resumes_total", "counter",
+         "joinRoom with since, by outcome.", "{recovered=\"true\"}", res->m.recovered, 1);
+  metric(buf, cap, &l, "history_resumes_total", "counter", NULL, "{recovered=\"false\"}",
+         res->m.not_recovered, 0);
+  metric(buf, cap, &l, "history_replayed_total", "counter",
+         "Stored messages replayed to resuming connections.", NULL, res->m.replayed, 1);
+  metric(buf, cap, &l, "history_pages_total", "counter",
+         "History pages requested (action and HTTP API).", NULL, res->m.pages, 1);
+  return l;
+}
