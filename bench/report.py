@@ -109,13 +109,15 @@ def table(path):
     p = out.append
     nruns = max([r.get("run", 1) for r in rows] or [1])
     p("natter-bench results (%s, medians of %d run%s)" % (path, nruns, "s" if nruns > 1 else ""))
-    p("Ratios: higher-is-better metrics natter/Socket.IO, lower-is-better ones Socket.IO/natter.")
-    p("")
-    p("| scenario | metric | natter | Socket.IO | natter advantage |")
-    p("|---|---|---:|---:|---:|")
+    if not sel(system="natter-history") or sel(system="socketio"):
+        p("Ratios: higher-is-better metrics natter/Socket.IO, lower-is-better ones Socket.IO/natter.")
+        p("")
+        p("| scenario | metric | natter | Socket.IO | natter advantage |")
+        p("|---|---|---:|---:|---:|")
+    history_only = sel(system="natter-history") and not sel(system="socketio")
     for sc, title in (("s1", "1 fan-out %s msg/s"), ("s2", "2 fan-out max rate")):
         n, s = sel(scenario=sc, system="natter"), sel(scenario=sc, system="socketio")
-        if not n and not s:
+        if (not n and not s) or history_only:
             continue
         if "%s" in title:
             title = title % fmt(med(n or s, "rate"), 0)
@@ -137,6 +139,44 @@ def table(path):
             if key == "delivery_ratio":
                 r = ""
             p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
+    hist = sel(system="natter-history")
+    if hist:
+        p("")
+        p("History on vs off — natter, 2 nodes; history on: JetStream stream NATTER_ROOMS, "
+          "file storage, 1 replica (ratio = on / off, medians)")
+        p("")
+        p("| scenario | metric | history off | history on | on / off |")
+        p("|---|---|---:|---:|---:|")
+        for sc, title in (("s1", "1 fan-out %s msg/s"), ("s2", "2 fan-out max rate")):
+            off, on = sel(scenario=sc, system="natter"), sel(scenario=sc, system="natter-history")
+            if not on:
+                continue
+            if "%s" in title:
+                title = title % fmt(med(off or on, "rate"), 0)
+            for label, key, sub, dg in (
+                    ("deliveries/s", "deliveries_per_s", None, 0),
+                    ("delivery ratio", "delivery_ratio", None, 4),
+                    ("latency p50 ms", "lat_ms", "p50", 2),
+                    ("latency p99 ms", "lat_ms", "p99", 2),
+                    ("latency max ms", "lat_ms", "max", 2),
+                    ("server CPU (cores)", "server_cores", None, 2),
+                    ("server CPU µs/delivery", "cpu_us_per_delivery", None, 2),
+                    ("background CPU (cores, others)", "bg_cores", None, 2)):
+                a, b = med(off, key, sub), med(on, key, sub)
+                r = "" if key in ("delivery_ratio", "bg_cores") or not a or b is None \
+                    else "%.2f" % (b / a)
+                p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
+            # per run: the on/off ratio of runs paired by run number (same machine moment)
+            pairs = []
+            for rn in sorted({r.get("run") for r in on}):
+                x = [r for r in off if r.get("run") == rn]
+                y = [r for r in on if r.get("run") == rn]
+                if x and y and x[0].get("deliveries_per_s") and y[0].get("deliveries_per_s"):
+                    pairs.append("%.2f" % (y[0]["deliveries_per_s"] / x[0]["deliveries_per_s"]))
+            stored = " ".join("%s/%s" % (fmt(r.get("history_stored"), 0),
+                                         fmt(r.get("history_live_only"), 0)) for r in on)
+            p("| %s | per run: deliveries/s on/off; messages stored/live-only | | | %s; %s |" % (
+                title, " ".join(pairs) or "—", stored))
     n, s = sel(scenario="s3", system="natter"), sel(scenario="s3", system="socketio")
     if n or s:
         for label, key, inv, dg in (("idle joined connections", "ready", None, 0),
@@ -203,6 +243,13 @@ def check(path):
             if not r.get("delivered") or r.get("delivery_ratio") is None:
                 print("check: %s delivered nothing" % name, file=sys.stderr)
                 ok = False
+        if r.get("system") == "natter-history":
+            if not r.get("history_stored"):
+                print("check: %s: history on stored nothing" % name, file=sys.stderr)
+                ok = False
+            elif r.get("history_live_only"):  # the stream did not acknowledge within 1 s
+                print("check: %s: warning: %s publication(s) went out live-only (an "
+                      "overloaded machine?)" % (name, r.get("history_live_only")), file=sys.stderr)
         if r.get("scenario") == "s3limit" and not r.get("limit_ok"):
             print("check: %s: the node did not refuse politely at its limit" % name, file=sys.stderr)
             ok = False

@@ -2,6 +2,7 @@
 # bench/run.sh — natter vs a Socket.IO 4.8 cluster, same load generator, same run.
 #
 #   bench/run.sh [--smoke] [--runs N] [--scenarios 1,2,3,4,5] [--no-socketio] [--out DIR]
+#   bench/run.sh --history-compare [--smoke] [--runs N]
 #
 # Builds a Release tree (build-bench/), starts nats-server, redis-server, natter nodes and
 # the Socket.IO cluster (bench/peers/socketio: 2 Node processes + @socket.io/redis-adapter)
@@ -18,6 +19,9 @@
 #      NATS bytes each node receives, CPU per delivery
 # --smoke: a few seconds per scenario with small numbers (CI); Socket.IO is included when
 # its npm dependencies are installed (full runs install them with npm ci).
+# --history-compare: scenarios 1 and 2 for natter only, each run once with --history off
+# and once with --history on (nats-server with JetStream, -js -sd <tmpdir>, file storage;
+# the nodes create the stream NATTER_ROOMS), side by side with the ratio on/off.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -27,6 +31,7 @@ RUNS=1
 SCEN="1,2,3,4,5"
 SIO=auto
 OUT=""
+HCOMPARE=0
 BUILD=${NB_BUILD_DIR:-$ROOT/build-bench}
 PB=${NB_PORT_BASE:-27000}
 SECRET=bench-secret
@@ -37,12 +42,18 @@ while [ $# -gt 0 ]; do
     --runs) RUNS=$2; shift ;;
     --scenarios) SCEN=$2; shift ;;
     --no-socketio) SIO=no ;;
+    --history-compare) HCOMPARE=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
+if [ $HCOMPARE = 1 ]; then
+  SIO=no
+  case "$SCEN" in 1,2,3,4,5) SCEN="1,2" ;; esac
+  case ",$SCEN," in *,[345],*) echo "run.sh: --history-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
+fi
 [ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke)
 mkdir -p "$OUT"
 RES=$OUT/results.jsonl
@@ -88,6 +99,7 @@ cleanup() {
   done
   for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   PIDS=()
+  [ -z "${JS_DIR:-}" ] || rm -rf "$JS_DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -143,10 +155,24 @@ GEN=$BUILD/bench/natter-bench
 # protection, not part of the fan-out path being measured) is switched off.
 # History (JetStream) is off: the reference keeps none, and the live fan-out path is what
 # is compared. --drain-grace: SIGTERM stops a node without the default 10 s drain.
+# With --history-compare, scenarios 1 and 2 also run with --history on (HISTORY=on).
 NODE_FLAGS=(--drain-grace 0.2)
 NODE_HELP=$("$NODE_BIN" --help 2>/dev/null || true)
 case "$NODE_HELP" in *--rate-limit*) NODE_FLAGS+=(--rate-limit 0) ;; esac
-case "$NODE_HELP" in *--history*) NODE_FLAGS+=(--history off) ;; esac
+HAS_HISTORY=0
+case "$NODE_HELP" in *--history*) HAS_HISTORY=1 ;; esac
+if [ $HCOMPARE = 1 ] && [ $HAS_HISTORY = 0 ]; then
+  echo "run.sh: --history-compare: this natter-node has no --history flag" >&2; exit 1
+fi
+HISTORY=off
+history_flags() { # the node's history flags for the current $HISTORY
+  [ $HAS_HISTORY = 1 ] || return 0
+  if [ "$HISTORY" = on ]; then
+    echo --history on --history-storage file --history-replicas 1
+  else
+    echo --history off
+  fi
+}
 log "natter-node flags: ${NODE_FLAGS[*]}"
 
 SIODIR=$ROOT/bench/peers/socketio
@@ -165,7 +191,15 @@ if [ "$SIO" = auto ]; then
 fi
 
 # ---------------------------------------------------------------- infrastructure --
-start nats nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON"
+JS_DIR=""
+if [ $HCOMPARE = 1 ]; then
+  # JetStream for the history-on runs; the history-off runs use the same server (a
+  # JetStream-enabled server costs nothing on subjects no stream captures).
+  JS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/natter-bench-js.XXXXXX")
+  start nats nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON" -js -sd "$JS_DIR"
+else
+  start nats nats-server -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MON"
+fi
 NATS_PID=$LASTPID
 start redis-natter redis-server --bind 127.0.0.1 --port "$REDIS_NT" --save "" --appendonly no
 REDIS_NT_PID=$LASTPID
@@ -185,11 +219,29 @@ start_nodes() { # start_nodes N [extra natter-node flags]: cluster nodes 1..N
   for i in $(seq 0 $((n - 1))); do
     start "natter-n$((i + 1))" "$NODE_BIN" --listen "127.0.0.1:${WS[$i]}" --api-listen "127.0.0.1:${API[$i]}" \
       --jwt-secret "$SECRET" --nats "nats://127.0.0.1:$NATS_PORT" --redis "redis://127.0.0.1:$REDIS_NT" \
-      --node-id "bench-n$((i + 1))" --log-level warn "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}" "$@"
+      --node-id "bench-n$((i + 1))" --log-level warn "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}" \
+      $(history_flags) "$@"
     NODE_PIDS+=("$LASTPID")
   done
   for i in $(seq 0 $((n - 1))); do wait_port "${WS[$i]}"; done
   sleep 0.3
+}
+node_metric_sum() { # node_metric_sum NAME: a counter summed over the running nodes
+  local i t=0 v
+  for i in $(seq 0 $((${#NODE_PIDS[@]} - 1))); do
+    v=$(python3 "$ROOT/bench/report.py" metric "http://127.0.0.1:${API[$i]}" "$1" 2>/dev/null || echo 0)
+    t=$(awk "BEGIN{print $t + $v}")
+  done
+  echo "$t"
+}
+history_storing() { # every running node stores into the stream (bounded wait)
+  local _ n
+  for _ in $(seq 50); do
+    n=$(node_metric_sum natter_history_storing)
+    [ "${n%.*}" = "${#NODE_PIDS[@]}" ] && return 0
+    sleep 0.1
+  done
+  return 1
 }
 stop_nodes() { [ ${#NODE_PIDS[@]} = 0 ] || stop "${NODE_PIDS[@]}"; NODE_PIDS=(); }
 
@@ -268,9 +320,35 @@ FAN_ARGS=(--conns "$C1" --rooms "$R1" --publishers "$P1" --payload 100 --quiet)
 scenario_fanout() { # scenario_fanout s1|s2 RATE-ARGS...
   local sc=$1; shift
   stop_nodes; start_nodes 2
-  gen_measured "$sc.natter.$RUN" natter "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" "" -- \
+  gen_measured "$sc.natter.$RUN" natter "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" "history=$HISTORY" -- \
     --url "$(urls natter 2)" "${FAN_ARGS[@]}" "$@"
   stop_nodes
+  if [ $HCOMPARE = 1 ]; then
+    HISTORY=on
+    start_nodes 2
+    if ! history_storing; then
+      log "$sc: history on, but the nodes do not report natter_history_storing 1"
+    fi
+    local st0 st1 lo1
+    st0=$(node_metric_sum natter_history_stored_total)
+    gen_measured "$sc.natter-history.$RUN" natter-history "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" \
+      "history=on" -- --url "$(urls natter 2)" "${FAN_ARGS[@]}" "$@"
+    st1=$(node_metric_sum natter_history_stored_total)
+    lo1=$(node_metric_sum natter_history_live_only_total)
+    # proof that the history-on run stored: messages acknowledged by the stream during the
+    # run (all phases), and publications that went out live-only (must be 0)
+    python3 - "$RES" "$st0" "$st1" "$lo1" <<'EOF2'
+import json, sys
+path, st0, st1, lo = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+rows = [json.loads(l) for l in open(path) if l.strip()]
+rows[-1]["history_stored"] = int(st1 - st0)
+rows[-1]["history_live_only"] = int(lo)
+open(path, "w").write("".join(json.dumps(x, sort_keys=True) + "\n" for x in rows))
+EOF2
+    log "$sc history on: $((${st1%.*} - ${st0%.*})) messages stored by the stream, ${lo1%.*} live-only"
+    stop_nodes
+    HISTORY=off
+  fi
   if [ $SIO = yes ]; then
     start_sio 2
     gen_measured "$sc.sio.$RUN" socketio "${SIO_PIDS[*]}" "$REDIS_SIO_PID" "" -- \
@@ -319,7 +397,8 @@ scenario_memory() {
   # the node at its own limit: 503 past --max-connections, the others keep being served
   [ "$RUN" = 1 ] || return 0
   start natter-limit "$NODE_BIN" --listen "127.0.0.1:$LIMIT_WS" --api-listen "127.0.0.1:$LIMIT_API" \
-    --jwt-secret "$SECRET" --max-connections "$LIMIT" --log-level warn "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}"
+    --jwt-secret "$SECRET" --max-connections "$LIMIT" --log-level warn "${NODE_FLAGS[@]+"${NODE_FLAGS[@]}"}" \
+    $(history_flags)
   local lpid=$LASTPID
   wait_port "$LIMIT_WS"
   local tried=$((LIMIT + LIMIT / 5)) tag=s3limit.natter.$RUN

@@ -7,10 +7,11 @@
 #           (natter-node)  lb (haproxy)  client (the test and its WebSocket clients)
 #
 # Scenarios (tests/cluster/cluster_test.py): kill -9 a node, partition a node, stop a NATS
-# server, SIGTERM (drain) a node — each with traffic and assertions. Everything is bounded
+# server, SIGTERM (drain) a node, history (R3 JetStream stream: resume with `since` after
+# kill -9, stream leader's NATS server stopped) — each with traffic and assertions. Everything is bounded
 # in time; namespaces and processes are always removed (trap), by name and by PID.
 #
-#   tests/cluster/run.sh [-k NAME[,NAME...]]       (kill9 partition nats drain)
+#   tests/cluster/run.sh [-k NAME[,NAME...]]       (kill9 partition nats drain history)
 #   NATTER_BIN=path/to/natter-node tests/cluster/run.sh   (default: builds build/)
 #
 # Needs root (ip netns). Exits non-zero when a scenario fails; prints a summary line.
