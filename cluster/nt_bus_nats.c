@@ -67,12 +67,13 @@ typedef struct xq {
   atomic_int refs;
 } xq;
 
+/* One per subscription, and the node has one per local user: kept at 40 bytes. */
 struct nt_bus_sub {
-  xq *q;                 /* immutable: the only field nats.c threads read */
+  xq *q;                 /* immutable: the only fields nats.c threads read are q and inbox */
   atomic_int refs;
-  natsSubscription *ns;  /* loop thread only, like everything below */
-  int live;
-  int inbox;             /* our request inbox, not handed to on_msg */
+  uint8_t inbox;         /* immutable: our request inbox, not handed to on_msg */
+  uint8_t live;          /* loop thread only, like everything below */
+  natsSubscription *ns;
   nt_bus_sub *prev, *next;
 };
 

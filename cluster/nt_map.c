@@ -19,8 +19,10 @@ uint64_t nt_hash(const void *data, size_t len) {
   return h;
 }
 
-static int key_eq(const nt_map_slot *s, uint64_t h, const char *key, size_t klen) {
-  return s->hash == h && strncmp(s->key, key, klen) == 0 && s->key[klen] == '\0';
+static int key_eq(const nt_map_slot *s, const char *key, size_t klen) {
+  /* the first byte rejects most probes without a call */
+  return (klen == 0 || s->key[0] == key[0]) && strncmp(s->key, key, klen) == 0 &&
+         s->key[klen] == '\0';
 }
 
 static nt_map_slot *find(const nt_map *m, const char *key, size_t klen, uint64_t h) {
@@ -29,7 +31,7 @@ static nt_map_slot *find(const nt_map *m, const char *key, size_t klen, uint64_t
   for (size_t i = h & mask;; i = (i + 1) & mask) {
     nt_map_slot *s = &m->slots[i];
     if (!s->key) return NULL;
-    if (s->key != NT_MAP_TOMB && key_eq(s, h, key, klen)) return s;
+    if (s->key != NT_MAP_TOMB && key_eq(s, key, klen)) return s;
   }
 }
 
@@ -46,7 +48,7 @@ static int grow(nt_map *m) {
   for (size_t i = 0; i < m->cap; i++) {
     nt_map_slot *s = &m->slots[i];
     if (!s->key || s->key == NT_MAP_TOMB) continue;
-    size_t j = s->hash & (ncap - 1);
+    size_t j = nt_hash(s->key, strlen(s->key)) & (ncap - 1);
     while (ns[j].key) j = (j + 1) & (ncap - 1);
     ns[j] = *s;
   }
@@ -66,14 +68,16 @@ int nt_map_put(nt_map *m, const char *key, size_t klen, void *val, void **old) {
     return 0;
   }
   if ((m->used + 1) * 4 >= m->cap * 3 && grow(m)) return NT_ENOMEM;
-  char *k = malloc(klen + 1);
-  if (!k) return NT_ENOMEM;
-  memcpy(k, key, klen);
-  k[klen] = '\0';
+  char *k = (char *)key;
+  if (!m->borrow_keys) {
+    if (!(k = malloc(klen + 1))) return NT_ENOMEM;
+    memcpy(k, key, klen);
+    k[klen] = '\0';
+  }
   size_t mask = m->cap - 1, i = h & mask;
   while (m->slots[i].key && m->slots[i].key != NT_MAP_TOMB) i = (i + 1) & mask;
   if (!m->slots[i].key) m->used++;
-  m->slots[i] = (nt_map_slot){k, h, val};
+  m->slots[i] = (nt_map_slot){k, val};
   m->len++;
   if (old) *old = NULL;
   return 0;
@@ -83,7 +87,7 @@ void *nt_map_del(nt_map *m, const char *key, size_t klen) {
   nt_map_slot *s = find(m, key, klen, nt_hash(key, klen));
   if (!s) return NULL;
   void *v = s->val;
-  free(s->key);
+  if (!m->borrow_keys) free(s->key);
   s->key = NT_MAP_TOMB;
   s->val = NULL;
   m->len--;
@@ -104,8 +108,10 @@ int nt_map_next(const nt_map *m, size_t *it, const char **key, void **val) {
 }
 
 void nt_map_clear(nt_map *m) {
-  for (size_t i = 0; i < m->cap; i++)
+  int borrowed = m->borrow_keys;
+  for (size_t i = 0; !borrowed && i < m->cap; i++)
     if (m->slots[i].key && m->slots[i].key != NT_MAP_TOMB) free(m->slots[i].key);
   free(m->slots);
   *m = (nt_map)NT_MAP_INIT;
+  m->borrow_keys = borrowed;
 }

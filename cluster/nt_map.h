@@ -1,13 +1,14 @@
-/* nt_map: string-keyed open-addressing hash map (keys copied, values borrowed). */
+/* nt_map: string-keyed open-addressing hash map (keys copied or borrowed, values borrowed). */
 #ifndef NT_MAP_H
 #define NT_MAP_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+/* 16 bytes: the hash is not stored (recomputed from the key when the table grows), which
+ * keeps a map of many small entries (connections, users) a third smaller. */
 typedef struct nt_map_slot {
   char *key;      /* NULL: empty; NT_MAP_TOMB: deleted */
-  uint64_t hash;
   void *val;
 } nt_map_slot;
 
@@ -16,14 +17,24 @@ typedef struct nt_map {
   size_t cap;     /* power of two, 0 before first insert */
   size_t len;     /* live entries */
   size_t used;    /* live + tombstones */
+  int borrow_keys; /* keys are not copied (nt_map_init_borrowed) */
 } nt_map;
 
-#define NT_MAP_INIT {NULL, 0, 0, 0}
+#define NT_MAP_INIT {NULL, 0, 0, 0, 0}
+
+/* An empty map that does not copy keys: the key given to nt_map_put (NUL-terminated at
+ * its length) must stay valid and unchanged until its entry is deleted or the map cleared — typically it points into the
+ * value (a connection's id, a room's subject), which saves a malloc per entry. */
+static inline void nt_map_init_borrowed(nt_map *m) {
+  *m = (nt_map)NT_MAP_INIT;
+  m->borrow_keys = 1;
+}
 
 /* Returns the value for `key` (length `klen`), or NULL. */
 void *nt_map_get(const nt_map *m, const char *key, size_t klen);
 
-/* Inserts or replaces. The key is copied. Returns 0 or NT_ENOMEM. When `old` is non-NULL
+/* Inserts or replaces. The key is copied (borrowed in a borrowed-key map; on replace the
+ * stored key is kept). Returns 0 or NT_ENOMEM. When `old` is non-NULL
  * it receives the replaced value (or NULL). */
 int nt_map_put(nt_map *m, const char *key, size_t klen, void *val, void **old);
 
@@ -31,11 +42,12 @@ int nt_map_put(nt_map *m, const char *key, size_t klen, void *val, void **old);
 void *nt_map_del(nt_map *m, const char *key, size_t klen);
 
 /* Iterates: start with *it = 0; returns 1 and sets key/val while entries remain.
- * The map must not be modified during iteration, except via nt_map_del of the
- * current key. */
+ * The map must not be modified during iteration, except via nt_map_del (it never moves
+ * entries). */
 int nt_map_next(const nt_map *m, size_t *it, const char **key, void **val);
 
-/* Frees the table and keys (not the values). The map is empty and reusable after. */
+/* Frees the table and copied keys (not the values). The map is empty and reusable after,
+ * and keeps its key mode. */
 void nt_map_clear(nt_map *m);
 
 uint64_t nt_hash(const void *data, size_t len);

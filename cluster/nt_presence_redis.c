@@ -441,8 +441,8 @@ static int r_join(nt_presence *base, const char *tenant, const char *room, const
   if (p->closing) return NT_ECLOSED;
   if (!valid4(tenant, room, user, conn_id)) return NT_EINVAL;
   p->st.ops++;
-  rp_conn *c = nt_rp_mirror_ensure(p, conn_id, tenant, user);
-  if (!c || nt_rp_mirror_add_room(c, room) < 0) return NT_ENOMEM;
+  rp_conn *c = nt_rp_mirror_ensure(p, conn_id, tenant, user, NULL, NULL);
+  if (!c || nt_rp_mirror_add_room(p, c, room) < 0) return NT_ENOMEM;
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
     p->st.errors++;
@@ -471,7 +471,7 @@ static int r_leave(nt_presence *base, const char *tenant, const char *room, cons
   p->st.ops++;
   rp_conn *c = nt_rp_conn(p, conn_id);
   if (c) {
-    nt_rp_mirror_del_room(c, room);
+    nt_rp_mirror_del_room(p, c, room);
     if (!c->nrooms && !c->registered) nt_rp_mirror_drop(p, c);
   }
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
@@ -525,19 +525,9 @@ static int r_conn_add(nt_presence *base, const nt_conn_info *in, nt_presence_don
   if (p->closing) return NT_ECLOSED;
   if (!in || !valid4(in->conn_id, in->tenant, in->user, NULL)) return NT_EINVAL;
   p->st.ops++;
-  rp_conn *c = nt_rp_mirror_ensure(p, in->conn_id, in->tenant, in->user);
-  if (!c) return NT_ENOMEM;
-  char *ip = strdup(in->source_ip ? in->source_ip : "");
-  char *ua = strdup(in->user_agent ? in->user_agent : "");
-  if (!ip || !ua) {
-    free(ip);
-    free(ua);
-    return NT_ENOMEM;
-  }
-  free(c->source_ip);
-  free(c->user_agent);
-  c->source_ip = ip;
-  c->user_agent = ua;
+  rp_conn *c = nt_rp_mirror_ensure(p, in->conn_id, in->tenant, in->user, in->source_ip,
+                                   in->user_agent);
+  if (!c || nt_rp_mirror_set_client(c, in->source_ip, in->user_agent)) return NT_ENOMEM;
   c->connected_at_ms = in->connected_at_ms;
   c->last_active_ms = in->last_active_ms;
   c->registered = 1;
@@ -770,6 +760,7 @@ int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
   if (h) p->base.h = *h;
   p->loop = loop;
   p->pending.next = p->pending.prev = &p->pending;
+  nt_rp_mirror_init(p);
   snprintf(p->prefix, sizeof p->prefix, "%s", prefix);
   snprintf(p->node, sizeof p->node, "%s", node_id);
   if (refresh_s >= node_ttl_s) {

@@ -18,23 +18,37 @@
 
 enum { RP_DOWN, RP_RESOLVING, RP_CONNECTING, RP_INIT, RP_UP };
 
+/* A tenant or room name shared by the mirror entries that use it (interned: 15,000
+ * connections in 150 rooms hold 150 copies of the names, not 15,000). `refs` counts the
+ * entries (tenants) or memberships (rooms); freed with the last one. */
+typedef struct rp_name {
+  size_t refs;
+  char s[];
+} rp_name;
+
 /* One room of a mirrored connection. `confirmed`: Redis acknowledged the membership, so
  * the cluster heard of it; a room joined while Redis was away is not, and its online
  * transition is reported when re-assertion finally makes it. */
 typedef struct rp_room {
-  char *name;
+  const char *name;        /* interned (rp.rooms) */
   int confirmed;
 } rp_room;
 
 /* What this node asserted about one of its connections: the local mirror that is
- * re-asserted after a reconnect. Strings are owned. */
+ * re-asserted after a reconnect. One allocation holds the entry and its strings (id,
+ * user, and the source ip and user agent when known at creation); the tenant and room
+ * names are interned. */
 typedef struct rp_conn {
-  char id[NT_ID_MAX + 1], tenant[NT_ID_MAX + 1], user[NT_ID_MAX + 1];
-  char *source_ip, *user_agent;
+  const char *tenant;      /* interned (rp.tenants) */
+  const char *user;        /* in id[] */
+  const char *source_ip, *user_agent; /* in id[], or in one block of their own (own_client) */
   int64_t connected_at_ms, last_active_ms;
-  int registered;          /* conn_add seen (and no conn_remove yet) */
-  rp_room *rooms;
-  size_t nrooms, caprooms;
+  uint8_t registered;      /* conn_add seen (and no conn_remove yet) */
+  uint8_t own_client;      /* source_ip is a malloc'd block also holding user_agent */
+  uint32_t nrooms, caprooms;
+  rp_room *rooms;          /* &room0 (or NULL) until a second room */
+  rp_room room0;
+  char id[];               /* id, user[, source ip, user agent] */
 } rp_conn;
 
 typedef struct rp rp;
@@ -92,8 +106,9 @@ struct rp {
   char sha[NT_LUA_COUNT][48];
   rop pending;              /* list sentinel */
 
-  nt_map conns;             /* mirror: conn id -> rp_conn* */
-  nt_map tenants;           /* tenant -> number of mirrored connections (uintptr_t) */
+  nt_map conns;             /* mirror: conn id -> rp_conn* (key borrowed from the entry) */
+  nt_map tenants;           /* tenant -> rp_name* (refs: mirrored connections; key borrowed) */
+  nt_map rooms;             /* room name -> rp_name* (refs: memberships; key borrowed) */
   nt_presence_stats st;
 };
 
@@ -119,12 +134,18 @@ rp_conn *nt_rp_conn(const rp *p, const char *id);
 /* Sends the refresh (one script call) unless one is in flight; its reply drives
  * re-assertion and reaping. */
 void nt_rp_heartbeat(rp *p);
-/* Returns the entry for `id`, creating it for tenant/user (NULL on allocation failure).
- * A new tenant is added to the node's tenant set in Redis when connected. */
-rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user);
+/* Sets up the mirror's maps (from nt_presence_redis_new). */
+void nt_rp_mirror_init(rp *p);
+/* Returns the entry for `id`, creating it for tenant/user (NULL on allocation failure);
+ * `ip` and `ua` (NULL: unknown, "") are stored with a new entry only. A new tenant is
+ * added to the node's tenant set in Redis when connected. */
+rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user,
+                             const char *ip, const char *ua);
+/* Replaces the entry's source ip and user agent. 0 or NT_ENOMEM (entry unchanged). */
+int nt_rp_mirror_set_client(rp_conn *c, const char *ip, const char *ua);
 /* 1 added, 0 already there, NT_ENOMEM. */
-int nt_rp_mirror_add_room(rp_conn *c, const char *room);
-void nt_rp_mirror_del_room(rp_conn *c, const char *room);
+int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room);
+void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room);
 /* Marks the room of connection `id` as acknowledged by Redis (no-op when gone). */
 void nt_rp_mirror_confirm(rp *p, const char *id, const char *room);
 /* Removes and frees the entry. */

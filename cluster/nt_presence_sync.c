@@ -23,50 +23,117 @@ rp_conn *nt_rp_conn(const rp *p, const char *id) {
   return nt_map_get(&p->conns, id, strlen(id));
 }
 
-rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user) {
+/* Interning: returns the shared copy of `s` in `m` with one more reference, or NULL. */
+static const char *name_ref(nt_map *m, const char *s) {
+  size_t len = strlen(s);
+  rp_name *n = nt_map_get(m, s, len);
+  if (!n) {
+    if (!(n = malloc(sizeof *n + len + 1))) return NULL;
+    n->refs = 0;
+    memcpy(n->s, s, len + 1);
+    if (nt_map_put(m, n->s, len, n, NULL)) {
+      free(n);
+      return NULL;
+    }
+  }
+  n->refs++;
+  return n->s;
+}
+
+static void name_unref(nt_map *m, const char *s) {
+  size_t len = strlen(s);
+  rp_name *n = nt_map_get(m, s, len);
+  if (n && --n->refs == 0) {
+    nt_map_del(m, n->s, len);
+    free(n);
+  }
+}
+
+void nt_rp_mirror_init(rp *p) {
+  nt_map_init_borrowed(&p->conns);
+  nt_map_init_borrowed(&p->tenants);
+  nt_map_init_borrowed(&p->rooms);
+}
+
+/* Copies `s` (NULL: "") to `at`; returns the copy. */
+static char *put_str(char **at, const char *s) {
+  size_t len = strlen(s ? s : "");
+  char *r = memcpy(*at, s ? s : "", len + 1);
+  *at += len + 1;
+  return r;
+}
+
+rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user,
+                             const char *ip, const char *ua) {
   rp_conn *c = nt_rp_conn(p, id);
   if (c) return c;
-  c = calloc(1, sizeof *c);
+  size_t il = strlen(id);
+  size_t bytes = il + 1 + strlen(user) + 1 + strlen(ip ? ip : "") + 1 + strlen(ua ? ua : "") + 1;
+  c = calloc(1, sizeof *c + bytes);
   if (!c) return NULL;
-  snprintf(c->id, sizeof c->id, "%s", id);
-  snprintf(c->tenant, sizeof c->tenant, "%s", tenant);
-  snprintf(c->user, sizeof c->user, "%s", user);
-  size_t tl = strlen(tenant);
-  uintptr_t n = (uintptr_t)nt_map_get(&p->tenants, tenant, tl);
-  if (nt_map_put(&p->conns, id, strlen(id), c, NULL)) {
+  char *at = c->id;
+  put_str(&at, id);
+  c->user = put_str(&at, user);
+  c->source_ip = put_str(&at, ip);
+  c->user_agent = put_str(&at, ua);
+  int first = !nt_map_get(&p->tenants, tenant, strlen(tenant));
+  if (!(c->tenant = name_ref(&p->tenants, tenant))) {
     free(c);
     return NULL;
   }
-  if (nt_map_put(&p->tenants, tenant, tl, (void *)(n + 1), NULL)) {
-    nt_map_del(&p->conns, id, strlen(id));
+  if (nt_map_put(&p->conns, c->id, il, c, NULL)) {
+    name_unref(&p->tenants, tenant);
     free(c);
     return NULL;
   }
   /* The tenant set is how survivors find our entries; it only needs the tenant once. */
-  if (n == 0 && nt_rp_up(p))
+  if (first && nt_rp_up(p))
     nt_rp_cmd(p, 3, (const char *[]){"SADD", p->k_tenants, tenant}, NULL);
   return c;
 }
 
-int nt_rp_mirror_add_room(rp_conn *c, const char *room) {
+int nt_rp_mirror_set_client(rp_conn *c, const char *ip, const char *ua) {
+  ip = ip ? ip : "";
+  ua = ua ? ua : "";
+  if (!strcmp(c->source_ip, ip) && !strcmp(c->user_agent, ua)) return 0;
+  size_t il = strlen(ip), ul = strlen(ua);
+  char *b = malloc(il + 1 + ul + 1);
+  if (!b) return NT_ENOMEM;
+  memcpy(b, ip, il + 1);
+  memcpy(b + il + 1, ua, ul + 1);
+  if (c->own_client) free((char *)c->source_ip);
+  c->source_ip = b;
+  c->user_agent = b + il + 1;
+  c->own_client = 1;
+  return 0;
+}
+
+int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room) {
   for (size_t i = 0; i < c->nrooms; i++)
     if (!strcmp(c->rooms[i].name, room)) return 0;
+  if (!c->rooms) { /* the inline slot first: most connections are in one room */
+    c->rooms = &c->room0;
+    c->caprooms = 1;
+  }
   if (c->nrooms == c->caprooms) {
-    size_t cap = c->caprooms ? c->caprooms * 2 : 4;
-    rp_room *v = realloc(c->rooms, cap * sizeof *v);
+    uint32_t cap = c->caprooms * 2;
+    int leave_inl = c->rooms == &c->room0;
+    rp_room *v = leave_inl ? malloc(cap * sizeof *v) : realloc(c->rooms, cap * sizeof *v);
     if (!v) return NT_ENOMEM;
+    if (leave_inl) v[0] = c->room0;
     c->rooms = v;
     c->caprooms = cap;
   }
-  if (!(c->rooms[c->nrooms].name = strdup(room))) return NT_ENOMEM;
-  c->rooms[c->nrooms++].confirmed = 0;
+  const char *name = name_ref(&p->rooms, room);
+  if (!name) return NT_ENOMEM;
+  c->rooms[c->nrooms++] = (rp_room){name, 0};
   return 1;
 }
 
-void nt_rp_mirror_del_room(rp_conn *c, const char *room) {
+void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room) {
   for (size_t i = 0; i < c->nrooms; i++) {
     if (strcmp(c->rooms[i].name, room)) continue;
-    free(c->rooms[i].name);
+    name_unref(&p->rooms, c->rooms[i].name);
     c->rooms[i] = c->rooms[--c->nrooms];
     return;
   }
@@ -83,30 +150,30 @@ void nt_rp_mirror_confirm(rp *p, const char *id, const char *room) {
   if (r) r->confirmed = 1;
 }
 
-static void conn_free(rp_conn *c) {
-  for (size_t i = 0; i < c->nrooms; i++) free(c->rooms[i].name);
-  free(c->rooms);
-  free(c->source_ip);
-  free(c->user_agent);
+static void conn_free(rp *p, rp_conn *c) {
+  for (size_t i = 0; i < c->nrooms; i++) name_unref(&p->rooms, c->rooms[i].name);
+  if (c->rooms != &c->room0) free(c->rooms);
+  name_unref(&p->tenants, c->tenant);
+  if (c->own_client) free((char *)c->source_ip);
   free(c);
 }
 
 void nt_rp_mirror_drop(rp *p, rp_conn *c) {
   nt_map_del(&p->conns, c->id, strlen(c->id));
-  size_t tl = strlen(c->tenant);
-  uintptr_t n = (uintptr_t)nt_map_get(&p->tenants, c->tenant, tl);
-  if (n <= 1) nt_map_del(&p->tenants, c->tenant, tl);
-  else nt_map_put(&p->tenants, c->tenant, tl, (void *)(n - 1), NULL); /* no growth: exists */
-  conn_free(c);
+  conn_free(p, c);
 }
 
 void nt_rp_mirror_free(rp *p) {
   size_t it = 0;
   const char *k;
   void *v;
-  while (nt_map_next(&p->conns, &it, &k, &v)) conn_free(v);
+  while (nt_map_next(&p->conns, &it, &k, &v)) {
+    nt_map_del(&p->conns, k, strlen(k)); /* the key is in the entry */
+    conn_free(p, v);
+  }
   nt_map_clear(&p->conns);
   nt_map_clear(&p->tenants);
+  nt_map_clear(&p->rooms);
 }
 
 /* ---------------------------------------------------------------- reports ---- */

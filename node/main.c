@@ -120,6 +120,9 @@ int main(int argc, char **argv) {
   if (nt_node_start(g_node)) {
     nt_node_stop(g_node);
     uv_run(loop, UV_RUN_DEFAULT);
+    nt_node_free(g_node);
+    uv_loop_close(loop);
+    nt_config_free(&cfg);
     return 1;
   }
 

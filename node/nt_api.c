@@ -284,6 +284,7 @@ static void op_error(api_op *op, int status, const char *msg) {
 char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
   /* The connection's times are loop (monotonic) milliseconds; the API speaks unix ms. */
   int64_t wall = nt_now_ms(), mono = (int64_t)uv_now(n->loop);
+  char peer[NT_CONN_PEER_STRLEN];
   json_t *rooms = json_array();
   for (uint16_t i = 0; rooms && i < c->nrooms; i++)
     json_array_append_new(rooms, json_string(c->rooms[i].room->name));
@@ -291,7 +292,7 @@ char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
                         "connectionId", c->id,
                         "connectedAt", (json_int_t)(wall - (mono - (int64_t)c->connected_at)),
                         "lastActiveAt", (json_int_t)(wall - (mono - (int64_t)c->last_active)),
-                        "identity", "sourceIp", c->peer, "userAgent", c->user_agent,
+                        "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
                         "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
                         "rooms", rooms);
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;

@@ -356,18 +356,19 @@ static int check_claims(const nt_auth *a, json_t *claims, int64_t now_s, nt_iden
     if (now_s < nbf - a->leeway_s) return reject(why, "not_yet_valid");
   }
 
+  char user[NT_ID_MAX + 1], tenant[NT_ID_MAX + 1];
   v = json_object_get(claims, "sub");
   if (!v) return reject(why, "missing_sub");
-  if (copy_id(v, out->user) != 0) return reject(why, "invalid_sub");
+  if (copy_id(v, user) != 0) return reject(why, "invalid_sub");
 
   /* A present-but-bad `tenant` never falls back to `tid` or the default: the issuer
    * meant something, and guessing a tenant is how cross-tenant access happens. */
   v = json_object_get(claims, "tenant");
   if (!v) v = json_object_get(claims, "tid");
   if (v) {
-    if (copy_id(v, out->tenant) != 0) return reject(why, "invalid_tenant");
+    if (copy_id(v, tenant) != 0) return reject(why, "invalid_tenant");
   } else if (a->default_tenant[0]) {
-    memcpy(out->tenant, a->default_tenant, sizeof out->tenant);
+    memcpy(tenant, a->default_tenant, sizeof tenant);
   } else {
     return reject(why, "missing_tenant");
   }
@@ -375,6 +376,10 @@ static int check_claims(const nt_auth *a, json_t *claims, int64_t now_s, nt_iden
   int rc = rooms_claim(json_object_get(claims, "rooms"), &out->rooms, &out->nrooms);
   if (rc == NT_ENOMEM) return internal_error(why);
   if (rc) return reject(why, "invalid_rooms");
+  if (nt_identity_set(out, user, tenant)) {
+    nt_identity_clear(out);
+    return internal_error(why);
+  }
   out->exp = exp;
   return 0;
 }
@@ -531,8 +536,23 @@ int nt_identity_set_rooms(nt_identity *id, const char *const *rooms, size_t n) {
   return 0;
 }
 
+int nt_identity_set(nt_identity *id, const char *user, const char *tenant) {
+  if (!id || !user || !tenant) return NT_EINVAL;
+  size_t ul = strlen(user), tl = strlen(tenant);
+  char *s = malloc(ul + 1 + tl + 1);
+  if (!s) return NT_ENOMEM;
+  memcpy(s, user, ul + 1);
+  memcpy(s + ul + 1, tenant, tl + 1);
+  free(id->user);
+  id->user = s;
+  id->tenant = s + ul + 1;
+  return 0;
+}
+
 void nt_identity_clear(nt_identity *id) {
   if (!id) return;
+  free(id->user);
+  id->user = id->tenant = NULL;
   free(id->rooms);
   id->rooms = NULL;
   id->nrooms = 0;

@@ -25,12 +25,14 @@ typedef struct nt_auth_cfg {
   int64_t leeway_s;           /* clock skew tolerated on exp/nbf (default 0) */
 } nt_auth_cfg;
 
-/* The identity a verified token carries. `rooms` is NULL when the token has no `rooms`
- * claim (any room of the tenant); otherwise `nrooms` patterns (exact names, or prefixes
- * ending in '*'). Owned by the identity: release with nt_identity_clear(). */
+/* The identity a verified token carries. `user` and `tenant` are NULL until set (verify,
+ * nt_identity_set), then two exact-length strings in one allocation. `rooms` is NULL when
+ * the token has no `rooms` claim (any room of the tenant); otherwise `nrooms` patterns
+ * (exact names, or prefixes ending in '*'). Everything is owned by the identity: release
+ * with nt_identity_clear(). */
 typedef struct nt_identity {
-  char user[NT_ID_MAX + 1];
-  char tenant[NT_ID_MAX + 1];
+  char *user;
+  char *tenant;               /* points into the allocation of `user` */
   int64_t exp;
   char **rooms;
   size_t nrooms;
@@ -69,7 +71,12 @@ int nt_auth_verify(const nt_auth *a, const char *token, int64_t now_s, nt_identi
  * id->rooms unchanged) or NT_ENOMEM. */
 int nt_identity_set_rooms(nt_identity *id, const char *const *rooms, size_t n);
 
-/* Frees the rooms list; the identity may be reused afterwards. */
+/* Sets user and tenant (copied, not checked: nt_auth_verify checks what a token says),
+ * replacing earlier ones. Returns 0, NT_EINVAL (NULL argument) or NT_ENOMEM (id unchanged). */
+int nt_identity_set(nt_identity *id, const char *user, const char *tenant);
+
+/* Frees user, tenant and the rooms list (all become NULL); the identity may be reused
+ * afterwards. */
 void nt_identity_clear(nt_identity *id);
 
 /* Returns 1 when `room` may be joined under `id`'s rooms claim, else 0. A pattern is an

@@ -168,7 +168,9 @@ int nt_authz_start(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t
   op->n = n;
   op->c = c;
   size_t len = 0;
-  uint8_t *msg = nt_authz_encode(&c->ident, c->id, n->id, c->peer, req, nt_now_ms(), &len);
+  char peer[NT_CONN_PEER_STRLEN];
+  uint8_t *msg = nt_authz_encode(&c->ident, c->id, n->id, nt_conn_peer(c, peer), req,
+                                 nt_now_ms(), &len);
   int r = msg ? nt_bus_request(n->bus, NT_AUTHZ_SUBJECT, msg, len,
                                (uint64_t)(n->cfg->auth_timeout_s * 1000), on_reply, op)
               : NT_ENOMEM;

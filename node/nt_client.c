@@ -58,8 +58,9 @@ static void publish_event_of(nt_node *n, const char *node, int kind, const nt_co
   ev.room = (char *)(room ? room : "");
   ev.timestamp_ms = nt_now_ms();
   ev.reason = (Natter__DisconnectReason)reason;
+  char peer[NT_CONN_PEER_STRLEN];
   if (c && kind == NATTER__EVENT_KIND__CONNECT) {
-    ev.source_ip = (char *)c->peer;
+    ev.source_ip = (char *)nt_conn_peer(c, peer);
     ev.user_agent = c->user_agent ? c->user_agent : "";
   }
   uint8_t buf[1024], *out;
@@ -164,7 +165,8 @@ void nt_client_welcome(nt_node *n, nt_conn *c) {
   }
   if (created && nt_bus_subscribe(n->bus, c->uset->subject, NULL, &c->uset->sub))
     nt_log_error("subscribe failed", "{s:s}", "subject", c->uset->subject);
-  nt_conn_info info = {c->id, c->ident.tenant, c->ident.user, n->id, c->peer,
+  char peer[NT_CONN_PEER_STRLEN];
+  nt_conn_info info = {c->id, c->ident.tenant, c->ident.user, n->id, nt_conn_peer(c, peer),
                        c->user_agent ? c->user_agent : "", nt_now_ms(), nt_now_ms()};
   nt_presence_conn_add(n->pres, &info, NULL, NULL);
   nt_client_publish_event(n, NATTER__EVENT_KIND__CONNECT, c, c->ident.tenant, c->ident.user,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nt_api.h"
+#include "nt_deflate.h"
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_node.h"
@@ -23,14 +24,50 @@ nt_conn *nt_conn_new(nt_node *node) {
   nt_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->node = node;
+  c->tp = &nt_transport_tcp;
   c->refs = 1;
   c->state = NT_CONN_HTTP;
+  c->q = c->qin;
+  c->qcap = NT_CONN_QINLINE;
   if (uv_tcp_init(nt_node_loop(node), &c->tcp)) {
     free(c);
     return NULL;
   }
   c->tcp.data = c;
   return c;
+}
+
+const char *nt_conn_peer(const nt_conn *c, char *buf) {
+  buf[0] = '\0';
+  if (c->peer_family)
+    uv_inet_ntop(c->peer_family == 4 ? AF_INET : AF_INET6, c->peer, buf, NT_CONN_PEER_STRLEN);
+  return buf;
+}
+
+int nt_conn_set_peer_addr(nt_conn *c, const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET) {
+    memcpy(c->peer, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    c->peer_family = 4;
+  } else if (sa->sa_family == AF_INET6) {
+    memcpy(c->peer, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    c->peer_family = 6;
+  } else {
+    return NT_EINVAL;
+  }
+  return 0;
+}
+
+int nt_conn_set_peer(nt_conn *c, const char *ip, size_t len) {
+  char s[NT_CONN_PEER_STRLEN];
+  uint8_t a[16];
+  if (len == 0 || len >= sizeof s) return NT_EINVAL;
+  memcpy(s, ip, len);
+  s[len] = '\0';
+  int fam = uv_inet_pton(AF_INET, s, a) == 0 ? 4 : uv_inet_pton(AF_INET6, s, a) == 0 ? 6 : 0;
+  if (!fam) return NT_EINVAL;
+  memcpy(c->peer, a, fam == 4 ? 4 : 16);
+  c->peer_family = (uint8_t)fam;
+  return 0;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -50,21 +87,23 @@ int nt_conn_start(nt_conn *c) {
 
 static void queue_clear(nt_conn *c) {
   for (uint32_t i = c->qhead; i < c->qtail; i++) nt_frame_unref(c->q[i]);
-  free(c->q);
-  c->q = NULL;
-  c->qhead = c->qtail = c->qcap = c->qoff = 0;
+  if (c->q != c->qin) free(c->q);
+  c->q = c->qin;
+  c->qcap = NT_CONN_QINLINE;
+  c->qhead = c->qtail = c->qoff = 0;
   c->qbytes = 0;
 }
 
 void nt_conn_unref(nt_conn *c) {
   if (--c->refs) return;
   nt_node_on_conn_free(c->node, c);
+  if (c->tp->free) c->tp->free(c);
   queue_clear(c);
   if (c->ws) wslay_event_context_free(c->ws);
   nt_http_parser_free(c->http);
   free(c->http_hold);
   nt_identity_clear(&c->ident);
-  free(c->rooms);
+  if (c->rooms != &c->room0) free(c->rooms);
   free(c->user_agent);
   free(c);
 }
@@ -76,6 +115,8 @@ static void close_handle(nt_conn *c) {
   c->handle_closing = 1;
   uv_close((uv_handle_t *)&c->tcp, on_close);
 }
+
+void nt_conn_close_handle(nt_conn *c) { close_handle(c); }
 
 /* Marks the connection closing and lets the node drop its membership; idempotent. */
 static void begin_close(nt_conn *c, int why) {
@@ -108,9 +149,11 @@ static int queue_push(nt_conn *c, nt_frame *f) {
       c->qtail -= c->qhead;
       c->qhead = 0;
     } else {
-      uint32_t ncap = c->qcap ? c->qcap * 2 : 8;
-      nt_frame **nq = realloc(c->q, ncap * sizeof *nq);
+      uint32_t ncap = c->qcap < 8 ? 8 : c->qcap * 2;
+      int inl = c->q == c->qin;
+      nt_frame **nq = inl ? malloc(ncap * sizeof *nq) : realloc(c->q, ncap * sizeof *nq);
       if (!nq) return NT_ENOMEM;
+      if (inl) memcpy(nq, c->qin, c->qtail * sizeof *nq);
       c->q = nq;
       c->qcap = ncap;
     }
@@ -124,6 +167,11 @@ static int queue_push(nt_conn *c, nt_frame *f) {
 int nt_conn_send(nt_conn *c, nt_frame *f) {
   if (c->state != NT_CONN_WS || c->pending_abort) return NT_ECLOSED;
   if (c->ws && wslay_event_get_close_sent(c->ws)) return NT_ECLOSED;
+  if (c->pmd) { /* the frame's compressed twin: built by the first member, shared after */
+    nt_frame *z = nt_deflate_frame(nt_node_deflate(c->node), f, c->pmd);
+    if (z != f) nt_node_metrics_mut(c->node)->deflate_deliveries++;
+    f = z;
+  }
   if (c->qbytes + f->len > nt_node_send_queue_bytes(c->node)) {
     /* Not aborted here: the caller may be iterating a member list that closing would
      * modify. The flush phase closes it (Redis' freeClientAsync pattern). */
@@ -167,6 +215,16 @@ static void queue_consume(nt_conn *c, size_t n) {
   if (c->qhead == c->qtail) c->qhead = c->qtail = 0;
 }
 
+void nt_conn_wrote(nt_conn *c, size_t n) { queue_consume(c, n); }
+
+void nt_conn_trim(nt_conn *c) {
+  if (c->q == c->qin || c->qhead != c->qtail || c->writing) return;
+  free(c->q);
+  c->q = c->qin;
+  c->qcap = NT_CONN_QINLINE;
+  c->qhead = c->qtail = 0;
+}
+
 static size_t fill_iov(nt_conn *c, uv_buf_t *iov, size_t max) {
   size_t n = 0;
   for (uint32_t i = c->qhead; i < c->qtail && n < max; i++, n++) {
@@ -194,7 +252,9 @@ static void on_write(uv_write_t *req, int status) {
   nt_conn_unref(c);
 }
 
-void nt_conn_flush(nt_conn *c) {
+void nt_conn_flush(nt_conn *c) { c->tp->flush(c); }
+
+static void tcp_flush(nt_conn *c) {
   if (c->handle_closing) return;
   /* Before the in-flight check: a client that stops reading has a write stuck in flight,
    * and it is exactly the one to close (uv_close cancels that write). */
@@ -273,17 +333,34 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
   nt_conn *c = ud;
   if (c->state != NT_CONN_WS) return;
   if (a->opcode == WSLAY_TEXT_FRAME || a->opcode == WSLAY_BINARY_FRAME) {
-    if (a->opcode == WSLAY_TEXT_FRAME && !nt_utf8_valid(a->msg, a->msg_length)) {
+    const uint8_t *msg = a->msg;
+    size_t len = a->msg_length;
+    if (a->rsv & WSLAY_RSV1_BIT) { /* only allowed when negotiated (ws_ensure) */
+      int r = nt_deflate_inflate(nt_node_deflate(c->node), a->msg, a->msg_length, &msg, &len);
+      if (r) {
+        nt_conn_ws_close(c, r == NT_ETOOLARGE ? 1009 : 1007,
+                         r == NT_ETOOLARGE ? "message too big" : "invalid compressed data",
+                         NT_CLOSE_PROTOCOL);
+        return;
+      }
+    }
+    /* wslay checks text only when uncompressed: inflated text is checked here */
+    if (a->opcode == WSLAY_TEXT_FRAME && !nt_utf8_valid(msg, len)) {
       nt_conn_ws_close(c, 1007, "invalid UTF-8", NT_CLOSE_PROTOCOL);
       return;
     }
-    nt_node_on_ws_message(c->node, c, a->opcode, a->msg, a->msg_length);
+    nt_node_on_ws_message(c->node, c, a->opcode, msg, len);
   } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
-    if (a->msg_length == 1) {
-      /* A 1-byte close payload cannot hold a status code (RFC 6455 5.5.1): a protocol
-       * error, but wslay queued an echo without a status. Answer 1002 instead. */
-      static const uint8_t close_1002[] = {0x88, 0x02, 0x03, 0xea};
-      nt_frame *f = nt_frame_raw(close_1002, sizeof close_1002);
+    /* wslay has queued an echo of this close. Two cases it gets wrong (RFC 6455 5.5.1,
+     * 7.1.6): a 1-byte payload cannot hold a status code (1002), and a reason arriving in
+     * several reads is UTF-8-checked from its 3rd byte in each read only (1007). Answer
+     * with our own close instead; wslay's echo never leaves. */
+    uint16_t fail = a->msg_length == 1 ? 1002
+                    : a->msg_length > 2 && !nt_utf8_valid(a->msg + 2, a->msg_length - 2) ? 1007
+                    : 0;
+    if (fail) {
+      uint8_t close_fail[4] = {0x88, 0x02, (uint8_t)(fail >> 8), (uint8_t)fail};
+      nt_frame *f = nt_frame_raw(close_fail, sizeof close_fail);
       if (f && queue_push(c, f) == 0) wslay_event_shutdown_write(ctx);
       nt_frame_unref(f);
       begin_close(c, NT_CLOSE_PROTOCOL);
@@ -315,6 +392,8 @@ static int ws_ensure(nt_conn *c) {
     return NT_ENOMEM;
   }
   wslay_event_config_set_max_recv_msg_length(c->ws, nt_node_max_message_bytes(c->node));
+  /* per context: reapplied whenever an idle connection gets a new one */
+  if (c->pmd) wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
   return 0;
 }
 
@@ -537,12 +616,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   nt_node_metrics_mut(c->node)->bytes_in += (uint64_t)nread;
   c->last_active = uv_now(nt_node_loop(c->node));
   nt_conn_ref(c);
-  if (c->state == NT_CONN_HTTP) {
-    http_input(c, (const uint8_t *)buf->base, (size_t)nread);
-  } else if (c->state == NT_CONN_WS || (c->ws && !c->handle_closing)) {
-    c->rbuf = (const uint8_t *)buf->base;
-    c->rlen = (size_t)nread;
-    ws_pump(c);
-  }
+  c->tp->read(c, (const uint8_t *)buf->base, (size_t)nread);
   nt_conn_unref(c);
 }
+
+void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len) {
+  if (c->state == NT_CONN_HTTP) {
+    http_input(c, data, len);
+  } else if (c->state == NT_CONN_WS || (c->ws && !c->handle_closing)) {
+    c->rbuf = data;
+    c->rlen = len;
+    ws_pump(c);
+  }
+}
+
+const nt_transport nt_transport_tcp = {"tcp", nt_conn_input, tcp_flush, NULL};

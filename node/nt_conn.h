@@ -1,4 +1,5 @@
-/* nt_conn: one client TCP connection — HTTP phase, WebSocket phase, bounded outbound queue.
+/* nt_conn: one client connection (TCP, or TLS through nt_tls.h) — HTTP phase, WebSocket
+ * phase, bounded outbound queue.
  *
  * Ownership: the node creates connections on accept and owns them. A connection is closed
  * by marking it (nt_conn_close) and freed only after libuv's close callback AND after the
@@ -27,8 +28,27 @@
 struct nt_node;
 struct nt_room;
 struct nt_userset;
+struct nt_tls;
+struct nt_conn;
+
+/* A transport moves a connection's bytes between the socket and the connection (Redis'
+ * connection types): plain TCP (nt_conn.c) or TLS (nt_tls.c). TCP pays one indirect call
+ * per read and per flush for it, nothing else. */
+typedef struct nt_transport {
+  const char *name;
+  /* Bytes read from the socket (borrowed for the call): passes the plaintext on with
+   * nt_conn_input, and may abort the connection. */
+  void (*read)(struct nt_conn *c, const uint8_t *data, size_t len);
+  /* Writes the queue as far as the socket takes it (nt_conn_flush). */
+  void (*flush)(struct nt_conn *c);
+  /* Frees the transport's state (from the connection's own free). */
+  void (*free)(struct nt_conn *c);
+} nt_transport;
+
+extern const nt_transport nt_transport_tcp;
 
 #define NT_CONN_ID_LEN 20
+#define NT_CONN_QINLINE 2 /* queue slots inside the connection */
 
 enum nt_conn_state {
   NT_CONN_HTTP = 0,   /* reading the HTTP request */
@@ -54,6 +74,8 @@ typedef struct nt_conn_room {
 typedef struct nt_conn {
   uv_tcp_t tcp;                 /* first member: handle.data == the connection */
   struct nt_node *node;
+  const nt_transport *tp;       /* &nt_transport_tcp or &nt_transport_tls */
+  struct nt_tls *tls;           /* TLS state (nt_tls.c); NULL for plain TCP */
   uint32_t refs;                /* 1 while the handle is open + async operations */
   uint8_t state;
   uint8_t close_reason;
@@ -64,6 +86,8 @@ typedef struct nt_conn {
   uint8_t api;                  /* accepted on --api-listen */
   uint8_t pending_abort;        /* slow consumer found during fan-out: abort at flush */
   uint8_t handle_closing;       /* uv_close called */
+  uint8_t pmd;                  /* permessage-deflate: the server window bits the client
+                                   allows (8..15); 0 when not negotiated (nt_deflate.h) */
 
   /* HTTP phase only */
   nt_http_parser *http;
@@ -81,8 +105,10 @@ typedef struct nt_conn {
   uint8_t fb_have;
   uint8_t fb_frag;              /* a fragmented data message is in progress */
 
-  /* outbound queue: frames[qhead..qtail), first one partly written at qoff */
+  /* outbound queue: frames[qhead..qtail), first one partly written at qoff; q is qin
+   * until more frames are queued at once (an idle connection allocates nothing) */
   nt_frame **q;
+  nt_frame *qin[NT_CONN_QINLINE];
   uint32_t qhead, qtail, qcap, qoff;
   uint32_t inflight;            /* frames from qhead handed to the in-flight uv_write */
   size_t qbytes;                /* unsent bytes queued */
@@ -92,8 +118,9 @@ typedef struct nt_conn {
   /* identity and membership */
   char id[NT_CONN_ID_LEN + 1];
   nt_identity ident;
-  nt_conn_room *rooms;
+  nt_conn_room *rooms;          /* &room0 (or NULL) until a second room is joined */
   uint16_t nrooms, caprooms;
+  nt_conn_room room0;           /* the usual case: one room (nt_hub_join) */
   struct nt_userset *uset;
   uint32_t uidx;                /* position in uset->conns */
 
@@ -106,13 +133,27 @@ typedef struct nt_conn {
 
   /* list of all connections of the node */
   struct nt_conn *prev, *next;
-  char peer[48];                /* source ip (X-Forwarded-For first hop when trusted) */
+  uint8_t peer[16];             /* source address, binary (nt_conn_peer formats it): the
+                                   socket's, or the trusted X-Forwarded-For first hop */
+  uint8_t peer_family;          /* 0 unknown, 4 (peer[0..3]) or 6 */
   char *user_agent;             /* malloc'd, may be NULL */
 } nt_conn;
+
+#define NT_CONN_PEER_STRLEN 46 /* INET6_ADDRSTRLEN: a formatted source address and NUL */
 
 /* Allocates a connection for an accepted socket (refs = 1, state HTTP) and links it into
  * the node. Returns NULL on failure (the caller closes the server's pending socket). */
 nt_conn *nt_conn_new(struct nt_node *node);
+
+/* The source address as text, written to `buf` (NT_CONN_PEER_STRLEN bytes); returns buf
+ * ("" when unknown). */
+const char *nt_conn_peer(const nt_conn *c, char *buf);
+/* Sets the source address from a socket address, or from text (`ip` of length `len`, an
+ * IPv4 or IPv6 address). Return 0, or NT_EINVAL with the address unchanged. */
+int nt_conn_set_peer_addr(nt_conn *c, const struct sockaddr *sa);
+int nt_conn_set_peer(nt_conn *c, const char *ip, size_t len);
+/* nt_conn_peer into a buffer that lives until the end of the enclosing block (logs). */
+#define NT_CONN_PEER_STR(c) nt_conn_peer((c), (char[NT_CONN_PEER_STRLEN]){0})
 
 /* Starts reading. Returns 0 or a negative code (the connection is then closed). */
 int nt_conn_start(nt_conn *c);
@@ -155,5 +196,19 @@ void nt_conn_abort(nt_conn *c, int why);
 /* Writes as much of the queue as the socket takes (one writev), starting a uv_write for
  * the rest. Called by the node for each dirty connection once per loop turn. */
 void nt_conn_flush(nt_conn *c);
+
+/* Frees what an idle connection can do without: a queue array grown by a burst, when
+ * nothing is queued or being written (back to the inline slots). From the node's
+ * periodic sweep, never per message. */
+void nt_conn_trim(nt_conn *c);
+
+/* ---- for transports (nt_tls.c) ---- */
+
+/* Plaintext input: HTTP phase or WebSocket frames, as read from a plain TCP socket. */
+void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len);
+/* `n` bytes from the head of the queue have been written (or encrypted): drops them. */
+void nt_conn_wrote(nt_conn *c, size_t n);
+/* Closes the handle (once); the connection is freed after its close callback. */
+void nt_conn_close_handle(nt_conn *c);
 
 #endif

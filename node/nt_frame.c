@@ -27,9 +27,7 @@ nt_frame *nt_frame_new(int opcode, size_t payload_len) {
   size_t h = nt_frame_header(hdr, opcode, 1, payload_len);
   nt_frame *f = malloc(sizeof *f + h + payload_len);
   if (!f) return NULL;
-  f->refs = 1;
-  f->hdr = (uint32_t)h;
-  f->len = (uint32_t)(h + payload_len);
+  nt_frame_init(f, (uint32_t)h, (uint32_t)(h + payload_len));
   memcpy(f->data, hdr, h);
   return f;
 }
@@ -41,16 +39,17 @@ nt_frame *nt_frame_from(int opcode, const void *payload, size_t payload_len) {
 }
 
 void nt_frame_unref(nt_frame *f) {
-  if (f && --f->refs == 0) free(f);
+  if (f && --f->refs == 0) {
+    if (f->z) nt_frame_unref(f->z);
+    free(f);
+  }
 }
 
 nt_frame *nt_frame_raw(const void *bytes, size_t len) {
   if (len > UINT32_MAX - 16) return NULL;
   nt_frame *f = malloc(sizeof *f + len);
   if (!f) return NULL;
-  f->refs = 1;
-  f->hdr = 0;
-  f->len = (uint32_t)len;
+  nt_frame_init(f, 0, (uint32_t)len);
   memcpy(f->data, bytes, len);
   return f;
 }

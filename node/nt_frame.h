@@ -13,8 +13,21 @@ typedef struct nt_frame {
   uint32_t refs;
   uint32_t len;    /* bytes in data: WebSocket header + payload */
   uint32_t hdr;    /* bytes of WebSocket header at the start of data */
+  uint8_t zdone;   /* nt_deflate has looked at this frame (z is then final) */
+  struct nt_frame *z; /* permessage-deflate variant (RSV1), built once on first use by a
+                         connection that negotiated it, shared by all of them; owned (one
+                         reference) and released with this frame. NULL: none */
   uint8_t data[];
 } nt_frame;
+
+/* For code that lays out a frame itself (nt_proto's in-place rendering). */
+static inline void nt_frame_init(struct nt_frame *f, uint32_t hdr, uint32_t len) {
+  f->refs = 1;
+  f->hdr = hdr;
+  f->len = len;
+  f->zdone = 0;
+  f->z = NULL;
+}
 
 #define NT_WS_OP_TEXT 0x1
 #define NT_WS_OP_BINARY 0x2

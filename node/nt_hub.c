@@ -6,28 +6,30 @@
 
 #include "nt_err.h"
 
-void nt_hub_init(nt_hub *h) { memset(h, 0, sizeof *h); }
+void nt_hub_init(nt_hub *h) {
+  memset(h, 0, sizeof *h);
+  nt_map_init_borrowed(&h->rooms);
+  nt_map_init_borrowed(&h->users);
+  nt_map_init_borrowed(&h->conns);
+}
+
+static void userset_free(nt_userset *u);
 
 void nt_hub_free(nt_hub *h) {
   size_t it = 0;
   const char *k;
   void *v;
   while (nt_map_next(&h->rooms, &it, &k, &v)) {
-    /* Each room is stored twice (room and presence subject); free it at its room-subject
-     * entry. Decide from the key alone: the room may already be freed when its presence
-     * entry comes later in the iteration. */
-    if (strncmp(k, "natter.room.", 12) == 0) {
-      nt_room *r = v;
-      free(r->members);
-      free(r);
-    }
+    /* Each room is stored twice (room and presence subject) and the keys point into it:
+     * drop both entries, then free it once. */
+    nt_room *r = v;
+    nt_map_del(&h->rooms, r->subject, strlen(r->subject));
+    nt_map_del(&h->rooms, r->psubject, strlen(r->psubject));
+    free(r->members);
+    free(r);
   }
   it = 0;
-  while (nt_map_next(&h->users, &it, &k, &v)) {
-    nt_userset *u = v;
-    free(u->conns);
-    free(u);
-  }
+  while (nt_map_next(&h->users, &it, &k, &v)) userset_free(v);
   nt_map_clear(&h->rooms);
   nt_map_clear(&h->users);
   nt_map_clear(&h->conns);
@@ -45,12 +47,23 @@ nt_conn *nt_hub_conn(nt_hub *h, const char *conn_id) {
   return nt_map_get(&h->conns, conn_id, strlen(conn_id));
 }
 
-static int grow_ptrs(void *pp, uint32_t *cap, uint32_t n, size_t elem) {
+/* Makes room for element n of the array at *pp (capacity *cap, elements of `elem`
+ * bytes), doubling it. `inl` is a one-element array inside the owner that *pp points to
+ * at first (NULL: none): most connections are in one room and most users have one
+ * connection on a node, and an idle connection's memory is what the node scales by. */
+static int grow(void *pp, void *inl, uint32_t *cap, uint32_t n, size_t elem) {
+  void **p = pp;
+  if (!*p && inl) {
+    *p = inl;
+    *cap = 1;
+  }
   if (n < *cap) return 0;
-  uint32_t ncap = *cap ? *cap * 2 : 4;
-  void *np = realloc(*(void **)pp, (size_t)ncap * elem);
+  uint32_t ncap = *cap ? *cap * 2 : 1;
+  int leave_inl = inl && *p == inl;
+  void *np = leave_inl ? malloc((size_t)ncap * elem) : realloc(*p, (size_t)ncap * elem);
   if (!np) return NT_ENOMEM;
-  *(void **)pp = np;
+  if (leave_inl) memcpy(np, inl, (size_t)n * elem);
+  *p = np;
   *cap = ncap;
   return 0;
 }
@@ -67,6 +80,32 @@ int nt_hub_is_member(const nt_conn *c, const nt_room *r) {
   return 0;
 }
 
+/* One allocation: the room, then its subject, presence subject, tenant and name. */
+static nt_room *room_new(const char *subject, size_t slen, const char *tenant,
+                         const char *name, int *err) {
+  char psubject[NT_SUBJECT_MAX];
+  int pn = nt_subject_presence(psubject, sizeof psubject, tenant, name);
+  if (pn < 0) {
+    *err = pn;
+    return NULL;
+  }
+  size_t tl = strlen(tenant), nl = strlen(name);
+  nt_room *r = calloc(1, sizeof *r + slen + 1 + (size_t)pn + 1 + tl + 1 + nl + 1);
+  if (!r) {
+    *err = NT_ENOMEM;
+    return NULL;
+  }
+  char *at = r->str;
+  r->subject = memcpy(at, subject, slen + 1);
+  at += slen + 1;
+  r->psubject = memcpy(at, psubject, (size_t)pn + 1);
+  at += pn + 1;
+  r->tenant = memcpy(at, tenant, tl + 1);
+  at += tl + 1;
+  r->name = memcpy(at, name, nl + 1);
+  return r;
+}
+
 nt_room *nt_hub_join(nt_hub *h, nt_conn *c, const char *tenant, const char *name,
                      int *created, int *err) {
   char subject[NT_SUBJECT_MAX];
@@ -77,18 +116,13 @@ nt_room *nt_hub_join(nt_hub *h, nt_conn *c, const char *tenant, const char *name
   if (r && nt_hub_is_member(c, r)) return r;
   if (c->nrooms == UINT16_MAX) { *err = NT_ELIMIT; return NULL; }
   if (!r) {
-    r = calloc(1, sizeof *r);
-    if (!r) { *err = NT_ENOMEM; return NULL; }
-    memcpy(r->subject, subject, (size_t)n + 1);
-    int pn = nt_subject_presence(r->psubject, sizeof r->psubject, tenant, name);
-    snprintf(r->tenant, sizeof r->tenant, "%s", tenant);
-    snprintf(r->name, sizeof r->name, "%s", name);
-    if (pn < 0 || nt_map_put(&h->rooms, r->subject, (size_t)n, r, NULL)) {
+    if (!(r = room_new(subject, (size_t)n, tenant, name, err))) return NULL;
+    if (nt_map_put(&h->rooms, r->subject, (size_t)n, r, NULL)) {
       free(r);
-      *err = pn < 0 ? pn : NT_ENOMEM;
+      *err = NT_ENOMEM;
       return NULL;
     }
-    if (nt_map_put(&h->rooms, r->psubject, (size_t)pn, r, NULL)) {
+    if (nt_map_put(&h->rooms, r->psubject, strlen(r->psubject), r, NULL)) {
       nt_map_del(&h->rooms, r->subject, (size_t)n);
       free(r);
       *err = NT_ENOMEM;
@@ -98,8 +132,8 @@ nt_room *nt_hub_join(nt_hub *h, nt_conn *c, const char *tenant, const char *name
     *created = 1;
   }
   uint32_t rc = c->caprooms;
-  if (grow_ptrs(&r->members, &r->cap, r->n, sizeof *r->members) ||
-      grow_ptrs(&c->rooms, &rc, c->nrooms, sizeof *c->rooms)) {
+  if (grow(&r->members, NULL, &r->cap, r->n, sizeof *r->members) ||
+      grow(&c->rooms, &c->room0, &rc, c->nrooms, sizeof *c->rooms)) {
     if (*created) nt_hub_room_free(h, r);
     *created = 0;
     *err = NT_ENOMEM;
@@ -142,7 +176,7 @@ int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created) {
   if (nt_map_put(&h->conns, c->id, strlen(c->id), c, NULL)) return NT_ENOMEM;
   nt_userset *u = nt_map_get(&h->users, subject, (size_t)n);
   if (!u) {
-    u = calloc(1, sizeof *u);
+    u = calloc(1, sizeof *u + (size_t)n + 1);
     if (!u) goto oom;
     memcpy(u->subject, subject, (size_t)n + 1);
     if (nt_map_put(&h->users, u->subject, (size_t)n, u, NULL)) {
@@ -151,7 +185,7 @@ int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created) {
     }
     *created = 1;
   }
-  if (grow_ptrs(&u->conns, &u->cap, u->n, sizeof *u->conns)) {
+  if (grow(&u->conns, &u->conn0, &u->cap, u->n, sizeof *u->conns)) {
     if (*created) nt_hub_userset_free(h, u);
     *created = 0;
     goto oom;
@@ -176,8 +210,12 @@ nt_userset *nt_hub_remove_conn(nt_hub *h, nt_conn *c) {
   return u->n == 0 ? u : NULL;
 }
 
+static void userset_free(nt_userset *u) {
+  if (u->conns != &u->conn0) free(u->conns);
+  free(u);
+}
+
 void nt_hub_userset_free(nt_hub *h, nt_userset *u) {
   nt_map_del(&h->users, u->subject, strlen(u->subject));
-  free(u->conns);
-  free(u);
+  userset_free(u);
 }

@@ -14,25 +14,30 @@
 #include "nt_map.h"
 #include "nt_subject.h"
 
+/* A room with local members. Its four strings are exact-length, in the same allocation. */
 typedef struct nt_room {
-  char subject[NT_SUBJECT_MAX];   /* natter.room.<tenant>.<room> */
-  char psubject[NT_SUBJECT_MAX];  /* natter.presence.<tenant>.<room> */
-  char tenant[NT_ID_MAX + 1];
-  char name[NT_ID_MAX + 1];
+  const char *subject;            /* natter.room.<tenant>.<room> */
+  const char *psubject;           /* natter.presence.<tenant>.<room> */
+  const char *tenant;
+  const char *name;
   nt_conn **members;
   uint32_t n, cap;
   nt_bus_sub *sub, *psub;         /* owned by the node (bus handles) */
   struct nt_rhist *hist;          /* history state (nt_resume.c); NULL with history off */
   uint8_t ready;                  /* the bus server confirmed the subscriptions */
+  char str[];                     /* the strings above */
 } nt_room;
 
+/* The local connections of one user (one bus subscription per user on the node). */
 typedef struct nt_userset {
-  char subject[NT_SUBJECT_MAX];   /* natter.user.<tenant>.<user> */
-  nt_conn **conns;
+  nt_conn **conns;                /* &conn0 until a second connection comes */
   uint32_t n, cap;
   nt_bus_sub *sub;
+  nt_conn *conn0;                 /* the usual case: one connection per user and node */
+  char subject[];                 /* natter.user.<tenant>.<user>, exact length */
 } nt_userset;
 
+/* The maps borrow their keys from the values (subjects, connection ids). */
 typedef struct nt_hub {
   nt_map rooms;     /* room subject and presence subject -> nt_room* */
   nt_map users;     /* user subject -> nt_userset* */

@@ -99,6 +99,17 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
   metric(&b, "room_limit_rejected_total", "counter", "Joins refused by --max-rooms-per-connection.", m->room_limit_rejected);
   metric(&b, "user_limit_rejected_total", "counter", "Upgrades refused with 429 by --max-connections-per-user.", m->user_limit_rejected);
   metric(&b, "handshake_timeouts_total", "counter", "Connections closed for not completing an HTTP request within --handshake-timeout.", m->handshake_timeouts);
+  metric(&b, "deflate_frames_total", "counter", "permessage-deflate frames built (once per message per node, shared by its members).", m->deflate_frames);
+  metric(&b, "deflate_deliveries_total", "counter", "Compressed frames queued to connections.", m->deflate_deliveries);
+  metric(&b, "deflate_skipped_total", "counter", "Frames left uncompressed because compression would not shrink them.", m->deflate_skipped);
+  metric(&b, "deflate_in_bytes_total", "counter", "Payload bytes given to the compressor.", m->deflate_in_bytes);
+  metric(&b, "deflate_out_bytes_total", "counter", "Payload bytes the compressor produced.", m->deflate_out_bytes);
+  metric(&b, "inflate_messages_total", "counter", "Compressed client messages inflated.", m->inflate_messages);
+  metric(&b, "inflate_refused_total", "counter", "Compressed client messages refused (inflated size over the limit, or corrupt).", m->inflate_refused);
+  metric(&b, "tls_handshakes_total", "counter", "TLS handshakes completed.", m->tls_handshakes);
+  metric(&b, "tls_handshake_failures_total", "counter", "TLS handshakes that failed (version, ciphers, not TLS).", m->tls_handshake_failures);
+  metric(&b, "tls_reloads_total", "counter", "Certificate reloads (SIGHUP) that took effect.", m->tls_reloads);
+  metric(&b, "tls_reload_failures_total", "counter", "Certificate reloads that failed (the previous certificate stays).", m->tls_reload_failures);
   sb_printf(&b, "# HELP natter_delivery_latency_seconds Origin publish to local fan-out.\n"
                 "# TYPE natter_delivery_latency_seconds histogram\n");
   uint64_t cum = 0;

@@ -38,6 +38,17 @@ typedef struct nt_metrics {
   uint64_t room_limit_rejected;  /* joins refused by --max-rooms-per-connection */
   uint64_t user_limit_rejected;  /* upgrades refused with 429 (--max-connections-per-user) */
   uint64_t handshake_timeouts;   /* HTTP-phase connections closed by --handshake-timeout */
+  /* permessage-deflate (nt_deflate.c) and TLS (nt_tls.c) */
+  uint64_t deflate_frames;       /* compressed variants built: once per frame, not per member */
+  uint64_t deflate_deliveries;   /* compressed frames queued to connections */
+  uint64_t deflate_skipped;      /* frames that compression would not shrink (sent plain) */
+  uint64_t deflate_in_bytes, deflate_out_bytes; /* payload bytes before/after compression */
+  uint64_t inflate_messages;     /* compressed client messages inflated */
+  uint64_t inflate_refused;      /* ... refused: over --max-message-bytes (1009) or corrupt */
+  uint64_t tls_handshakes;       /* TLS handshakes completed */
+  uint64_t tls_handshake_failures; /* ... failed (protocol version, ciphers, garbage) */
+  uint64_t tls_reloads;          /* certificate reloads (SIGHUP) that took effect */
+  uint64_t tls_reload_failures;  /* ... that failed (the old certificate stays) */
   /* publish -> deliver latency on this node (origin timestamp to local fan-out), ms */
   uint64_t lat_bucket[NT_LAT_BUCKETS];
   uint64_t lat_count;

@@ -65,5 +65,11 @@ nt_metrics *nt_node_metrics_mut(nt_node *n);
 uv_loop_t *nt_node_loop(nt_node *n);
 /* Shared read buffer (one per node: reads are processed synchronously). */
 void nt_node_read_buffer(nt_node *n, uv_buf_t *buf);
+/* The node's permessage-deflate streams (nt_deflate.h); NULL with --compression off. */
+struct nt_deflate *nt_node_deflate(nt_node *n);
+
+/* SIGHUP: reloads the TLS certificate and key from their files for new connections
+ * (established ones keep theirs). Failures are logged; the old certificate stays. */
+void nt_node_reload(nt_node *n);
 
 #endif

@@ -939,9 +939,20 @@ class RawWS:
     """A minimal blocking WebSocket client that writes frames by hand (mask or not, any
     opcode, fragments, bad payloads). Every read has a timeout."""
 
-    def __init__(self, port, path, headers=None, host=HOST, timeout=None):
+    def __init__(self, port, path, headers=None, host=HOST, timeout=None, ssl_context=None,
+                 rcvbuf=None):
+        """ssl_context: speak TLS (wss). rcvbuf: SO_RCVBUF set before connecting (a small
+        one makes the server's socket fill up quickly when this client stops reading)."""
         self.timeout = FRAME_TIMEOUT if timeout is None else timeout
-        self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        if rcvbuf:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            self.sock.settimeout(self.timeout)
+            self.sock.connect((host, port))
+        else:
+            self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=host)
         key = base64.b64encode(os.urandom(16)).decode()
         self.sock.sendall(upgrade_request(path, f"{host}:{port}", headers, key))
         buf = b""

@@ -256,8 +256,7 @@ static void test_query_without_token(void **state) {
 
 static void test_authz_encode(void **state) {
   nt_identity id = {0};
-  strcpy(id.user, "alice");
-  strcpy(id.tenant, "acme");
+  assert_int_equal(nt_identity_set(&id, "alice", "acme"), 0);
   id.exp = 1234;
   const char *rooms[] = {"team-*", "lobby"};
   assert_int_equal(nt_identity_set_rooms(&id, rooms, 2), 0);
@@ -315,8 +314,7 @@ static uint8_t *pack_reply(int allow, const char *reason, int set_rooms, char **
 
 static void test_authz_apply(void **state) {
   nt_identity id = {0};
-  strcpy(id.user, "alice");
-  strcpy(id.tenant, "acme");
+  assert_int_equal(nt_identity_set(&id, "alice", "acme"), 0);
   char reason[32];
   size_t len;
 

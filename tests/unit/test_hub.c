@@ -16,14 +16,14 @@
 static nt_conn *mkconn(const char *tenant, const char *user, const char *id) {
   nt_conn *c = calloc(1, sizeof *c);
   assert_non_null(c);
-  snprintf(c->ident.tenant, sizeof c->ident.tenant, "%s", tenant);
-  snprintf(c->ident.user, sizeof c->ident.user, "%s", user);
+  assert_int_equal(nt_identity_set(&c->ident, user, tenant), 0);
   snprintf(c->id, sizeof c->id, "%s", id);
   return c;
 }
 
 static void freeconn(nt_conn *c) {
-  free(c->rooms);
+  nt_identity_clear(&c->ident);
+  if (c->rooms != &c->room0) free(c->rooms);
   free(c);
 }
 

@@ -1,0 +1,100 @@
+/* nt_limits: message rate, rooms per connection, connections per user, HTTP-phase bounds. */
+#include "nt_limits.h"
+
+#include <jansson.h>
+#include <string.h>
+
+#include "nt_log.h"
+#include "nt_node_int.h"
+#include "nt_proto.h"
+
+/* ---------------------------------------------------------------- token bucket */
+
+int nt_ratelimit_take(nt_ratelimit *rl, uint64_t now_ms, uint32_t rate, uint32_t burst) {
+  if (rate == 0) return 1;
+  if (burst == 0) burst = rate;
+  /* Milli-tokens: `rate` tokens per second is exactly `rate` milli-tokens per ms, so the
+   * refill is integer arithmetic with no drift. */
+  uint64_t cap = (uint64_t)burst * 1000;
+  if (!rl->started) {
+    rl->started = 1;
+    rl->tokens = cap;
+    rl->last_ms = now_ms;
+  } else if (now_ms > rl->last_ms) {
+    uint64_t elapsed = now_ms - rl->last_ms, room = rl->tokens < cap ? cap - rl->tokens : 0;
+    /* compared before multiplying: a long pause times a high rate would overflow */
+    if (elapsed > room / rate) rl->tokens = cap;
+    else rl->tokens += elapsed * rate;
+    rl->last_ms = now_ms;
+  }
+  if (rl->tokens > cap) rl->tokens = cap; /* the limits may have been lowered */
+  if (rl->tokens < 1000) return 0;
+  rl->tokens -= 1000;
+  return 1;
+}
+
+int nt_ratelimit_strike(nt_ratelimit *rl, uint64_t now_ms, uint32_t close_after) {
+  if (rl->strikes == 0 || now_ms - rl->window_ms >= NT_RATE_WINDOW_MS) {
+    rl->window_ms = now_ms;
+    rl->strikes = 0;
+  }
+  if (rl->strikes < UINT32_MAX) rl->strikes++;
+  return close_after > 0 && rl->strikes >= close_after;
+}
+
+/* ---------------------------------------------------------------- node glue --- */
+
+int nt_limits_admit_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
+                            size_t len) {
+  const nt_config *cfg = n->cfg;
+  uint64_t now = uv_now(n->loop);
+  if (nt_ratelimit_take(&c->rl, now, (uint32_t)cfg->rate_limit, (uint32_t)cfg->rate_burst))
+    return 1;
+  n->m.rate_limited++;
+  if (nt_ratelimit_strike(&c->rl, now, (uint32_t)cfg->rate_close_after)) {
+    n->m.rate_limit_closes++;
+    nt_log_info("rate limit: connection closed", "{s:s, s:s, s:s}", "conn", c->id, "user",
+                c->ident.user, "tenant", c->ident.tenant);
+    nt_conn_ws_close(c, 1008, "rate limit exceeded", NT_CLOSE_PROTOCOL);
+    return 0;
+  }
+  /* Echo the requestId so the client's pending request fails now rather than time out.
+   * Parsing is bounded: at most --rate-close-after refused messages per window. */
+  nt_req rq;
+  const char *why = NULL;
+  const char *reqid = "";
+  if (opcode == WSLAY_TEXT_FRAME) {
+    nt_proto_parse((const char *)data, len, &rq, &why);
+    reqid = rq.reqid;
+  }
+  nt_frame *f = nt_proto_error("rate_limited", "too many messages: slow down", reqid);
+  if (opcode == WSLAY_TEXT_FRAME) nt_req_free(&rq);
+  if (f) {
+    nt_conn_send(c, f);
+    nt_frame_unref(f);
+  }
+  return 0;
+}
+
+int nt_limits_room_ok(nt_node *n, const nt_conn *c) {
+  if ((long)c->nrooms < n->cfg->max_rooms_per_conn) return 1;
+  n->m.room_limit_rejected++;
+  return 0;
+}
+
+int nt_limits_user_conns_check(nt_node *n, const nt_identity *id) {
+  if (n->cfg->max_conns_per_user <= 0) return 0;
+  char subject[NT_SUBJECT_MAX];
+  int sl = nt_subject_user(subject, sizeof subject, id->tenant, id->user);
+  if (sl < 0) return 0; /* an invalid id fails later, in the hub */
+  const nt_userset *u = nt_hub_userset(&n->hub, subject);
+  if (!u || (long)u->n < n->cfg->max_conns_per_user) return 0;
+  n->m.user_limit_rejected++;
+  return 429;
+}
+
+size_t nt_limits_max_header_bytes(const nt_node *n) { return n->cfg->max_header_bytes; }
+
+uint64_t nt_limits_handshake_ms(const nt_node *n) {
+  return (uint64_t)(n->cfg->handshake_timeout_s * 1000);
+}
