@@ -1,0 +1,355 @@
+/* fz_node: in-process node, socketpair clients and an RFC 6455 output checker for fuzzing. */
+#include "fz_node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jwt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "nt_log.h"
+#include "nt_utf8.h"
+
+#define FZ_SECRET "fuzz-node-secret-0123456789abcdef0123456789"
+#define OUT_MAX (4u << 20)
+
+static uv_loop_t loop;
+/* One output buffer is recycled between clients: a fresh 64 KiB allocation per run costs
+ * more than the run itself under ASan (page faults). */
+static uint8_t *spare_out;
+static size_t spare_cap;
+static nt_config cfg;
+static nt_node *node;
+
+nt_node *fz_node_start(const char *const *extra) {
+  if (node) return node;
+  const char *argv[64] = {"natter-node", "--jwt-secret", FZ_SECRET, "--listen", "127.0.0.1:0",
+                          "--api-listen", "127.0.0.1:0", "--node-id", "fuzz-node",
+                          "--log-level", "error", "--admin-token", FZ_ADMIN_TOKEN};
+  int argc = 13;
+  for (const char *const *a = extra; a && *a && argc < 63; a++) argv[argc++] = *a;
+  FILE *devnull = fopen("/dev/null", "w");
+  if (uv_loop_init(&loop) || nt_config_parse(&cfg, argc, (char **)argv, devnull, stderr))
+    abort();
+  fclose(devnull);
+  nt_log_init(NT_LOG_ERROR + 1, "fuzz-node"); /* silence: the fuzzer's output matters */
+  node = nt_node_new(&loop, &cfg);
+  if (!node) abort();
+  nt_auth_cfg acfg = {.alg = "HS256", .secret = FZ_SECRET};
+  nt_auth *auth = NULL;
+  char err[256];
+  if (nt_auth_new(&acfg, &auth, err, sizeof err)) abort();
+  nt_bus_handler bh = nt_node_bus_handler(node);
+  nt_presence_handler ph = nt_node_presence_handler(node);
+  nt_bus *bus = nt_bus_mem_new(&loop, &bh);
+  nt_presence *pres = nt_presence_mem_new(&ph);
+  if (!bus || !pres) abort();
+  bh.on_state(bh.ud, 1);
+  nt_node_attach(node, bus, pres, auth);
+  if (nt_node_start(node)) abort();
+  return node;
+}
+
+static int client_open(fz_client *cl, int api) {
+  int sv[2];
+  memset(cl, 0, sizeof *cl);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
+  nt_conn *c = nt_conn_new(node);
+  if (!c) {
+    close(sv[0]);
+    close(sv[1]);
+    return -1;
+  }
+  /* what the node's on_connection does for an accepted socket */
+  c->next = node->all;
+  if (node->all) node->all->prev = c;
+  node->all = c;
+  node->nconns++;
+  if (uv_tcp_open(&c->tcp, sv[0])) {
+    close(sv[0]);
+    nt_conn_abort(c, NT_CLOSE_CLIENT);
+    close(sv[1]);
+    return -1;
+  }
+  c->last_active = c->connected_at = uv_now(&loop);
+  cl->conn = c;
+  nt_conn_set_peer(c, "127.0.0.1", 9);
+  c->api = (uint8_t)api;
+  if (nt_conn_start(c)) nt_conn_abort(c, NT_CLOSE_CLIENT);
+  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+  cl->fd = sv[1];
+  if (spare_out) {
+    cl->out = spare_out;
+    cl->out_cap = spare_cap;
+    spare_out = NULL;
+  }
+  return 0;
+}
+
+int fz_client_open(fz_client *cl) { return client_open(cl, 0); }
+int fz_client_open_api(fz_client *cl) { return client_open(cl, 1); }
+
+size_t fz_member_connect(fz_client *m, const char *user, const char *room,
+                         char id[NT_CONN_ID_LEN + 1]) {
+  if (m->fd > 0) {
+    close(m->fd);
+    free(m->out);
+  }
+  static const uint64_t seed[4] = {1, 2, 3, 4};
+  memcpy(node->rng, seed, sizeof seed);
+  if (fz_client_open(m)) abort();
+  size_t rl;
+  char *req = fz_upgrade_request("t1", user, &rl);
+  fz_client_write(m, req, rl);
+  free(req);
+  char join[256];
+  int jl = snprintf(join, sizeof join,
+                    "{\"action\":\"joinRoom\",\"roomId\":\"%s\",\"requestId\":1}", room);
+  uint8_t fr[sizeof join + 14];
+  fz_client_write(m, fr, fz_frame(fr, 1, 1, join, (size_t)jl));
+  for (int i = 0; i < 100; i++) {
+    if (m->out && memmem(m->out, m->out_len, "\"joined\"", 8)) break;
+    fz_pump(m, 1);
+  }
+  if (!m->out || !memmem(m->out, m->out_len, "\"joined\"", 8)) abort();
+  snprintf(id, NT_CONN_ID_LEN + 1, "%s", m->conn->id);
+  return fz_check_output(m->out, m->out_len);
+}
+
+static void drain(fz_client *cl) {
+  for (;;) {
+    if (cl->out_len == cl->out_cap) {
+      if (cl->out_cap >= OUT_MAX) { /* keep reading, stop keeping */
+        uint8_t sink[65536];
+        ssize_t r = read(cl->fd, sink, sizeof sink);
+        if (r <= 0) {
+          if (r == 0) cl->eof = 1;
+          return;
+        }
+        continue;
+      }
+      size_t ncap = cl->out_cap ? cl->out_cap * 2 : 65536;
+      uint8_t *nb = realloc(cl->out, ncap);
+      if (!nb) abort();
+      cl->out = nb;
+      cl->out_cap = ncap;
+    }
+    ssize_t r = read(cl->fd, cl->out + cl->out_len, cl->out_cap - cl->out_len);
+    if (r > 0) {
+      cl->out_len += (size_t)r;
+    } else {
+      if (r == 0) cl->eof = 1;
+      return;
+    }
+  }
+}
+
+void fz_pump(fz_client *cl, int rounds) {
+  for (int i = 0; i < rounds; i++) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (cl) drain(cl);
+  }
+}
+
+void fz_client_write(fz_client *cl, const void *data, size_t len) {
+  const uint8_t *p = data;
+  int stalls = 0;
+  while (len) {
+    ssize_t w = write(cl->fd, p, len);
+    if (w > 0) {
+      p += w;
+      len -= (size_t)w;
+      stalls = 0;
+    } else if (w < 0 && errno == EAGAIN && stalls++ < 1000) {
+      fz_pump(cl, 1);
+    } else {
+      return; /* the node closed its side (or stopped reading): the rest is moot */
+    }
+  }
+}
+
+int fz_conn_alive(const nt_conn *c) {
+  for (nt_conn *x = node->all; x; x = x->next)
+    if (x == c) return 1;
+  return 0;
+}
+
+void fz_client_finish(fz_client *cl) {
+  shutdown(cl->fd, SHUT_WR);
+  for (int i = 0; i < 200 && cl->conn && fz_conn_alive(cl->conn); i++) fz_pump(cl, 1);
+  /* Still there: a connection waiting for something only time ends (the sweep's close
+   * deadline). Closing it is what the sweep would do. */
+  if (cl->conn && fz_conn_alive(cl->conn)) nt_conn_abort(cl->conn, NT_CLOSE_TIMEOUT);
+  fz_pump(cl, 4);
+  const char *dump = getenv("FZ_DUMP"); /* debugging a crash: what the node sent */
+  if (dump) {
+    FILE *f = fopen(dump, "wb");
+    if (f) {
+      fwrite(cl->out, 1, cl->out_len, f);
+      fclose(f);
+    }
+  }
+  fz_check_output(cl->out, cl->out_len);
+  close(cl->fd);
+  if (!spare_out && cl->out_cap <= (1u << 20)) {
+    spare_out = cl->out;
+    spare_cap = cl->out_cap;
+  } else {
+    free(cl->out);
+  }
+  memset(cl, 0, sizeof *cl);
+  cl->fd = -1;
+}
+
+/* ---------------------------------------------------------------- requests ---- */
+
+char *fz_upgrade_request(const char *tenant, const char *user, size_t *len) {
+  return fz_upgrade_request_ext(tenant, user, NULL, len);
+}
+
+char *fz_upgrade_request_ext(const char *tenant, const char *user, const char *extensions,
+                             size_t *len) {
+  jwt_t *j = NULL;
+  char claims[256];
+  snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"tenant\":\"%s\",\"exp\":%ld}", user, tenant,
+           (long)time(NULL) + 86400 * 365);
+  if (jwt_new(&j) || jwt_add_grants_json(j, claims) ||
+      jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)FZ_SECRET, (int)strlen(FZ_SECRET)))
+    abort();
+  char *tok = jwt_encode_str(j);
+  jwt_free(j);
+  char *req = malloc(strlen(tok) + 256 + (extensions ? strlen(extensions) : 0));
+  int n = sprintf(req,
+                  "GET /ws?token=%s HTTP/1.1\r\nHost: fuzz\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                  tok, extensions ? "Sec-WebSocket-Extensions: " : "",
+                  extensions ? extensions : "", extensions ? "\r\n" : "");
+  free(tok);
+  *len = (size_t)n;
+  return req;
+}
+
+size_t fz_frame(uint8_t *out, int fin, int opcode, const void *payload, size_t len) {
+  static const uint8_t key[4] = {0x12, 0x34, 0x56, 0x78};
+  size_t h = 0;
+  out[h++] = (uint8_t)((fin ? 0x80 : 0) | (opcode & 0x0f));
+  if (len < 126) {
+    out[h++] = (uint8_t)(0x80 | len);
+  } else if (len < 65536) {
+    out[h++] = 0x80 | 126;
+    out[h++] = (uint8_t)(len >> 8);
+    out[h++] = (uint8_t)len;
+  } else {
+    out[h++] = 0x80 | 127;
+    for (int i = 7; i >= 0; i--) out[h++] = (uint8_t)((uint64_t)len >> (8 * i));
+  }
+  memcpy(out + h, key, 4);
+  h += 4;
+  const uint8_t *p = payload;
+  for (size_t i = 0; i < len; i++) out[h + i] = p[i] ^ key[i & 3];
+  return h + len;
+}
+
+/* ---------------------------------------------------------------- oracle ------ */
+
+static int close_code_ok(unsigned code) {
+  return (code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006) ||
+         (code >= 3000 && code <= 4999);
+}
+
+/* A compressed text message must inflate to valid UTF-8. Checked only when the server
+ * said server_no_context_takeover (each message inflates on its own). */
+static int inflated_utf8(const uint8_t *p, size_t n, int flags) {
+  if (!(flags & FZ_PMD_NOCTX)) return 1;
+  static uint8_t out[1 << 20];
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, -15) != Z_OK) abort();
+  static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+  z.next_in = (uint8_t *)p;
+  z.avail_in = (uInt)n;
+  z.next_out = out;
+  z.avail_out = sizeof out;
+  int r = inflate(&z, Z_SYNC_FLUSH);
+  if (r == Z_OK || r == Z_BUF_ERROR) {
+    z.next_in = (uint8_t *)tail;
+    z.avail_in = 4;
+    r = inflate(&z, Z_SYNC_FLUSH);
+  }
+  size_t got = sizeof out - z.avail_out;
+  inflateEnd(&z);
+  if (r != Z_OK && r != Z_BUF_ERROR && r != Z_STREAM_END) return 0; /* corrupt deflate */
+  return z.avail_out == 0 || nt_utf8_valid(out, got); /* larger than 1 MiB: not judged */
+}
+
+/* *closed: 0 open, 1 close seen; bit 2 (FZ_PMD) says permessage-deflate was negotiated. */
+size_t fz_check_frames(const uint8_t *buf, size_t len, int *closed) {
+  size_t off = 0;
+  while (off < len) {
+    if (len - off < 2) break; /* incomplete: checked with the bytes that follow */
+    uint8_t b0 = buf[off], b1 = buf[off + 1];
+    size_t h = 2;
+    uint64_t n = b1 & 0x7f;
+    if (b1 & 0x80) abort();           /* a server never masks (RFC 6455 5.1) */
+    int op = b0 & 0x0f;
+    /* RSV2/3 never; RSV1 only on the first frame of a message, with deflate negotiated */
+    if ((b0 & 0x30) || ((b0 & 0x40) && (!(*closed & FZ_PMD) || op == 0 || op >= 8))) abort();
+    if (n == 126) {
+      if (len - off < 4) break;
+      n = ((uint64_t)buf[off + 2] << 8) | buf[off + 3];
+      if (n < 126) abort();           /* minimal length encoding (5.2) */
+      h = 4;
+    } else if (n == 127) {
+      if (len - off < 10) break;
+      n = 0;
+      for (int i = 0; i < 8; i++) n = (n << 8) | buf[off + 2 + i];
+      if (n < 65536 || n >> 63) abort();
+      h = 10;
+    }
+    if (len - off - h < n) break;
+    const uint8_t *p = buf + off + h;
+    if (*closed & 1) abort();         /* nothing after our close frame (5.5.1) */
+    switch (op) {
+    case 0x1:
+      if (!(b0 & 0x80)) abort();      /* the node sends whole messages */
+      if (b0 & 0x40 ? !inflated_utf8(p, n, *closed) : !nt_utf8_valid(p, n)) abort();
+      break;
+    case 0x2:
+      break;
+    case 0x8:
+      if (!(b0 & 0x80) || n > 125 || n == 1) abort();
+      if (n >= 2 && !close_code_ok(((unsigned)p[0] << 8) | p[1])) abort();
+      if (n > 2 && !nt_utf8_valid(p + 2, n - 2)) abort();
+      *closed |= 1;
+      break;
+    case 0x9:
+    case 0xa:
+      if (!(b0 & 0x80) || n > 125) abort();
+      break;
+    default:
+      abort();
+    }
+    off += h + n;
+  }
+  return off;
+}
+
+size_t fz_check_output(const uint8_t *buf, size_t len) {
+  const uint8_t *end = memmem(buf, len, "\r\n\r\n", 4);
+  if (!end) return 0; /* nothing, or a response cut short by a close */
+  if (len < 12 || memcmp(buf, "HTTP/1.1 ", 9)) abort();
+  size_t head = (size_t)(end - buf) + 4;
+  if (memcmp(buf + 9, "101", 3)) return len; /* a refusal: plain HTTP, nothing follows */
+  int closed = 0;
+  const uint8_t *ext = memmem(buf, head, "permessage-deflate", 18);
+  if (ext) closed |= FZ_PMD;
+  if (ext && memmem(buf, head, "server_no_context_takeover", 26)) closed |= FZ_PMD_NOCTX;
+  return head + fz_check_frames(buf + head, len - head, &closed);
+}

@@ -1,0 +1,67 @@
+/* fz_node: an in-process standalone node (in-memory bus and presence) for fuzz targets
+ * that need the real connection path. A "client" is one end of a socketpair; the other end
+ * becomes an nt_conn exactly as the node's accept callback would make it, so bytes go
+ * through libuv reads, the HTTP parser, the upgrade, wslay and the client protocol without
+ * TCP (no ports, no TIME_WAIT across millions of runs).
+ *
+ * Every byte the node writes to a client can be checked with fz_check_output(): the
+ * HTTP response head, then RFC 6455 server frames (unmasked, known opcodes, control
+ * frames short and unfragmented, close codes valid, text frames valid UTF-8 JSON). A
+ * violation aborts (the fuzzer reports it). */
+#ifndef FZ_NODE_H
+#define FZ_NODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nt_node_int.h"
+
+typedef struct fz_client {
+  int fd;            /* our end of the socketpair (non-blocking) */
+  uint8_t *out;      /* everything the node wrote to us */
+  size_t out_len, out_cap;
+  int eof;
+  nt_conn *conn;     /* the node's side (may be freed: check with fz_conn_alive) */
+} fz_client;
+
+/* Starts the node once (flags added to the harness defaults; NULL-terminated). The API
+ * port's admin token is FZ_ADMIN_TOKEN. */
+#define FZ_ADMIN_TOKEN "fuzz-admin-token"
+nt_node *fz_node_start(const char *const *extra);
+
+/* Opens a client: the node side is accepted as a new nt_conn (on the WebSocket port, or
+ * on the API port with fz_client_open_api). Returns 0 or -1. */
+int fz_client_open(fz_client *cl);
+int fz_client_open_api(fz_client *cl);
+/* (Re)connects `m` as an upgraded client of (t1, user) that joined `room`, with a
+ * deterministic connection id (the node's id generator is reseeded first), written to
+ * `id`. Returns the number of output bytes already checked (response head and frames). */
+size_t fz_member_connect(fz_client *m, const char *user, const char *room,
+                         char id[NT_CONN_ID_LEN + 1]);
+/* Writes all of `data` (pumping the loop while the socket is full). */
+void fz_client_write(fz_client *cl, const void *data, size_t len);
+/* Runs the loop without blocking `rounds` times, reading what the node sent. */
+void fz_pump(fz_client *cl, int rounds);
+/* Half-closes our side (the node sees EOF), pumps until the node freed the connection
+ * (or forces it closed after a bound), checks the output and releases the client. */
+void fz_client_finish(fz_client *cl);
+/* Checks a client's output from its start (see above); aborts on a violation. Returns
+ * the bytes checked (complete response head and frames). */
+size_t fz_check_output(const uint8_t *buf, size_t len);
+#define FZ_PMD 4       /* in *closed: permessage-deflate negotiated (RSV1 allowed) */
+#define FZ_PMD_NOCTX 8 /* ... with server_no_context_takeover */
+/* Checks server frames only; *closed carries "a close frame was seen" across calls.
+ * Returns the bytes of complete frames checked (the rest waits for more input). */
+size_t fz_check_frames(const uint8_t *buf, size_t len, int *closed);
+/* 1 while `c` is still one of the node's connections. */
+int fz_conn_alive(const nt_conn *c);
+
+/* A valid upgrade request for (tenant, user) with an HS256 token; caller frees. The _ext
+ * variant also offers Sec-WebSocket-Extensions `extensions` (NULL: none). */
+char *fz_upgrade_request(const char *tenant, const char *user, size_t *len);
+char *fz_upgrade_request_ext(const char *tenant, const char *user, const char *extensions,
+                             size_t *len);
+/* One masked client frame; returns its length (out must hold len + 14). */
+size_t fz_frame(uint8_t *out, int fin, int opcode, const void *payload, size_t len);
+
+#endif
