@@ -155,7 +155,10 @@ defaults
     timeout tunnel 1h
     timeout client-fin 5s
     timeout http-request 10s
-    default-server inter 2s fall 2 rise 2${process.env.NATTER_HAPROXY_REDISPATCH ? '\n    option redispatch\n    retries 2' : ''}
+    default-server inter 2s fall 2 rise 2
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response 503
 
 frontend natter
     bind ${HOST}:${haPort}
