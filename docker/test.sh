@@ -174,8 +174,10 @@ missing_libs=$(podman run --rm --pull=never --entrypoint ldd localhost/natter:la
 [ -z "$missing_libs" ] || die "runtime image lacks libraries: $missing_libs"
 uid=$(podman run --rm --pull=never --entrypoint id localhost/natter:latest -u 2>/dev/null)
 [ "$uid" != 0 ] || die "image runs as root"
-podman run --rm --pull=never localhost/natter:latest --help 2>/dev/null | grep -q -- --drain-grace ||
-  die "natter-node --help in the image does not work"
+# Captured first: with pipefail, `grep -q` closing the pipe early could fail podman.
+help_text=$(podman run --rm --pull=never localhost/natter:latest --help 2>&1 || true)
+grep -q -- --drain-grace <<<"$help_text" ||
+  die "natter-node --help in the image does not work: $(head -c 400 <<<"$help_text")"
 
 # ---------------------------------------------------------------- compose up --------
 export NATTER_IMAGE=localhost/natter:latest NATTER_INFRA_IMAGE=localhost/natter-infra:latest
