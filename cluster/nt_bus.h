@@ -17,9 +17,11 @@ typedef struct nt_bus nt_bus;
 typedef struct nt_bus_sub nt_bus_sub;
 
 /* Receives every message of every subscription. `subject`, `data` and `reply` are borrowed
- * for the duration of the call. `reply` is NULL when the publisher wants none. */
+ * for the duration of the call. `reply` is NULL when the publisher wants none. `sub` is the
+ * subscription that matched (a live handle; NULL when the caller is not a bus, e.g. a
+ * replay): a subject matched by two subscriptions of the bus arrives once for each. */
 typedef void (*nt_bus_msg_cb)(void *ud, const char *subject, const uint8_t *data,
-                              size_t len, const char *reply);
+                              size_t len, const char *reply, const nt_bus_sub *sub);
 
 /* Stream position of a message that a JetStream stream stored and republished (room
  * history): the Nats-Sequence and Nats-Last-Sequence headers, that is the message's

@@ -326,7 +326,7 @@ static void deliver(nt_bus_mem *b, mem_item *it) {
                            &it->msg->seq);
     else
       b->base.h.on_msg(b->base.h.ud, it->msg->subject, it->msg->data, it->msg->len,
-                       it->msg->reply);
+                       it->msg->reply, it->sub);
     return;
   case IT_REPLY:
     if ((r = req_find(b, it->token)) != NULL) req_finish(r, 0, it->msg->data, it->msg->len);

@@ -480,7 +480,7 @@ static void handle_item(nt_bus_nats *b, xitem *it) {
     }
     b->base.h.on_msg(b->base.h.ud, natsMsg_GetSubject(it->msg),
                      (const uint8_t *)natsMsg_GetData(it->msg),
-                     (size_t)natsMsg_GetDataLength(it->msg), natsMsg_GetReply(it->msg));
+                     (size_t)natsMsg_GetDataLength(it->msg), natsMsg_GetReply(it->msg), it->sub);
     return;
   case X_CONNECTED:
     set_state(b, 1, "bus connected");

@@ -157,14 +157,34 @@ void nt_client_on_conn_lost(void *ud, const nt_conn_info *info) {
 
 /* ---------------------------------------------------------------- lifecycle -- */
 
+/* A new local user: its own subscription while the tenant has at most
+ * --max-user-subscriptions local users, else the tenant's wildcard (taken once). A
+ * subscribe sent now reaches the bus server before anything this node publishes next. */
+static void user_subscribe(nt_node *n, nt_userset *u) {
+  nt_hub_tenant *t = nt_hub_tenant_of(&n->hub, u);
+  if (t && t->wild) return;
+  if (t && t->nusers > (uint32_t)n->cfg->max_user_subs) {
+    char wild[NT_SUBJECT_MAX];
+    snprintf(wild, sizeof wild, "natter.user.%s.*", t->name);
+    if (nt_bus_subscribe(n->bus, wild, NULL, &t->wild) == 0) {
+      n->m.user_wildcards = ++n->hub.nwild;
+      nt_log_info("user wildcard subscription", "{s:s, s:I}", "subject", wild, "users",
+                  (json_int_t)t->nusers);
+      return;
+    }
+    nt_log_error("subscribe failed", "{s:s}", "subject", wild);
+  }
+  if (nt_bus_subscribe(n->bus, u->subject, NULL, &u->sub))
+    nt_log_error("subscribe failed", "{s:s}", "subject", u->subject);
+}
+
 void nt_client_welcome(nt_node *n, nt_conn *c) {
   int created = 0;
   if (nt_hub_add_conn(&n->hub, c, &created)) {
     nt_conn_ws_close(c, 1011, "internal error", NT_CLOSE_PROTOCOL);
     return;
   }
-  if (created && nt_bus_subscribe(n->bus, c->uset->subject, NULL, &c->uset->sub))
-    nt_log_error("subscribe failed", "{s:s}", "subject", c->uset->subject);
+  if (created) user_subscribe(n, c->uset);
   char peer[NT_CONN_PEER_STRLEN];
   nt_conn_info info = {c->id, c->ident.tenant, c->ident.user, n->id, nt_conn_peer(c, peer),
                        c->user_agent ? c->user_agent : "", nt_now_ms(), nt_now_ms()};
@@ -200,7 +220,9 @@ void nt_client_closing(nt_node *n, nt_conn *c) {
   nt_userset *u = nt_hub_remove_conn(&n->hub, c);
   if (u) {
     if (u->sub) nt_bus_unsubscribe(n->bus, u->sub);
-    nt_hub_userset_free(&n->hub, u);
+    nt_bus_sub *wild = nt_hub_userset_free(&n->hub, u);
+    if (wild) nt_bus_unsubscribe(n->bus, wild);
+    n->m.user_wildcards = n->hub.nwild;
   }
   if (n->pres) nt_presence_conn_remove(n->pres, c->ident.tenant, c->id, NULL, NULL);
   int reason = c->close_reason < sizeof reason_map / sizeof reason_map[0]

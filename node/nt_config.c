@@ -66,6 +66,7 @@ static const opt opts[] = {
   {"max-connections-per-user", OPT_LONG, O(max_conns_per_user), "0", "WebSocket connections of one user (tenant+sub) on this node; past it upgrades get 429 (0: unlimited)"},
   {"max-header-bytes", OPT_SIZE, O(max_header_bytes), "16384", "largest HTTP request line + headers; larger requests get 431"},
   {"handshake-timeout", OPT_SECS, O(handshake_timeout_s), "10", "seconds a client has to send a complete HTTP request (upgrade or API) before it is closed"},
+  {"max-user-subscriptions", OPT_LONG, O(max_user_subs), "128", "users of one tenant with their own bus subscription on this node; past it one natter.user.<tenant>.* subscription serves the rest (0: always the wildcard)"},
   {"log-level", OPT_STR, O(log_level), "info", "debug|info|warn|error"},
 };
 #undef O
@@ -298,6 +299,10 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   }
   if (cfg->max_header_bytes < 1024 || cfg->max_header_bytes > (1u << 20)) {
     fprintf(err, "natter-node: --max-header-bytes must be between 1k and 1M\n");
+    return -1;
+  }
+  if (cfg->max_user_subs < 0 || cfg->max_user_subs > 1000000) {
+    fprintf(err, "natter-node: --max-user-subscriptions must be between 0 and 1000000\n");
     return -1;
   }
   if (cfg->max_rooms_per_conn < 1 || cfg->max_rooms_per_conn > 65535) {

@@ -49,6 +49,8 @@ typedef struct nt_config {
   long max_conns_per_user;   /* connections of one user on this node (0: unlimited; 429) */
   size_t max_header_bytes;   /* HTTP request line + headers (431 beyond) */
   double handshake_timeout_s; /* a complete HTTP request must arrive within this */
+  long max_user_subs;        /* per tenant: users with their own bus subscription before the
+                              * tenant's user wildcard takes over (nt_hub.h) */
 } nt_config;
 
 /* Parses argv and the environment into *cfg (defaults first). Returns 0 on success, 1 when

@@ -102,7 +102,7 @@ static int renderable(const Natter__Envelope *env) {
 int nt_fanout_renderable(const Natter__Envelope *env) { return renderable(env); }
 
 void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
-                          const char *reply) {
+                          const char *reply, const nt_bus_sub *sub) {
   nt_node *n = ud;
   n->m.bus_received++;
   nt_room *r = NULL;
@@ -116,6 +116,9 @@ void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, si
     if (!(r = nt_hub_room(&n->hub, subject))) return; /* raced with the last leave */
   } else if (has_prefix(subject, "natter.user.")) {
     if (!(u = nt_hub_userset(&n->hub, subject))) return;
+    /* a user with its own subscription gets the message through it; the tenant
+     * wildcard's copy of the same message is dropped (nt_hub.h) */
+    if (sub && u->sub && sub != u->sub) return;
   } else if (strcmp(subject, n->node_subject) == 0) {
     node_msg = 1;
   } else {

@@ -11,6 +11,7 @@ void nt_hub_init(nt_hub *h) {
   nt_map_init_borrowed(&h->rooms);
   nt_map_init_borrowed(&h->users);
   nt_map_init_borrowed(&h->conns);
+  nt_map_init_borrowed(&h->tenants);
 }
 
 static void userset_free(nt_userset *u);
@@ -30,9 +31,13 @@ void nt_hub_free(nt_hub *h) {
   }
   it = 0;
   while (nt_map_next(&h->users, &it, &k, &v)) userset_free(v);
+  it = 0;
+  while (nt_map_next(&h->tenants, &it, &k, &v)) free(v);
   nt_map_clear(&h->rooms);
   nt_map_clear(&h->users);
   nt_map_clear(&h->conns);
+  nt_map_clear(&h->tenants);
+  h->nwild = 0;
 }
 
 nt_room *nt_hub_room(nt_hub *h, const char *subject) {
@@ -168,6 +173,36 @@ void nt_hub_room_free(nt_hub *h, nt_room *r) {
   free(r);
 }
 
+/* The tenant of a user subject "natter.user.<tenant>.<user>" (ids hold no dots). */
+static const char *subject_tenant(const char *subject, size_t *len) {
+  const char *t = subject + sizeof "natter.user." - 1;
+  *len = (size_t)(strchr(t, '.') - t);
+  return t;
+}
+
+nt_hub_tenant *nt_hub_tenant_of(nt_hub *h, const nt_userset *u) {
+  size_t len;
+  const char *t = subject_tenant(u->subject, &len);
+  return nt_map_get(&h->tenants, t, len);
+}
+
+/* Counts a new user set in its tenant (creating the record). */
+static int tenant_add(nt_hub *h, const nt_userset *u) {
+  size_t len;
+  const char *t = subject_tenant(u->subject, &len);
+  nt_hub_tenant *ten = nt_map_get(&h->tenants, t, len);
+  if (!ten) {
+    if (!(ten = calloc(1, sizeof *ten + len + 1))) return NT_ENOMEM;
+    memcpy(ten->name, t, len);
+    if (nt_map_put(&h->tenants, ten->name, len, ten, NULL)) {
+      free(ten);
+      return NT_ENOMEM;
+    }
+  }
+  ten->nusers++;
+  return 0;
+}
+
 int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created) {
   char subject[NT_SUBJECT_MAX];
   *created = 0;
@@ -179,8 +214,12 @@ int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created) {
     u = calloc(1, sizeof *u + (size_t)n + 1);
     if (!u) goto oom;
     memcpy(u->subject, subject, (size_t)n + 1);
-    if (nt_map_put(&h->users, u->subject, (size_t)n, u, NULL)) {
+    if (tenant_add(h, u)) {
       free(u);
+      goto oom;
+    }
+    if (nt_map_put(&h->users, u->subject, (size_t)n, u, NULL)) {
+      nt_hub_userset_free(h, u); /* not listed: only uncounts the tenant */
       goto oom;
     }
     *created = 1;
@@ -215,7 +254,20 @@ static void userset_free(nt_userset *u) {
   free(u);
 }
 
-void nt_hub_userset_free(nt_hub *h, nt_userset *u) {
+nt_bus_sub *nt_hub_userset_free(nt_hub *h, nt_userset *u) {
   nt_map_del(&h->users, u->subject, strlen(u->subject));
+  size_t len;
+  const char *t = subject_tenant(u->subject, &len);
+  nt_hub_tenant *ten = nt_map_get(&h->tenants, t, len);
+  nt_bus_sub *wild = NULL;
+  if (ten) {
+    if (--ten->nusers == 0) {
+      wild = ten->wild;
+      if (wild) h->nwild--;
+      nt_map_del(&h->tenants, ten->name, len);
+      free(ten);
+    }
+  }
   userset_free(u);
+  return wild;
 }

@@ -28,7 +28,8 @@ typedef struct nt_room {
   char str[];                     /* the strings above */
 } nt_room;
 
-/* The local connections of one user (one bus subscription per user on the node). */
+/* The local connections of one user. `sub` is the user's own bus subscription, or NULL
+ * when the tenant's wildcard (nt_hub_tenant.wild) delivers the user's messages. */
 typedef struct nt_userset {
   nt_conn **conns;                /* &conn0 until a second connection comes */
   uint32_t n, cap;
@@ -37,12 +38,25 @@ typedef struct nt_userset {
   char subject[];                 /* natter.user.<tenant>.<user>, exact length */
 } nt_userset;
 
-/* The maps borrow their keys from the values (subjects, connection ids). */
+/* A tenant with local users. Up to --max-user-subscriptions users of a tenant get a bus
+ * subscription each (natter.user.<tenant>.<user>); past that the node subscribes once to
+ * natter.user.<tenant>.* (`wild`) and keeps it until the tenant's last local user leaves.
+ * Users subscribed before the wildcard keep their own subscription, which stays the one
+ * that delivers their messages (the wildcard's copy is dropped: nt_fanout.c). */
+typedef struct nt_hub_tenant {
+  uint32_t nusers;                /* user sets of the tenant */
+  nt_bus_sub *wild;               /* owned by the node (bus handle), or NULL */
+  char name[];
+} nt_hub_tenant;
+
+/* The maps borrow their keys from the values (subjects, connection ids, tenant names). */
 typedef struct nt_hub {
   nt_map rooms;     /* room subject and presence subject -> nt_room* */
   nt_map users;     /* user subject -> nt_userset* */
   nt_map conns;     /* connection id -> nt_conn* */
+  nt_map tenants;   /* tenant -> nt_hub_tenant* (tenants with local users) */
   size_t nrooms;
+  size_t nwild;     /* tenants with a wildcard user subscription */
 } nt_hub;
 
 void nt_hub_init(nt_hub *h);
@@ -70,11 +84,16 @@ nt_room *nt_hub_conn_room(const nt_conn *c, const char *name);
 int nt_hub_leave(nt_hub *h, nt_conn *c, nt_room *r);
 void nt_hub_room_free(nt_hub *h, nt_room *r);
 
-/* Registers the connection (id and user set). *created as for rooms. Returns 0 or error. */
+/* Registers the connection (id and user set). *created as for rooms (the user set is new
+ * and counted in its tenant: nt_hub_tenant_of). Returns 0 or error. */
 int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created);
-/* Unregisters; returns the user set when it became empty (caller unsubscribes and frees it
- * with nt_hub_userset_free), else NULL. The connection must have left all rooms. */
+/* The tenant record of a user set (exists while the tenant has user sets). */
+nt_hub_tenant *nt_hub_tenant_of(nt_hub *h, const nt_userset *u);
+/* Unregisters; returns the user set when it became empty (caller unsubscribes u->sub and
+ * frees it with nt_hub_userset_free), else NULL. The connection must have left all rooms. */
 nt_userset *nt_hub_remove_conn(nt_hub *h, nt_conn *c);
-void nt_hub_userset_free(nt_hub *h, nt_userset *u);
+/* Frees an empty user set. Returns the tenant's wildcard subscription when this was the
+ * tenant's last local user (the caller unsubscribes it), else NULL. */
+nt_bus_sub *nt_hub_userset_free(nt_hub *h, nt_userset *u);
 
 #endif

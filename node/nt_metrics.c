@@ -97,6 +97,7 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
   metric(&b, "rate_limited_total", "counter", "Client messages refused by the per-connection rate limit.", m->rate_limited);
   metric(&b, "rate_limit_closes_total", "counter", "Connections closed with 1008 for sustained flooding.", m->rate_limit_closes);
   metric(&b, "room_limit_rejected_total", "counter", "Joins refused by --max-rooms-per-connection.", m->room_limit_rejected);
+  metric(&b, "user_wildcard_tenants", "gauge", "Tenants whose users this node receives through one natter.user.<tenant>.* subscription (--max-user-subscriptions).", m->user_wildcards);
   metric(&b, "user_limit_rejected_total", "counter", "Upgrades refused with 429 by --max-connections-per-user.", m->user_limit_rejected);
   metric(&b, "handshake_timeouts_total", "counter", "Connections closed for not completing an HTTP request within --handshake-timeout.", m->handshake_timeouts);
   metric(&b, "deflate_frames_total", "counter", "permessage-deflate frames built (once per message per node, shared by its members).", m->deflate_frames);

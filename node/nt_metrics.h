@@ -36,6 +36,7 @@ typedef struct nt_metrics {
   uint64_t rate_limited;         /* client messages refused by the rate limit */
   uint64_t rate_limit_closes;    /* connections closed with 1008 for sustained flooding */
   uint64_t room_limit_rejected;  /* joins refused by --max-rooms-per-connection */
+  uint64_t user_wildcards;       /* tenants served by one natter.user.<tenant>.* subscription */
   uint64_t user_limit_rejected;  /* upgrades refused with 429 (--max-connections-per-user) */
   uint64_t handshake_timeouts;   /* HTTP-phase connections closed by --handshake-timeout */
   /* permessage-deflate (nt_deflate.c) and TLS (nt_tls.c) */

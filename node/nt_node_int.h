@@ -73,7 +73,7 @@ void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char 
 
 /* nt_fanout.c */
 void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
-                          const char *reply);
+                          const char *reply, const nt_bus_sub *sub);
 /* 1 when an envelope from the bus may be rendered into client frames. */
 struct Natter__Envelope;
 int nt_fanout_renderable(const struct Natter__Envelope *env);

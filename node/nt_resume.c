@@ -725,7 +725,7 @@ void nt_resume_on_seq_msg(void *ud, const char *subject, const uint8_t *data, si
   nt_node *n = ud;
   if (strncmp(subject, NT_SUBJECT_LIVE_PREFIX, sizeof NT_SUBJECT_LIVE_PREFIX - 1) != 0) {
     /* a position on another subject means nothing here */
-    nt_fanout_on_bus_msg(ud, subject, data, len, NULL);
+    nt_fanout_on_bus_msg(ud, subject, data, len, NULL, NULL);
     return;
   }
   n->m.bus_received++;

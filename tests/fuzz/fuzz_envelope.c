@@ -102,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                          NULL};
   int s = data[0] % 6;
   const char *subject = subjects[s] ? subjects[s] : n->node_subject;
-  nt_fanout_on_bus_msg(n, subject, data + 1, size - 1, s == 5 ? "_INBOX.fuzz" : NULL);
+  nt_fanout_on_bus_msg(n, subject, data + 1, size - 1, s == 5 ? "_INBOX.fuzz" : NULL, NULL);
   fz_pump(&member, 2);
   checked += fz_check_frames(member.out + checked, member.out_len - checked, &closed);
   if (checked > (1u << 20)) { /* keep the buffer small: drop what was checked */

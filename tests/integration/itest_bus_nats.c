@@ -41,7 +41,7 @@ typedef struct fx {
 } fx;
 
 static void on_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
-                   const char *reply) {
+                   const char *reply, const nt_bus_sub *sub) {
   node *nd = ud;
   if (nd->n < MAXREC) {
     snprintf(nd->subj[nd->n], sizeof nd->subj[0], "%s", subject);

@@ -62,7 +62,7 @@ static void record(fx *f, const char *subject, const uint8_t *data, size_t len,
 }
 
 static void on_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
-                   const char *reply) {
+                   const char *reply, const nt_bus_sub *sub) {
   record(ud, subject, data, len, NULL);
 }
 

@@ -29,7 +29,7 @@ typedef struct fx {
 } fx;
 
 static void on_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
-                   const char *reply) {
+                   const char *reply, const nt_bus_sub *sub) {
   fx *f = ud;
   if (f->n < MAXREC) {
     snprintf(f->subj[f->n], sizeof f->subj[0], "%s", subject);

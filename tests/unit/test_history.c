@@ -74,7 +74,7 @@ typedef struct hfix {
 } hfix;
 
 static void on_plain(void *ud, const char *subject, const uint8_t *data, size_t len,
-                     const char *reply) {
+                     const char *reply, const nt_bus_sub *sub) {
   ((hfix *)ud)->nplain++;
 }
 
@@ -305,7 +305,8 @@ static void test_seq_rule(void **state) {
 
 static int plain_calls, seq_calls;
 static nt_bus_seq seq_got;
-static void bp_plain(void *ud, const char *s, const uint8_t *d, size_t l, const char *r) {
+static void bp_plain(void *ud, const char *s, const uint8_t *d, size_t l, const char *r,
+                     const nt_bus_sub *sub) {
   plain_calls++;
 }
 static void bp_seq(void *ud, const char *s, const uint8_t *d, size_t l, const nt_bus_seq *q) {
@@ -490,7 +491,7 @@ static void tap_seq(void *ud, const char *subject, const uint8_t *data, size_t l
 }
 
 static void tap_plain(void *ud, const char *subject, const uint8_t *data, size_t len,
-                      const char *reply) {
+                      const char *reply, const nt_bus_sub *sub) {
   nt_bus_publish(((env *)ud)->nbus, subject, data, len, NULL);
 }
 
