@@ -170,6 +170,73 @@ def test_send_to_user_reaches_every_connection_on_both_nodes(cluster):
     run(body())
 
 
+def _user_subs(nats, subject, exact):
+    """Subscriptions whose own subject is exactly `exact` among those matching `subject`."""
+    return [s for s in nats.subs(subject) if s.get("subject") == exact]
+
+
+def test_user_wildcard_past_max_user_subscriptions(harness):
+    """--max-user-subscriptions 2: node A subscribes per user for its first two users of
+    tenant t1, then once to natter.user.t1.* for the rest. Direct messages reach every
+    user exactly once — including a user with its own subscription that receives a
+    stream while the wildcard is being taken — another tenant is not affected, and the
+    wildcard goes away with the tenant's last local user."""
+    nats, _redis, (A, B) = harness.cluster(
+        2, args=["--max-user-subscriptions", "2", "--rate-limit", "0"])
+    wild = "natter.user.t1.*"
+
+    async def body():
+        u0 = await Client.connect(A, "u0")
+        u1 = await Client.connect(A, "u1")
+        other = await Client.connect(A, "u0", tenant="t2")
+        sender = await Client.connect(B, "sender")
+        extra = []
+        try:
+            await nats.await_sub_count(USER_SUBJECT.format("t1", "u0"), 1)
+            await nats.await_sub_count(USER_SUBJECT.format("t1", "u1"), 1)
+            assert not _user_subs(nats, USER_SUBJECT.format("t1", "u0"), wild)
+            # A stream to u0 (own subscription) while u2 and u3 arrive: the third user
+            # makes A take the wildcard; u0 must get every message once, in order.
+            n = 150
+
+            async def send_stream():
+                for i in range(n):
+                    await sender.action("sendToUser", userId="u0", message={"i": i})
+                    await asyncio.sleep(0.004)
+            stream = asyncio.ensure_future(send_stream())
+            await u0.expect("direct", pred=lambda f: f["message"] == {"i": 10})
+            extra = [await Client.connect(A, "u2"), await Client.connect(A, "u3")]
+            assert not stream.done(), "the stream must still run while the wildcard is taken"
+            await stream
+            await nats.await_sub_count(USER_SUBJECT.format("t1", "u3"), 1)
+            assert len(_user_subs(nats, USER_SUBJECT.format("t1", "u3"), wild)) == 1
+            # u2, u3: no subscription of their own; u0, u1 keep theirs.
+            assert not _user_subs(nats, USER_SUBJECT.format("t1", "u2"),
+                                  USER_SUBJECT.format("t1", "u2"))
+            assert _user_subs(nats, USER_SUBJECT.format("t1", "u0"),
+                              USER_SUBJECT.format("t1", "u0"))
+            for uid, c in (("u0", u0), ("u1", u1), ("u2", extra[0]), ("u3", extra[1])):
+                await sender.action("sendToUser", userId=uid, message={"to": uid})
+                d = await c.expect("direct", pred=lambda f, uid=uid: f["message"] == {"to": uid})
+                assert d["userId"] == "sender", d
+            await other.expect_none("direct", within=0.3)  # t2's u0 is someone else
+            await asyncio.sleep(0.5)  # time for any duplicate to show up
+            got = [f["message"]["i"] for f in u0.received("direct") if "i" in f["message"]]
+            assert got == list(range(n)), f"u0 lost or doubled messages: {got}"
+            for uid, c in (("u0", u0), ("u1", u1), ("u2", extra[0]), ("u3", extra[1])):
+                assert len(c.received("direct", pred=lambda f, uid=uid:
+                                      f["message"] == {"to": uid})) == 1, (uid, c.frames)
+            _st, m = A.get("/metrics", api=True)
+            m = m.decode() if isinstance(m, bytes) else m
+            assert "natter_user_wildcard_tenants 1" in m, m
+            # the tenant's last local user leaving drops the wildcard
+            await close_all(u0, u1, *extra)
+            await nats.await_sub_count(USER_SUBJECT.format("t1", "u3"), 0)
+        finally:
+            await close_all(u0, u1, other, sender, *extra)
+    run(body())
+
+
 @pytest.mark.parametrize("history", ["auto", "off"])
 def test_subscription_follows_local_interest(harness, history):
     nats, _redis, (A, B) = harness.cluster(2, args=["--history", history])

@@ -390,6 +390,45 @@ static void test_free_populated(void **state) {
   for (int i = 0; i < 4; i++) freeconn(cs[i]);
 }
 
+/* Tenant records count the tenant's user sets (not connections); the last user set of a
+ * tenant hands back the tenant's wildcard subscription for the caller to drop. */
+static void test_tenant_user_counts(void **state) {
+  (void)state;
+  nt_hub h;
+  nt_hub_init(&h);
+  nt_conn *a1 = mkconn("acme", "alice", "a1"), *a2 = mkconn("acme", "alice", "a2");
+  nt_conn *b = mkconn("acme", "bob", "b1"), *z = mkconn("zeta", "alice", "z1");
+  int created;
+  assert_int_equal(nt_hub_add_conn(&h, a1, &created), 0);
+  assert_int_equal(nt_hub_add_conn(&h, a2, &created), 0);
+  assert_int_equal(created, 0); /* alice's second connection: same set */
+  assert_int_equal(nt_hub_add_conn(&h, b, &created), 0);
+  assert_int_equal(nt_hub_add_conn(&h, z, &created), 0);
+  nt_hub_tenant *acme = nt_hub_tenant_of(&h, a1->uset);
+  assert_non_null(acme);
+  assert_string_equal(acme->name, "acme");
+  assert_int_equal(acme->nusers, 2);
+  assert_int_equal(nt_hub_tenant_of(&h, z->uset)->nusers, 1);
+  nt_bus_sub *fake = (nt_bus_sub *)&h; /* stands for a bus handle: only compared */
+  acme->wild = fake;
+  h.nwild = 1;
+  assert_null(nt_hub_remove_conn(&h, a1)); /* alice still has a2 */
+  nt_userset *u = nt_hub_remove_conn(&h, a2);
+  assert_non_null(u);
+  assert_null(nt_hub_userset_free(&h, u)); /* bob is left: the wildcard stays */
+  assert_int_equal(acme->nusers, 1);
+  u = nt_hub_remove_conn(&h, b);
+  assert_ptr_equal(nt_hub_userset_free(&h, u), fake); /* acme's last user */
+  assert_int_equal(h.nwild, 0);
+  u = nt_hub_remove_conn(&h, z);
+  assert_null(nt_hub_userset_free(&h, u)); /* zeta had no wildcard */
+  nt_hub_free(&h);
+  freeconn(a1);
+  freeconn(a2);
+  freeconn(b);
+  freeconn(z);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_join_leave_flags),
@@ -400,6 +439,7 @@ int main(void) {
       cmocka_unit_test(test_many_rooms_per_conn),
       cmocka_unit_test(test_user_sets),
       cmocka_unit_test(test_free_populated),
+      cmocka_unit_test(test_tenant_user_counts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
