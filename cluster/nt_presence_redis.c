@@ -529,7 +529,8 @@ static int r_conn_add(nt_presence *base, const nt_conn_info *in, nt_presence_don
                                    in->user_agent);
   if (!c || nt_rp_mirror_set_client(c, in->source_ip, in->user_agent)) return NT_ENOMEM;
   c->connected_at_ms = in->connected_at_ms;
-  c->last_active_ms = in->last_active_ms;
+  int64_t after = in->last_active_ms - in->connected_at_ms;
+  c->active_after_ms = after < 0 ? 0 : after > UINT32_MAX ? UINT32_MAX : (uint32_t)after;
   c->registered = 1;
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, in->tenant, b, ck)) {

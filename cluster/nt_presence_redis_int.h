@@ -14,6 +14,8 @@
 #include "nt_presence_lua.h"
 #include "nt_subject.h"
 
+#include <string.h>
+
 #define NT_KEY_MAX NT_SUBJECT_MAX
 
 enum { RP_DOWN, RP_RESOLVING, RP_CONNECTING, RP_INIT, RP_UP };
@@ -26,30 +28,43 @@ typedef struct rp_name {
   char s[];
 } rp_name;
 
-/* One room of a mirrored connection. `confirmed`: Redis acknowledged the membership, so
- * the cluster heard of it; a room joined while Redis was away is not, and its online
- * transition is reported when re-assertion finally makes it. */
+/* One room of a mirrored connection: the interned name (rp.rooms) with, in its low bit,
+ * `confirmed` — Redis acknowledged the membership, so the cluster heard of it; a room
+ * joined while Redis was away is not, and its online transition is reported when
+ * re-assertion finally makes it. (Interned names are malloc'd rp_name strings at offset
+ * 8 of their block, so the low bit of their address is always free.) */
 typedef struct rp_room {
-  const char *name;        /* interned (rp.rooms) */
-  int confirmed;
+  uintptr_t v;
 } rp_room;
 
+static inline const char *rp_room_name(rp_room r) { return (const char *)(r.v & ~(uintptr_t)1); }
+static inline int rp_room_confirmed(rp_room r) { return (int)(r.v & 1); }
+static inline rp_room rp_room_make(const char *name, int confirmed) {
+  return (rp_room){(uintptr_t)name | (confirmed ? 1u : 0u)};
+}
+
 /* What this node asserted about one of its connections: the local mirror that is
- * re-asserted after a reconnect. One allocation holds the entry and its strings (id,
- * user, and the source ip and user agent when known at creation); the tenant and room
- * names are interned. */
+ * re-asserted after a reconnect. One allocation holds the entry and its strings
+ * ("id\0user\0" and, when known at creation, "ip\0user agent\0"); the tenant and room
+ * names are interned. Kept small: there is one per connection of the node. */
 typedef struct rp_conn {
   const char *tenant;      /* interned (rp.tenants) */
-  const char *user;        /* in id[] */
-  const char *source_ip, *user_agent; /* in id[], or in one block of their own (own_client) */
-  int64_t connected_at_ms, last_active_ms;
-  uint8_t registered;      /* conn_add seen (and no conn_remove yet) */
-  uint8_t own_client;      /* source_ip is a malloc'd block also holding user_agent */
-  uint32_t nrooms, caprooms;
+  const char *client;      /* "ip\0ua\0": in id[], or a block of its own (own_client) */
+  int64_t connected_at_ms;
   rp_room *rooms;          /* &room0 (or NULL) until a second room */
   rp_room room0;
+  uint32_t active_after_ms; /* lastActiveAt - connectedAt (clamped) */
+  uint16_t nrooms, caprooms; /* at most 65535 rooms (--max-rooms-per-connection) */
+  uint8_t registered;      /* conn_add seen (and no conn_remove yet) */
+  uint8_t own_client;      /* `client` is a malloc'd block */
   char id[];               /* id, user[, source ip, user agent] */
 } rp_conn;
+
+static inline const char *rp_conn_user(const rp_conn *c) { return c->id + strlen(c->id) + 1; }
+static inline const char *rp_conn_ip(const rp_conn *c) { return c->client; }
+static inline const char *rp_conn_ua(const rp_conn *c) {
+  return c->client + strlen(c->client) + 1;
+}
 
 typedef struct rp rp;
 typedef struct rop rop;

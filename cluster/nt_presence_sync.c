@@ -7,6 +7,7 @@
  * says: missing entries re-added, entries of connections that ended meanwhile removed. */
 #include <jansson.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,13 +70,13 @@ rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const ch
   if (c) return c;
   size_t il = strlen(id);
   size_t bytes = il + 1 + strlen(user) + 1 + strlen(ip ? ip : "") + 1 + strlen(ua ? ua : "") + 1;
-  c = calloc(1, sizeof *c + bytes);
+  c = calloc(1, offsetof(rp_conn, id) + bytes);
   if (!c) return NULL;
   char *at = c->id;
   put_str(&at, id);
-  c->user = put_str(&at, user);
-  c->source_ip = put_str(&at, ip);
-  c->user_agent = put_str(&at, ua);
+  put_str(&at, user);
+  c->client = put_str(&at, ip);
+  put_str(&at, ua);
   int first = !nt_map_get(&p->tenants, tenant, strlen(tenant));
   if (!(c->tenant = name_ref(&p->tenants, tenant))) {
     free(c);
@@ -95,45 +96,45 @@ rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const ch
 int nt_rp_mirror_set_client(rp_conn *c, const char *ip, const char *ua) {
   ip = ip ? ip : "";
   ua = ua ? ua : "";
-  if (!strcmp(c->source_ip, ip) && !strcmp(c->user_agent, ua)) return 0;
+  if (!strcmp(rp_conn_ip(c), ip) && !strcmp(rp_conn_ua(c), ua)) return 0;
   size_t il = strlen(ip), ul = strlen(ua);
   char *b = malloc(il + 1 + ul + 1);
   if (!b) return NT_ENOMEM;
   memcpy(b, ip, il + 1);
   memcpy(b + il + 1, ua, ul + 1);
-  if (c->own_client) free((char *)c->source_ip);
-  c->source_ip = b;
-  c->user_agent = b + il + 1;
+  if (c->own_client) free((char *)c->client);
+  c->client = b;
   c->own_client = 1;
   return 0;
 }
 
 int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room) {
   for (size_t i = 0; i < c->nrooms; i++)
-    if (!strcmp(c->rooms[i].name, room)) return 0;
+    if (!strcmp(rp_room_name(c->rooms[i]), room)) return 0;
   if (!c->rooms) { /* the inline slot first: most connections are in one room */
     c->rooms = &c->room0;
     c->caprooms = 1;
   }
   if (c->nrooms == c->caprooms) {
-    uint32_t cap = c->caprooms * 2;
+    if (c->caprooms == UINT16_MAX) return NT_ENOMEM;
+    uint32_t cap = c->caprooms * 2u > UINT16_MAX ? UINT16_MAX : c->caprooms * 2u;
     int leave_inl = c->rooms == &c->room0;
     rp_room *v = leave_inl ? malloc(cap * sizeof *v) : realloc(c->rooms, cap * sizeof *v);
     if (!v) return NT_ENOMEM;
     if (leave_inl) v[0] = c->room0;
     c->rooms = v;
-    c->caprooms = cap;
+    c->caprooms = (uint16_t)cap;
   }
   const char *name = name_ref(&p->rooms, room);
   if (!name) return NT_ENOMEM;
-  c->rooms[c->nrooms++] = (rp_room){name, 0};
+  c->rooms[c->nrooms++] = rp_room_make(name, 0);
   return 1;
 }
 
 void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room) {
   for (size_t i = 0; i < c->nrooms; i++) {
-    if (strcmp(c->rooms[i].name, room)) continue;
-    name_unref(&p->rooms, c->rooms[i].name);
+    if (strcmp(rp_room_name(c->rooms[i]), room)) continue;
+    name_unref(&p->rooms, rp_room_name(c->rooms[i]));
     c->rooms[i] = c->rooms[--c->nrooms];
     return;
   }
@@ -141,20 +142,20 @@ void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room) {
 
 static rp_room *find_room(rp_conn *c, const char *room) {
   for (size_t i = 0; c && i < c->nrooms; i++)
-    if (!strcmp(c->rooms[i].name, room)) return &c->rooms[i];
+    if (!strcmp(rp_room_name(c->rooms[i]), room)) return &c->rooms[i];
   return NULL;
 }
 
 void nt_rp_mirror_confirm(rp *p, const char *id, const char *room) {
   rp_room *r = find_room(nt_rp_conn(p, id), room);
-  if (r) r->confirmed = 1;
+  if (r) *r = rp_room_make(rp_room_name(*r), 1);
 }
 
 static void conn_free(rp *p, rp_conn *c) {
-  for (size_t i = 0; i < c->nrooms; i++) name_unref(&p->rooms, c->rooms[i].name);
+  for (size_t i = 0; i < c->nrooms; i++) name_unref(&p->rooms, rp_room_name(c->rooms[i]));
   if (c->rooms != &c->room0) free(c->rooms);
   name_unref(&p->tenants, c->tenant);
-  if (c->own_client) free((char *)c->source_ip);
+  if (c->own_client) free((char *)c->client);
   free(c);
 }
 
@@ -195,11 +196,10 @@ void nt_rp_put_record(rp *p, const rp_conn *c) {
   char k[NT_KEY_MAX], at[24], last[24];
   if (nt_key_conn(k, sizeof k, p->prefix, c->id) < 0) return;
   snprintf(at, sizeof at, "%lld", (long long)c->connected_at_ms);
-  snprintf(last, sizeof last, "%lld", (long long)c->last_active_ms);
-  const char *a[] = {"HSET", k, "tenant", c->tenant, "user", c->user, "node", p->node,
-                     "connectedAt", at, "lastActiveAt", last, "sourceIp",
-                     c->source_ip ? c->source_ip : "", "userAgent",
-                     c->user_agent ? c->user_agent : ""};
+  snprintf(last, sizeof last, "%lld", (long long)(c->connected_at_ms + c->active_after_ms));
+  const char *a[] = {"HSET", k, "tenant", c->tenant, "user", rp_conn_user(c), "node", p->node,
+                     "connectedAt", at, "lastActiveAt", last, "sourceIp", rp_conn_ip(c),
+                     "userAgent", rp_conn_ua(c)};
   nt_rp_cmd(p, 16, a, NULL);
 }
 
@@ -216,11 +216,11 @@ static void on_synced(rp *p, rop *op, redisReply *r) {
     /* Report when the cluster was told otherwise (we were reaped) or never heard of it
      * (joined while Redis was away); not when Redis merely lost what everyone knew. */
     const rp_room *room = find_room(c, on->element[i]->str);
-    int news = op->ctx || (room && !room->confirmed);
+    int news = op->ctx || (room && !rp_room_confirmed(*room));
     if (news && !p->closing && p->base.h.on_online)
       p->base.h.on_online(p->base.h.ud, op->tenant, on->element[i]->str, op->room);
   }
-  for (size_t i = 0; c && i < c->nrooms; i++) c->rooms[i].confirmed = 1;
+  for (size_t i = 0; c && i < c->nrooms; i++) c->rooms[i] = rp_room_make(rp_room_name(c->rooms[i]), 1);
 }
 
 static void sync_conn(rp *p, const rp_conn *c, int report_on) {
@@ -234,12 +234,12 @@ static void sync_conn(rp *p, const rp_conn *c, int report_on) {
     free(a);
     return;
   }
-  a[0] = ck, a[1] = b, a[2] = p->node, a[3] = c->id, a[4] = c->user;
+  a[0] = ck, a[1] = b, a[2] = p->node, a[3] = c->id, a[4] = rp_conn_user(c);
   a[5] = c->registered ? "1" : "0";
-  for (size_t i = 0; i < c->nrooms; i++) a[6 + i] = c->rooms[i].name;
+  for (size_t i = 0; i < c->nrooms; i++) a[6 + i] = rp_room_name(c->rooms[i]);
   snprintf(op->tenant, sizeof op->tenant, "%s", c->tenant);
   snprintf(op->id, sizeof op->id, "%s", c->id);
-  snprintf(op->room, sizeof op->room, "%s", c->user); /* the user, for online reports */
+  snprintf(op->room, sizeof op->room, "%s", rp_conn_user(c)); /* the user, for online reports */
   op->ctx = (void *)(intptr_t)report_on;
   nt_rp_script(p, op, NT_LUA_SYNC, 1, (int)n, a, NULL);
   free(a);
