@@ -1,9 +1,5 @@
-/* nt_bus_nats: the bus over NATS (nats.c + its libuv adapter), moving nats.c's thread
- * callbacks onto the loop thread through one batched queue. */
-
-/* The adapter header defines its functions with external linkage: it may be included in
- * exactly one translation unit of the program, and this is the one. */
-#include <nats/adapters/libuv.h>
+/* nt_bus_nats: the bus over NATS (nats.c; socket events on the loop: nt_nats_uv.h),
+ * moving nats.c's thread callbacks onto the loop thread through one batched queue. */
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -16,6 +12,7 @@
 #include "nt_bus.h"
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_nats_uv.h"
 
 /* Tuning. The connect timeout also bounds how long a loop-thread call into nats.c can
  * wait for the connection lock while the reconnect thread dials an unreachable server. */
@@ -96,7 +93,7 @@ struct nt_bus_nats {
   xitem *spare; /* the other half of the double buffer */
   size_t spare_cap;
   natsConnection *nc;
-  natsLibuvEvents *nle; /* adapter state, created here on the loop thread (see ev_attach) */
+  nt_nats_uv *nle;      /* socket events on the loop (nt_nats_uv.h) */
   nt_bus_sub *subs;
   nt_bus_sub *inbox_sub;
   natsInbox *inbox; /* "_INBOX.<nuid>"; replies come to "<inbox>.<token>" */
@@ -113,25 +110,6 @@ struct nt_bus_nats {
 };
 
 /* ================================================================ helpers */
-
-/* The one place natsStatus becomes an nt_err. */
-static int nats_err(natsStatus s) {
-  switch (s) {
-  case NATS_OK: return 0;
-  case NATS_INVALID_SUBJECT: case NATS_INVALID_ARG: case NATS_INVALID_QUEUE_NAME:
-  case NATS_INVALID_TIMEOUT: case NATS_ADDRESS_MISSING: return NT_EINVAL;
-  case NATS_NO_MEMORY: return NT_ENOMEM;
-  case NATS_INSUFFICIENT_BUFFER: /* reconnect buffer full */
-  case NATS_NOT_YET_CONNECTED: case NATS_CONNECTION_DISCONNECTED: return NT_EAGAIN;
-  case NATS_CONNECTION_CLOSED: case NATS_DRAINING: case NATS_INVALID_SUBSCRIPTION: return NT_ECLOSED;
-  case NATS_MAX_PAYLOAD: return NT_ETOOLARGE;
-  case NATS_TIMEOUT: return NT_ETIMEOUT;
-  case NATS_NO_RESPONDERS: return NT_ENORESPONDER;
-  case NATS_CONNECTION_AUTH_FAILED: return NT_EAUTH;
-  case NATS_NOT_PERMITTED: return NT_EFORBIDDEN;
-  default: return NT_EBUS;
-  }
-}
 
 static void xq_release(xq *q) {
   if (atomic_fetch_sub(&q->refs, 1) != 1) return;
@@ -235,158 +213,6 @@ static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus
     return;
   nt_log_warn("bus async error", "{s:s, s:s}", "error", natsStatus_GetText(err), "subject",
               sub ? natsSubscription_GetSubject(sub) : "");
-}
-
-/* ================================================================ libuv adapter glue
- *
- * From the adapter header the bus uses its state struct, its cross-thread event list
- * (uvScheduleToEventLoop), its poll callback (natsLibuvPoll) and uvPollUpdate, but
- * replaces the lifecycle around them, because the stock one:
- *  - creates its state only on the loop thread (else NATS_ILLEGAL_STATE), while with
- *    RetryOnFailedConnect the first connect succeeds on nats.c's reconnect thread: a bus
- *    started while NATS is down would never attach;
- *  - closes the stopped uv_poll_t of a dead socket only at the next attach, and uv_close
- *    does epoll_ctl(DEL) on the fd *number*, which by then may be another socket's (two
- *    buses on one loop: one went deaf after a server restart);
- *  - calls natsConnection_Close() on a later turn, maybe after the connection is freed.
- * So the state is created in nt_bus_nats_new, a poll handle is closed as soon as nats.c
- * removes all interest (right before it closes the socket), and destroy tears down. */
-
-static void ev_dispatch(uv_async_t *a);
-
-static int on_loop_thread(natsLibuvEvents *nle) {
-  return uv_key_get(&uvLoopThreadKey) == (void *)nle->loop;
-}
-
-static int nle_new(nt_bus_nats *b) {
-  natsLibuvEvents *nle = calloc(1, sizeof *nle);
-  uv_mutex_t *lock = malloc(sizeof *lock);
-  uv_async_t *sched = malloc(sizeof *sched);
-  int ok = nle && lock && sched && uv_mutex_init(lock) == 0;
-  if (ok && uv_async_init(b->loop, sched, ev_dispatch) != 0) {
-    uv_mutex_destroy(lock);
-    ok = 0;
-  }
-  if (!ok) {
-    free(nle);
-    free(lock);
-    free(sched);
-    return NT_ENOMEM;
-  }
-  sched->data = nle;
-  nle->loop = b->loop;
-  nle->lock = lock;
-  nle->scheduler = sched;
-  b->nle = nle;
-  return 0;
-}
-
-static void poll_close(natsLibuvEvents *nle) {
-  if (!nle->handle) return;
-  uv_close((uv_handle_t *)nle->handle, uvHandleClosedCb); /* frees the handle */
-  nle->handle = NULL;
-}
-
-/* Loop thread: starts polling the connection's new socket. */
-static void poll_attach(natsLibuvEvents *nle) {
-  poll_close(nle);
-  uv_poll_t *h = malloc(sizeof *h);
-  if (!h || uv_poll_init_socket(nle->loop, h, nle->socket) != 0) {
-    /* pings then go unanswered and nats.c reconnects by itself */
-    free(h);
-    nt_log_error("bus cannot poll its socket", NULL);
-    return;
-  }
-  h->data = nle;
-  nle->handle = h;
-  nle->events = UV_READABLE;
-  if (uv_poll_start(h, UV_READABLE, natsLibuvPoll) != 0)
-    nt_log_error("bus cannot poll its socket", NULL);
-}
-
-/* Loop thread. No interest left means nats.c is about to close the socket. */
-static void poll_update(natsLibuvEvents *nle, int type, bool add) {
-  if (!nle->handle) return;
-  if (uvPollUpdate(nle, type, add) != NATS_OK) nt_log_error("bus cannot poll its socket", NULL);
-  if (nle->events == 0) poll_close(nle);
-}
-
-/* Loop thread: events scheduled from nats.c threads, in order. */
-static void ev_dispatch(uv_async_t *a) {
-  natsLibuvEvents *nle = a->data;
-  for (;;) {
-    uv_mutex_lock(nle->lock);
-    natsLibuvEvent *ev = nle->head;
-    if (ev) {
-      nle->head = ev->next;
-      if (ev == nle->tail) nle->tail = NULL;
-    }
-    uv_mutex_unlock(nle->lock);
-    if (!ev) return;
-    if (ev->type == NATS_LIBUV_ATTACH) poll_attach(nle);
-    else poll_update(nle, ev->type, ev->add);
-    free(ev);
-  }
-}
-
-/* nats.c calls the ev_* functions with its connection lock held, on the loop thread or
- * on one of its own threads; the latter are queued for ev_dispatch. Anything already
- * queued keeps later loop-thread calls queued too, so the order is preserved. */
-static natsStatus ev_update(natsLibuvEvents *nle, int type, bool add) {
-  if (on_loop_thread(nle) && nle->head == NULL) {
-    poll_update(nle, type, add);
-    return NATS_OK;
-  }
-  return uvScheduleToEventLoop(nle, type, add);
-}
-
-static natsStatus ev_read(void *user_data, bool add) {
-  return ev_update(user_data, NATS_LIBUV_READ, add);
-}
-
-static natsStatus ev_write(void *user_data, bool add) {
-  return ev_update(user_data, NATS_LIBUV_WRITE, add);
-}
-
-/* `loop` is the bus: natsOptions_SetEventLoop passes it through untouched. */
-static natsStatus ev_attach(void **user_data, void *loop, natsConnection *nc, natsSock sock) {
-  natsLibuvEvents *nle = ((nt_bus_nats *)loop)->nle;
-  nle->nc = nc;
-  nle->socket = sock;
-  *user_data = nle;
-  if (on_loop_thread(nle) && nle->head == NULL) {
-    poll_attach(nle);
-    return NATS_OK;
-  }
-  return uvScheduleToEventLoop(nle, NATS_LIBUV_ATTACH, true);
-}
-
-/* The connection is closed (interest already removed); nle_close tears down later. */
-static natsStatus ev_detach(void *user_data) { return NATS_OK; }
-
-static void nle_sched_closed(uv_handle_t *h) {
-  natsLibuvEvents *nle = h->data;
-  uv_mutex_destroy(nle->lock);
-  free(nle->lock);
-  free(nle->scheduler);
-  free(nle);
-}
-
-/* Loop thread, after natsConnection_Destroy: no nats.c thread uses the state any more.
- * Queued events are dropped (they refer to a freed connection) and both handles closed
- * at once, so no poll callback runs for it. */
-static void nle_close(natsLibuvEvents *nle) {
-  uv_mutex_lock(nle->lock);
-  natsLibuvEvent *ev = nle->head;
-  nle->head = nle->tail = NULL;
-  uv_mutex_unlock(nle->lock);
-  while (ev) {
-    natsLibuvEvent *next = ev->next;
-    free(ev);
-    ev = next;
-  }
-  poll_close(nle);
-  uv_close((uv_handle_t *)nle->scheduler, nle_sched_closed);
 }
 
 /* ================================================================ requests */
@@ -552,7 +378,7 @@ static int sub_start(nt_bus_nats *b, const char *subject, const char *queue, int
   if (st != NATS_OK) {
     xq_release(b->q);
     free(s);
-    return nats_err(st);
+    return nt_nats_err(st);
   }
   if (natsSubscription_SetOnCompleteCB(ns, on_sub_complete, s) != NATS_OK) {
     /* closed under us by the connection: no on-complete will come, so nats.c's
@@ -609,7 +435,7 @@ static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_
   if (len > INT_MAX) return NT_ETOOLARGE;
   natsStatus st = reply ? natsConnection_PublishRequest(b->nc, subject, reply, data, (int)len)
                         : natsConnection_Publish(b->nc, subject, data, (int)len);
-  if (st != NATS_OK) return nats_err(st);
+  if (st != NATS_OK) return nt_nats_err(st);
   b->st.published++;
   return 0;
 }
@@ -630,7 +456,7 @@ static int nats_publish_seq(nt_bus *bb, const char *subject, const void *data, s
   if (st == NATS_OK) st = natsMsgHeader_Set(m, JSLastSequence, lv);
   if (st == NATS_OK) st = natsConnection_PublishMsg(b->nc, m);
   natsMsg_Destroy(m);
-  if (st != NATS_OK) return nats_err(st);
+  if (st != NATS_OK) return nt_nats_err(st);
   b->st.published++;
   return 0;
 }
@@ -639,7 +465,7 @@ static int nats_publish_seq(nt_bus *bb, const char *subject, const void *data, s
 static int inbox_start(nt_bus_nats *b) {
   natsInbox *ib = NULL;
   natsStatus st = natsInbox_Create(&ib);
-  if (st != NATS_OK) return nats_err(st);
+  if (st != NATS_OK) return nt_nats_err(st);
   char wild[128];
   snprintf(wild, sizeof wild, "%s.*", ib);
   int rc = sub_start(b, wild, NULL, 1, &b->inbox_sub);
@@ -672,7 +498,7 @@ static int req_send(nt_bus_nats *b, const char *subject, const void *data, size_
                       : natsConnection_Publish(b->nc, reply, NULL, 0);
   if (st != NATS_OK) {
     free(r);
-    return nats_err(st);
+    return nt_nats_err(st);
   }
   if (subject) b->st.published++;
   size_t i = r->token & (b->nrb - 1);
@@ -773,7 +599,7 @@ static void nats_destroy(nt_bus *bb) {
   b->subs = b->inbox_sub = NULL;
   natsInbox_Destroy(b->inbox);
   b->inbox = NULL;
-  nle_close(b->nle);
+  nt_nats_uv_close(b->nle);
   b->nle = NULL;
   uv_close((uv_handle_t *)&b->async, bus_closed);
 }
@@ -792,21 +618,6 @@ static const nt_bus_vtab nats_vtab = {
 
 /* ================================================================ creation */
 
-/* Splits "a, b,c" into trimmed entries of `buf` (modified in place). */
-static int split_urls(char *buf, const char **out, int max) {
-  int n = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ' || *tok == '\t') tok++;
-    char *e = tok + strlen(tok);
-    while (e > tok && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
-    if (*tok == '\0') continue;
-    if (n == max) return -1;
-    out[n++] = tok;
-  }
-  return n;
-}
-
 static natsStatus make_opts(nt_bus_nats *b, const char **urls, int nurls, const char *name,
                             natsOptions **out) {
   natsOptions *o = NULL;
@@ -814,7 +625,7 @@ static natsStatus make_opts(nt_bus_nats *b, const char **urls, int nurls, const 
   if (s == NATS_OK) s = natsOptions_SetServers(o, urls, nurls);
   if (s == NATS_OK && name) s = natsOptions_SetName(o, name);
   if (s == NATS_OK)
-    s = natsOptions_SetEventLoop(o, b, ev_attach, ev_read, ev_write, ev_detach);
+    s = nt_nats_uv_options(b->nle, o);
   /* with a connected callback the first connect does not block: it returns
    * NATS_NOT_YET_CONNECTED and nats.c keeps dialling from its reconnect thread */
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b->q);
@@ -842,14 +653,11 @@ int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
   char *buf = strdup(urls);
   if (!buf) return NT_ENOMEM;
   const char *list[MAX_URLS];
-  int nurls = split_urls(buf, list, MAX_URLS);
+  int nurls = nt_nats_split_urls(buf, list, MAX_URLS);
   if (nurls <= 0) {
     free(buf);
     return NT_EINVAL;
   }
-
-  natsLibuv_Init();
-  natsLibuv_SetThreadLocalLoop(loop); /* this thread runs the loop */
 
   nt_bus_nats *b = calloc(1, sizeof *b);
   xq *q = calloc(1, sizeof *q);
@@ -865,9 +673,10 @@ int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
   b->base.h = *h;
   b->loop = loop;
   b->q = q;
-  int rc = nle_new(b);
+  b->nle = nt_nats_uv_new(loop);
+  int rc = b->nle ? 0 : NT_ENOMEM;
   if (rc == 0 && uv_async_init(loop, &b->async, on_async) != 0) {
-    nle_close(b->nle);
+    nt_nats_uv_close(b->nle);
     rc = NT_EINTERNAL;
   }
   if (rc) {
@@ -898,10 +707,10 @@ int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
     nt_log_error("bus cannot start", "{s:s, s:s}", "urls", urls, "error",
                  nats_GetLastError(NULL));
     q->async = NULL;
-    nle_close(b->nle);
+    nt_nats_uv_close(b->nle);
     uv_close((uv_handle_t *)&b->async, bus_closed);
     free(buf);
-    return nats_err(s);
+    return nt_nats_err(s);
   }
   free(buf);
   *out = &b->base;

@@ -12,6 +12,7 @@
 #include "nt_err.h"
 #include "nt_history.h"
 #include "nt_log.h"
+#include "nt_nats_uv.h"
 #include "nt_subject.h"
 
 /* Tuning */
@@ -758,24 +759,10 @@ static const nt_history_vtab js_vtab = {
 
 /* ================================================================ creation */
 
-static int split_urls(char *buf, const char **out, int max) {
-  int n = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    while (*tok == ' ' || *tok == '\t') tok++;
-    char *e = tok + strlen(tok);
-    while (e > tok && (e[-1] == ' ' || e[-1] == '\t')) *--e = '\0';
-    if (*tok == '\0') continue;
-    if (n == max) return -1;
-    out[n++] = tok;
-  }
-  return n;
-}
-
 static natsStatus connect_nats(hist_js *j, const char *urls, const char *name) {
   char *buf = strdup(urls);
   const char *list[32];
-  int n = buf ? split_urls(buf, list, 32) : -1;
+  int n = buf ? nt_nats_split_urls(buf, list, 32) : -1;
   if (n <= 0) {
     free(buf);
     return NATS_INVALID_ARG;
