@@ -14,7 +14,7 @@ typedef struct nt_map_slot {
 
 typedef struct nt_map {
   nt_map_slot *slots;
-  size_t cap;     /* power of two, 0 before first insert */
+  size_t cap;     /* slots (grows by 1.5x), 0 before first insert */
   size_t len;     /* live entries */
   size_t used;    /* live + tombstones */
   int borrow_keys; /* keys are not copied (nt_map_init_borrowed) */

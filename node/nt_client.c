@@ -174,8 +174,10 @@ static void user_subscribe(nt_node *n, nt_userset *u) {
     }
     nt_log_error("subscribe failed", "{s:s}", "subject", wild);
   }
-  if (nt_bus_subscribe(n->bus, u->subject, NULL, &u->sub))
-    nt_log_error("subscribe failed", "{s:s}", "subject", u->subject);
+  char subject[NT_SUBJECT_MAX];
+  if (nt_hub_user_subject(u, subject, sizeof subject) < 0 ||
+      nt_bus_subscribe(n->bus, subject, NULL, &u->sub))
+    nt_log_error("subscribe failed", "{s:s}", "user", u->key);
 }
 
 void nt_client_welcome(nt_node *n, nt_conn *c) {

@@ -1,6 +1,7 @@
 /* nt_hub: local rooms, user sets and connection ids. */
 #include "nt_hub.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,8 +45,17 @@ nt_room *nt_hub_room(nt_hub *h, const char *subject) {
   return nt_map_get(&h->rooms, subject, strlen(subject));
 }
 
+#define USER_PREFIX_LEN (sizeof "natter.user." - 1)
+
 nt_userset *nt_hub_userset(nt_hub *h, const char *subject) {
-  return nt_map_get(&h->users, subject, strlen(subject));
+  size_t n = strlen(subject);
+  if (n <= USER_PREFIX_LEN || memcmp(subject, "natter.user.", USER_PREFIX_LEN)) return NULL;
+  return nt_map_get(&h->users, subject + USER_PREFIX_LEN, n - USER_PREFIX_LEN);
+}
+
+int nt_hub_user_subject(const nt_userset *u, char *out, size_t cap) {
+  int n = snprintf(out, cap, "natter.user.%s", u->key);
+  return n < 0 || (size_t)n >= cap ? NT_ETOOLARGE : n;
 }
 
 nt_conn *nt_hub_conn(nt_hub *h, const char *conn_id) {
@@ -173,23 +183,22 @@ void nt_hub_room_free(nt_hub *h, nt_room *r) {
   free(r);
 }
 
-/* The tenant of a user subject "natter.user.<tenant>.<user>" (ids hold no dots). */
-static const char *subject_tenant(const char *subject, size_t *len) {
-  const char *t = subject + sizeof "natter.user." - 1;
-  *len = (size_t)(strchr(t, '.') - t);
-  return t;
+/* The tenant of a user set's key "<tenant>.<user>" (ids hold no dots). */
+static const char *key_tenant(const char *key, size_t *len) {
+  *len = (size_t)(strchr(key, '.') - key);
+  return key;
 }
 
 nt_hub_tenant *nt_hub_tenant_of(nt_hub *h, const nt_userset *u) {
   size_t len;
-  const char *t = subject_tenant(u->subject, &len);
+  const char *t = key_tenant(u->key, &len);
   return nt_map_get(&h->tenants, t, len);
 }
 
 /* Counts a new user set in its tenant (creating the record). */
 static int tenant_add(nt_hub *h, const nt_userset *u) {
   size_t len;
-  const char *t = subject_tenant(u->subject, &len);
+  const char *t = key_tenant(u->key, &len);
   nt_hub_tenant *ten = nt_map_get(&h->tenants, t, len);
   if (!ten) {
     if (!(ten = calloc(1, sizeof *ten + len + 1))) return NT_ENOMEM;
@@ -209,16 +218,18 @@ int nt_hub_add_conn(nt_hub *h, nt_conn *c, int *created) {
   int n = nt_subject_user(subject, sizeof subject, c->ident.tenant, c->ident.user);
   if (n < 0) return n;
   if (nt_map_put(&h->conns, c->id, strlen(c->id), c, NULL)) return NT_ENOMEM;
-  nt_userset *u = nt_map_get(&h->users, subject, (size_t)n);
+  const char *key = subject + USER_PREFIX_LEN;
+  size_t klen = (size_t)n - USER_PREFIX_LEN;
+  nt_userset *u = nt_map_get(&h->users, key, klen);
   if (!u) {
-    u = calloc(1, sizeof *u + (size_t)n + 1);
+    u = calloc(1, sizeof *u + klen + 1);
     if (!u) goto oom;
-    memcpy(u->subject, subject, (size_t)n + 1);
+    memcpy(u->key, key, klen + 1);
     if (tenant_add(h, u)) {
       free(u);
       goto oom;
     }
-    if (nt_map_put(&h->users, u->subject, (size_t)n, u, NULL)) {
+    if (nt_map_put(&h->users, u->key, klen, u, NULL)) {
       nt_hub_userset_free(h, u); /* not listed: only uncounts the tenant */
       goto oom;
     }
@@ -255,9 +266,9 @@ static void userset_free(nt_userset *u) {
 }
 
 nt_bus_sub *nt_hub_userset_free(nt_hub *h, nt_userset *u) {
-  nt_map_del(&h->users, u->subject, strlen(u->subject));
+  nt_map_del(&h->users, u->key, strlen(u->key));
   size_t len;
-  const char *t = subject_tenant(u->subject, &len);
+  const char *t = key_tenant(u->key, &len);
   nt_hub_tenant *ten = nt_map_get(&h->tenants, t, len);
   nt_bus_sub *wild = NULL;
   if (ten) {

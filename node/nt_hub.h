@@ -35,7 +35,7 @@ typedef struct nt_userset {
   uint32_t n, cap;
   nt_bus_sub *sub;
   nt_conn *conn0;                 /* the usual case: one connection per user and node */
-  char subject[];                 /* natter.user.<tenant>.<user>, exact length */
+  char key[];                     /* "<tenant>.<user>": its subject without "natter.user." */
 } nt_userset;
 
 /* A tenant with local users. Up to --max-user-subscriptions users of a tenant get a bus
@@ -52,7 +52,7 @@ typedef struct nt_hub_tenant {
 /* The maps borrow their keys from the values (subjects, connection ids, tenant names). */
 typedef struct nt_hub {
   nt_map rooms;     /* room subject and presence subject -> nt_room* */
-  nt_map users;     /* user subject -> nt_userset* */
+  nt_map users;     /* "<tenant>.<user>" -> nt_userset* */
   nt_map conns;     /* connection id -> nt_conn* */
   nt_map tenants;   /* tenant -> nt_hub_tenant* (tenants with local users) */
   size_t nrooms;
@@ -64,7 +64,10 @@ void nt_hub_init(nt_hub *h);
 void nt_hub_free(nt_hub *h);
 
 nt_room *nt_hub_room(nt_hub *h, const char *subject);     /* by room or presence subject */
-nt_userset *nt_hub_userset(nt_hub *h, const char *subject);
+nt_userset *nt_hub_userset(nt_hub *h, const char *subject);   /* by user subject */
+/* Writes the user set's bus subject natter.user.<tenant>.<user>; returns its length or
+ * NT_ETOOLARGE. */
+int nt_hub_user_subject(const nt_userset *u, char *out, size_t cap);
 nt_conn *nt_hub_conn(nt_hub *h, const char *conn_id);
 
 /* Adds `c` to room (tenant, name). *created is set to 1 when the room had no local

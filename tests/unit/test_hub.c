@@ -308,7 +308,11 @@ static void test_user_sets(void **state) {
   assert_int_equal(created, 1);
   nt_userset *u = a1->uset;
   assert_non_null(u);
-  assert_string_equal(u->subject, "natter.user.acme.alice");
+  assert_string_equal(u->key, "acme.alice");
+  char subject[NT_SUBJECT_MAX];
+  assert_int_equal(nt_hub_user_subject(u, subject, sizeof subject), 22);
+  assert_string_equal(subject, "natter.user.acme.alice");
+  assert_null(nt_hub_userset(&h, "acme.alice")); /* by subject only */
   assert_ptr_equal(nt_hub_userset(&h, "natter.user.acme.alice"), u);
   assert_int_equal(nt_hub_add_conn(&h, a2, &created), 0);
   assert_int_equal(created, 0);
