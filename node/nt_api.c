@@ -291,7 +291,7 @@ char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
   json_t *o = json_pack("{s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
                         "connectionId", c->id,
                         "connectedAt", (json_int_t)(wall - (mono - (int64_t)c->connected_at)),
-                        "lastActiveAt", (json_int_t)(wall - (mono - (int64_t)c->last_active)),
+                        "lastActiveAt", (json_int_t)(wall - nt_conn_age((uint64_t)mono, c->last_active)),
                         "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
                         "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
                         "rooms", rooms);

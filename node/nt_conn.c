@@ -4,36 +4,43 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "nt_api.h"
 #include "nt_deflate.h"
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_node.h"
+#include "nt_sock.h"
 #include "nt_utf8.h"
 
 #define HTTP_MAX_BODY 0
 #define IOV_MAX_BATCH 64
+/* Reads per readable event while each fills the read buffer (the poll is level-triggered:
+ * what is left brings us back on the next turn, after the other connections). */
+#define READS_PER_EVENT 4
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void on_io(uv_poll_t *h, int status, int events);
 static void begin_close(nt_conn *c, int why);
+static void pump_held(nt_conn *c);
 
 /* ---------------------------------------------------------------- lifecycle -- */
 
-nt_conn *nt_conn_new(nt_node *node) {
+nt_conn *nt_conn_new(nt_node *node, int fd) {
   nt_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->node = node;
   c->tp = &nt_transport_tcp;
+  c->fd = fd;
   c->refs = 1;
   c->state = NT_CONN_HTTP;
   c->q = c->qin;
   c->qcap = NT_CONN_QINLINE;
-  if (uv_tcp_init(nt_node_loop(node), &c->tcp)) {
+  if (uv_poll_init(nt_node_loop(node), &c->poll, fd)) { /* also makes fd non-blocking */
     free(c);
     return NULL;
   }
-  c->tcp.data = c;
+  c->poll.data = c;
   return c;
 }
 
@@ -70,9 +77,26 @@ int nt_conn_set_peer(nt_conn *c, const char *ip, size_t len) {
   return 0;
 }
 
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  nt_conn *c = h->data;
-  nt_node_read_buffer(c->node, buf);
+/* ---- what the poll handle watches ----
+ * The only place that starts or stops it. Changing the mask costs libuv two epoll_ctl
+ * calls, so it changes only when reading pauses (HTTP phase) or the socket fills up. */
+static void update_events(nt_conn *c) {
+  if (c->handle_closing) return;
+  int ev = (c->reading ? UV_READABLE : 0) | (c->wblocked ? UV_WRITABLE : 0);
+  if ((unsigned)ev == c->events) return;
+  c->events = (unsigned)ev;
+  int r = ev ? uv_poll_start(&c->poll, ev, on_io) : uv_poll_stop(&c->poll);
+  if (r) nt_conn_abort(c, NT_CLOSE_CLIENT);
+}
+
+void nt_conn_set_reading(nt_conn *c, int on) {
+  c->reading = on != 0;
+  update_events(c);
+}
+
+void nt_conn_want_write(nt_conn *c, int on) {
+  c->wblocked = on != 0;
+  update_events(c);
 }
 
 int nt_conn_start(nt_conn *c) {
@@ -80,9 +104,8 @@ int nt_conn_start(nt_conn *c) {
   c->http = nt_http_parser_new(nt_limits_max_header_bytes(c->node),
                                c->api ? nt_node_max_message_bytes(c->node) : HTTP_MAX_BODY);
   if (!c->http) return NT_ENOMEM;
-  uv_tcp_nodelay(&c->tcp, 1);
-  int r = uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
-  return r ? NT_EIO : 0;
+  nt_conn_set_reading(c, 1);
+  return c->handle_closing ? NT_EIO : 0;
 }
 
 static void queue_clear(nt_conn *c) {
@@ -101,19 +124,25 @@ void nt_conn_unref(nt_conn *c) {
   queue_clear(c);
   if (c->ws) wslay_event_context_free(c->ws);
   nt_http_parser_free(c->http);
-  free(c->http_hold);
+  free(c->held);
   nt_identity_clear(&c->ident);
   if (c->rooms != &c->room0) free(c->rooms);
   free(c->user_agent);
   free(c);
 }
 
-static void on_close(uv_handle_t *h) { nt_conn_unref(h->data); }
+/* uv_poll never owns the descriptor: it is closed once libuv has let go of it. */
+static void on_close(uv_handle_t *h) {
+  nt_conn *c = h->data;
+  close(c->fd);
+  c->fd = -1;
+  nt_conn_unref(c);
+}
 
 static void close_handle(nt_conn *c) {
   if (c->handle_closing) return;
   c->handle_closing = 1;
-  uv_close((uv_handle_t *)&c->tcp, on_close);
+  uv_close((uv_handle_t *)&c->poll, on_close);
 }
 
 void nt_conn_close_handle(nt_conn *c) { close_handle(c); }
@@ -124,7 +153,7 @@ static void begin_close(nt_conn *c, int why) {
   int was_ws = c->state == NT_CONN_WS;
   c->state = NT_CONN_CLOSING;
   if (!c->close_reason) c->close_reason = (uint8_t)why;
-  c->closing_since = uv_now(nt_node_loop(c->node));
+  c->closing_since = nt_conn_stamp(uv_now(nt_node_loop(c->node)));
   if (was_ws) nt_node_on_conn_closing(c->node, c);
 }
 
@@ -136,7 +165,7 @@ void nt_conn_abort(nt_conn *c, int why) {
 void nt_conn_close_after_flush(nt_conn *c, int why) {
   begin_close(c, why);
   c->shutdown_after_flush = 1;
-  if (c->qhead == c->qtail && !c->writing) close_handle(c);
+  if (c->qhead == c->qtail && !c->wblocked) close_handle(c);
   else nt_node_mark_dirty(c->node, c);
 }
 
@@ -144,7 +173,7 @@ void nt_conn_close_after_flush(nt_conn *c, int why) {
 
 static int queue_push(nt_conn *c, nt_frame *f) {
   if (c->qtail == c->qcap) {
-    if (c->qhead > 0 && c->qhead >= c->qcap / 2 && !c->writing) {
+    if (c->qhead > 0 && c->qhead >= c->qcap / 2) {
       memmove(c->q, c->q + c->qhead, (c->qtail - c->qhead) * sizeof *c->q);
       c->qtail -= c->qhead;
       c->qhead = 0;
@@ -218,98 +247,77 @@ static void queue_consume(nt_conn *c, size_t n) {
 void nt_conn_wrote(nt_conn *c, size_t n) { queue_consume(c, n); }
 
 void nt_conn_trim(nt_conn *c) {
-  if (c->q == c->qin || c->qhead != c->qtail || c->writing) return;
+  if (c->q == c->qin || c->qhead != c->qtail) return;
   free(c->q);
   c->q = c->qin;
   c->qcap = NT_CONN_QINLINE;
   c->qhead = c->qtail = 0;
 }
 
-static size_t fill_iov(nt_conn *c, uv_buf_t *iov, size_t max) {
+static size_t fill_iov(nt_conn *c, struct iovec *iov, size_t max) {
   size_t n = 0;
   for (uint32_t i = c->qhead; i < c->qtail && n < max; i++, n++) {
     nt_frame *f = c->q[i];
     size_t off = i == c->qhead ? c->qoff : 0;
-    iov[n] = uv_buf_init((char *)f->data + off, (unsigned)(f->len - off));
+    iov[n].iov_base = (char *)f->data + off;
+    iov[n].iov_len = f->len - off;
   }
   return n;
-}
-
-static void on_write(uv_write_t *req, int status) {
-  nt_conn *c = req->data;
-  free(req);
-  c->wreq = NULL;
-  c->writing = 0;
-  if (status == 0) {
-    size_t bytes = 0;
-    for (uint32_t i = 0; i < c->inflight; i++)
-      bytes += c->q[c->qhead + i]->len - (i == 0 ? c->qoff : 0);
-    queue_consume(c, bytes);
-  }
-  c->inflight = 0;
-  if (status < 0) nt_conn_abort(c, NT_CLOSE_CLIENT);
-  else if (c->qhead != c->qtail || c->shutdown_after_flush) nt_conn_flush(c);
-  nt_conn_unref(c);
 }
 
 void nt_conn_flush(nt_conn *c) { c->tp->flush(c); }
 
 static void tcp_flush(nt_conn *c) {
   if (c->handle_closing) return;
-  /* Before the in-flight check: a client that stops reading has a write stuck in flight,
-   * and it is exactly the one to close (uv_close cancels that write). */
+  /* Before the blocked check: a client that stops reading fills its socket, and it is
+   * exactly the one to close. */
   if (c->pending_abort) {
     nt_conn_abort(c, NT_CLOSE_SLOW);
     return;
   }
-  if (c->writing) return;
-  uv_buf_t iov[IOV_MAX_BATCH];
+  if (c->wblocked) return; /* UV_WRITABLE comes back here */
+  struct iovec iov[IOV_MAX_BATCH];
   while (c->qhead != c->qtail) {
     size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
-    int r = uv_try_write((uv_stream_t *)&c->tcp, iov, (unsigned)n);
-    if (r == UV_EAGAIN || r == UV_ENOSYS) break;
+    ssize_t r = nt_sock_sendv(c->fd, iov, n);
+    if (r == NT_EAGAIN) break;
     if (r < 0) {
       nt_conn_abort(c, NT_CLOSE_CLIENT);
       return;
     }
     size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += iov[i].len;
+    for (size_t i = 0; i < n; i++) total += iov[i].iov_len;
     queue_consume(c, (size_t)r);
-    if ((size_t)r < total) break; /* kernel buffer full: hand the rest to uv_write */
+    if ((size_t)r < total) break; /* kernel buffer full */
   }
-  if (c->qhead != c->qtail) {
-    size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
-    /* The request is allocated only here, when the socket is full: an idle or keeping-up
-     * connection carries no uv_write_t (192 bytes). */
-    c->wreq = malloc(sizeof *c->wreq);
-    if (c->wreq) c->wreq->data = c;
-    if (!c->wreq || uv_write(c->wreq, (uv_stream_t *)&c->tcp, iov, (unsigned)n, on_write)) {
-      free(c->wreq);
-      c->wreq = NULL;
-      nt_conn_abort(c, NT_CLOSE_CLIENT);
-      return;
-    }
-    c->writing = 1;
-    c->inflight = (uint32_t)n;
-    nt_conn_ref(c);
-    return;
-  }
-  if (c->shutdown_after_flush) close_handle(c);
+  /* The rest stays queued as shared frames (nothing is copied) until the socket drains. */
+  nt_conn_want_write(c, c->qhead != c->qtail);
+  if (c->qhead == c->qtail && c->shutdown_after_flush) close_handle(c);
 }
 
 /* ---------------------------------------------------------------- wslay glue - */
 
+/* The bytes being fed to wslay: borrowed for one ws_pump call, which is the only caller
+ * of wslay_event_recv. One cursor for the thread rather than 16 bytes in every
+ * connection; ws_pump saves and restores it, so a pump nested in another connection's
+ * callbacks cannot disturb the outer one. */
+typedef struct ws_input {
+  const uint8_t *p;
+  size_t n;
+} ws_input;
+static _Thread_local ws_input ws_in;
+
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
                        void *ud) {
-  nt_conn *c = ud;
-  if (c->rlen == 0) {
+  (void)ud;
+  if (ws_in.n == 0) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
   }
-  size_t n = len < c->rlen ? len : c->rlen;
-  memcpy(buf, c->rbuf, n);
-  c->rbuf += n;
-  c->rlen -= n;
+  size_t n = len < ws_in.n ? len : ws_in.n;
+  memcpy(buf, ws_in.p, n);
+  ws_in.p += n;
+  ws_in.n -= n;
   return (ssize_t)n;
 }
 
@@ -437,26 +445,49 @@ static void ws_maybe_release(nt_conn *c) {
   c->ws = NULL;
 }
 
-int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
-  nt_http_parser_free(c->http);
-  c->http = NULL;
-  c->state = NT_CONN_WS;
-  if (rest_len) {
-    c->rbuf = rest;
-    c->rlen = rest_len;
-  }
+/* Keeps a copy of `len` bytes of input while reading is paused (the read buffer is
+ * shared). Returns 0 or NT_ENOMEM. */
+static int hold_input(nt_conn *c, const uint8_t *data, size_t len) {
+  if (!len) return 0;
+  nt_conn_held *h = malloc(sizeof *h + len);
+  if (!h) return NT_ENOMEM;
+  h->len = len;
+  memcpy(h->data, data, len);
+  free(c->held);
+  c->held = h;
   return 0;
 }
 
-/* Runs wslay over the bytes at c->rbuf and pushes its pending output into the queue. */
-static void ws_pump(nt_conn *c) {
+int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len) {
+  /* Frames sent before the 101 arrived (rare): kept until reading resumes. */
+  if (hold_input(c, rest, rest_len)) return NT_ENOMEM;
+  nt_http_parser_free(c->http);
+  c->http = NULL;
+  c->state = NT_CONN_WS;
+  return 0;
+}
+
+static void ws_run(nt_conn *c);
+
+/* Runs wslay over `len` bytes at `data` (borrowed for the call) and pushes its pending
+ * output into the queue. */
+static void ws_pump(nt_conn *c, const uint8_t *data, size_t len) {
   if (ws_ensure(c)) {
     nt_conn_abort(c, NT_CLOSE_PROTOCOL);
     return;
   }
-  fb_scan(c, c->rbuf, c->rlen);
+  fb_scan(c, data, len);
+  ws_input outer = ws_in;
+  ws_in.p = data;
+  ws_in.n = len;
+  ws_run(c);
+  ws_in = outer;
+}
+
+/* The rest of ws_pump, with the input in place. */
+static void ws_run(nt_conn *c) {
   int r = wslay_event_recv(c->ws);
-  c->rlen = 0;
+  ws_in.n = 0; /* whatever wslay refused to read is dropped, as it always was */
   if (r == WSLAY_ERR_CALLBACK_FAILURE && !wslay_event_get_close_sent(c->ws)) {
     /* A violation caught by wslay's frame layer (control frame over 125 bytes or
      * fragmented, non-minimal length): wslay queued a close without a status and gives
@@ -534,7 +565,7 @@ static void http_refuse(nt_conn *c) {
 /* HTTP-phase input. The WebSocket port takes one request: an upgrade, or a request that
  * is answered and closed. The API port keeps connections alive: requests are answered one
  * at a time and in order; while one waits for an asynchronous answer (bus, store), reading
- * pauses and the bytes already read wait in http_hold (the read buffer is shared). */
+ * pauses and the bytes already read wait in c->held (the read buffer is shared). */
 static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
   c->http_dispatching = 1;
   while (len && c->state == NT_CONN_HTTP && !c->shutdown_after_flush) {
@@ -548,11 +579,11 @@ static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
     data += used;
     len -= used;
     if (!c->api) {
-      uv_read_stop((uv_stream_t *)&c->tcp);
+      nt_conn_set_reading(c, 0);
       nt_node_on_http(c->node, c, nt_http_parser_req(c->http), data, len);
       if (c->state == NT_CONN_WS) {
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
-        if (c->rlen) ws_pump(c);
+        nt_conn_set_reading(c, 1);
+        pump_held(c);
       }
       break;
     }
@@ -560,21 +591,33 @@ static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
     c->connected_at = uv_now(nt_node_loop(c->node)); /* the sweep's HTTP deadline restarts */
     nt_node_on_http(c->node, c, nt_http_parser_req(c->http), data, len);
     if (c->http_busy) {
-      uint8_t *hold = len ? malloc(len) : NULL;
-      if (len && !hold) {
+      if (hold_input(c, data, len)) {
         nt_conn_abort(c, NT_CLOSE_CLIENT);
         break;
       }
-      if (len) memcpy(hold, data, len);
-      c->http_hold = hold;
-      c->http_hold_len = len;
-      uv_read_stop((uv_stream_t *)&c->tcp);
+      nt_conn_set_reading(c, 0);
       break;
     }
     nt_http_parser_reset(c->http);
   }
   c->http_dispatching = 0;
 }
+
+/* Detaches the held input (processing may hold new input) and processes it. */
+static void take_held(nt_conn *c, void (*input)(nt_conn *, const uint8_t *, size_t)) {
+  nt_conn_held *h = c->held;
+  if (!h) return;
+  c->held = NULL;
+  input(c, h->data, h->len);
+  free(h);
+}
+
+static void ws_input_held(nt_conn *c, const uint8_t *data, size_t len) {
+  ws_pump(c, data, len);
+}
+
+/* Frames that followed the upgrade request, once the connection is upgraded. */
+static void pump_held(nt_conn *c) { take_held(c, ws_input_held); }
 
 void nt_conn_http_done(nt_conn *c, int keep_alive) {
   if (!c->http_busy) return;
@@ -587,36 +630,59 @@ void nt_conn_http_done(nt_conn *c, int keep_alive) {
   nt_conn_ref(c);
   nt_http_parser_reset(c->http);
   c->connected_at = uv_now(nt_node_loop(c->node));
-  uint8_t *held = c->http_hold;
-  size_t n = c->http_hold_len;
-  c->http_hold = NULL;
-  c->http_hold_len = 0;
-  if (n) http_input(c, held, n);
-  free(held);
+  take_held(c, http_input);
   if (c->state == NT_CONN_HTTP && !c->http_busy && !c->shutdown_after_flush)
-    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+    nt_conn_set_reading(c, 1);
   nt_conn_unref(c);
 }
 
 void nt_conn_resume(nt_conn *c) {
   if (c->state != NT_CONN_WS || c->handle_closing) return;
   nt_conn_ref(c);
-  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
-  if (c->rlen) ws_pump(c);
+  nt_conn_set_reading(c, 1);
+  pump_held(c);
   nt_conn_unref(c);
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  nt_conn *c = s->data;
-  if (nread == 0) return;
-  if (nread < 0) {
-    nt_conn_abort(c, NT_CLOSE_CLIENT);
-    return;
+/* Reads what the socket has into the node's read buffer and hands it to the transport. */
+static void conn_read(nt_conn *c) {
+  for (int i = 0; i < READS_PER_EVENT && c->reading && !c->handle_closing; i++) {
+    uv_buf_t buf;
+    nt_node_read_buffer(c->node, &buf);
+    ssize_t n = nt_sock_read(c->fd, buf.base, buf.len);
+    if (n == NT_EAGAIN) return;
+    if (n < 0) { /* EOF, reset or error */
+      nt_conn_abort(c, NT_CLOSE_CLIENT);
+      return;
+    }
+    nt_node_metrics_mut(c->node)->bytes_in += (uint64_t)n;
+    c->last_active = nt_conn_stamp(uv_now(nt_node_loop(c->node)));
+    c->ping_sent = 0;
+    c->tp->read(c, (const uint8_t *)buf.base, (size_t)n);
+    if ((size_t)n < buf.len) return; /* drained: the next read would only say EAGAIN */
   }
-  nt_node_metrics_mut(c->node)->bytes_in += (uint64_t)nread;
-  c->last_active = uv_now(nt_node_loop(c->node));
+}
+
+/* Output first waiting for the socket: the transport writes it now. */
+static void conn_writable(nt_conn *c) {
+  c->wblocked = 0;
+  nt_conn_flush(c);
+  update_events(c); /* never left watching UV_WRITABLE with nothing to write */
+}
+
+static void on_io(uv_poll_t *h, int status, int events) {
+  nt_conn *c = h->data;
   nt_conn_ref(c);
-  c->tp->read(c, (const uint8_t *)buf->base, (size_t)nread);
+  if (status < 0) {
+    /* POLLERR (reset): libuv stopped the handle. What was received before it is still
+     * processed, as a stream read would; the read then reports the error. */
+    c->events = 0;
+    conn_read(c);
+    nt_conn_abort(c, NT_CLOSE_CLIENT);
+  } else {
+    if (events & UV_READABLE) conn_read(c);
+    if ((events & UV_WRITABLE) && !c->handle_closing) conn_writable(c);
+  }
   nt_conn_unref(c);
 }
 
@@ -624,9 +690,7 @@ void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len) {
   if (c->state == NT_CONN_HTTP) {
     http_input(c, data, len);
   } else if (c->state == NT_CONN_WS || (c->ws && !c->handle_closing)) {
-    c->rbuf = data;
-    c->rlen = len;
-    ws_pump(c);
+    ws_pump(c, data, len);
   }
 }
 

@@ -8,10 +8,16 @@
  * (check nt_conn_is_open) but never at freed memory.
  * Threading: loop thread only.
  *
+ * Socket I/O: the connection owns a non-blocking socket watched by a uv_poll_t (cheaper
+ * than a uv_tcp_t per connection; nt_sock.h). It reads into the node's shared read
+ * buffer when readable, and writes the queue with sendmsg; what the socket does not take
+ * stays queued and the poll also waits for UV_WRITABLE (nt_conn_set_reading and
+ * nt_conn_want_write are the only places that change what the handle watches).
+ *
  * Outbound path: frames (nt_frame, shared and reference counted) are appended to the
  * connection's queue and the connection is put on the node's dirty list; the node flushes
  * every dirty connection once per loop turn (uv_check), so many frames leave in one
- * writev. A queue above --send-queue-bytes closes the connection as a slow consumer. */
+ * sendmsg. A queue above --send-queue-bytes closes the connection as a slow consumer. */
 #ifndef NT_CONN_H
 #define NT_CONN_H
 
@@ -71,79 +77,102 @@ typedef struct nt_conn_room {
   uint32_t idx;                 /* position of this connection in room->members */
 } nt_conn_room;
 
+/* Input read from the socket but not processed yet, kept while reading is paused (rare):
+ * API requests pipelined behind one being answered, or frames that followed an upgrade
+ * request. malloc'd in one block. */
+typedef struct nt_conn_held {
+  size_t len;
+  uint8_t data[];
+} nt_conn_held;
+
+/* Fields are ordered by size so the struct has no padding holes (gdb: ptype/o nt_conn):
+ * it is the memory of every idle connection. */
 typedef struct nt_conn {
-  uv_tcp_t tcp;                 /* first member: handle.data == the connection */
+  uv_poll_t poll;               /* first member: handle.data == the connection */
   struct nt_node *node;
   const nt_transport *tp;       /* &nt_transport_tcp or &nt_transport_tls */
   struct nt_tls *tls;           /* TLS state (nt_tls.c); NULL for plain TCP */
+  int fd;                       /* the socket: ours, closed in the poll's close callback */
   uint32_t refs;                /* 1 while the handle is open + async operations */
   uint8_t state;
   uint8_t close_reason;
-  uint8_t writing;              /* a uv_write is in flight */
-  uint8_t dirty;                /* on the node's dirty list */
-  uint8_t shutdown_after_flush; /* close the handle once the queue is empty */
-  uint8_t welcomed;
-  uint8_t api;                  /* accepted on --api-listen */
-  uint8_t pending_abort;        /* slow consumer found during fan-out: abort at flush */
-  uint8_t handle_closing;       /* uv_close called */
   uint8_t pmd;                  /* permessage-deflate: the server window bits the client
                                    allows (8..15); 0 when not negotiated (nt_deflate.h) */
-
-  /* HTTP phase only */
-  nt_http_parser *http;
-  uint8_t http_busy;            /* API: a request is being answered (maybe later) */
-  uint8_t http_dispatching;     /* inside the request loop of a read */
-  uint8_t *http_hold;           /* API: pipelined bytes read before the answer (malloc'd) */
-  size_t http_hold_len;
-
-  /* WebSocket phase */
-  wslay_event_context_ptr ws;   /* created when bytes arrive, freed again when idle */
-  const uint8_t *rbuf;          /* bytes being fed to wslay (borrowed during a read) */
-  size_t rlen;
-  uint64_t fb_left;             /* frame tracker: payload bytes left in the current frame */
-  uint8_t fb_hdr[14];           /* frame tracker: header bytes seen so far */
-  uint8_t fb_have;
-  uint8_t fb_frag;              /* a fragmented data message is in progress */
+  uint8_t fb_have;              /* frame tracker: header bytes seen so far (fb_hdr) */
+  unsigned dirty : 1;           /* on the node's dirty list */
+  unsigned shutdown_after_flush : 1; /* close the handle once the queue is empty */
+  unsigned welcomed : 1;
+  unsigned api : 1;             /* accepted on --api-listen */
+  unsigned pending_abort : 1;   /* slow consumer found during fan-out: abort at flush */
+  unsigned handle_closing : 1;  /* uv_close called */
+  unsigned http_busy : 1;       /* API: a request is being answered (maybe later) */
+  unsigned http_dispatching : 1; /* inside the request loop of a read */
+  unsigned fb_frag : 1;         /* frame tracker: a fragmented data message is in progress */
+  unsigned reading : 1;         /* input wanted (nt_conn_set_reading) */
+  unsigned wblocked : 1;        /* output waits for the socket to take more (queue or TLS
+                                   ciphertext): flushed on UV_WRITABLE, not per loop turn */
+  unsigned events : 2;          /* UV_READABLE | UV_WRITABLE the poll handle watches now */
+  unsigned ping_sent : 1;       /* a ping went out since the client was last heard */
+  uint8_t fb_hdr[14];           /* frame tracker: header bytes of the current frame */
 
   /* outbound queue: frames[qhead..qtail), first one partly written at qoff; q is qin
    * until more frames are queued at once (an idle connection allocates nothing) */
+  uint32_t qhead, qtail, qcap, qoff;
+  uint32_t uidx;                /* position in uset->conns */
+
+  nt_http_parser *http;         /* HTTP phase only */
+  nt_conn_held *held;           /* see nt_conn_held; NULL almost always */
+  wslay_event_context_ptr ws;   /* WebSocket phase: created when bytes arrive, freed again
+                                   when idle */
+  uint64_t fb_left;             /* frame tracker: payload bytes left in the current frame */
+
   nt_frame **q;
   nt_frame *qin[NT_CONN_QINLINE];
-  uint32_t qhead, qtail, qcap, qoff;
-  uint32_t inflight;            /* frames from qhead handed to the in-flight uv_write */
   size_t qbytes;                /* unsent bytes queued */
-  uv_write_t *wreq;             /* only while a uv_write is in flight (slow path) */
   struct nt_conn *next_dirty;
 
   /* identity and membership */
-  char id[NT_CONN_ID_LEN + 1];
   nt_identity ident;
   nt_conn_room *rooms;          /* &room0 (or NULL) until a second room is joined */
-  uint16_t nrooms, caprooms;
   nt_conn_room room0;           /* the usual case: one room (nt_hub_join) */
   struct nt_userset *uset;
-  uint32_t uidx;                /* position in uset->conns */
 
-  /* liveness (ms, uv_now) */
-  uint64_t connected_at;        /* wall clock ms */
-  uint64_t last_active;
-  uint64_t last_ping;
-  uint64_t closing_since;
+  uint64_t connected_at;        /* uv_now ms (the API reports it) */
   nt_ratelimit rl;              /* client message rate (nt_limits.c) */
 
   /* list of all connections of the node */
   struct nt_conn *prev, *next;
+  char *user_agent;             /* malloc'd, may be NULL */
+
+  /* liveness: nt_conn_stamp of uv_now */
+  uint32_t last_active;
+  uint32_t last_ping;
+  uint32_t closing_since;
+  uint16_t nrooms, caprooms;
+  char id[NT_CONN_ID_LEN + 1];
   uint8_t peer[16];             /* source address, binary (nt_conn_peer formats it): the
                                    socket's, or the trusted X-Forwarded-For first hop */
   uint8_t peer_family;          /* 0 unknown, 4 (peer[0..3]) or 6 */
-  char *user_agent;             /* malloc'd, may be NULL */
 } nt_conn;
+
+/* Liveness stamps keep the low 32 bits of uv_now() (ms): ages are unsigned differences,
+ * exact below 49 days. Every stamp is young by construction: the idle timeout closes a
+ * silent connection (the sweep caps it at NT_CONN_AGE_MAX), the close deadline bounds
+ * closing_since, and last_ping only counts while ping_sent says it belongs to the
+ * current silence. */
+#define NT_CONN_AGE_MAX ((uint32_t)1 << 31)
+static inline uint32_t nt_conn_stamp(uint64_t now_ms) { return (uint32_t)now_ms; }
+static inline uint32_t nt_conn_age(uint64_t now_ms, uint32_t stamp) {
+  return (uint32_t)now_ms - stamp;
+}
 
 #define NT_CONN_PEER_STRLEN 46 /* INET6_ADDRSTRLEN: a formatted source address and NUL */
 
-/* Allocates a connection for an accepted socket (refs = 1, state HTTP) and links it into
- * the node. Returns NULL on failure (the caller closes the server's pending socket). */
-nt_conn *nt_conn_new(struct nt_node *node);
+/* Allocates a connection for the accepted, connected socket `fd` (refs = 1, state HTTP)
+ * and takes ownership of the descriptor (it is closed with the connection). The caller
+ * links it into the node. Returns NULL on failure: the descriptor is then still the
+ * caller's to close. */
+nt_conn *nt_conn_new(struct nt_node *node, int fd);
 
 /* The source address as text, written to `buf` (NT_CONN_PEER_STRLEN bytes); returns buf
  * ("" when unknown). */
@@ -163,8 +192,10 @@ static inline void nt_conn_ref(nt_conn *c) { c->refs++; }
 /* Drops a reference; frees the connection when it was the last one. */
 void nt_conn_unref(nt_conn *c);
 
-/* Switches to the WebSocket phase after the 101 response has been queued: creates the
- * wslay server context and feeds it `rest` (bytes that followed the request). */
+/* Switches to the WebSocket phase after the 101 response has been queued. `rest` (bytes
+ * that followed the request, borrowed) is copied and fed to wslay when reading resumes
+ * (at once after a request read synchronously, nt_conn_resume otherwise). Returns 0 or
+ * NT_ENOMEM (the connection is unchanged). */
 int nt_conn_upgrade(nt_conn *c, const uint8_t *rest, size_t rest_len);
 
 /* API keep-alive: the answer to the current request has been queued. With keep_alive
@@ -193,12 +224,12 @@ void nt_conn_close_after_flush(nt_conn *c, int why);
 /* Closes at once, dropping queued output (slow consumer, fatal errors). Idempotent. */
 void nt_conn_abort(nt_conn *c, int why);
 
-/* Writes as much of the queue as the socket takes (one writev), starting a uv_write for
- * the rest. Called by the node for each dirty connection once per loop turn. */
+/* Writes as much of the queue as the socket takes (sendmsg batches); the rest waits for
+ * UV_WRITABLE. Called by the node for each dirty connection once per loop turn. */
 void nt_conn_flush(nt_conn *c);
 
 /* Frees what an idle connection can do without: a queue array grown by a burst, when
- * nothing is queued or being written (back to the inline slots). From the node's
+ * nothing is queued (back to the inline slots). From the node's
  * periodic sweep, never per message. */
 void nt_conn_trim(nt_conn *c);
 
@@ -210,5 +241,10 @@ void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len);
 void nt_conn_wrote(nt_conn *c, size_t n);
 /* Closes the handle (once); the connection is freed after its close callback. */
 void nt_conn_close_handle(nt_conn *c);
+/* Output is waiting for the socket (on), or no longer (off): watches UV_WRITABLE, whose
+ * event calls nt_conn_flush; while on, the per-turn flush leaves the socket alone. */
+void nt_conn_want_write(nt_conn *c, int on);
+/* Pauses (off) or resumes (on) reading. */
+void nt_conn_set_reading(nt_conn *c, int on);
 
 #endif

@@ -20,12 +20,14 @@ struct nt_conn;
  * window close the connection with 1008. */
 #define NT_RATE_WINDOW_MS 10000
 
-/* Per-connection token bucket state (embedded in nt_conn; all zero = not started). */
+/* Per-connection token bucket state (embedded in nt_conn; all zero = not started). The
+ * counters are as narrow as the configuration allows: tokens x 1000 <= 1e9 (--rate-burst
+ * <= 1e6), strikes count up to --rate-close-after <= 65535. */
 typedef struct nt_ratelimit {
   uint64_t last_ms;       /* time of the last refill */
-  uint64_t tokens;        /* available tokens x 1000 */
   uint64_t window_ms;     /* start of the current rejection window */
-  uint32_t strikes;       /* rejections within the current window */
+  uint32_t tokens;        /* available tokens x 1000 */
+  uint16_t strikes;       /* rejections within the current window (saturates) */
   uint8_t started;
 } nt_ratelimit;
 

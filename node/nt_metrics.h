@@ -39,6 +39,7 @@ typedef struct nt_metrics {
   uint64_t user_wildcards;       /* tenants served by one natter.user.<tenant>.* subscription */
   uint64_t user_limit_rejected;  /* upgrades refused with 429 (--max-connections-per-user) */
   uint64_t handshake_timeouts;   /* HTTP-phase connections closed by --handshake-timeout */
+  uint64_t accept_paused;        /* accepts paused for lack of file descriptors (EMFILE...) */
   /* permessage-deflate (nt_deflate.c) and TLS (nt_tls.c) */
   uint64_t deflate_frames;       /* compressed variants built: once per frame, not per member */
   uint64_t deflate_deliveries;   /* compressed frames queued to connections */

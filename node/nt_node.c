@@ -19,11 +19,15 @@
 #include "nt_limits.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_sock.h"
 #include "nt_static.h"
 #include "nt_tls.h"
 
 #define CLOSE_DEADLINE_MS 3000   /* close handshake: the peer has this long to answer */
 #define SWEEP_MS 1000
+#define ACCEPTS_PER_EVENT 64     /* then the loop serves the connections it has */
+#define ACCEPT_RETRY_MS 100      /* out of descriptors: accepting rests this long */
+#define ACCEPT_LOG_MS 10000      /* "accept failed" at most this often */
 
 /* ---------------------------------------------------------------- helpers ---- */
 
@@ -198,9 +202,9 @@ void nt_node_attach(nt_node *n, nt_bus *bus, nt_presence *pres, nt_auth *auth) {
   n->auth = auth;
 }
 
-static void on_connection(uv_stream_t *server, int status);
+static void on_listener_io(uv_poll_t *h, int status, int events);
 
-static int listen_on(nt_node *n, uv_tcp_t *h, const char *addr, const char *what) {
+static int listen_on(nt_node *n, nt_listener *l, const char *addr, const char *what) {
   char host[256];
   int port;
   struct sockaddr_storage ss;
@@ -210,11 +214,20 @@ static int listen_on(nt_node *n, uv_tcp_t *h, const char *addr, const char *what
     nt_log_error("bad listen address", "{s:s}", "addr", addr);
     return NT_EINVAL;
   }
-  uv_tcp_init(n->loop, h);
-  h->data = n;
-  n->handles_open++;
-  int r = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
-  if (!r) r = uv_listen((uv_stream_t *)h, 4096, on_connection);
+  l->fd = -1;
+  l->api = l == &n->api_listener;
+  int r = nt_sock_listen((struct sockaddr *)&ss, 4096, &l->fd);
+  if (!r) {
+    r = uv_poll_init(n->loop, &l->poll, l->fd);
+    if (r) {
+      close(l->fd);
+      l->fd = -1;
+    } else {
+      l->poll.data = n;
+      n->handles_open++;
+      r = uv_poll_start(&l->poll, UV_READABLE, on_listener_io);
+    }
+  }
   if (r) {
     nt_log_error("cannot listen", "{s:s, s:s, s:s}", "what", what, "addr", addr, "error",
                  uv_strerror(r));
@@ -264,8 +277,9 @@ int nt_node_start(nt_node *n) {
   uv_check_init(n->loop, &n->check);
   uv_timer_init(n->loop, &n->sweep);
   uv_timer_init(n->loop, &n->drain_timer);
-  n->prep.data = n->check.data = n->sweep.data = n->drain_timer.data = n;
-  n->handles_open += 4;
+  uv_timer_init(n->loop, &n->accept_retry);
+  n->prep.data = n->check.data = n->sweep.data = n->drain_timer.data = n->accept_retry.data = n;
+  n->handles_open += 5;
   uv_prepare_start(&n->prep, on_prepare);
   uv_check_start(&n->check, on_check);
   uv_timer_start(&n->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
@@ -284,33 +298,87 @@ int nt_node_start(nt_node *n) {
 
 /* ---------------------------------------------------------------- accept ----- */
 
-static void on_connection(uv_stream_t *server, int status) {
-  nt_node *n = server->data;
-  if (status < 0) {
-    nt_log_warn("accept failed", "{s:s}", "error", uv_strerror(status));
+/* Sets up a connection for an accepted socket (owned from here on). */
+static void conn_accepted(nt_node *n, nt_listener *l, int fd,
+                          const struct sockaddr_storage *peer) {
+  nt_conn *c = nt_conn_new(n, fd);
+  if (!c) {
+    close(fd);
     return;
   }
-  nt_conn *c = nt_conn_new(n);
-  if (!c) return;
   c->next = n->all; /* linked first: nt_node_on_conn_free unlinks whatever happens */
   if (n->all) n->all->prev = c;
   n->all = c;
   n->nconns++;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) || n->stopping) {
+  if (n->stopping) {
     nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
     return;
   }
-  c->api = server == (uv_stream_t *)&n->api_listener;
+  c->api = l->api != 0;
   if (n->tls && (!c->api || n->api_tls) && nt_tls_attach(c, n->tls)) {
     nt_conn_abort(c, NT_CLOSE_CLIENT);
     return;
   }
-  c->last_active = c->connected_at = uv_now(n->loop);
-  struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-    nt_conn_set_peer_addr(c, (struct sockaddr *)&ss);
+  c->connected_at = uv_now(n->loop);
+  c->last_active = nt_conn_stamp(c->connected_at);
+  nt_conn_set_peer_addr(c, (const struct sockaddr *)peer);
   if (nt_conn_start(c)) nt_conn_abort(c, NT_CLOSE_CLIENT);
+}
+
+static void listeners_poll(nt_node *n, int on) {
+  nt_listener *ls[] = {&n->listener, &n->api_listener};
+  for (size_t i = 0; i < 2; i++) {
+    uv_handle_t *h = (uv_handle_t *)&ls[i]->poll;
+    if (h->type != UV_POLL || uv_is_closing(h)) continue;
+    if (on) uv_poll_start(&ls[i]->poll, UV_READABLE, on_listener_io);
+    else uv_poll_stop(&ls[i]->poll);
+  }
+}
+
+static void on_accept_retry(uv_timer_t *t) {
+  nt_node *n = t->data;
+  if (!n->stopped) listeners_poll(n, 1);
+}
+
+/* Logs an accept error at most every ACCEPT_LOG_MS: a node at its descriptor limit would
+ * otherwise log for every waiting client. */
+static void accept_failed(nt_node *n, int uverr) {
+  uint64_t now = uv_now(n->loop);
+  if (n->accept_logged && now - n->accept_logged < ACCEPT_LOG_MS) return;
+  n->accept_logged = now;
+  nt_log_warn("accept failed", "{s:s}", "error", uv_strerror(uverr));
+}
+
+static void on_listener_io(uv_poll_t *h, int status, int events) {
+  nt_node *n = h->data;
+  nt_listener *l = (nt_listener *)h;
+  (void)events;
+  if (status < 0) { /* POLLERR: libuv stopped the handle; try again later */
+    accept_failed(n, status);
+    listeners_poll(n, 0);
+    uv_timer_start(&n->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+    return;
+  }
+  for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
+    int fd = -1, uverr = 0;
+    struct sockaddr_storage peer;
+    int r = nt_sock_accept(l->fd, &fd, &peer, &uverr);
+    if (r == NT_EAGAIN) return;
+    if (r == NT_ELIMIT) {
+      /* Out of descriptors: the waiting clients stay in the backlog until some close.
+       * Polling on would wake up at once, forever (level-triggered): rest instead. */
+      n->m.accept_paused++;
+      accept_failed(n, uverr);
+      listeners_poll(n, 0);
+      uv_timer_start(&n->accept_retry, on_accept_retry, ACCEPT_RETRY_MS, 0);
+      return;
+    }
+    if (r) {
+      accept_failed(n, uverr);
+      return;
+    }
+    conn_accepted(n, l, fd, &peer);
+  }
 }
 
 void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
@@ -481,13 +549,20 @@ void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8
 
 /* ---------------------------------------------------------------- sweep ------ */
 
+/* A liveness interval in ms as compared with connection stamps: beyond NT_CONN_AGE_MAX
+ * (24 days) it acts as that. */
+static uint32_t age_ms(double s) {
+  double ms = s * 1000;
+  return ms >= NT_CONN_AGE_MAX ? NT_CONN_AGE_MAX : (uint32_t)ms;
+}
+
 /* Once a second: slow HTTP requests, overdue close handshakes, pings and idle timeouts,
  * and empty queue arrays given back (at most one realloc per connection a second). One pass over the node's connections costs well under a millisecond at 100k. */
 static void on_sweep(uv_timer_t *t) {
   nt_node *n = t->data;
   uint64_t now = uv_now(n->loop);
-  uint64_t ping_ms = (uint64_t)(n->cfg->ping_interval_s * 1000);
-  uint64_t idle_ms = (uint64_t)(n->cfg->idle_timeout_s * 1000);
+  uint32_t ping_ms = age_ms(n->cfg->ping_interval_s);
+  uint32_t idle_ms = age_ms(n->cfg->idle_timeout_s);
   uint64_t http_ms = nt_limits_handshake_ms(n);
   for (nt_conn *c = n->all, *next; c; c = next) {
     next = c->next;
@@ -498,12 +573,17 @@ static void on_sweep(uv_timer_t *t) {
         nt_conn_abort(c, NT_CLOSE_TIMEOUT);
       }
     } else if (c->state == NT_CONN_CLOSING) {
-      if (now - c->closing_since > CLOSE_DEADLINE_MS) nt_conn_abort(c, c->close_reason);
-    } else if (now - c->last_active >= idle_ms) {
+      if (nt_conn_age(now, c->closing_since) > CLOSE_DEADLINE_MS)
+        nt_conn_abort(c, c->close_reason);
+    } else if (nt_conn_age(now, c->last_active) >= idle_ms) {
       n->m.timeouts++;
       nt_conn_ws_close(c, 1001, "idle timeout", NT_CLOSE_TIMEOUT);
-    } else if (now - c->last_active >= ping_ms && now - c->last_ping >= ping_ms) {
-      c->last_ping = now;
+    } else if (nt_conn_age(now, c->last_active) >= ping_ms &&
+               (!c->ping_sent || nt_conn_age(now, c->last_ping) >= ping_ms)) {
+      /* ping_sent: last_ping falls within this silence (else any ping was earlier
+       * still, more than ping_ms ago, and its stamp may have aged past 32 bits) */
+      c->last_ping = nt_conn_stamp(now);
+      c->ping_sent = 1;
       nt_conn_send(c, n->ping);
     } else {
       nt_conn_trim(c); /* idle between pings: give back the empty queue's array */
@@ -518,12 +598,29 @@ static void on_handle_closed(uv_handle_t *h) {
   n->handles_open--;
 }
 
+/* The listening socket is ours, not libuv's: closed once the poll handle is. */
+static void on_listener_closed(uv_handle_t *h) {
+  nt_listener *l = (nt_listener *)h;
+  close(l->fd);
+  l->fd = -1;
+  on_handle_closed(h);
+}
+
+static void close_listener(nt_listener *l) {
+  uv_handle_t *h = (uv_handle_t *)&l->poll;
+  if (h->type != UV_UNKNOWN_HANDLE && /* not yet listening: start failed early */
+      !uv_is_closing(h))
+    uv_close(h, on_listener_closed);
+}
+
 static void close_node_handles(nt_node *n) {
   if (n->stopped) return;
   n->stopped = 1;
-  uv_handle_t *hs[] = {(uv_handle_t *)&n->listener, (uv_handle_t *)&n->api_listener,
-                       (uv_handle_t *)&n->prep,     (uv_handle_t *)&n->check,
-                       (uv_handle_t *)&n->sweep,    (uv_handle_t *)&n->drain_timer};
+  close_listener(&n->listener);
+  close_listener(&n->api_listener);
+  uv_handle_t *hs[] = {(uv_handle_t *)&n->prep,        (uv_handle_t *)&n->check,
+                       (uv_handle_t *)&n->sweep,       (uv_handle_t *)&n->drain_timer,
+                       (uv_handle_t *)&n->accept_retry};
   for (size_t i = 0; i < sizeof hs / sizeof hs[0]; i++)
     if (hs[i]->type != UV_UNKNOWN_HANDLE && !uv_is_closing(hs[i])) uv_close(hs[i], on_handle_closed);
   if (n->node_sub) {
@@ -556,9 +653,7 @@ static void finish_stop(uv_timer_t *t) {
 static void close_clients(uv_timer_t *t) {
   nt_node *n = t->data;
   n->stopping = 1;
-  if (n->listener.type != UV_UNKNOWN_HANDLE && /* not yet listening: start failed early */
-      !uv_is_closing((uv_handle_t *)&n->listener)) /* no new connections from now on */
-    uv_close((uv_handle_t *)&n->listener, on_handle_closed);
+  close_listener(&n->listener); /* no new connections from now on */
   for (nt_conn *c = n->all, *next; c; c = next) {
     next = c->next;
     if (c->state == NT_CONN_WS) nt_conn_ws_close(c, 1001, "going away", NT_CLOSE_SHUTDOWN);

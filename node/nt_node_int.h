@@ -9,6 +9,14 @@
 
 #define NT_READ_BUF (64 * 1024)
 
+/* A listening socket of our own, watched by a uv_poll_t (connections are accepted with
+ * accept4, straight into the non-blocking sockets nt_conn polls; nt_sock.h). */
+typedef struct nt_listener {
+  uv_poll_t poll;          /* first member; poll.data == the node */
+  int fd;                  /* closed in the poll's close callback */
+  int api;                 /* --api-listen */
+} nt_listener;
+
 struct nt_node {
   uv_loop_t *loop;
   const nt_config *cfg;
@@ -22,7 +30,9 @@ struct nt_node {
   nt_hub hub;
   nt_metrics m;
 
-  uv_tcp_t listener, api_listener;
+  nt_listener listener, api_listener;
+  uv_timer_t accept_retry; /* out of descriptors: listeners rest, then poll again */
+  uint64_t accept_logged;  /* when "accept failed" was last logged (uv_now ms) */
   uv_prepare_t prep;
   uv_check_t check;
   uv_timer_t sweep, drain_timer;

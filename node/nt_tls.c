@@ -12,6 +12,7 @@
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_node.h"
+#include "nt_sock.h"
 
 /* Plaintext of one read: the read buffer is 64 KiB of ciphertext, and OpenSSL may hold up
  * to one partial record (16 KiB + overhead) from the previous read; TLS never makes
@@ -51,19 +52,12 @@ typedef struct nt_tls {
   nt_tls_ctx *t;
   const uint8_t *in;     /* ciphertext being read: borrowed from the node's read buffer */
   size_t in_len;
-  uint8_t *backlog;      /* ciphertext produced while a write was in flight (rare) */
+  uint8_t *backlog;      /* ciphertext the socket has not taken yet (rare): sent before
+                            anything else once it is writable (c->wblocked meanwhile) */
   size_t backlog_len;
   uint8_t established;
   uint8_t shutdown_sent;
 } nt_tls;
-
-/* A write the socket did not take at once: the ciphertext is copied here. */
-typedef struct tls_write {
-  uv_write_t req;
-  nt_conn *c;
-  size_t len;
-  uint8_t data[];
-} tls_write;
 
 /* ---------------------------------------------------------------- errors ----- */
 
@@ -238,43 +232,39 @@ struct ssl_ctx_st *nt_tls_ctx_ssl(nt_tls_ctx *t) { return t->ctx; }
 
 /* ---------------------------------------------------------------- output ----- */
 
-static void on_tls_write(uv_write_t *req, int status);
+/* Appends ciphertext to the backlog. Returns 0, or -1 after aborting the connection. */
+static int backlog_add(nt_conn *c, const uint8_t *p, size_t n) {
+  nt_tls *s = c->tls;
+  uint8_t *nb = realloc(s->backlog, s->backlog_len + n);
+  if (!nb) {
+    nt_conn_abort(c, NT_CLOSE_CLIENT);
+    return -1;
+  }
+  memcpy(nb + s->backlog_len, p, n);
+  s->backlog = nb;
+  s->backlog_len += n;
+  nt_conn_want_write(c, 1);
+  return 0;
+}
 
-/* Writes `n` bytes of ciphertext now as far as the socket takes them; the rest is copied
- * into a uv_write of its own. Returns 0, or -1 after aborting the connection. */
+/* Writes `n` bytes of ciphertext as far as the socket takes them now; the rest goes to
+ * the backlog, sent when the socket is writable. Returns 0, or -1 after aborting the
+ * connection. */
 static int write_out(nt_conn *c, const uint8_t *p, size_t n) {
-  uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
-  int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (r == UV_EAGAIN || r == UV_ENOSYS) r = 0;
+  struct iovec v = {(void *)p, n};
+  ssize_t r = nt_sock_sendv(c->fd, &v, 1);
+  if (r == NT_EAGAIN) r = 0;
   if (r < 0) {
     nt_conn_abort(c, NT_CLOSE_CLIENT);
     return -1;
   }
   if ((size_t)r == n) return 0;
-  n -= (size_t)r;
-  tls_write *w = malloc(sizeof *w + n);
-  if (!w) {
-    nt_conn_abort(c, NT_CLOSE_CLIENT);
-    return -1;
-  }
-  w->c = c;
-  w->len = n;
-  memcpy(w->data, p + r, n);
-  w->req.data = w;
-  b = uv_buf_init((char *)w->data, (unsigned)n);
-  if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_tls_write)) {
-    free(w);
-    nt_conn_abort(c, NT_CLOSE_CLIENT);
-    return -1;
-  }
-  c->writing = 1;
-  nt_conn_ref(c);
-  return 0;
+  return backlog_add(c, p + r, n - (size_t)r);
 }
 
-/* Sends what the last OpenSSL calls produced. While a write is in flight the bytes wait
- * in the connection's backlog (ordering); its callback sends them. Returns 0 or -1 (the
- * connection was aborted). */
+/* Sends what the last OpenSSL calls produced. While older ciphertext waits in the backlog
+ * the new bytes queue behind it (ordering). Returns 0 or -1 (the connection was
+ * aborted). */
 static int emit(nt_conn *c) {
   nt_tls *s = c->tls;
   nt_tls_ctx *t = s->t;
@@ -282,42 +272,32 @@ static int emit(nt_conn *c) {
   t->out_len = 0;
   if (!n) return 0;
   if (c->handle_closing) return -1;
-  if (!c->writing) return write_out(c, t->out, n);
-  uint8_t *nb = realloc(s->backlog, s->backlog_len + n);
-  if (!nb) {
+  return s->backlog_len ? backlog_add(c, t->out, n) : write_out(c, t->out, n);
+}
+
+/* Writes the backlog as far as the socket takes it. Returns 0 (check s->backlog_len for
+ * what is left) or -1 (aborted). */
+static int backlog_flush(nt_conn *c) {
+  nt_tls *s = c->tls;
+  if (!s->backlog_len) return 0;
+  struct iovec v = {s->backlog, s->backlog_len};
+  ssize_t r = nt_sock_sendv(c->fd, &v, 1);
+  if (r == NT_EAGAIN) r = 0;
+  if (r < 0) {
     nt_conn_abort(c, NT_CLOSE_CLIENT);
     return -1;
   }
-  memcpy(nb + s->backlog_len, t->out, n);
-  s->backlog = nb;
-  s->backlog_len += n;
-  return 0;
-}
-
-static void on_tls_write(uv_write_t *req, int status) {
-  tls_write *w = req->data;
-  nt_conn *c = w->c;
-  free(w);
-  c->writing = 0;
-  if (status < 0) {
-    nt_conn_abort(c, NT_CLOSE_CLIENT);
-  } else if (!c->handle_closing) {
-    nt_tls *s = c->tls;
-    if (s->backlog_len) {
-      uint8_t *b = s->backlog;
-      size_t n = s->backlog_len;
-      s->backlog = NULL;
-      s->backlog_len = 0;
-      int r = write_out(c, b, n);
-      free(b);
-      if (r < 0) {
-        nt_conn_unref(c);
-        return;
-      }
-    }
-    if (!c->writing) nt_conn_flush(c); /* the queue, or the end of a shutdown */
+  if ((size_t)r == s->backlog_len) {
+    free(s->backlog);
+    s->backlog = NULL;
+    s->backlog_len = 0;
+    nt_conn_want_write(c, 0);
+    return 0;
   }
-  nt_conn_unref(c);
+  memmove(s->backlog, s->backlog + r, s->backlog_len - (size_t)r);
+  s->backlog_len -= (size_t)r;
+  nt_conn_want_write(c, 1);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- transport -- */
@@ -406,7 +386,9 @@ static void tls_flush(nt_conn *c) {
     nt_conn_abort(c, NT_CLOSE_SLOW);
     return;
   }
-  if (c->writing) return; /* on_tls_write comes back here */
+  /* Older ciphertext first; from the per-turn flush the socket is not even tried while
+   * it is known to be full (UV_WRITABLE comes back here). */
+  if (c->wblocked || backlog_flush(c) < 0 || s->backlog_len) return;
   if (!s->established) {
     if (c->shutdown_after_flush) nt_conn_close_handle(c);
     return;
@@ -434,14 +416,14 @@ static void tls_flush(nt_conn *c) {
       nt_conn_wrote(c, n); /* the frame may go now: its bytes are encrypted or copied */
     }
     if (glen && ssl_write(c, t->gather, glen)) return;
-    if (emit(c) < 0 || c->writing) return;
+    if (emit(c) < 0 || s->backlog_len) return;
   }
   if (c->shutdown_after_flush) {
     if (!s->shutdown_sent) {
       s->shutdown_sent = 1;
       SSL_shutdown(s->ssl); /* close_notify; the peer's is not waited for */
       ERR_clear_error();
-      if (emit(c) < 0 || c->writing) return;
+      if (emit(c) < 0 || s->backlog_len) return;
     }
     nt_conn_close_handle(c);
   }

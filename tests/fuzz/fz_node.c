@@ -60,24 +60,19 @@ static int client_open(fz_client *cl, int api) {
   int sv[2];
   memset(cl, 0, sizeof *cl);
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
-  nt_conn *c = nt_conn_new(node);
+  nt_conn *c = nt_conn_new(node, sv[0]); /* owns sv[0] from here on */
   if (!c) {
     close(sv[0]);
     close(sv[1]);
     return -1;
   }
-  /* what the node's on_connection does for an accepted socket */
+  /* what the node's conn_accepted does for an accepted socket */
   c->next = node->all;
   if (node->all) node->all->prev = c;
   node->all = c;
   node->nconns++;
-  if (uv_tcp_open(&c->tcp, sv[0])) {
-    close(sv[0]);
-    nt_conn_abort(c, NT_CLOSE_CLIENT);
-    close(sv[1]);
-    return -1;
-  }
-  c->last_active = c->connected_at = uv_now(&loop);
+  c->connected_at = uv_now(&loop);
+  c->last_active = nt_conn_stamp(c->connected_at);
   cl->conn = c;
   nt_conn_set_peer(c, "127.0.0.1", 9);
   c->api = (uint8_t)api;

@@ -538,8 +538,8 @@ static env *env_start(const char *per_room) {
   assert_int_equal(nt_resume_attach(e->node, &e->park->base), 0);
   assert_int_equal(nt_node_start(e->node), 0);
   struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  assert_int_equal(uv_tcp_getsockname(&e->node->listener, (struct sockaddr *)&ss, &sl), 0);
+  socklen_t sl = sizeof ss;
+  assert_int_equal(getsockname(e->node->listener.fd, (struct sockaddr *)&ss, &sl), 0);
   e->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   g = e;
   return e;

@@ -88,8 +88,8 @@ static env *env_start(const char *const *extra) {
   assert_int_equal(nt_node_start(e->node), 0);
 
   struct sockaddr_storage ss;
-  int sl = sizeof ss;
-  assert_int_equal(uv_tcp_getsockname(&e->node->listener, (struct sockaddr *)&ss, &sl), 0);
+  socklen_t sl = sizeof ss;
+  assert_int_equal(getsockname(e->node->listener.fd, (struct sockaddr *)&ss, &sl), 0);
   e->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   assert_true(e->port > 0);
   g = e;
@@ -1009,7 +1009,7 @@ static void test_slow_consumer(void **state) {
   nt_conn *sc = nt_hub_conn(&g->node->hub, s->conn_id);
   assert_non_null(sc);
   uv_os_fd_t fd;
-  assert_int_equal(uv_fileno((uv_handle_t *)&sc->tcp, &fd), 0);
+  assert_int_equal(uv_fileno((uv_handle_t *)&sc->poll, &fd), 0);
   int small = 4096;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
 
