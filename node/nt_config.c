@@ -268,8 +268,11 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
                  "4k (one message would close every receiver as a slow consumer)\n");
     return -1;
   }
-  if (cfg->idle_timeout_s <= 0 || cfg->ping_interval_s <= 0) {
-    fprintf(err, "natter-node: --ping-interval and --idle-timeout must be positive\n");
+  /* at most 24 days: connections keep 32-bit millisecond liveness stamps (nt_conn.h) */
+  if (cfg->idle_timeout_s <= 0 || cfg->ping_interval_s <= 0 ||
+      cfg->idle_timeout_s > 24 * 86400 || cfg->ping_interval_s > 24 * 86400) {
+    fprintf(err, "natter-node: --ping-interval and --idle-timeout must be positive and at "
+                 "most 24 days (2073600 s)\n");
     return -1;
   }
   if ((cfg->tls_cert != NULL) != (cfg->tls_key != NULL)) {

@@ -2,13 +2,16 @@
 clients of the same node are unaffected: message rate (error rate_limited, then close
 1008), rooms per connection (forbidden), connections per user (429 before the upgrade),
 request line and header size (431), the handshake deadline (slowloris), message size
-(1009) and the outbound queue (slow consumer); and the JWT `rooms` claim.
+(1009), the outbound queue (slow consumer) and the process's open-files limit; and the JWT
+`rooms` claim.
 
 Standalone nodes (in-memory bus and presence): the limits are per connection or per node.
 """
 
 import asyncio
 import json
+import os
+import resource
 import socket
 import time
 
@@ -414,3 +417,57 @@ def test_rooms_claim_malformed_is_refused_at_upgrade(harness):
         assert st == 401, f"rooms={bad!r}: {st} {body!r}"
     st, _ = upgrade_status(node, node.token("alice", rooms=["ok", "team-*"]))
     assert st == 101
+
+
+# ---------------------------------------------------------------------------------------
+# Out of file descriptors
+# ---------------------------------------------------------------------------------------
+
+def _cpu_s(pid):
+    """User + system CPU seconds of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_file_descriptors_pauses_accepting_and_recovers(harness):
+    """At the open-files limit accept4 fails with EMFILE while clients wait in the backlog.
+    The node must not spin on the ever-readable listener, must keep serving the
+    connections it has, and must accept again once descriptors are free. (--max-connections
+    is set high so the limit of descriptors is what is hit, not the node's own 503.)"""
+    node = harness.node("A", args=["--max-connections", "100000"])
+
+    async def body():
+        a = await Client.connect(node, "alice")
+        b = await Client.connect(node, "bob")
+        waiting = []
+        try:
+            await a.join("r")
+            await b.join("r")
+            nfd = len(os.listdir(f"/proc/{node.pid}/fd"))
+            soft, hard = resource.prlimit(node.pid, resource.RLIMIT_NOFILE)
+            resource.prlimit(node.pid, resource.RLIMIT_NOFILE, (nfd + 4, hard))
+            for _ in range(20):  # 4 are accepted, the rest meet EMFILE
+                waiting.append(socket.create_connection((nh.HOST, node.port), timeout=5))
+            await asyncio.sleep(0.5)
+            cpu0 = _cpu_s(node.pid)
+            await asyncio.sleep(t(2.0))
+            burnt = _cpu_s(node.pid) - cpu0
+            assert burnt < 0.5 * t(2.0), f"node spins at its descriptor limit: {burnt:.2f} s CPU"
+            await chat_works(a, b, "r")  # the connections it has are served
+            for s in waiting:
+                s.close()
+            waiting = []
+            resource.prlimit(node.pid, resource.RLIMIT_NOFILE, (soft, hard))
+            c = await Client.connect(node, "carol")  # accepting resumed
+            await c.join("r")
+            await chat_works(c, a, "r")
+            await c.close()
+            m = metrics(node)
+            assert m.get("natter_accept_paused_total", 0) >= 1, m
+            assert "accept failed" in node.log_text()
+        finally:
+            for s in waiting:
+                s.close()
+            await close_all(a, b)
+    run(body())

@@ -414,6 +414,9 @@ static void test_validate(void **state) {
       {"--send-queue-bytes", "1000", "--send-queue-bytes"},
       {"--ping-interval", "0", "--ping-interval"},
       {"--idle-timeout", "0", "--idle-timeout"},
+      {"--idle-timeout", "2073601", "24 days"}, /* 32-bit liveness stamps */
+      {"--ping-interval", "2592000", "24 days"},
+      {"--max-user-subscriptions", "1000001", "--max-user-subscriptions"},
       {"--tls-cert", "/c.pem", "--tls-key"},
       {"--log-level", "bogus", "--log-level"},
       {"--log-level", "verbose", "--log-level"},
