@@ -8,14 +8,15 @@
 #            --build         run build.sh first (with --install: apt-get clang if missing)
 #
 # Each target starts from its checked-in seeds (tests/fuzz/corpus/<target>/, read-only)
-# plus a working corpus in build-fuzz/corpus/<target>/ that keeps what it finds between
-# runs. A crash, leak, sanitizer report or timeout leaves the input in
-# build-fuzz/artifacts/<target>/ and makes the script exit non-zero. At the end it prints
-# one line per target: executions, seconds, executions per second, result.
+# plus a working corpus in OUT/corpus/<target>/ that keeps what it finds between runs
+# (OUT: $FUZZ_OUT, else build-fuzz/ for --smoke and build-fuzz-long/ for --long, so the
+# test suite's smoke never touches a long run). A crash, leak, sanitizer report or timeout
+# leaves the input in OUT/artifacts/<target>/ and makes the script exit non-zero. At the
+# end it prints one line per target: executions, seconds, executions per second, result.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-OUT=${FUZZ_OUT:-$ROOT/build-fuzz}
+OUT=${FUZZ_OUT:-}
 MODE=""
 ARG=""
 JOBS=1
@@ -28,12 +29,15 @@ while [ $# -gt 0 ]; do
     --targets) TARGETS=$2; shift ;;
     -j) JOBS=$2; shift ;;
     --build) BUILD=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 [ -n "$MODE" ] || { echo "run.sh: give --smoke [SECONDS] or --long N" >&2; exit 2; }
+# Long runs get a tree of their own: the test suite's smoke run (build-fuzz/) rebuilds its
+# binaries and rewrites its logs, and must not do so under a run of hours.
+[ -n "$OUT" ] || OUT=$ROOT/build-fuzz$([ "$MODE" = long ] && echo -long)
 if [ $BUILD = 1 ]; then bash "$ROOT/tests/fuzz/build.sh" --install --out "$OUT" || exit 1; fi
 
 all=()
