@@ -84,7 +84,7 @@ typedef struct nt_hist_stats {
   uint64_t fetched;      /* messages read from the history */
   uint64_t stored_msgs;  /* memory history: messages held now */
   uint64_t stored_bytes; /* memory history: their bytes */
-  int storing;
+  int storing;           /* storing, and (JetStream) the stream has confirmed it exists */
 } nt_hist_stats;
 
 typedef struct nt_history_vtab {

@@ -53,6 +53,7 @@ typedef struct hist_js {
   pend *ring;
   uint64_t head_tok, next_tok;
   int storing, probing;
+  int confirmed;         /* the stream has answered an ensure at least once */
   int bus_was_down;      /* publications waited in the bus's reconnect buffer */
   uint64_t next_probe;
   uint64_t err_log_at;
@@ -174,6 +175,7 @@ static void finish_job(hist_js *j, job *jb, int closed) {
                       j->q->stream, "max_age_s", j->q->max_age_s, "max_per_room",
                       (json_int_t)j->q->max_per_room, "storage",
                       j->q->memory_storage ? "memory" : "file", "replicas", j->q->replicas);
+        j->confirmed = 1;
         set_storing(j, 1, NULL);
       } else {
         if (!jb->probe || j->storing)
@@ -391,7 +393,9 @@ static int js_storing(nt_history *hh) {
 static void js_stats(nt_history *hh, nt_hist_stats *out) {
   hist_js *j = (hist_js *)hh;
   *out = j->st;
-  out->storing = j->storing && !j->closing;
+  /* Publications are sent to the stream from the start (tracked, resent live-only if it
+   * never answers), but the metric says "storing" only once the stream has confirmed. */
+  out->storing = j->storing && j->confirmed && !j->closing;
 }
 
 static void hist_closed(uv_handle_t *h) {
