@@ -174,6 +174,21 @@ static nt_hist_msg *copy_out(mmsg **sel, size_t n) {
   return out;
 }
 
+/* Answers a fetch with the `n` selected messages (oldest first; `sel` is freed) and counts
+ * it. */
+static void fetch_done(hist_mem *m, mop *op, nt_hist_result *res, mmsg **sel, size_t n) {
+  nt_hist_msg *out = res->status ? NULL : copy_out(sel, n);
+  if (!res->status && !out) res->status = NT_ENOMEM;
+  res->msgs = out;
+  res->n = out ? n : 0;
+  free(sel);
+  m->st.fetches++;
+  m->st.fetched += res->n;
+  if (res->status) m->st.fetch_errors++;
+  op->cb(op->ud, res);
+  free(out);
+}
+
 static void run_after(hist_mem *m, mop *op) {
   nt_hist_result res = {0};
   mroom *r = room_get(m, op->subject, 0);
@@ -194,16 +209,7 @@ static void run_after(hist_mem *m, mop *op) {
       sel[n++] = x;
     }
   }
-  nt_hist_msg *out = res.status ? NULL : copy_out(sel, n);
-  if (!res.status && !out) res.status = NT_ENOMEM;
-  res.msgs = out;
-  res.n = out ? n : 0;
-  free(sel);
-  m->st.fetches++;
-  m->st.fetched += res.n;
-  if (res.status) m->st.fetch_errors++;
-  op->cb(op->ud, &res);
-  free(out);
+  fetch_done(m, op, &res, sel, n);
 }
 
 static void run_page(hist_mem *m, mop *op) {
@@ -228,16 +234,7 @@ static void run_page(hist_mem *m, mop *op) {
       sel[n - 1 - i] = t;
     }
   }
-  nt_hist_msg *out = res.status ? NULL : copy_out(sel, n);
-  if (!res.status && !out) res.status = NT_ENOMEM;
-  res.msgs = out;
-  res.n = out ? n : 0;
-  free(sel);
-  m->st.fetches++;
-  m->st.fetched += res.n;
-  if (res.status) m->st.fetch_errors++;
-  op->cb(op->ud, &res);
-  free(out);
+  fetch_done(m, op, &res, sel, n);
 }
 
 /* Runs the ops queued before this turn; a callback may queue more (next turn) or destroy
