@@ -835,15 +835,7 @@ def node_metrics(name):
         st, body = nh.http_get(f"http://{IP[name]}:8081/metrics", timeout=1)
     except OSError:
         return {}
-    out = {}
-    for line in body.decode().splitlines() if st == 200 else []:
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k] = float(v)
-            except ValueError:
-                pass
-    return out
+    return nh.parse_metrics(body.decode()) if st == 200 else {}
 
 
 def storing(names):

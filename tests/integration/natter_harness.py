@@ -143,6 +143,27 @@ def http_request(url, method="GET", body=None, headers=None, timeout=5.0, contex
         return e.code, dict(e.headers), e.read()
 
 
+def parse_metrics(text):
+    """Prometheus text exposition -> {sample (name with labels): value}; comments and
+    unparsable lines are skipped."""
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+def node_metrics(node):
+    """GET /metrics on `node`'s API port (must answer 200), parsed by parse_metrics."""
+    st, body = node.get("/metrics", api=True)
+    assert st == 200, (st, body[:200])
+    return parse_metrics(body.decode())
+
+
 def raw_http(port, request_bytes, host=HOST, timeout=5.0):
     """Sends `request_bytes` on a fresh TCP connection and reads the response head (and a
     Content-Length body when there is one). Returns (status, headers dict with lower-case

@@ -15,18 +15,7 @@ import natter_harness as nh
 BIG = {"text": "compress me " * 200, "n": list(range(50))}  # ~2.6 KB of JSON, compressible
 
 
-def metrics(node):
-    st, body = node.get("/metrics", api=True)
-    assert st == 200, (st, body[:200])
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k] = float(v)
-            except ValueError:
-                pass
-    return out
+metrics = nh.node_metrics
 
 
 def inflate(payload):

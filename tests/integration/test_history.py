@@ -14,18 +14,7 @@ import natter_harness as nh
 from natter_harness import Client, close_all, run, t
 
 
-def metrics(node):
-    status, body = node.get("/metrics", api=True)
-    assert status == 200, body
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k] = float(v)
-            except ValueError:
-                pass
-    return out
+metrics = nh.node_metrics
 
 
 def seqs(frames):

@@ -19,15 +19,7 @@ import natter_harness as nh
 from natter_harness import Client, close_all, run, t
 
 
-def metrics(node):
-    st, body = node.get("/metrics", api=True)
-    assert st == 200, st
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            name, _, val = line.rpartition(" ")
-            out[name] = float(val)
-    return out
+metrics = nh.node_metrics
 
 
 def upgrade_status(node, token, headers=None):

@@ -18,18 +18,7 @@ import natter_harness as nh
 from natter_harness import Client, close_all, run, t
 
 
-def metrics(node):
-    st, body = node.get("/metrics", api=True)
-    assert st == 200, (st, body[:200])
-    out = {}
-    for line in body.decode().splitlines():
-        if line and not line.startswith("#"):
-            k, _, v = line.rpartition(" ")
-            try:
-                out[k] = float(v)
-            except ValueError:
-                pass
-    return out
+metrics = nh.node_metrics
 
 
 def tls_node(harness, name="tls", args=(), cert=None, **kw):
