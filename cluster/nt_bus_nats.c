@@ -423,8 +423,8 @@ static void nats_unsubscribe(nt_bus *bb, nt_bus_sub *s) {
   sub_release(s);
 }
 
-/* natsConnection_Publish only appends to the connection's buffer; nats.c's flusher thread
- * then asks the loop for write interest, so many publications share one write(2). */
+/* natsConnection_Publish only appends to the connection's buffer and adds write interest
+ * (SendAsap, see make_opts), so the publications of one loop turn share one write(2). */
 static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_t len,
                         const char *reply) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
@@ -642,6 +642,11 @@ static natsStatus make_opts(nt_bus_nats *b, const char **urls, int nurls, const 
   /* interest-based subscriptions can number thousands: one delivery thread each (the
    * default) would not scale; the shared pool keeps per-subscription order */
   if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
+  /* Without SendAsap a publication waits for nats.c's flusher thread, which sleeps 1 ms
+   * "to accumulate more" before it asks the loop for write interest: +1 ms and two thread
+   * hops on every message. With it (and the event loop) a publication only adds write
+   * interest, so everything published in one loop turn still leaves in one write(2). */
+  if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
   if (s == NATS_OK) *out = o;
   else natsOptions_Destroy(o);
   return s;
