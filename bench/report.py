@@ -101,6 +101,9 @@ def table(path):
             line = line.strip()
             if line:
                 rows.append(json.loads(line))
+    # runs repeated because the hypervisor stole CPU (bench/run.sh gen_fanout)
+    discarded = [r for r in rows if r.get("discarded")]
+    rows = [r for r in rows if not r.get("discarded")]
 
     def sel(**kw):
         return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
@@ -109,6 +112,12 @@ def table(path):
     p = out.append
     nruns = max([r.get("run", 1) for r in rows] or [1])
     p("natter-bench results (%s, medians of %d run%s)" % (path, nruns, "s" if nruns > 1 else ""))
+    if discarded:
+        by = {}
+        for r in discarded:
+            by[r.get("system")] = by.get(r.get("system"), 0) + 1
+        p("Runs repeated because the hypervisor stole more than NB_MAX_STEAL (default 0.02) "
+          "cores while they measured: %s." % ", ".join("%s %d" % kv for kv in sorted(by.items())))
     if not sel(system="natter-history") or sel(system="socketio"):
         p("Ratios: higher-is-better metrics natter/Socket.IO, lower-is-better ones Socket.IO/natter.")
         p("")
@@ -132,6 +141,7 @@ def table(path):
             ("server CPU (cores)", "server_cores", None, True, 2),
             ("server CPU µs/delivery", "cpu_us_per_delivery", None, True, 2),
             ("background CPU (cores, others)", "bg_cores", None, None, 2),
+            ("CPU stolen by the hypervisor (cores)", "steal_cores", None, None, 3),
         ]
         for label, key, sub, inv, dg in lines:
             a, b = med(n, key, sub), med(s, key, sub)
@@ -161,9 +171,10 @@ def table(path):
                     ("latency max ms", "lat_ms", "max", 2),
                     ("server CPU (cores)", "server_cores", None, 2),
                     ("server CPU µs/delivery", "cpu_us_per_delivery", None, 2),
-                    ("background CPU (cores, others)", "bg_cores", None, 2)):
+                    ("background CPU (cores, others)", "bg_cores", None, 2),
+                    ("CPU stolen by the hypervisor (cores)", "steal_cores", None, 3)):
                 a, b = med(off, key, sub), med(on, key, sub)
-                r = "" if key in ("delivery_ratio", "bg_cores") or not a or b is None \
+                r = "" if key in ("delivery_ratio", "bg_cores", "steal_cores") or not a or b is None \
                     else "%.2f" % (b / a)
                 p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
             # per run: the on/off ratio of runs paired by run number (same machine moment)
