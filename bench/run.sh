@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
     --no-socketio) SIO=no ;;
     --history-compare) HCOMPARE=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
