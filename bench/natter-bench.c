@@ -84,6 +84,7 @@ static struct opts {
   const char *ready_file;
   const char *label;
   const char *blast;
+  const char *user_agent; /* sent as User-Agent, or no such header */
   int quiet;
 } O = {
     .proto = PROTO_NATTER,
@@ -731,21 +732,22 @@ static void on_connect(uv_connect_t *req, int status) {
   uv_tcp_nodelay(&c->tcp, 1);
   uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
   const url *u = &O.urls[c->url];
-  char req_[1200], tok[600] = "";
+  char req_[1600], tok[600] = "", ua[300] = "";
   int n;
+  if (O.user_agent) snprintf(ua, sizeof ua, "User-Agent: %s\r\n", O.user_agent);
   if (O.proto == PROTO_NATTER) {
     size_t tl = mint_jwt(c->idx, tok, sizeof tok);
     n = snprintf(req_, sizeof req_,
                  "GET %s%ctoken=%.*s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n",
-                 u->path, strchr(u->path, '?') ? '&' : '?', (int)tl, tok, u->host, u->port);
+                 "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                 u->path, strchr(u->path, '?') ? '&' : '?', (int)tl, tok, u->host, u->port, ua);
   } else {
     n = snprintf(req_, sizeof req_,
                  "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n",
-                 u->path, u->host, u->port);
+                 "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                 u->path, u->host, u->port, ua);
   }
   conn_write(c, req_, (size_t)n);
 }
@@ -1238,6 +1240,7 @@ static void usage(FILE *f) {
 "  --clock mono|real         timestamp clock (default mono; real across machines)\n"
 "  --ready-file PATH         created when every connection is ready (before warm-up)\n"
 "  --label STR               copied into the JSON result\n"
+"  --user-agent STR          send this User-Agent header (default: none)\n"
 "  --blast-server H:P        run a stand-in server that floods message frames (self-test)\n"
 "  --quiet                   no progress on stderr\n");
 }
@@ -1268,7 +1271,7 @@ int main(int argc, char **argv) {
   enum { OPT_PROTO = 256, OPT_URL, OPT_CONNS, OPT_SRC, OPT_CRATE, OPT_CONC, OPT_CTO, OPT_SECRET,
          OPT_TENANT, OPT_ROOMS, OPT_RPC, OPT_SPREAD, OPT_PUBS, OPT_RATE, OPT_WINDOW, OPT_ACK,
          OPT_PAYLOAD, OPT_WARMUP, OPT_DURATION, OPT_DRAIN, OPT_LOSS, OPT_PROCS, OPT_CLOCK,
-         OPT_READY, OPT_LABEL, OPT_BLAST, OPT_QUIET, OPT_HELP };
+         OPT_READY, OPT_LABEL, OPT_BLAST, OPT_QUIET, OPT_HELP, OPT_UA };
   static const struct option lo[] = {
       {"proto", 1, 0, OPT_PROTO},       {"url", 1, 0, OPT_URL},
       {"conns", 1, 0, OPT_CONNS},       {"src-addrs", 1, 0, OPT_SRC},
@@ -1284,6 +1287,7 @@ int main(int argc, char **argv) {
       {"clock", 1, 0, OPT_CLOCK},       {"ready-file", 1, 0, OPT_READY},
       {"label", 1, 0, OPT_LABEL},       {"blast-server", 1, 0, OPT_BLAST},
       {"quiet", 0, 0, OPT_QUIET},       {"help", 0, 0, OPT_HELP},
+      {"user-agent", 1, 0, OPT_UA},
       {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1317,6 +1321,10 @@ int main(int argc, char **argv) {
     case OPT_DURATION: O.duration = atof(optarg); break;
     case OPT_DRAIN: O.drain = atof(optarg); break;
     case OPT_LOSS: O.loss_timeout = atof(optarg); break;
+    case OPT_UA:
+      if (strlen(optarg) > 256 || strpbrk(optarg, "\r\n")) die("--user-agent: at most 256 bytes, one line");
+      O.user_agent = optarg;
+      break;
     case OPT_PROCS: O.procs = atoi(optarg); break;
     case OPT_CLOCK: O.realtime = !strcmp(optarg, "real"); break;
     case OPT_READY: O.ready_file = optarg; break;

@@ -12,7 +12,8 @@
 #   1  fan-out at a fixed rate: 2,000 connections, 20 rooms of 100 spread over 2 nodes,
 #      20 publishers, 500 msg/s (50k deliveries/s), 100-byte payloads
 #   2  the same, closed loop (window per publisher): deliveries/s at saturation
-#   3  memory: 15,000 idle connections joined to rooms on one node: RSS per connection;
+#   3  memory: 15,000 idle connections joined to rooms on one node: RSS per connection
+#      (each sends a browser's User-Agent; NB_USER_AGENT= for none);
 #      and a node at --max-connections must answer 503 and keep serving the rest
 #   4  connect rate: authenticated connections/s one node accepts
 #   5  scale-out shape (natter): 3 nodes, a room's members over 1, 2, 3 nodes, same load:
@@ -39,6 +40,11 @@ PB=${NB_PORT_BASE:-27000}
 SECRET=bench-secret
 MAX_STEAL=${NB_MAX_STEAL:-0.02}   # cores; see gen_fanout
 MAX_REPEATS=${NB_MAX_REPEATS:-3}
+# Scenario 3's connections send what a browser sends (both systems store it per
+# connection, or not); NB_USER_AGENT= (empty) sends no User-Agent at all.
+UA=${NB_USER_AGENT-Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36}
+UA_ARGS=()
+[ -z "$UA" ] || UA_ARGS=(--user-agent "$UA")
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -48,7 +54,7 @@ while [ $# -gt 0 ]; do
     --no-socketio) SIO=no ;;
     --history-compare) HCOMPARE=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -398,7 +404,7 @@ memory_run() {
   rm -f "$ready"
   "$GEN" --proto "$system" --url "$url" --conns "$C3" --rooms "$R3" --src-addrs 4 \
     --concurrency 256 --connect-timeout 120 --warmup 0 --duration 4 --drain 0 --quiet \
-    --ready-file "$ready" > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" &
+    "${UA_ARGS[@]+"${UA_ARGS[@]}"}" --ready-file "$ready" > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" &
   local gpid=$!
   PIDS+=("$gpid")
   while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.1; done

@@ -95,6 +95,14 @@ int nt_map_put(nt_map *m, const char *key, size_t klen, void *val, void **old) {
   return 0;
 }
 
+int nt_map_move(nt_map *m, const char *key, size_t klen, const char *moved_key, void *val) {
+  nt_map_slot *s = find(m, key, klen, nt_hash(key, klen));
+  if (!s) return NT_ENOTFOUND;
+  if (m->borrow_keys) s->key = (char *)moved_key;
+  s->val = val;
+  return 0;
+}
+
 void *nt_map_del(nt_map *m, const char *key, size_t klen) {
   nt_map_slot *s = find(m, key, klen, nt_hash(key, klen));
   if (!s) return NULL;
@@ -126,4 +134,44 @@ void nt_map_clear(nt_map *m) {
   free(m->slots);
   *m = (nt_map)NT_MAP_INIT;
   m->borrow_keys = borrowed;
+}
+
+/* ---------------------------------------------------------------- interning */
+
+typedef struct interned {
+  size_t refs;
+  char s[]; /* at offset 8 */
+} interned;
+
+const char *nt_intern(nt_map *m, const char *s, size_t len) {
+  interned *n = nt_map_get(m, s, len);
+  if (!n) {
+    if (!(n = malloc(sizeof *n + len + 1))) return NULL;
+    n->refs = 0;
+    memcpy(n->s, s, len);
+    n->s[len] = '\0';
+    if (nt_map_put(m, n->s, len, n, NULL)) {
+      free(n);
+      return NULL;
+    }
+  }
+  n->refs++;
+  return n->s;
+}
+
+void nt_unintern(nt_map *m, const char *s) {
+  size_t len = strlen(s);
+  interned *n = nt_map_get(m, s, len);
+  if (n && --n->refs == 0) {
+    nt_map_del(m, n->s, len);
+    free(n);
+  }
+}
+
+void nt_intern_clear(nt_map *m) {
+  size_t it = 0;
+  const char *k;
+  void *v;
+  while (nt_map_next(m, &it, &k, &v)) free(v);
+  nt_map_clear(m);
 }

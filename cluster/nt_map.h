@@ -38,6 +38,10 @@ void *nt_map_get(const nt_map *m, const char *key, size_t klen);
  * it receives the replaced value (or NULL). */
 int nt_map_put(nt_map *m, const char *key, size_t klen, void *val, void **old);
 
+/* Borrowed-key map: the entry of `key` moved — its key now lives at `moved_key` (same
+ * bytes) and its value is `val`. No allocation, so no failure: 0, or NT_ENOTFOUND. */
+int nt_map_move(nt_map *m, const char *key, size_t klen, const char *moved_key, void *val);
+
 /* Removes `key`; returns its value or NULL when absent. */
 void *nt_map_del(nt_map *m, const char *key, size_t klen);
 
@@ -51,5 +55,16 @@ int nt_map_next(const nt_map *m, size_t *it, const char **key, void **val);
 void nt_map_clear(nt_map *m);
 
 uint64_t nt_hash(const void *data, size_t len);
+
+/* Interning over a borrowed-key map `m` that holds nothing else: one reference-counted
+ * copy of each distinct string (many connections, a few dozen tenants, rooms or
+ * User-Agents). nt_intern returns the shared copy of s[0..len) with one more reference,
+ * or NULL when memory is short; nt_unintern drops one reference of a string nt_intern
+ * returned and frees it with the last. A copy starts 8 bytes into its own malloc'd block,
+ * so its address is even: callers may keep a flag in the low bit. nt_intern_clear frees
+ * every copy, whatever its count. Not thread-safe, like the map. */
+const char *nt_intern(nt_map *m, const char *s, size_t len);
+void nt_unintern(nt_map *m, const char *s);
+void nt_intern_clear(nt_map *m);
 
 #endif

@@ -527,7 +527,7 @@ static int r_conn_add(nt_presence *base, const nt_conn_info *in, nt_presence_don
   p->st.ops++;
   rp_conn *c = nt_rp_mirror_ensure(p, in->conn_id, in->tenant, in->user, in->source_ip,
                                    in->user_agent);
-  if (!c || nt_rp_mirror_set_client(c, in->source_ip, in->user_agent)) return NT_ENOMEM;
+  if (!c || nt_rp_mirror_set_client(p, &c, in->source_ip, in->user_agent)) return NT_ENOMEM;
   c->connected_at_ms = in->connected_at_ms;
   int64_t after = in->last_active_ms - in->connected_at_ms;
   c->active_after_ms = after < 0 ? 0 : after > UINT32_MAX ? UINT32_MAX : (uint32_t)after;

@@ -20,19 +20,11 @@
 
 enum { RP_DOWN, RP_RESOLVING, RP_CONNECTING, RP_INIT, RP_UP };
 
-/* A tenant or room name shared by the mirror entries that use it (interned: 15,000
- * connections in 150 rooms hold 150 copies of the names, not 15,000). `refs` counts the
- * entries (tenants) or memberships (rooms); freed with the last one. */
-typedef struct rp_name {
-  size_t refs;
-  char s[];
-} rp_name;
-
 /* One room of a mirrored connection: the interned name (rp.rooms) with, in its low bit,
  * `confirmed` — Redis acknowledged the membership, so the cluster heard of it; a room
  * joined while Redis was away is not, and its online transition is reported when
- * re-assertion finally makes it. (Interned names are malloc'd rp_name strings at offset
- * 8 of their block, so the low bit of their address is always free.) */
+ * re-assertion finally makes it. (Interned names are even addresses, see nt_intern, so the
+ * low bit is free.) */
 typedef struct rp_room {
   uintptr_t v;
 } rp_room;
@@ -45,25 +37,25 @@ static inline rp_room rp_room_make(const char *name, int confirmed) {
 
 /* What this node asserted about one of its connections: the local mirror that is
  * re-asserted after a reconnect. One allocation holds the entry and its strings
- * ("id\0user\0" and, when known at creation, "ip\0user agent\0"); the tenant and room
- * names are interned. Kept small: there is one per connection of the node. */
+ * ("id\0user\0ip\0"); the tenant, room names and user agent are interned (15,000
+ * connections in 150 rooms from a few dozen browsers hold that many copies, not 15,000).
+ * Kept small: there is one per connection of the node. */
 typedef struct rp_conn {
   const char *tenant;      /* interned (rp.tenants) */
-  const char *client;      /* "ip\0ua\0": in id[], or a block of its own (own_client) */
+  const char *ua;          /* interned (rp.uas), "" when unknown */
   int64_t connected_at_ms;
   rp_room *rooms;          /* &room0 (or NULL) until a second room */
   rp_room room0;
   uint32_t active_after_ms; /* lastActiveAt - connectedAt (clamped) */
   uint16_t nrooms, caprooms; /* at most 65535 rooms (--max-rooms-per-connection) */
   uint8_t registered;      /* conn_add seen (and no conn_remove yet) */
-  uint8_t own_client;      /* `client` is a malloc'd block */
-  char id[];               /* id, user[, source ip, user agent] */
+  char id[];               /* id, user, source ip ("" when unknown) */
 } rp_conn;
 
 static inline const char *rp_conn_user(const rp_conn *c) { return c->id + strlen(c->id) + 1; }
-static inline const char *rp_conn_ip(const rp_conn *c) { return c->client; }
-static inline const char *rp_conn_ua(const rp_conn *c) {
-  return c->client + strlen(c->client) + 1;
+static inline const char *rp_conn_ip(const rp_conn *c) {
+  const char *u = rp_conn_user(c);
+  return u + strlen(u) + 1;
 }
 
 typedef struct rp rp;
@@ -122,8 +114,9 @@ struct rp {
   rop pending;              /* list sentinel */
 
   nt_map conns;             /* mirror: conn id -> rp_conn* (key borrowed from the entry) */
-  nt_map tenants;           /* tenant -> rp_name* (refs: mirrored connections; key borrowed) */
-  nt_map rooms;             /* room name -> rp_name* (refs: memberships; key borrowed) */
+  nt_map tenants;           /* interned tenants (nt_intern; refs: mirrored connections) */
+  nt_map rooms;             /* interned room names (refs: memberships) */
+  nt_map uas;               /* interned user agents (refs: mirrored connections) */
   nt_presence_stats st;
 };
 
@@ -156,8 +149,9 @@ void nt_rp_mirror_init(rp *p);
  * added to the node's tenant set in Redis when connected. */
 rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user,
                              const char *ip, const char *ua);
-/* Replaces the entry's source ip and user agent. 0 or NT_ENOMEM (entry unchanged). */
-int nt_rp_mirror_set_client(rp_conn *c, const char *ip, const char *ua);
+/* Replaces the source ip and user agent of entry *c (NULL: unknown, ""). A new ip moves the
+ * entry: *c is updated (nothing else holds entries). 0 or NT_ENOMEM (entry unchanged). */
+int nt_rp_mirror_set_client(rp *p, rp_conn **c, const char *ip, const char *ua);
 /* 1 added, 0 already there, NT_ENOMEM. */
 int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room);
 void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room);

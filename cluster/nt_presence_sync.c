@@ -24,36 +24,13 @@ rp_conn *nt_rp_conn(const rp *p, const char *id) {
   return nt_map_get(&p->conns, id, strlen(id));
 }
 
-/* Interning: returns the shared copy of `s` in `m` with one more reference, or NULL. */
-static const char *name_ref(nt_map *m, const char *s) {
-  size_t len = strlen(s);
-  rp_name *n = nt_map_get(m, s, len);
-  if (!n) {
-    if (!(n = malloc(sizeof *n + len + 1))) return NULL;
-    n->refs = 0;
-    memcpy(n->s, s, len + 1);
-    if (nt_map_put(m, n->s, len, n, NULL)) {
-      free(n);
-      return NULL;
-    }
-  }
-  n->refs++;
-  return n->s;
-}
-
-static void name_unref(nt_map *m, const char *s) {
-  size_t len = strlen(s);
-  rp_name *n = nt_map_get(m, s, len);
-  if (n && --n->refs == 0) {
-    nt_map_del(m, n->s, len);
-    free(n);
-  }
-}
+static const char *name_ref(nt_map *m, const char *s) { return nt_intern(m, s, strlen(s)); }
 
 void nt_rp_mirror_init(rp *p) {
   nt_map_init_borrowed(&p->conns);
   nt_map_init_borrowed(&p->tenants);
   nt_map_init_borrowed(&p->rooms);
+  nt_map_init_borrowed(&p->uas);
 }
 
 /* Copies `s` (NULL: "") to `at`; returns the copy. */
@@ -69,21 +46,19 @@ rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const ch
   rp_conn *c = nt_rp_conn(p, id);
   if (c) return c;
   size_t il = strlen(id);
-  size_t bytes = il + 1 + strlen(user) + 1 + strlen(ip ? ip : "") + 1 + strlen(ua ? ua : "") + 1;
+  size_t bytes = il + 1 + strlen(user) + 1 + strlen(ip ? ip : "") + 1;
   c = calloc(1, offsetof(rp_conn, id) + bytes);
   if (!c) return NULL;
   char *at = c->id;
   put_str(&at, id);
   put_str(&at, user);
-  c->client = put_str(&at, ip);
-  put_str(&at, ua);
+  put_str(&at, ip);
   int first = !nt_map_get(&p->tenants, tenant, strlen(tenant));
-  if (!(c->tenant = name_ref(&p->tenants, tenant))) {
-    free(c);
-    return NULL;
-  }
-  if (nt_map_put(&p->conns, c->id, il, c, NULL)) {
-    name_unref(&p->tenants, tenant);
+  c->tenant = name_ref(&p->tenants, tenant);
+  c->ua = c->tenant ? name_ref(&p->uas, ua ? ua : "") : NULL;
+  if (!c->ua || nt_map_put(&p->conns, c->id, il, c, NULL)) {
+    if (c->tenant) nt_unintern(&p->tenants, c->tenant);
+    if (c->ua) nt_unintern(&p->uas, c->ua);
     free(c);
     return NULL;
   }
@@ -93,18 +68,27 @@ rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const ch
   return c;
 }
 
-int nt_rp_mirror_set_client(rp_conn *c, const char *ip, const char *ua) {
+int nt_rp_mirror_set_client(rp *p, rp_conn **cp, const char *ip, const char *ua) {
+  rp_conn *c = *cp;
   ip = ip ? ip : "";
   ua = ua ? ua : "";
-  if (!strcmp(rp_conn_ip(c), ip) && !strcmp(rp_conn_ua(c), ua)) return 0;
-  size_t il = strlen(ip), ul = strlen(ua);
-  char *b = malloc(il + 1 + ul + 1);
-  if (!b) return NT_ENOMEM;
-  memcpy(b, ip, il + 1);
-  memcpy(b + il + 1, ua, ul + 1);
-  if (c->own_client) free((char *)c->client);
-  c->client = b;
-  c->own_client = 1;
+  if (strcmp(c->ua, ua)) {
+    const char *n = name_ref(&p->uas, ua);
+    if (!n) return NT_ENOMEM;
+    nt_unintern(&p->uas, c->ua);
+    c->ua = n;
+  }
+  if (!strcmp(rp_conn_ip(c), ip)) return 0;
+  /* a new ip: the entry moves to a block of the new size (the map borrows its key) */
+  size_t head = (size_t)(rp_conn_ip(c) - c->id), il = strlen(ip);
+  rp_conn *n = malloc(offsetof(rp_conn, id) + head + il + 1);
+  if (!n) return NT_ENOMEM;
+  memcpy(n, c, offsetof(rp_conn, id) + head);
+  memcpy(n->id + head, ip, il + 1);
+  if (c->rooms == &c->room0) n->rooms = &n->room0;
+  nt_map_move(&p->conns, c->id, strlen(c->id), n->id, n);
+  free(c);
+  *cp = n;
   return 0;
 }
 
@@ -134,7 +118,7 @@ int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room) {
 void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room) {
   for (size_t i = 0; i < c->nrooms; i++) {
     if (strcmp(rp_room_name(c->rooms[i]), room)) continue;
-    name_unref(&p->rooms, rp_room_name(c->rooms[i]));
+    nt_unintern(&p->rooms, rp_room_name(c->rooms[i]));
     c->rooms[i] = c->rooms[--c->nrooms];
     return;
   }
@@ -152,10 +136,10 @@ void nt_rp_mirror_confirm(rp *p, const char *id, const char *room) {
 }
 
 static void conn_free(rp *p, rp_conn *c) {
-  for (size_t i = 0; i < c->nrooms; i++) name_unref(&p->rooms, rp_room_name(c->rooms[i]));
+  for (size_t i = 0; i < c->nrooms; i++) nt_unintern(&p->rooms, rp_room_name(c->rooms[i]));
   if (c->rooms != &c->room0) free(c->rooms);
-  name_unref(&p->tenants, c->tenant);
-  if (c->own_client) free((char *)c->client);
+  nt_unintern(&p->tenants, c->tenant);
+  nt_unintern(&p->uas, c->ua);
   free(c);
 }
 
@@ -173,8 +157,9 @@ void nt_rp_mirror_free(rp *p) {
     conn_free(p, v);
   }
   nt_map_clear(&p->conns);
-  nt_map_clear(&p->tenants);
-  nt_map_clear(&p->rooms);
+  nt_intern_clear(&p->tenants);
+  nt_intern_clear(&p->rooms);
+  nt_intern_clear(&p->uas);
 }
 
 /* ---------------------------------------------------------------- reports ---- */
@@ -199,7 +184,7 @@ void nt_rp_put_record(rp *p, const rp_conn *c) {
   snprintf(last, sizeof last, "%lld", (long long)(c->connected_at_ms + c->active_after_ms));
   const char *a[] = {"HSET", k, "tenant", c->tenant, "user", rp_conn_user(c), "node", p->node,
                      "connectedAt", at, "lastActiveAt", last, "sourceIp", rp_conn_ip(c),
-                     "userAgent", rp_conn_ua(c)};
+                     "userAgent", c->ua};
   nt_rp_cmd(p, 16, a, NULL);
 }
 

@@ -127,7 +127,6 @@ void nt_conn_unref(nt_conn *c) {
   free(c->held);
   nt_identity_clear(&c->ident);
   if (c->rooms != &c->room0) free(c->rooms);
-  free(c->user_agent);
   free(c);
 }
 

@@ -142,7 +142,7 @@ typedef struct nt_conn {
 
   /* list of all connections of the node */
   struct nt_conn *prev, *next;
-  char *user_agent;             /* malloc'd, may be NULL */
+  const char *user_agent;       /* interned by the node (nt_node.uas), may be NULL */
 
   /* liveness: nt_conn_stamp of uv_now */
   uint32_t last_active;

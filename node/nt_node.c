@@ -134,6 +134,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->loop = loop;
   n->cfg = cfg;
   nt_hub_init(&n->hub);
+  nt_map_init_borrowed(&n->uas);
   if (getrandom(n->rng, sizeof n->rng, 0) != sizeof n->rng) {
     n->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)n;
     n->rng[1] = 0x9e3779b97f4a7c15ull;
@@ -386,6 +387,8 @@ void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
   else if (n->all == c) n->all = c->next;
   if (c->next) c->next->prev = c->prev;
   n->nconns--;
+  if (c->user_agent) nt_unintern(&n->uas, c->user_agent);
+  c->user_agent = NULL;
 }
 
 /* ---------------------------------------------------------------- HTTP ------- */
@@ -466,7 +469,8 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     return;
   }
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
-  if (ua) c->user_agent = strndup(ua, 256);
+  /* browsers send a few dozen distinct strings of ≈ 120 bytes: one shared copy each */
+  if (ua) c->user_agent = nt_intern(&n->uas, ua, strnlen(ua, 256));
   if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
     const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
     nt_conn_set_peer(c, x, strcspn(x, ", ")); /* not an address: the socket's stays */
@@ -719,6 +723,7 @@ void nt_node_free(nt_node *n) {
   if (!n) return;
   nt_resume_free(n);
   nt_hub_free(&n->hub);
+  nt_intern_clear(&n->uas);
   nt_frame_unref(n->ping);
   nt_tls_ctx_free(n->tls);
   nt_deflate_free(n->pmd);

@@ -28,6 +28,7 @@ struct nt_node {
   struct nt_deflate *pmd;  /* permessage-deflate streams; NULL with --compression off */
   int api_tls;             /* the API listener speaks TLS */
   nt_hub hub;
+  nt_map uas;              /* interned User-Agent strings of the connections (nt_intern) */
   nt_metrics m;
 
   nt_listener listener, api_listener;

@@ -443,6 +443,11 @@ static void test_redis_restart_reasserts(void **state) {
   join(a, "r1", "u1", "c1");
   join(a, "r1", "u2", "c2");
   join(a, "r2", "u2", "c2");
+  /* c4 joins before it registers: its mirror entry is made without a client address and
+   * moves to a larger block when conn_add brings one; c5 shares c4's agent */
+  join(a, "r4", "u4", "c4");
+  conn_add(a, "u4", "c4");
+  conn_add(a, "u5", "c5");
   nt_testsrv_stop(&f->srv);
   assert_true(run_until(&f->loop, node_down, a, 5000));
   /* while Redis is away: operations fail fast, the mirror keeps up */
@@ -462,8 +467,19 @@ static void test_redis_restart_reasserts(void **state) {
   assert_int_equal(r.n, 0);
   r = members(a, "r3");
   assert_string_equal(joined(&r), "u1");
+  r = members(a, "r4");
+  assert_string_equal(joined(&r), "u4");
   r = members(a, NULL);
-  assert_string_equal(joined(&r), "u1,u2,u3");
+  assert_string_equal(joined(&r), "u1,u2,u3,u4,u5"); /* u5: connected, in no room */
+  for (int i = 0; i < 2; i++) { /* the records came back from the mirror, strings intact */
+    res g = {0};
+    assert_int_equal(nt_presence_conn_get(a->p, i ? "c5" : "c4", cb_conn, &g), 0);
+    assert_true(run_until(a->loop, res_done, &g, 3000));
+    assert_int_equal(g.status, 0);
+    assert_string_equal(g.user, i ? "u5" : "u4");
+    assert_string_equal(g.ip, "127.0.0.1");
+    assert_string_equal(g.ua, "itest/1");
+  }
   /* Redis lost its data, but nobody saw anyone leave: only the joins made while it was
    * away are news (u1 in r3, u3 in r1), the rest is re-asserted silently. */
   assert_int_equal(a->non, 2);

@@ -1,5 +1,5 @@
 /* test_map: the string-keyed open-addressing map — put/get/del, growth, tombstones,
- * iteration. */
+ * iteration, moving an entry, interning. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -256,6 +256,58 @@ static void test_hash(void **state) {
   for (int b = 0; b < 16; b++) assert_in_range(buckets[b], 800, 1200);
 }
 
+/* An entry whose memory moved keeps its place: found by key, at the new address. */
+static void test_move(void **state) {
+  (void)state;
+  nt_map m;
+  nt_map_init_borrowed(&m);
+  char *a = strdup("conn-1"), *b = strdup("conn-1");
+  assert_int_equal(nt_map_put(&m, a, 6, V(1), NULL), 0);
+  assert_int_equal(nt_map_move(&m, "conn-1", 6, b, V(2)), 0);
+  memset(a, 'x', 6); /* the old key is gone: the map must not read it any more */
+  free(a);
+  assert_ptr_equal(nt_map_get(&m, "conn-1", 6), V(2));
+  size_t it = 0;
+  const char *k;
+  void *v;
+  assert_true(nt_map_next(&m, &it, &k, &v));
+  assert_ptr_equal(k, b);
+  assert_int_equal(nt_map_move(&m, "conn-2", 6, b, V(3)), NT_ENOTFOUND);
+  assert_ptr_equal(nt_map_del(&m, "conn-1", 6), V(2));
+  nt_map_clear(&m);
+  free(b);
+}
+
+/* One copy per distinct string, shared until its last reference goes; even addresses. */
+static void test_intern(void **state) {
+  (void)state;
+  nt_map m;
+  nt_map_init_borrowed(&m);
+  const char *ua = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
+  char copy[128];
+  snprintf(copy, sizeof copy, "%s", ua);
+  const char *x = nt_intern(&m, ua, strlen(ua));
+  const char *y = nt_intern(&m, copy, strlen(copy));
+  const char *z = nt_intern(&m, "curl/8.0 and more", 8); /* a prefix: "curl/8.0" */
+  assert_non_null(x);
+  assert_ptr_equal(x, y);
+  assert_ptr_not_equal(x, ua);
+  assert_string_equal(z, "curl/8.0");
+  assert_int_equal((uintptr_t)x & 1, 0);
+  assert_int_equal((uintptr_t)z & 1, 0);
+  assert_int_equal(m.len, 2);
+  nt_unintern(&m, x);
+  assert_non_null(nt_map_get(&m, ua, strlen(ua))); /* y still holds it */
+  nt_unintern(&m, y);
+  assert_null(nt_map_get(&m, ua, strlen(ua)));
+  assert_int_equal(m.len, 1);
+  const char *e = nt_intern(&m, "", 0);
+  assert_string_equal(e, "");
+  assert_int_equal(m.len, 2);
+  nt_intern_clear(&m); /* frees z and e with references left (ASan: no leak) */
+  assert_int_equal(m.len, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_empty),
@@ -265,6 +317,8 @@ int main(void) {
       cmocka_unit_test(test_tombstone_reuse),
       cmocka_unit_test(test_iterate_delete_current),
       cmocka_unit_test(test_hash),
+      cmocka_unit_test(test_move),
+      cmocka_unit_test(test_intern),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
