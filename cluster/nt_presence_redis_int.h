@@ -150,7 +150,8 @@ void nt_rp_mirror_init(rp *p);
 rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const char *user,
                              const char *ip, const char *ua);
 /* Replaces the source ip and user agent of entry *c (NULL: unknown, ""). A new ip moves the
- * entry: *c is updated (nothing else holds entries). 0 or NT_ENOMEM (entry unchanged). */
+ * entry: *c is updated (nothing else holds entries). 0, or NT_ENOMEM: what could not be
+ * replaced keeps its old value. */
 int nt_rp_mirror_set_client(rp *p, rp_conn **c, const char *ip, const char *ua);
 /* 1 added, 0 already there, NT_ENOMEM. */
 int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room);
