@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "nt_auth.h"
+#include "../nt_test_b64.h"
 
 #define SECRET "fuzz-secret-0123456789abcdef0123456789abcdef"
 #define NOW_S 1700000000
@@ -46,23 +47,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-static size_t b64url(const uint8_t *in, size_t len, char *out) {
-  static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  size_t o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < len; i++) {
-    acc = (acc << 8) | in[i];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out[o++] = al[(acc >> bits) & 63];
-    }
-  }
-  if (bits) out[o++] = al[(acc << (6 - bits)) & 63];
-  out[o] = '\0';
-  return o;
-}
 
 static char *sign_hs256(const uint8_t *data, size_t size) {
   const uint8_t *nul = memchr(data, 0, size);
@@ -73,14 +57,14 @@ static char *sign_hs256(const uint8_t *data, size_t size) {
   size_t cll = nul ? size - hl - 1 : size;
   char *tok = malloc((hl + cll) * 4 / 3 + 64 + 4);
   if (!tok) return NULL;
-  size_t n = b64url(hdr, hl, tok);
+  size_t n = nt_test_b64url(hdr, hl, tok);
   tok[n++] = '.';
-  n += b64url(cl, cll, tok + n);
+  n += nt_test_b64url(cl, cll, tok + n);
   unsigned char mac[32];
   unsigned int ml = 0;
   HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)tok, n, mac, &ml);
   tok[n++] = '.';
-  b64url(mac, ml, tok + n);
+  nt_test_b64url(mac, ml, tok + n);
   return tok;
 }
 

@@ -20,6 +20,7 @@
 
 #include "nt_auth.h"
 #include "nt_err.h"
+#include "../nt_test_b64.h"
 
 #define NOW 1700000000LL
 #define SECRET "natter-test-secret-0123456789abcdef"
@@ -142,23 +143,6 @@ static char *fmt(const char *f, ...) {
   return b;
 }
 
-static void b64url(const unsigned char *in, size_t len, char *out) {
-  static const char al[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  size_t o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < len; i++) {
-    acc = (acc << 8) | in[i];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out[o++] = al[(acc >> bits) & 63];
-    }
-  }
-  if (bits) out[o++] = al[(acc << (6 - bits)) & 63];
-  out[o] = '\0';
-}
 
 /* Builds a token by hand, for headers no honest library would write. With `hmac_key`
  * the signature is a real HS256 over the two segments; without, it is `sig` verbatim. */
@@ -166,16 +150,16 @@ static char *craft(const char *header, const char *payload, const char *hmac_key
                    const char *sig) {
   char *t = malloc(20000);
   assert_non_null(t);
-  b64url((const unsigned char *)header, strlen(header), t);
+  nt_test_b64url((const unsigned char *)header, strlen(header), t);
   strcat(t, ".");
-  b64url((const unsigned char *)payload, strlen(payload), t + strlen(t));
+  nt_test_b64url((const unsigned char *)payload, strlen(payload), t + strlen(t));
   if (hmac_key) {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
     assert_non_null(HMAC(EVP_sha256(), hmac_key, (int)strlen(hmac_key),
                          (const unsigned char *)t, strlen(t), mac, &maclen));
     strcat(t, ".");
-    b64url(mac, maclen, t + strlen(t));
+    nt_test_b64url(mac, maclen, t + strlen(t));
   } else {
     strcat(t, ".");
     strcat(t, sig ? sig : "");
@@ -869,7 +853,7 @@ static char *with_sig(const char *tok, const unsigned char *sig, size_t len) {
   static char out[4096];
   size_t keep = (size_t)(strrchr(tok, '.') - tok) + 1;
   memcpy(out, tok, keep);
-  b64url(sig, len, out + keep);
+  nt_test_b64url(sig, len, out + keep);
   return out;
 }
 

@@ -38,6 +38,7 @@
 #include "nt_node.h"
 #include "nt_node_int.h"
 #include "nt_presence.h"
+#include "../nt_test_b64.h"
 
 #define SECRET "ws-glue-test-secret-0123456789abcdef"
 #define WAIT_MS 3000 /* upper bound for any expected event */
@@ -145,22 +146,6 @@ static char *mint(const char *tenant, const char *user, long exp_in_s) {
   return mint_claims(SECRET, claims);
 }
 
-static void b64url(const unsigned char *in, size_t len, char *out) {
-  static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  size_t o = 0;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < len; i++) {
-    acc = (acc << 8) | in[i];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out[o++] = al[(acc >> bits) & 63];
-    }
-  }
-  if (bits) out[o++] = al[(acc << (6 - bits)) & 63];
-  out[o] = '\0';
-}
 
 /* An unsigned token: header {"alg":"none"}, valid claims, empty signature. */
 static char *mint_none(void) {
@@ -168,9 +153,9 @@ static char *mint_none(void) {
   snprintf(claims, sizeof claims, "{\"sub\":\"mallory\",\"tenant\":\"acme\",\"exp\":%ld}",
            (long)time(NULL) + 3600);
   const char *hdr = "{\"alg\":\"none\",\"typ\":\"JWT\"}";
-  b64url((const unsigned char *)hdr, strlen(hdr), t);
+  nt_test_b64url((const unsigned char *)hdr, strlen(hdr), t);
   strcat(t, ".");
-  b64url((const unsigned char *)claims, strlen(claims), t + strlen(t));
+  nt_test_b64url((const unsigned char *)claims, strlen(claims), t + strlen(t));
   strcat(t, ".");
   return t;
 }
