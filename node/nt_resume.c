@@ -1,6 +1,7 @@
 /* nt_resume: room history on a node — sequenced live delivery with gap repair, resume on
- * joinRoom with `since`, and history pages (action and HTTP API). */
+ * joinRoom with `since`, the history metrics. History pages: nt_resume_page.c. */
 #include "nt_resume.h"
+#include "nt_resume_int.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -64,19 +65,6 @@ struct nt_rhist {
   resumer *rs;
   size_t nrs;
   char live[NT_SUBJECT_MAX];
-};
-
-typedef struct nt_resume nt_resume;
-
-struct nt_resume {
-  nt_history *h;
-  size_t replay_max;
-  uint64_t next_id;
-  uint64_t log_at;
-  struct {
-    uint64_t resumes, recovered, not_recovered, replayed, gaps, gaps_repaired,
-        gaps_unrepaired, dups, live_only, pages, page_errors, overflows;
-  } m;
 };
 
 typedef struct nt_rhist nt_rhist;
@@ -395,22 +383,7 @@ static void room_live(nt_node *n, nt_room *r, rh_item *it) {
 
 /* ---------------------------------------------------------------- reads */
 
-enum { F_RESUME, F_RS_REPAIR, F_ROOM_REPAIR, F_PAGE, F_API };
-
-typedef struct fetch_op {
-  nt_node *n;
-  int kind;
-  uint64_t id;                   /* resumer or repair id */
-  uint64_t upto;
-  char subject[NT_SUBJECT_MAX];  /* the room's */
-  nt_conn *c;                    /* F_PAGE: referenced until the callback */
-  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
-  char reqid[NT_REQID_MAX + 1];
-  nt_resume_page_cb cb;          /* F_API */
-  void *ud;
-} fetch_op;
-
-static fetch_op *op_new(nt_node *n, int kind, const char *subject) {
+fetch_op *nt_resume_op_new(nt_node *n, int kind, const char *subject) {
   fetch_op *op = calloc(1, sizeof *op);
   if (!op) return NULL;
   op->n = n;
@@ -426,17 +399,16 @@ static nt_room *op_room(fetch_op *op) {
   return r && r->hist ? r : NULL;
 }
 
-static void on_fetched(void *ud, const nt_hist_result *res);
 
 static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto) {
   int kind = upto ? F_RS_REPAIR : F_RESUME;
-  fetch_op *op = op_new(n, kind, r->subject);
+  fetch_op *op = nt_resume_op_new(n, kind, r->subject);
   int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
   if (op && n->res->h) {
     op->id = rs->id;
     op->upto = upto;
     rc = nt_history_fetch_after(n->res->h, r->subject, after, upto, n->res->replay_max,
-                                on_fetched, op);
+                                nt_resume_on_fetched, op);
   }
   if (rc == 0) {
     rs->state = RS_BUFFER;
@@ -456,13 +428,13 @@ static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64
 
 static void fetch_room(nt_node *n, nt_room *r, uint64_t after, uint64_t upto) {
   nt_rhist *h = r->hist;
-  fetch_op *op = op_new(n, F_ROOM_REPAIR, r->subject);
+  fetch_op *op = nt_resume_op_new(n, F_ROOM_REPAIR, r->subject);
   int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
   if (op && n->res->h) {
     op->id = ++h->repair_id;
     op->upto = upto;
     rc = nt_history_fetch_after(n->res->h, r->subject, after, upto, n->res->replay_max,
-                                on_fetched, op);
+                                nt_resume_on_fetched, op);
   }
   if (rc == 0) return;
   free(op);
@@ -553,70 +525,10 @@ static void done_room_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr)
 }
 
 /* Decodes a page into protocol items; `envs` keeps the strings alive. Returns the count. */
-static size_t page_items(const nt_hist_result *hr, nt_proto_hist_item *items,
-                         Natter__Envelope **envs) {
-  size_t k = 0;
-  for (size_t i = 0; i < hr->n; i++) {
-    Natter__Envelope *env = nt_env_decode(hr->msgs[i].data, hr->msgs[i].len);
-    if (!env || env->kind != NATTER__KIND__ROOM_MESSAGE || !nt_fanout_renderable(env)) {
-      nt_env_free(env);
-      continue;
-    }
-    envs[k] = env;
-    items[k] = (nt_proto_hist_item){env->id, env->sender_user[0] ? env->sender_user : NULL,
-                                    (const char *)env->payload.data, env->payload.len,
-                                    env->timestamp_ms, hr->msgs[i].seq};
-    k++;
-  }
-  return k;
-}
-
-static const char *page_error(int status) {
-  return status == NT_ETIMEOUT ? "timeout" : "internal";
-}
-
-static void done_page(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
-  nt_resume *res = n->res;
-  nt_proto_hist_item *items = hr->n ? calloc(hr->n, sizeof *items) : NULL;
-  Natter__Envelope **envs = hr->n ? calloc(hr->n, sizeof *envs) : NULL;
-  int status = hr->status;
-  if (status == 0 && hr->n && (!items || !envs)) status = NT_ENOMEM;
-  size_t k = status == 0 ? page_items(hr, items, envs) : 0;
-  if (status && res) res->m.page_errors++;
-  if (op->kind == F_PAGE) {
-    if (nt_conn_is_open(op->c)) {
-      if (status == 0) {
-        nt_frame *f = nt_proto_history(op->room, items, k, hr->more, op->reqid);
-        if (f) {
-          nt_conn_send(op->c, f);
-          nt_frame_unref(f);
-        }
-      } else {
-        nt_client_send_error(n, op->c, page_error(status),
-                             status == NT_ECLOSED ? "the node is stopping"
-                                                  : "history unavailable",
-                             op->reqid);
-      }
-    }
-    nt_conn_unref(op->c);
-  } else {
-    size_t len = 0;
-    char *body = status == 0 ? nt_proto_history_json(op->tenant, op->room, items, k,
-                                                     hr->more, &len)
-                             : NULL;
-    if (status == 0 && !body) status = NT_ENOMEM;
-    op->cb(op->ud, status, body, len);
-    free(body);
-  }
-  for (size_t i = 0; i < k; i++) nt_env_free(envs[i]);
-  free(envs);
-  free(items);
-}
-
-static void on_fetched(void *ud, const nt_hist_result *hr) {
+void nt_resume_on_fetched(void *ud, const nt_hist_result *hr) {
   fetch_op *op = ud;
   nt_node *n = op->n;
-  if (op->kind == F_PAGE || op->kind == F_API) done_page(n, op, hr);
+  if (op->kind == F_PAGE || op->kind == F_API) nt_resume_page_done(n, op, hr);
   else if (hr->status != NT_ECLOSED && n->res) {
     if (op->kind == F_RESUME) done_resume(n, op, hr);
     else if (op->kind == F_RS_REPAIR) done_rs_repair(n, op, hr);
@@ -761,68 +673,6 @@ int nt_resume_joined(nt_node *n, nt_conn *c, const char *room, const char *const
   rs->have_members = 1;
   if (rs->fetched) rs_complete(n, r, rs, 1);
   return 1;
-}
-
-static size_t clamp_limit(int64_t limit) {
-  if (limit <= 0) return NT_HISTORY_LIMIT_DEFAULT;
-  return limit > NT_HISTORY_LIMIT_MAX ? NT_HISTORY_LIMIT_MAX : (size_t)limit;
-}
-
-void nt_resume_history(nt_node *n, nt_conn *c, const nt_req *rq) {
-  nt_resume *res = n->res;
-  if (!res || !res->h) {
-    nt_client_send_error(n, c, "not_found", "history is not enabled on this node", rq->reqid);
-    return;
-  }
-  if (!nt_identity_room_allowed(&c->ident, rq->room)) {
-    nt_client_send_error(n, c, "forbidden", "the token does not allow this room", rq->reqid);
-    return;
-  }
-  char subject[NT_SUBJECT_MAX];
-  if (nt_subject_room(subject, sizeof subject, c->ident.tenant, rq->room) < 0) {
-    nt_client_send_error(n, c, "bad_request", "invalid roomId", rq->reqid);
-    return;
-  }
-  fetch_op *op = op_new(n, F_PAGE, subject);
-  if (!op) {
-    nt_client_send_error(n, c, "internal", "out of memory", rq->reqid);
-    return;
-  }
-  op->c = c;
-  nt_conn_ref(c);
-  snprintf(op->room, sizeof op->room, "%s", rq->room);
-  snprintf(op->reqid, sizeof op->reqid, "%s", rq->reqid);
-  res->m.pages++;
-  int rc = nt_history_fetch_page(res->h, subject, rq->has_before ? rq->before : 0,
-                                 clamp_limit(rq->limit), on_fetched, op);
-  if (rc) {
-    res->m.page_errors++;
-    nt_client_send_error(n, c, "internal", "history unavailable", rq->reqid);
-    nt_conn_unref(c);
-    free(op);
-  }
-}
-
-int nt_resume_api_page(nt_node *n, const char *tenant, const char *room, uint64_t before,
-                       size_t limit, nt_resume_page_cb cb, void *ud) {
-  nt_resume *res = n->res;
-  if (!res || !res->h) return NT_ENOTFOUND;
-  char subject[NT_SUBJECT_MAX];
-  if (!cb || nt_subject_room(subject, sizeof subject, tenant, room) < 0) return NT_EINVAL;
-  fetch_op *op = op_new(n, F_API, subject);
-  if (!op) return NT_ENOMEM;
-  snprintf(op->tenant, sizeof op->tenant, "%s", tenant);
-  snprintf(op->room, sizeof op->room, "%s", room);
-  op->cb = cb;
-  op->ud = ud;
-  res->m.pages++;
-  int rc = nt_history_fetch_page(res->h, subject, before, clamp_limit((int64_t)limit),
-                                 on_fetched, op);
-  if (rc) {
-    res->m.page_errors++;
-    free(op);
-  }
-  return rc;
 }
 
 static void metric(char *buf, size_t cap, size_t *len, const char *name, const char *type,
