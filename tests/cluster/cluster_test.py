@@ -500,6 +500,13 @@ def loss_checked(peers, t0, what):
     return sent
 
 
+def steal_s():
+    """CPU time the hypervisor has stolen from this VM, in seconds (/proc/stat). A stolen
+    stretch stalls every process at once; the stall checks report it (never excuse it)."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+
+
 def max_gap(peers, t_from, t_to):
     """Longest time any of `peers` went without a message from another of them in
     [t_from, t_to] (arrival times are approximated by the frame order of each sender's
@@ -552,6 +559,7 @@ async def scenario_kill9(cl):
     await asyncio.sleep(2)
 
     t0 = time.monotonic()
+    steal0 = steal_s()
     cl.nodes[victim].kill()
     log(f"kill -9 {victim} ({len(on_victim)} clients: {quitter.user} will not come back)")
     await nh.async_wait_until(lambda: all(p.reconnected_at for p in returners), 15, 0.05,
@@ -584,7 +592,8 @@ async def scenario_kill9(cl):
                   f"{obs.user} got offline for {p.user}, who came back")
     sent = loss_checked(survivors, t0, "surviving clients")
     gap = max_gap(survivors, t0, t_end)
-    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s")
+    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s "
+          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
     log(f"no offline for returners, exactly one for {quitter.user}; members converged "
         f"{t_conv:.2f}s later (no ghost, no duplicate); {sent} survivor deliveries, 0 lost, "
         f"max gap {gap:.2f}s")
@@ -602,6 +611,7 @@ async def scenario_partition(cl):
     await asyncio.sleep(2)
 
     t0 = time.monotonic()
+    steal0 = steal_s()
     cut(victim)
     log(f"partitioned {victim} (its link to the bridge is down)")
     bound = NODE_TTL + 2 * NODE_REFRESH + 2
@@ -644,7 +654,8 @@ async def scenario_partition(cl):
     check(victim.encode() in live, f"{victim} did not re-assert its liveness: {live!r}")
     sent = loss_checked(survivors, t0, "clients of the other nodes")
     gap = max_gap(survivors, t0, t_end)
-    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s")
+    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s "
+          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
     log(f"{victim} ready {t_ready:.2f}s after the heal, liveness re-asserted; members "
         f"converged {t_conv:.2f}s after the heal and stayed so ({t_stable:.2f}s); "
         f"{sent} deliveries between the other nodes' clients, 0 lost, max gap {gap:.2f}s")
@@ -671,6 +682,7 @@ async def scenario_nats(cl):
     await asyncio.sleep(2)
 
     t0 = time.monotonic()
+    steal0 = steal_s()
     cl.nats[victim].stop(signal.SIGTERM)
     log(f"stopped {victim} (SIGTERM); natter nodes on it: {sorted(moved)}")
     await nh.async_wait_until(
@@ -691,7 +703,8 @@ async def scenario_nats(cl):
     sent, lost = loss_between(peers)
     n_lost = sum(int(x.split(": ")[1].split()[0]) for x in lost)
     gap = max_gap(peers, t0, t_end)
-    check(gap < 3, f"messages stopped for {gap:.2f}s")
+    check(gap < 3, f"messages stopped for {gap:.2f}s "
+          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
     log(f"delivery went on: {sent} deliveries, {n_lost} lost in the failover window "
         f"(core NATS is at-most-once), 0 lost after it; max send gap {gap:.2f}s; "
         f"no client disconnected")
@@ -709,6 +722,7 @@ async def scenario_drain(cl):
     await asyncio.sleep(2)
 
     t0 = time.monotonic()
+    steal0 = steal_s()
     cl.nodes[victim].popen.send_signal(signal.SIGTERM)
     await nh.async_wait_until(lambda: http_status(victim, "/readyz") == 503, 1, 0.02,
                               f"{victim} /readyz 503")
@@ -770,7 +784,8 @@ async def scenario_drain(cl):
     check(victim.encode() not in live, f"{victim} left its liveness record: {live!r}")
     sent = loss_checked(survivors, t0, "clients of the other nodes")
     gap = max_gap(survivors, t0, t_end)
-    check(gap < 1.5, f"traffic between the other nodes' clients stalled for {gap:.2f}s")
+    check(gap < 1.5, f"traffic between the other nodes' clients stalled for {gap:.2f}s "
+          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
     log(f"no offline for the {len(returners)} who rejoined, exactly one for {quitter.user}; "
         f"no reaping, liveness record removed; members converged ({t_conv:.2f}s); "
         f"{sent} deliveries between the other nodes' clients, 0 lost, max gap {gap:.2f}s")
