@@ -11,10 +11,12 @@
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_map.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
 
 #define BUF_MAX_ITEMS 10000   /* live messages held for one resume or one room repair */
+#define RH_COPIES 64          /* messages remembered per room to drop a late second copy */
 #define LOG_INTERVAL_MS 5000
 
 /* ================================================================ state
@@ -27,6 +29,7 @@
 typedef struct rh_item {
   nt_frame *f;                    /* NULL: nothing to deliver */
   uint64_t seq, prev;             /* seq 0: live-only, outside the sequence */
+  uint64_t idh;                   /* hash of the message id (0: none) */
   char skip[NT_CONN_ID_LEN + 1];  /* excludeSelf: the sender's connection, or "" */
 } rh_item;
 
@@ -64,6 +67,9 @@ struct nt_rhist {
   rh_queue pend;              /* live items held while a gap is repaired */
   resumer *rs;
   size_t nrs;
+  uint64_t *copies;           /* NULL, or since the room's first live-only message: the
+                               * last RH_COPIES messages delivered (see late_copy) */
+  unsigned copies_at;
   char live[NT_SUBJECT_MAX];
 };
 
@@ -118,6 +124,7 @@ static rh_queue q_take(rh_queue *q) {
 static void render_item(nt_node *n, const nt_room *r, const uint8_t *data, size_t len,
                         uint64_t seq, rh_item *it, int live) {
   it->f = NULL;
+  it->idh = 0;
   it->skip[0] = '\0';
   Natter__Envelope *env = nt_env_decode(data, len);
   if (!env || env->kind != NATTER__KIND__ROOM_MESSAGE || !nt_fanout_renderable(env)) {
@@ -125,6 +132,7 @@ static void render_item(nt_node *n, const nt_room *r, const uint8_t *data, size_
     nt_env_free(env);
     return;
   }
+  it->idh = env->id[0] ? nt_hash(env->id, strlen(env->id)) : 0;
   it->f = nt_proto_message(env->id, r->name, env->sender_user[0] ? env->sender_user : NULL,
                            (const char *)env->payload.data, env->payload.len,
                            env->timestamp_ms, seq);
@@ -296,8 +304,31 @@ static int is_resumer(const nt_rhist *h, const nt_conn *c) {
 }
 
 /* Delivers an item to the room's members (one shared frame) and to its resumers. */
+/* A publication the stream acknowledged late (after ACK_TIMEOUT_MS in nt_history_js) is
+ * resent live-only by its node and then republished by the stream as well: two copies,
+ * one without seq and one with, in either order. From the room's first live-only message
+ * on, the room remembers the ids of the last RH_COPIES messages it delivered (the low bit
+ * says which kind) and drops the second copy of one; the sequence still advances. Rooms
+ * that never see a live-only message pay nothing. */
+static int late_copy(nt_resume *res, nt_rhist *h, const rh_item *it) {
+  if (!it->idh) return 0;
+  if (!h->copies) {
+    if (it->seq || !(h->copies = calloc(RH_COPIES, sizeof *h->copies))) return 0;
+  }
+  uint64_t key = (it->idh | 1) ^ 1, kind = it->seq ? 1 : 0;
+  for (unsigned i = 0; i < RH_COPIES; i++)
+    if (h->copies[i] == (key | (kind ^ 1))) {
+      h->copies[i] = 0; /* a third copy would be news */
+      res->m.dups++;
+      return 1;
+    }
+  h->copies[h->copies_at++ % RH_COPIES] = key | kind;
+  return 0;
+}
+
 static void deliver_item(nt_node *n, nt_room *r, const rh_item *it) {
   nt_rhist *h = r->hist;
+  if (late_copy(n->res, h, it)) return;
   if (it->f) {
     int check_rs = h->nrs > 0;
     for (uint32_t i = 0; i < r->n; i++) {
@@ -563,6 +594,7 @@ void nt_resume_close(nt_node *n) {
 
 static void rhist_free(nt_rhist *h) {
   q_clear(&h->pend);
+  free(h->copies);
   while (h->rs) {
     resumer *rs = h->rs;
     h->rs = rs->next;
@@ -717,7 +749,8 @@ size_t nt_resume_metrics(nt_node *n, char *buf, size_t cap) {
          "Gaps that could not be filled (expired, history down, too slow).", NULL,
          res->m.gaps_unrepaired, 1);
   metric(buf, cap, &l, "history_duplicates_dropped_total", "counter",
-         "Messages not delivered again (sequence already delivered).", NULL, res->m.dups, 1);
+         "Messages not delivered again (sequence already delivered, or the second copy of a "
+         "late-acknowledged message).", NULL, res->m.dups, 1);
   metric(buf, cap, &l, "history_resumes_total", "counter",
          "joinRoom with since, by outcome.", "{recovered=\"true\"}", res->m.recovered, 1);
   metric(buf, cap, &l, "history_resumes_total", "counter", NULL, "{recovered=\"false\"}",

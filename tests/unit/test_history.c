@@ -1025,6 +1025,70 @@ static void test_node_history_unavailable(void **state) {
   env_stop(e);
 }
 
+/* Pumps until the tap holds `n` messages. */
+static void wait_held(env *e, size_t n) {
+  uint64_t t0 = now_ms();
+  while (e->nheld < n) {
+    pump();
+    if (now_ms() - t0 > WAIT_MS) fail_msg("the stream's republication did not arrive");
+  }
+}
+
+/* A publication the stream acknowledged late reaches the room twice — the sender's
+ * live-only resend (no seq) and the stream's republication (with seq), in either order.
+ * The members see it once, and the sequence goes on. */
+static void test_node_late_ack_copy_delivered_once(void **state) {
+  env *e = env_start("1000");
+  cli *a = cli_open("alice");
+  cli_join(a, "k", -1);
+  /* the live-only copy first: 1 is stored, its republication still in transit */
+  e->hold = 1;
+  cli_say(a, "k", 1);
+  wait_held(e, 1);
+  nt_bus_publish(e->nbus, e->held[0].subject, e->held[0].data, e->held[0].len, NULL);
+  for (int i = 0; i < 20; i++) pump();
+  tap_release(e);
+  /* the republication first: 2 arrives with its seq, then the live-only copy */
+  e->hold = 1;
+  cli_say(a, "k", 2);
+  wait_held(e, 1);
+  tmsg copy = e->held[0];
+  copy.data = malloc(copy.len);
+  memcpy(copy.data, e->held[0].data, copy.len);
+  tap_release(e);
+  for (int i = 0; i < 20; i++) pump();
+  nt_bus_publish(e->nbus, copy.subject, copy.data, copy.len, NULL);
+  free(copy.data);
+  cli_say(a, "k", 3);
+  want_n w = {3};
+  if (!cli_wait(a, has_n_messages, &w)) fail_msg("expected 3 messages");
+  for (int i = 0; i < 30; i++) { /* a second copy would show up now */
+    pump();
+    cli_fill(a);
+    cli_parse(a);
+    usleep(1000);
+  }
+  int got[8], k = 0;
+  uint64_t seqs[8];
+  for (size_t i = 0; i < json_array_size(a->frames) && k < 8; i++) {
+    json_t *f = json_array_get(a->frames, i);
+    if (strcmp(ftype(f), "message")) continue;
+    seqs[k] = (uint64_t)json_integer_value(json_object_get(f, "seq"));
+    got[k++] = (int)json_integer_value(json_object_get(f, "message"));
+  }
+  assert_int_equal(k, 3);
+  assert_int_equal(got[0], 1);
+  assert_int_equal(seqs[0], 0); /* 1 went out as the live-only copy */
+  assert_int_equal(got[1], 2);
+  assert_int_equal(seqs[1], 2);
+  assert_int_equal(got[2], 3);
+  assert_int_equal(seqs[2], 3);
+  assert_int_equal(metric_value("natter_history_duplicates_dropped_total"), 2);
+  assert_int_equal(metric_value("natter_history_gaps_total"), 0);
+  cli_close(a);
+  env_stop(e);
+}
+
 static void test_proto_rendering(void **state) {
   nt_frame *f = nt_proto_message("i", "r", NULL, "1", 1, 5, 77);
   const char *p = (const char *)nt_frame_payload(f);
@@ -1069,6 +1133,7 @@ int main(void) {
       cmocka_unit_test(test_node_resume_hole_not_readable),
       cmocka_unit_test(test_node_not_recovered_and_pages),
       cmocka_unit_test(test_node_history_unavailable),
+      cmocka_unit_test(test_node_late_ack_copy_delivered_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
