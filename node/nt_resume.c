@@ -67,8 +67,8 @@ struct nt_rhist {
   rh_queue pend;              /* live items held while a gap is repaired */
   resumer *rs;
   size_t nrs;
-  uint64_t *copies;           /* NULL, or since the room's first live-only message: the
-                               * last RH_COPIES messages delivered (see late_copy) */
+  uint64_t *copies;           /* the last RH_COPIES messages delivered (late_copy); NULL
+                               * until the room's first message */
   unsigned copies_at;
   char live[NT_SUBJECT_MAX];
 };
@@ -303,18 +303,14 @@ static int is_resumer(const nt_rhist *h, const nt_conn *c) {
   return 0;
 }
 
-/* Delivers an item to the room's members (one shared frame) and to its resumers. */
 /* A publication the stream acknowledged late (after ACK_TIMEOUT_MS in nt_history_js) is
- * resent live-only by its node and then republished by the stream as well: two copies,
- * one without seq and one with, in either order. From the room's first live-only message
- * on, the room remembers the ids of the last RH_COPIES messages it delivered (the low bit
- * says which kind) and drops the second copy of one; the sequence still advances. Rooms
- * that never see a live-only message pay nothing. */
+ * resent live-only by its node and republished by the stream as well: two copies, one
+ * without seq and one with, in either order. A room remembers the ids of the last
+ * RH_COPIES messages it delivered (the low bit says which kind; 512 bytes, allocated with
+ * its first message) and reports the second copy of one; the sequence still advances. */
 static int late_copy(nt_resume *res, nt_rhist *h, const rh_item *it) {
   if (!it->idh) return 0;
-  if (!h->copies) {
-    if (it->seq || !(h->copies = calloc(RH_COPIES, sizeof *h->copies))) return 0;
-  }
+  if (!h->copies && !(h->copies = calloc(RH_COPIES, sizeof *h->copies))) return 0;
   uint64_t key = (it->idh | 1) ^ 1, kind = it->seq ? 1 : 0;
   for (unsigned i = 0; i < RH_COPIES; i++)
     if (h->copies[i] == (key | (kind ^ 1))) {
@@ -326,10 +322,15 @@ static int late_copy(nt_resume *res, nt_rhist *h, const rh_item *it) {
   return 0;
 }
 
+/* Delivers an item to the room's members (one shared frame) and to its resumers. The
+ * second copy of a late-acknowledged message goes to no member; resumers still get a
+ * sequenced copy (their own sequence check drops what they already have, and one that
+ * resumed between the copies may need it), never a second live-only one. */
 static void deliver_item(nt_node *n, nt_room *r, const rh_item *it) {
   nt_rhist *h = r->hist;
-  if (late_copy(n->res, h, it)) return;
-  if (it->f) {
+  int again = late_copy(n->res, h, it);
+  if (again && !it->seq) return;
+  if (it->f && !again) {
     int check_rs = h->nrs > 0;
     for (uint32_t i = 0; i < r->n; i++) {
       nt_conn *m = r->members[i];
@@ -555,7 +556,6 @@ static void done_room_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr)
   room_release(n, r);
 }
 
-/* Decodes a page into protocol items; `envs` keeps the strings alive. Returns the count. */
 void nt_resume_on_fetched(void *ud, const nt_hist_result *hr) {
   fetch_op *op = ud;
   nt_node *n = op->n;

@@ -10,6 +10,7 @@
 #include "nt_resume.h"
 #include "nt_resume_int.h"
 
+/* Decodes a page into protocol items; `envs` keeps the strings alive. Returns the count. */
 static size_t page_items(const nt_hist_result *hr, nt_proto_hist_item *items,
                          Natter__Envelope **envs) {
   size_t k = 0;
