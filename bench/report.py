@@ -3,6 +3,8 @@
 
   report.py annotate OUT.jsonl GEN.json key=value...   append the generator's JSON line
                                                        with the script's measurements
+  report.py mark OUT.jsonl key=value...                set keys on the last result
+  report.py last OUT.jsonl KEY                         print a key of the last result
   report.py connz URL                                  print "name out_bytes in_bytes" per
                                                        NATS client connection
   report.py metric URL NAME                            print one counter of a /metrics page
@@ -43,6 +45,20 @@ def annotate(out, gen, kvs):
     with open(out, "a") as f:
         f.write(json.dumps(d, sort_keys=True) + "\n")
     return d
+
+
+def _rows(out):
+    with open(out) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def mark(out, kvs):
+    rows = _rows(out)
+    for kv in kvs:
+        k, _, v = kv.partition("=")
+        rows[-1][k] = _num(v)
+    with open(out, "w") as f:
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
 
 def connz(url):
@@ -278,6 +294,10 @@ def main(argv):
     cmd = argv[1]
     if cmd == "annotate":
         annotate(argv[2], argv[3], argv[4:])
+    elif cmd == "mark":
+        mark(argv[2], argv[3:])
+    elif cmd == "last":
+        print(_rows(argv[2])[-1].get(argv[3], 0))
     elif cmd == "connz":
         connz(argv[2])
     elif cmd == "metric":

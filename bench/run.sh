@@ -332,20 +332,28 @@ EOF
 # a stolen stretch stalls every process at once and turns a 1 ms p99 into 30-700 ms for
 # whichever system happened to run then. Repeated runs stay in results.jsonl, marked
 # "discarded", and the table counts them; the same rule applies to both systems.
+# A history-on run (system natter-history) also records what the stream stored during it
+# and what went out live-only (must be 0): proof that it measured history on.
 gen_fanout() {
-  local tries=0
+  local tries=0 st0 lo0 st1 lo1
   while :; do
+    if [ "$2" = natter-history ]; then
+      st0=$(node_metric_sum natter_history_stored_total)
+      lo0=$(node_metric_sum natter_history_live_only_total)
+    fi
     gen_measured "$@"
+    if [ "$2" = natter-history ]; then
+      st1=$(node_metric_sum natter_history_stored_total)
+      lo1=$(node_metric_sum natter_history_live_only_total)
+      python3 "$ROOT/bench/report.py" mark "$RES" "history_stored=$((${st1%.*} - ${st0%.*}))" \
+        "history_live_only=$((${lo1%.*} - ${lo0%.*}))"
+      log "$1: $((${st1%.*} - ${st0%.*})) messages stored by the stream, $((${lo1%.*} - ${lo0%.*})) live-only"
+    fi
     tries=$((tries + 1))
-    if python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); sys.exit(r.get("steal_cores",0) <= float(sys.argv[2]))' "$RES" "$MAX_STEAL" &&
+    if awk "BEGIN{exit !($(python3 "$ROOT/bench/report.py" last "$RES" steal_cores) > $MAX_STEAL)}" &&
        [ $tries -le "$MAX_REPEATS" ]; then
       log "$1: the hypervisor stole more than $MAX_STEAL cores; run repeated"
-      python3 - "$RES" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-rows[-1]["discarded"] = "steal"
-open(sys.argv[1], "w").write("".join(json.dumps(x, sort_keys=True) + "\n" for x in rows))
-EOF
+      python3 "$ROOT/bench/report.py" mark "$RES" discarded=steal
       continue
     fi
     return 0
@@ -367,23 +375,8 @@ scenario_fanout() { # scenario_fanout s1|s2 RATE-ARGS...
     if ! history_storing; then
       log "$sc: history on, but the nodes do not report natter_history_storing 1"
     fi
-    local st0 st1 lo1
-    st0=$(node_metric_sum natter_history_stored_total)
     gen_fanout "$sc.natter-history.$RUN" natter-history "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" \
       "history=on" -- --url "$(urls natter 2)" "${FAN_ARGS[@]}" "$@"
-    st1=$(node_metric_sum natter_history_stored_total)
-    lo1=$(node_metric_sum natter_history_live_only_total)
-    # proof that the history-on run stored: messages acknowledged by the stream during the
-    # run (all phases), and publications that went out live-only (must be 0)
-    python3 - "$RES" "$st0" "$st1" "$lo1" <<'EOF2'
-import json, sys
-path, st0, st1, lo = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-rows = [json.loads(l) for l in open(path) if l.strip()]
-rows[-1]["history_stored"] = int(st1 - st0)
-rows[-1]["history_live_only"] = int(lo)
-open(path, "w").write("".join(json.dumps(x, sort_keys=True) + "\n" for x in rows))
-EOF2
-    log "$sc history on: $((${st1%.*} - ${st0%.*})) messages stored by the stream, ${lo1%.*} live-only"
     stop_nodes
     HISTORY=off
   fi
