@@ -311,7 +311,7 @@ static int is_resumer(const nt_rhist *h, const nt_conn *c) {
 static int late_copy(nt_resume *res, nt_rhist *h, const rh_item *it) {
   if (!it->idh) return 0;
   if (!h->copies && !(h->copies = calloc(RH_COPIES, sizeof *h->copies))) return 0;
-  uint64_t key = (it->idh | 1) ^ 1, kind = it->seq ? 1 : 0;
+  uint64_t key = it->idh & ~(uint64_t)1, kind = it->seq ? 1 : 0;
   for (unsigned i = 0; i < RH_COPIES; i++)
     if (h->copies[i] == (key | (kind ^ 1))) {
       h->copies[i] = 0; /* a third copy would be news */
