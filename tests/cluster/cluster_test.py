@@ -507,6 +507,15 @@ def steal_s():
         return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
 
 
+def check_gap(peers, t_from, t_to, bound, what, steal0):
+    """max_gap, which must stay under `bound` seconds; a failure also says how much CPU the
+    hypervisor stole since `steal0` (steal_s())."""
+    gap = max_gap(peers, t_from, t_to)
+    check(gap < bound, f"{what} for {gap:.2f}s ({steal_s() - steal0:.2f}s of CPU stolen "
+                       f"by the hypervisor since the start)")
+    return gap
+
+
 def max_gap(peers, t_from, t_to):
     """Longest time any of `peers` went without a message from another of them in
     [t_from, t_to] (arrival times are approximated by the frame order of each sender's
@@ -591,9 +600,7 @@ async def scenario_kill9(cl):
             check(not obs.presence(p.user, "offline"),
                   f"{obs.user} got offline for {p.user}, who came back")
     sent = loss_checked(survivors, t0, "surviving clients")
-    gap = max_gap(survivors, t0, t_end)
-    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s "
-          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
+    gap = check_gap(survivors, t0, t_end, 1.5, "traffic between survivors stalled", steal0)
     log(f"no offline for returners, exactly one for {quitter.user}; members converged "
         f"{t_conv:.2f}s later (no ghost, no duplicate); {sent} survivor deliveries, 0 lost, "
         f"max gap {gap:.2f}s")
@@ -653,9 +660,7 @@ async def scenario_partition(cl):
 
     check(victim.encode() in live, f"{victim} did not re-assert its liveness: {live!r}")
     sent = loss_checked(survivors, t0, "clients of the other nodes")
-    gap = max_gap(survivors, t0, t_end)
-    check(gap < 1.5, f"traffic between survivors stalled for {gap:.2f}s "
-          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
+    gap = check_gap(survivors, t0, t_end, 1.5, "traffic between survivors stalled", steal0)
     log(f"{victim} ready {t_ready:.2f}s after the heal, liveness re-asserted; members "
         f"converged {t_conv:.2f}s after the heal and stayed so ({t_stable:.2f}s); "
         f"{sent} deliveries between the other nodes' clients, 0 lost, max gap {gap:.2f}s")
@@ -702,9 +707,7 @@ async def scenario_nats(cl):
     check(not lost_after, f"messages lost after the failover: {lost_after}")
     sent, lost = loss_between(peers)
     n_lost = sum(int(x.split(": ")[1].split()[0]) for x in lost)
-    gap = max_gap(peers, t0, t_end)
-    check(gap < 3, f"messages stopped for {gap:.2f}s "
-          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
+    gap = check_gap(peers, t0, t_end, 3, "messages stopped", steal0)
     log(f"delivery went on: {sent} deliveries, {n_lost} lost in the failover window "
         f"(core NATS is at-most-once), 0 lost after it; max send gap {gap:.2f}s; "
         f"no client disconnected")
@@ -783,9 +786,7 @@ async def scenario_drain(cl):
     live = redis_cmd("ZRANGE", "natter:cluster:{nodes}:live", "0", "-1")
     check(victim.encode() not in live, f"{victim} left its liveness record: {live!r}")
     sent = loss_checked(survivors, t0, "clients of the other nodes")
-    gap = max_gap(survivors, t0, t_end)
-    check(gap < 1.5, f"traffic between the other nodes' clients stalled for {gap:.2f}s "
-          f"({steal_s() - steal0:.2f}s of CPU stolen by the hypervisor since the start)")
+    gap = check_gap(survivors, t0, t_end, 1.5, "traffic between the other nodes' clients stalled", steal0)
     log(f"no offline for the {len(returners)} who rejoined, exactly one for {quitter.user}; "
         f"no reaping, liveness record removed; members converged ({t_conv:.2f}s); "
         f"{sent} deliveries between the other nodes' clients, 0 lost, max gap {gap:.2f}s")
