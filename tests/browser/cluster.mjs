@@ -1,6 +1,6 @@
 // A whole natter cluster on loopback for the browser tests: nats-server (JetStream on),
 // redis-server, N natter-node processes and haproxy in front of them on one port — the same
-// layout and flags as cluster/run-local.sh, on free 127.0.0.1 ports, each process tracked
+// layout and flags as scripts/run-local.sh, on free 127.0.0.1 ports, each process tracked
 // by PID and stopped by PID (SIGTERM, then SIGKILL) in stop().
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -138,7 +138,7 @@ export class Cluster {
     }
     for (const n of this.nodes) await this._waitFor(n.id, () => httpOk(`http://${HOST}:${n.port}/readyz`));
 
-    // Same haproxy setup as cluster/run-local.sh.
+    // Same haproxy setup as scripts/run-local.sh.
     const servers = (key) => this.nodes.map((n) => `    server ${n.id} ${HOST}:${n[key]} check`).join('\n');
     const cfg = `global
     maxconn 2000

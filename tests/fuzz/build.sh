@@ -3,7 +3,7 @@
 #
 #   tests/fuzz/build.sh [--out DIR] [--install]
 #
-# Compiles node/, cluster/ and proto/ (protoc-c output included) with coverage
+# Compiles lib/ and node/ (protoc-c output included) with coverage
 # instrumentation (-fsanitize=fuzzer-no-link) and links one binary per tests/fuzz/fuzz_*.c
 # into DIR (default: build-fuzz/). Independent of CMake: the project's own build is not
 # touched. Incremental: an object is rebuilt only when its source or a header is newer.
@@ -47,21 +47,23 @@ fi
 
 mkdir -p "$OUT/obj" "$OUT/proto"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+# Every source folder of the layered tree (CMakeLists.txt), lowest first.
+LAYER_DIRS="lib/base lib/wire lib/bus lib/presence lib/history node/net node/chat node/ops node"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wno-unused-parameter $SAN
   -DNATTER_VERSION=\"fuzz\" -DNATTER_DEFAULT_STATIC_DIR=\"/nonexistent\"
-  -I$OUT/proto -I$ROOT/proto -I$ROOT/cluster -I$ROOT/node -I$ROOT/tests/fuzz"
+  -I$OUT/proto $(for d in $LAYER_DIRS; do printf -- "-I$ROOT/%s " "$d"; done)-I$ROOT/tests/fuzz"
 LIBS="-luv -lprotobuf-c -lhiredis -ljansson -lnats -ljwt -lssl -lcrypto -lz -lwslay
   -lhttp_parser -lm -lpthread"
 
 # protoc-c output, regenerated when the schema changes
-if [ ! -f "$OUT/proto/natter.pb-c.c" ] || [ "$ROOT/proto/natter.proto" -nt "$OUT/proto/natter.pb-c.c" ]; then
-  protoc-c --c_out="$OUT/proto" -I"$ROOT/proto" natter.proto
+if [ ! -f "$OUT/proto/natter.pb-c.c" ] || [ "$ROOT/lib/wire/natter.proto" -nt "$OUT/proto/natter.pb-c.c" ]; then
+  protoc-c --c_out="$OUT/proto" -I"$ROOT/lib/wire" natter.proto
 fi
 
-SRCS=("$OUT/proto/natter.pb-c.c" "$ROOT"/proto/nt_*.c "$ROOT"/cluster/nt_*.c "$ROOT"/node/nt_*.c
+SRCS=("$OUT/proto/natter.pb-c.c" $(for d in $LAYER_DIRS; do ls "$ROOT/$d"/nt_*.c 2>/dev/null; done)
       "$ROOT"/tests/fuzz/fz_*.c)
 # Any header change rebuilds everything (a content hash, not mtimes: robust to copied trees).
-hsum=$(cat "$ROOT"/node/*.h "$ROOT"/cluster/*.h "$ROOT"/proto/*.h "$ROOT"/tests/fuzz/*.h \
+hsum=$(cat $(for d in $LAYER_DIRS; do ls "$ROOT/$d"/*.h; done) "$ROOT"/tests/fuzz/*.h \
        "$OUT/proto/natter.pb-c.h" | md5sum | cut -d' ' -f1)
 [ "$(cat "$OUT/obj/.headers" 2>/dev/null)" = "$hsum" ] || rm -f "$OUT"/obj/*.o
 todo=()

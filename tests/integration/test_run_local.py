@@ -1,4 +1,4 @@
-"""cluster/run-local.sh, the run command: a cluster behind haproxy on one port, dev tokens,
+"""scripts/run-local.sh, the run command: a cluster behind haproxy on one port, dev tokens,
 chat across nodes through the load balancer, and a clean stop on SIGTERM."""
 
 import json
@@ -37,7 +37,7 @@ def _alive(pid):
 def test_run_local_cluster_behind_haproxy(harness):
     port = nh.free_port()
     run_dir = os.path.join(harness.dir, "run")
-    script = nh.Proc("run-local", ["bash", os.path.join(ROOT, "cluster", "run-local.sh"),
+    script = nh.Proc("run-local", ["bash", os.path.join(ROOT, "scripts", "run-local.sh"),
                                    "--no-install", "--bin", harness.binary, "--port", str(port),
                                    "--nodes", "2", "--run-dir", run_dir],
                      os.path.join(harness.dir, "run-local.log"))
