@@ -145,6 +145,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
   rp *p = op->p;
   redisReply *r = reply;
   op_unlink(op);
+  if (r) p->last_reply_ms = uv_now(p->loop);
   if (r && r->type == REDIS_REPLY_ERROR) {
     if (op->script >= 0 && !op->retried && !strncmp(r->str, "NOSCRIPT", 8) &&
         retry_eval(p, op) == 0)
@@ -370,7 +371,10 @@ static int poll_failed(const rp *p) {
 
 /* Every refresh: the heartbeat, and a watchdog for a Redis that accepted the connection
  * but stopped answering (a stalled server or a silent partition): hiredis has no timeouts
- * of its own. */
+ * of its own. A Redis that still answers is busy, not stalled: during a connection storm
+ * the node pipelines tens of thousands of scripts and the last one's reply comes seconds
+ * after it was sent, while replies keep arriving. Reconnecting then would fail every
+ * pending command and re-assert the whole mirror onto a Redis already at capacity. */
 static void on_tick(uv_timer_t *t) {
   rp *p = t->data;
   uint64_t now = uv_now(p->loop);
@@ -385,7 +389,8 @@ static void on_tick(uv_timer_t *t) {
   }
   rop *oldest = p->pending.next != &p->pending ? p->pending.next : NULL;
   if ((p->state == RP_CONNECTING && now - p->state_since > p->op_timeout_ms) ||
-      (oldest && now - oldest->sent_ms > p->op_timeout_ms)) {
+      (oldest && now - (oldest->sent_ms > p->last_reply_ms ? oldest->sent_ms : p->last_reply_ms) >
+                     p->op_timeout_ms)) {
     nt_log_warn("redis not answering: reconnecting", "{s:s, s:i}", "host", p->host, "port",
                 p->port);
     drop_conn(p);

@@ -105,6 +105,7 @@ struct rp {
   redisAsyncContext *ac;    /* NULL while disconnected */
   int state;                /* RP_* */
   uint64_t state_since, up_since, closing_since, err_logged_at, hb_wait_since;
+  uint64_t last_reply_ms;    /* when Redis last answered anything (the watchdog) */
   uv_timer_t tick, retry;
   uv_getaddrinfo_t gai;
   int gai_busy, timers_open;

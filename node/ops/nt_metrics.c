@@ -101,6 +101,7 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
   metric(&b, "user_limit_rejected_total", "counter", "Upgrades refused with 429 by --max-connections-per-user.", m->user_limit_rejected);
   metric(&b, "handshake_timeouts_total", "counter", "Connections closed for not completing an HTTP request within --handshake-timeout.", m->handshake_timeouts);
   metric(&b, "accept_paused_total", "counter", "Times accepting paused for 100 ms because the process or system was out of file descriptors.", m->accept_paused);
+  metric(&b, "heap_trims_total", "counter", "Times the heap a burst of handshakes freed was given back to the operating system (malloc_trim).", m->heap_trims);
   metric(&b, "deflate_frames_total", "counter", "permessage-deflate frames built (once per message per node, shared by its members).", m->deflate_frames);
   metric(&b, "deflate_deliveries_total", "counter", "Compressed frames queued to connections.", m->deflate_deliveries);
   metric(&b, "deflate_skipped_total", "counter", "Frames left uncompressed because compression would not shrink them.", m->deflate_skipped);

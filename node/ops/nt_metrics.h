@@ -40,6 +40,7 @@ typedef struct nt_metrics {
   uint64_t user_limit_rejected;  /* upgrades refused with 429 (--max-connections-per-user) */
   uint64_t handshake_timeouts;   /* HTTP-phase connections closed by --handshake-timeout */
   uint64_t accept_paused;        /* accepts paused for lack of file descriptors (EMFILE...) */
+  uint64_t heap_trims;           /* freed heap given back after a burst of handshakes (nt_heap) */
   /* permessage-deflate (nt_deflate.c) and TLS (nt_tls.c) */
   uint64_t deflate_frames;       /* compressed variants built: once per frame, not per member */
   uint64_t deflate_deliveries;   /* compressed frames queued to connections */
