@@ -562,6 +562,7 @@ static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
     sb_add(extra, sizeof extra, &l, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
     sb_add(extra, sizeof extra, &l, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
     sb_add(extra, sizeof extra, &l, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
+    sb_add(extra, sizeof extra, &l, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
   }
   l += nt_resume_metrics(n, extra + l, sizeof extra - l);
   char *body = nt_metrics_render(&n->m, extra);
