@@ -14,8 +14,8 @@ import { createRequire } from 'node:module';
 
 import { Cluster, ROOT, sleep } from './cluster.mjs';
 
-// playwright-core is a devDependency of web/ (installed there by `npm ci`).
-const require = createRequire(path.join(ROOT, 'web', 'package.json'));
+// playwright-core is a devDependency of tests/browser/ (installed there by `npm ci`).
+const require = createRequire(path.join(ROOT, 'tests', 'browser', 'package.json'));
 const { chromium } = require('playwright-core');
 
 const ART = path.join(ROOT, 'tests', 'artifacts');
@@ -107,6 +107,10 @@ describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) 
       assert.equal(res.status, 200, file);
       assert.match(res.headers.get('content-type'), new RegExp(`^${type}`), file);
     }
+    // /natter.js is the client package's file (--client-js), not a copy in web/.
+    const served = await (await fetch(cluster.url + 'natter.js')).text();
+    assert.equal(served, fs.readFileSync(path.join(ROOT, 'clients/js/natter.js'), 'utf8'));
+    assert.equal(fs.existsSync(path.join(ROOT, 'web/natter.js')), false);
   });
 
   test('two users in one room: each sees the other online and they exchange messages', async () => {
