@@ -10,28 +10,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
 import { Cluster, ROOT, sleep } from './cluster.mjs';
-
-// playwright-core is a devDependency of tests/browser/ (installed there by `npm ci`).
-const require = createRequire(path.join(ROOT, 'tests', 'browser', 'package.json'));
-const { chromium } = require('playwright-core');
-
-const ART = path.join(ROOT, 'tests', 'artifacts');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const SCALE = Number(process.env.NATTER_TEST_TIMEOUT_SCALE || 1);
-const T = (ms) => ms * SCALE;
-
-const LAUNCH = {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-  viewport: { width: 1100, height: 720 },
-};
+import {
+  ART, CHROMIUM, LAUNCH, T, chromium, members, say, screenshot, signIn, waitForMessage, watchErrors,
+} from './pages.mjs';
 
 let cluster;
 let context;
@@ -41,45 +24,10 @@ const consoleErrors = [];
 
 async function openAs(name, room = 'lobby') {
   const page = await context.newPage();
-  page.on('pageerror', (e) => consoleErrors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/WebSocket connection|Failed to load resource/.test(m.text())) {
-      consoleErrors.push(`${name}: ${m.text()}`);
-    }
-  });
-  await page.goto(cluster.url);
-  await page.fill('#name', name);
-  await page.fill('#room', room);
-  await page.click('#join');
-  await page.waitForSelector('body[data-state="open"]', { timeout: T(15000) });
-  await page.waitForSelector(`#members li[data-user="${name}"]`);
+  watchErrors(page, name, consoleErrors);
+  await signIn(page, cluster.url, name, room);
   pages[name] = page;
   return page;
-}
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.press('#text', 'Enter');
-}
-
-/** Waits until `page` shows a message with this exact text from someone else. */
-function waitForMessage(page, text, timeout = T(10000)) {
-  return page.waitForFunction(
-    (t) => [...document.querySelectorAll('#messages li.msg:not(.mine) .text')].some((e) => e.textContent === t),
-    text,
-    { timeout },
-  );
-}
-
-function members(page) {
-  return page.$$eval('#members li', (lis) => lis.map((li) => li.dataset.user).sort());
-}
-
-async function screenshot(page, name) {
-  fs.mkdirSync(ART, { recursive: true });
-  const file = path.join(ART, name);
-  await page.screenshot({ path: file, animations: 'disabled' });
-  return file;
 }
 
 describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) }, () => {
