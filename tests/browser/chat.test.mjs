@@ -8,17 +8,16 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 
-import { Cluster, ROOT, sleep } from './cluster.mjs';
+import { ROOT, sleep } from './cluster.mjs';
 import {
-  ART, CHROMIUM, LAUNCH, T, chromium, members, say, screenshot, signIn, waitForMessage, watchErrors,
+  T, members, say, screenshot, signIn, startBrowserCluster, waitForMessage, watchErrors,
 } from './pages.mjs';
 
 let cluster;
 let context;
-let userDataDir;
+let env;
 const pages = {}; // name -> page
 const consoleErrors = [];
 
@@ -32,22 +31,11 @@ async function openAs(name, room = 'lobby') {
 
 describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) }, () => {
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium (scripts/install-deps.sh)`);
-    fs.mkdirSync(ART, { recursive: true });
-    cluster = await new Cluster({ nodes: 2, logDir: path.join(ART, 'browser-cluster') }).start();
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, LAUNCH);
+    env = await startBrowserCluster('browser-cluster', { nodes: 2 });
+    ({ cluster, context } = env);
   });
 
-  after(async () => {
-    try {
-      if (context) await context.close();
-    } finally {
-      if (cluster) await cluster.stop();
-      if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
-    }
-    assert.deepEqual(cluster.sanitizerReports(), [], `sanitizer reports (logs: ${cluster.logDir})`);
-  });
+  after(() => env?.stop());
 
   test('the demo page and the library are served with the right content types', async () => {
     for (const [file, type] of [['', 'text/html'], ['natter.js', 'text/javascript'], ['app.js', 'text/javascript'], ['style.css', 'text/css']]) {
@@ -149,21 +137,12 @@ describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) 
 describe('demo page without the development token endpoint', { timeout: T(60000) }, () => {
   let node;
   let ctx;
-  let dir;
+  let standalone;
   before(async () => {
-    node = await new Cluster({ standalone: true, devTokens: false, logDir: path.join(ART, 'browser-standalone') }).start();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-chromium-'));
-    ctx = await chromium.launchPersistentContext(dir, LAUNCH);
+    standalone = await startBrowserCluster('browser-standalone', { standalone: true, devTokens: false });
+    ({ cluster: node, context: ctx } = standalone);
   });
-  after(async () => {
-    try {
-      if (ctx) await ctx.close();
-    } finally {
-      if (node) await node.stop();
-      if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    }
-    assert.deepEqual(node.sanitizerReports(), [], `sanitizer reports (logs: ${node.logDir})`);
-  });
+  after(() => standalone?.stop());
 
   test('the page explains that /dev/token is off and how to turn it on', async () => {
     const page = await ctx.newPage();

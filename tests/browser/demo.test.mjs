@@ -9,13 +9,8 @@
 //   NATTER_BIN=build/natter-node node --test tests/browser/demo.test.mjs
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-
-import { Cluster } from './cluster.mjs';
 import {
-  ART, LAUNCH, T, chromium, members, say, screenshot, shownTexts, signIn, waitForMessage, watchErrors,
+  LAUNCH, T, members, say, screenshot, shownTexts, signIn, startBrowserCluster, waitForMessage, watchErrors,
 } from './pages.mjs';
 
 const GREY = 'rgb(160, 164, 184)'; // the stale dot of web/style.css
@@ -23,7 +18,7 @@ const GREEN = 'rgb(31, 157, 99)'; // --ok (light scheme)
 
 let cluster;
 let context;
-let userDataDir;
+let env;
 const errors = [];
 const tag = Date.now().toString(36); // fresh room names on every run
 
@@ -63,21 +58,11 @@ function dotColours(page) {
 
 describe('the demo page shows the product', { timeout: T(180000) }, () => {
   before(async () => {
-    fs.mkdirSync(ART, { recursive: true });
-    cluster = await new Cluster({ nodes: 2, logDir: path.join(ART, 'browser-demo-cluster') }).start();
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, { ...LAUNCH, colorScheme: 'light' });
+    env = await startBrowserCluster('browser-demo-cluster', { nodes: 2 }, { ...LAUNCH, colorScheme: 'light' });
+    ({ cluster, context } = env);
   });
 
-  after(async () => {
-    try {
-      if (context) await context.close();
-    } finally {
-      if (cluster) await cluster.stop();
-      if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
-    }
-    assert.deepEqual(cluster.sanitizerReports(), [], `sanitizer reports (logs: ${cluster.logDir})`);
-  });
+  after(() => env?.stop());
 
   test('history on join, and again after a reload', async () => {
     const room = `hist-${tag}`;

@@ -1,10 +1,12 @@
 // Helpers of the browser tests: Debian's chromium through playwright-core, and the demo
 // page's moves (sign in, say something, wait for a message) shared by the test files.
+import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
-import { ROOT } from './cluster.mjs';
+import { Cluster, ROOT } from './cluster.mjs';
 
 // playwright-core is a devDependency of tests/browser/ (installed there by `npm ci`).
 const require = createRequire(path.join(ROOT, 'tests', 'browser', 'package.json'));
@@ -75,4 +77,33 @@ export async function screenshot(page, name) {
   const file = path.join(ART, name);
   await page.screenshot({ path: file, animations: 'disabled' });
   return file;
+}
+
+/** A cluster (`Cluster` options; `logName` under tests/artifacts/) and a fresh chromium
+ *  profile for one describe block. `stop()` closes the browser, stops every process and
+ *  fails on sanitizer reports in the nodes' logs. */
+export async function startBrowserCluster(logName, options = {}, launch = LAUNCH) {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium (scripts/install-deps.sh)`);
+  fs.mkdirSync(ART, { recursive: true });
+  const cluster = new Cluster({ ...options, logDir: path.join(ART, logName) });
+  let dir = null;
+  let context = null;
+  const stop = async () => {
+    try {
+      if (context) await context.close();
+    } finally {
+      await cluster.stop();
+      if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    }
+    assert.deepEqual(cluster.sanitizerReports(), [], `sanitizer reports (logs: ${cluster.logDir})`);
+  };
+  try {
+    await cluster.start();
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-chromium-'));
+    context = await chromium.launchPersistentContext(dir, launch);
+  } catch (e) {
+    await stop().catch(() => {});
+    throw e;
+  }
+  return { cluster, context, stop };
 }
