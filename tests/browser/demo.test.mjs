@@ -101,6 +101,7 @@ describe('the demo page shows the product', { timeout: T(180000) }, () => {
     const more = bob.locator('#messages ol.active .load-earlier');
     await more.waitFor({ state: 'visible' });
     await bob.$eval('#messages ol.active', (l) => (l.scrollTop = 0));
+    await screenshot(bob, 'browser-load-earlier.png');
     const anchor = (p) => p.$eval('#messages ol.active li.msg[data-seq]', (li) => li.querySelector('.text').textContent);
     assert.equal(await anchor(bob), 'm16');
     await more.click();
@@ -284,6 +285,8 @@ describe('the demo page shows the product', { timeout: T(180000) }, () => {
     assert.deepEqual(await alice.evaluate(() => window.__removed), ['dave']);
     assert.ok(await alice.evaluate(() => window.__before.every((li) => li.isConnected)));
     await alice.setViewportSize({ width: 390, height: 760 });
+    await addRoom(alice, `second-${tag}`);
+    await alice.click(`#rooms li[data-conv="room:${room}"] button`);
     await say(bob, 'seen on a phone');
     await waitForMessage(alice, 'seen on a phone');
     await screenshot(alice, 'browser-demo-narrow.png');
