@@ -548,7 +548,7 @@ void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8
             "Cache-Control: no-store\r\n");
     return;
   }
-  nt_static_serve(n->cfg->static_dir, c, req);
+  nt_static_serve(n->cfg->static_dir, n->cfg->client_js, c, req);
 }
 
 /* ---------------------------------------------------------------- sweep ------ */

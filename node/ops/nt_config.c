@@ -38,6 +38,7 @@ static const opt opts[] = {
   {"idle-timeout", OPT_SECS, O(idle_timeout_s), "60", "seconds of client silence before the connection is closed"},
   {"drain-grace", OPT_SECS, O(drain_grace_s), "10", "seconds between SIGTERM and closing clients with 1001"},
   {"static-dir", OPT_STR, O(static_dir), NATTER_DEFAULT_STATIC_DIR, "directory of the demo page files"},
+  {"client-js", OPT_STR, O(client_js), NATTER_DEFAULT_CLIENT_JS, "file served at /natter.js: the JavaScript client (clients/js/natter.js)"},
   {"max-connections", OPT_LONG, O(max_connections), "0", "WebSocket connections before upgrades get 503 (0: from the open-files limit)"},
   {"routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action> (on|off)"},
   {"route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply"},

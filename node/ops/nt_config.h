@@ -18,6 +18,7 @@ typedef struct nt_config {
   char *admin_token;
   char *allowed_origins;     /* comma-separated, NULL: any */
   char *static_dir;
+  char *client_js;           /* served at /natter.js instead of static_dir's file */
   char *redis_prefix;
   char *log_level;
   size_t max_message_bytes;

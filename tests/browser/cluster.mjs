@@ -116,6 +116,8 @@ export class Cluster {
     const [natsPort, natsMon, redisPort, haPort, ...nodePorts] = await freePorts(4 + 2 * this.nodeCount);
     this.port = haPort;
     this.url = `http://${HOST}:${haPort}/`;
+    // A fresh JetStream store: rooms' history from an earlier run would show on the pages.
+    fs.rmSync(path.join(this.logDir, 'jetstream'), { recursive: true, force: true });
     this._start('nats', 'nats-server', ['-a', HOST, '-p', String(natsPort), '-m', String(natsMon),
       '-js', '-sd', path.join(this.logDir, 'jetstream')]);
     this._start('redis', 'redis-server', ['--port', String(redisPort), '--bind', HOST, '--save', '',

@@ -4,6 +4,7 @@
 
 import asyncio
 import json
+import os
 import signal
 import time
 
@@ -246,3 +247,37 @@ def test_redis_restart_presence_is_reasserted(cluster, harness):
         finally:
             await close_all(alice, bob)
     run(body())
+
+
+def test_natter_js_is_served_from_client_js(harness, tmp_path):
+    """/natter.js is the file of --client-js (default: the client package's
+    clients/js/natter.js), every other path comes from --static-dir; an empty --client-js
+    serves the static directory's own natter.js; a missing file is a 404."""
+    package = os.path.join(os.path.dirname(__file__), "..", "..", "clients", "js", "natter.js")
+    with open(package, "rb") as f:
+        want = f.read()
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<p>site</p>\n")
+    (site / "natter.js").write_text("// the site's own copy\n")
+    mine = tmp_path / "client.js"
+    mine.write_text("export const X = 1;\n")
+
+    def get(node, path):
+        return nh.http_get(f"http://{nh.HOST}:{node.port}{path}")
+
+    default = harness.node("default")
+    assert get(default, "/natter.js") == (200, want)
+    assert get(default, "/natter.js?v=0.1.0") == (200, want)
+
+    custom = harness.node("custom", args=["--static-dir", str(site), "--client-js", str(mine)])
+    assert get(custom, "/natter.js") == (200, b"export const X = 1;\n")
+    assert get(custom, "/") == (200, b"<p>site</p>\n")
+    assert get(custom, "/natter.jsx")[0] == 404
+
+    off = harness.node("off", args=["--static-dir", str(site), "--client-js", ""])
+    assert get(off, "/natter.js") == (200, b"// the site's own copy\n")
+
+    missing = harness.node("missing", args=["--client-js", str(tmp_path / "nope.js")])
+    status, body = get(missing, "/natter.js")
+    assert status == 404, body
