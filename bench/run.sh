@@ -37,7 +37,7 @@ OUT=""
 HCOMPARE=0
 BUILD=${NB_BUILD_DIR:-$ROOT/build-bench}
 PB=${NB_PORT_BASE:-27000}
-SECRET=bench-secret
+SECRET=bench-secret-0123456789abcdef0123456789  # HS256: at least 32 bytes
 MAX_STEAL=${NB_MAX_STEAL:-0.02}   # cores; see gen_fanout
 MAX_REPEATS=${NB_MAX_REPEATS:-3}
 # Scenario 3's connections send what a browser sends (both systems store it per

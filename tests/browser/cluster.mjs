@@ -72,7 +72,7 @@ export class Cluster {
     fs.mkdirSync(this.logDir, { recursive: true });
     this.procs = []; // { name, child, pid, exited }
     this.nodes = []; // { id, port, apiPort, proc }
-    this.secret = `browser-test-${process.pid}-${Date.now()}`;
+    this.secret = `browser-test-${process.pid}-${Date.now()}-0123456789abcdef`; // HS256: >= 32 bytes
     this.adminToken = `admin-${process.pid}`;
   }
 

@@ -5,6 +5,7 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 
@@ -281,3 +282,146 @@ def test_natter_js_is_served_from_client_js(harness, tmp_path):
     missing = harness.node("missing", args=["--client-js", str(tmp_path / "nope.js")])
     status, body = get(missing, "/natter.js")
     assert status == 404, body
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration that cannot work is refused at start: exit status 2 and the reason on
+# stderr, before anything listens (docs/operations.md "Configuration checks").
+# ---------------------------------------------------------------------------------------
+
+def _refused(harness, args, *needles, defaults=True, env=None):
+    rc, out = harness.run_node(args, name="refused", defaults=defaults, env=env)
+    assert rc == 2, f"natter-node {' '.join(args)} exited {rc}, wanted 2:\n{out}"
+    for n in needles:
+        assert n in out, f"natter-node {' '.join(args)}: {n!r} not in the message:\n{out}"
+    assert "node started" not in out and '"listening"' not in out, out
+    return out
+
+
+def test_refuses_short_hs_secrets(harness):
+    _refused(harness, ["--jwt-secret", "short"], "JWT secret is 5 bytes",
+             "HS256 needs at least 32", "openssl rand -hex 32")
+    _refused(harness, ["--jwt-secret", "k" * 31], "is 31 bytes", "HS256 needs at least 32")
+    _refused(harness, ["--jwt-alg", "HS384", "--jwt-secret", "k" * 47],
+             "HS384 needs at least 48")
+    _refused(harness, ["--jwt-alg", "HS512", "--jwt-secret", "k" * 63],
+             "HS512 needs at least 64")
+    # the environment form is measured the same way
+    _refused(harness, [], "HS256 needs at least 32", defaults=False,
+             env={"NATTER_JWT_SECRET": "tiny"})
+
+
+def test_refuses_bad_nats_urls(harness):
+    redis = ["--redis", "redis://127.0.0.1:6379"]
+    form = "expected nats://[user:password@]host[:port] or tls://"
+    _refused(harness, ["--nats", "notaurl"] + redis, "--nats 'notaurl'", "no nats:// scheme",
+             form)
+    _refused(harness, ["--nats", "http://127.0.0.1:4222"] + redis, "nats:// or tls://", form)
+    _refused(harness, ["--nats", "nats://127.0.0.1:0"] + redis, "bad port", form)
+    _refused(harness, ["--nats", "nats://127.0.0.1:65536"] + redis, "bad port", form)
+    _refused(harness, ["--nats", "nats://:4222"] + redis, "no host", form)
+    _refused(harness, ["--nats", "nats://a:4222,b:4222"] + redis, "'b:4222'", form)
+
+
+def test_refuses_bad_redis_urls(harness):
+    nats = ["--nats", "nats://127.0.0.1:4222"]
+    form = "expected redis://[[user]:password@]host[:port][/db] or host:port"
+    _refused(harness, nats + ["--redis", "http://x"], "--redis 'http://x'",
+             "the scheme must be redis://", form)
+    _refused(harness, nats + ["--redis", "rediss://h:6380"], "not supported", form)
+    _refused(harness, nats + ["--redis", "notaurl"], "no port", form)
+    _refused(harness, nats + ["--redis", "redis://h:99999"], "bad port", form)
+    _refused(harness, nats + ["--redis", "redis://h:6379/x"], "database number", form)
+
+
+def test_refuses_secret_file_with_value(harness):
+    path = f"{harness.dir}/jwt-secret"
+    with open(path, "w") as f:
+        f.write(nh.JWT_SECRET + "\n")
+    # the harness passes --jwt-secret: together with the file, refused
+    _refused(harness, ["--jwt-secret-file", path], "--jwt-secret or --jwt-secret-file, not both")
+    _refused(harness, ["--admin-token-file", path],
+             "--admin-token or --admin-token-file, not both")
+    _refused(harness, ["--jwt-secret-file", path + ".missing"], "cannot read --jwt-secret-file",
+             "No such file", defaults=False)
+    with open(path + ".short", "w") as f:
+        f.write("short\n")
+    _refused(harness, ["--jwt-secret-file", path + ".short"], "HS256 needs at least 32",
+             defaults=False)
+
+
+def test_secrets_from_files(harness):
+    """--jwt-secret-file / NATTER_ADMIN_TOKEN_FILE as Kubernetes mounts them: the trailing
+    newline is not part of the secret."""
+    sec, tok = f"{harness.dir}/jwt-secret", f"{harness.dir}/admin-token"
+    with open(sec, "w") as f:
+        f.write(nh.JWT_SECRET + "\n")
+    with open(tok, "w") as f:
+        f.write(nh.ADMIN_TOKEN + "\n")
+    log, name = harness._log("files")
+    node = nh.Node(name, harness.binary, log, defaults=False,
+                   args=["--jwt-secret-file", sec, "--drain-grace", "0"],
+                   env={"NATTER_ADMIN_TOKEN_FILE": tok})
+    harness._start(node)
+    node.wait_ready()
+    st, _, _ = node.api("GET", "/v1/tenants/t1/rooms/r/presence")
+    assert st == 200, f"admin token from NATTER_ADMIN_TOKEN_FILE refused: {st}"
+
+    async def body():
+        c = await Client.connect(node, "alice")  # signed with JWT_SECRET, no newline
+        await c.close()
+    run(body())
+
+
+def test_version_names_version_and_commit(harness):
+    rc, out = harness.run_node(["--version"], name="version", defaults=False)
+    assert rc == 0, out
+    line = [ln for ln in out.splitlines() if ln.startswith("natter-node ")]
+    assert line, out
+    assert re.fullmatch(r"natter-node \d+\.\d+\.\d+ \(commit ([0-9a-f]{7,}|unknown)\)",
+                        line[-1]), line[-1]
+
+
+def test_credentials_never_logged(harness):
+    """A NATS user/password, a NATS token and a Redis password given in URLs appear in no
+    line of the node's output: bus connected / disconnected / reconnected, errors, the
+    refusal of a bad URL."""
+    pw, rpw = "natsPw-hunter2", "redisPw-swordfish"
+    log, _ = harness._log("nats")
+    nats = nh.Nats(log)
+    nats.argv += ["--user", "natter", "--pass", pw]
+    harness._start(nats).wait_ready()
+    log, _ = harness._log("redis")
+    redis = nh.Redis(log)
+    redis.argv += ["--requirepass", rpw]
+    harness._start(redis)
+    nh.wait_until(lambda: redis.command("AUTH", rpw).startswith(b"+OK"), t(20),
+                  what="redis with a password")
+    nurl = f"nats://natter:{pw}@127.0.0.1:{nats.port}"
+    rurl = f"redis://:{rpw}@127.0.0.1:{redis.port}"
+    node = harness.node("A", nats=nurl, redis=rurl)  # ready: both passwords worked
+    harness.restart(nats)  # bus disconnected, then reconnected
+    nh.wait_until(lambda: any(ln.get("msg") == "bus reconnected" for ln in node.log_lines_json()),
+                  t(30), what="bus reconnected after the NATS restart")
+    node.wait_ready()
+    rc, refused = harness.run_node(["--nats", f"nats://natter:{pw}@127.0.0.1:99999",
+                                    "--redis", rurl], name="badport")
+    assert rc == 2, refused
+    def output(text):  # without the harness's own "=== start <command line>" lines
+        return "\n".join(ln for ln in text.splitlines() if not ln.startswith("=== start"))
+    text, refused = output(node.log_text(400000)), output(refused)
+    for secret in (pw, rpw):
+        assert secret not in text, f"{secret} in the node's log:\n{text[-3000:]}"
+        assert secret not in refused, refused
+    urls = [ln.get("url") for ln in node.log_lines_json()
+            if ln.get("msg") in ("bus connected", "bus reconnected", "bus disconnected")
+            and ln.get("url")]
+    assert urls, f"no bus state line with a url:\n{text[-3000:]}"
+    assert all(u == f"nats://natter:***@127.0.0.1:{nats.port}" for u in urls), urls
+    assert "nats://natter:***@127.0.0.1:99999" in refused, refused
+    # a token in the URL is redacted as a whole
+    rc, refused = harness.run_node(["--nats", "nats://tok-s3cr3t@127.0.0.1:0",
+                                    "--redis", rurl], name="token")
+    refused = output(refused)
+    assert rc == 2 and "tok-s3cr3t" not in refused and "nats://***@127.0.0.1:0" in refused, \
+        refused
