@@ -430,6 +430,11 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
 static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
   conn_op *op = ud;
   nt_node *n = op->n;
+  nt_metrics_count_route(&n->m, op->action,
+                         status == 0                 ? NT_ROUTE_REPLIED
+                         : status == NT_ENORESPONDER ? NT_ROUTE_UNKNOWN
+                         : status == NT_ETIMEOUT     ? NT_ROUTE_TIMEOUT
+                                                     : NT_ROUTE_FAILED);
   if (nt_conn_is_open(op->c)) {
     if (status == 0) {
       json_error_t jerr;
@@ -461,6 +466,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
                        size_t len) {
   char subject[NT_SUBJECT_MAX];
   if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
+    nt_metrics_count_route(&n->m, rq->action_name, NT_ROUTE_UNKNOWN);
     nt_client_send_error(n, c, "unknown_action", "unknown action", rq->reqid);
     return;
   }

@@ -6,7 +6,9 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
+import subprocess
 import time
 
 import natter_harness as nh
@@ -425,3 +427,58 @@ def test_credentials_never_logged(harness):
     refused = output(refused)
     assert rc == 2 and "tok-s3cr3t" not in refused and "nats://***@127.0.0.1:0" in refused, \
         refused
+
+
+def test_metrics_pass_promtool(cluster):
+    """/metrics of a clustered node after some traffic (chat, API calls, custom and
+    unknown routes, a refused upgrade) passes `promtool check metrics` without a single
+    remark, and carries the process_* families and the build info."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not on PATH (Debian package prometheus; scripts/install-deps.sh)"
+    _nats, _redis, A, B = cluster
+
+    async def body():
+        a = await Client.connect(A, "alice")
+        b = await Client.connect(B, "bob")
+        try:
+            await a.join("r")
+            await b.join("r")
+            ack = await a.say("r", "hello")
+            await b.expect("message", id=ack["id"])
+            for action in ("noBackend", 'quo"te\\', "café", "x" * 80):
+                rid = await a.action(action)
+                await a.expect_error("unknown_action", rid)
+        finally:
+            await close_all(a, b)
+    run(body())
+    A.api("GET", "/v1/tenants/t1/rooms/r/presence")
+    A.api("GET", "/v1/tenants/t1/rooms/r/presence", token="wrong")
+    nh.raw_http(A.port, nh.upgrade_request("/ws?token=bad", f"127.0.0.1:{A.port}"))
+    st, body_ = A.get("/metrics", api=True)
+    assert st == 200
+    text = body_.decode()
+    p = subprocess.run([promtool, "check", "metrics"], input=body_, capture_output=True,
+                       timeout=t(30))
+    remarks = (p.stdout + p.stderr).decode().strip()
+    assert p.returncode == 0 and not remarks, \
+        f"promtool check metrics (exit {p.returncode}):\n{remarks}"
+    types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    for name, typ in (("process_cpu_seconds_total", "counter"),
+                      ("process_resident_memory_bytes", "gauge"),
+                      ("process_virtual_memory_bytes", "gauge"),
+                      ("process_open_fds", "gauge"), ("process_max_fds", "gauge"),
+                      ("process_start_time_seconds", "gauge"),
+                      ("natter_build_info", "gauge"),
+                      ("natter_route_requests_total", "counter")):
+        assert types.get(name) == typ, f"{name}: type {types.get(name)}, wanted {typ}"
+    m = nh.parse_metrics(text)
+    assert m["process_resident_memory_bytes"] > 1 << 20
+    assert 10 < m["process_open_fds"] <= m["process_max_fds"]
+    assert abs(m["process_start_time_seconds"] - time.time()) < 3600
+    info = [k for k in m if k.startswith("natter_build_info{")]
+    assert len(info) == 1 and m[info[0]] == 1, info
+    assert re.fullmatch(r'natter_build_info\{version="\d+\.\d+\.\d+",commit="([0-9a-f]{7,}|'
+                        r'unknown)"\}', info[0]), info[0]
+    assert m['natter_route_unknown_total{route="noBackend"}'] == 1
+    # not [A-Za-z0-9_-] or longer than 64 bytes: no label of their own
+    assert m['natter_route_unknown_total{route="other"}'] == 3
