@@ -7,6 +7,7 @@
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
@@ -209,6 +210,7 @@ static const int reason_map[] = {
 
 void nt_client_closing(nt_node *n, nt_conn *c) {
   if (!c->welcomed) return;
+  nt_accesslog_conn_close(c, uv_now(n->loop));
   while (c->nrooms) {
     nt_room *r = c->rooms[c->nrooms - 1].room;
     char room[NT_ID_MAX + 1];

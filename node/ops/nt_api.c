@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nt_accesslog.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
@@ -196,6 +197,7 @@ char *nt_api_error_response(int status, size_t *len) {
 static void reply(nt_node *n, nt_conn *c, int status, const char *type, const char *body,
                   size_t len, const char *extra, int keep_alive) {
   nt_metrics_count_api_status(&n->m, status);
+  nt_accesslog_end(c, status);
   if (nt_conn_is_open(c)) {
     size_t out_len;
     char *resp = nt_http_response(status, type, body, len, extra, keep_alive, &out_len);
@@ -634,8 +636,7 @@ void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
   int ka = req->keep_alive && !req->upgrade && !n->draining && !n->stopping;
   nt_api_match m;
   nt_api_route(req->method, req->target, req->path_len, &m);
-  nt_log_debug("api request", "{s:s, s:s%}", "method", http_method_str(req->method), "path",
-               req->target ? req->target : "", (size_t)req->path_len);
+  nt_accesslog_begin(c, req, &m, n->cfg->admin_token); /* the line: nt_accesslog_end */
   if (!m.is_public) {
     const char *tok = n->cfg->admin_token;
     int st = nt_api_check_auth(tok, req->hdr[NT_HDR_AUTHORIZATION]);

@@ -482,3 +482,104 @@ def test_metrics_pass_promtool(cluster):
     assert m['natter_route_unknown_total{route="noBackend"}'] == 1
     # not [A-Za-z0-9_-] or longer than 64 bytes: no label of their own
     assert m['natter_route_unknown_total{route="other"}'] == 3
+
+
+# ---------------------------------------------------------------------------------------
+# Logs for operations (docs/operations.md "Logs")
+# ---------------------------------------------------------------------------------------
+
+def _lines(node, msg):
+    return [ln for ln in node.log_lines_json() if ln.get("msg") == msg]
+
+
+def test_api_access_lines(harness):
+    node = harness.node("A", args=["--log-level", "info"])
+    node.api("GET", "/v1/tenants/acme/rooms/lobby/presence")
+    node.api("POST", "/v1/tenants/acme/rooms/lobby/messages", {"message": "hi"})
+    node.api("GET", "/@connections/someConnId")
+    node.api("GET", "/v1/tenants/acme/rooms/lobby/presence", token="not-the-admin-token")
+    node.api("GET", "/v1/tenants/acme/rooms/lobby/presence", token="")
+    node.get("/metrics", api=True)
+    node.get("/no/such/thing", api=True)
+
+    def access():
+        return _lines(node, "api request")
+    nh.wait_until(lambda: len(access()) >= 4, t(10), what="4 access lines")
+    got = [(ln["method"], ln["route"], ln["status"], ln["caller"]) for ln in access()]
+    assert got[:3] == [
+        ("GET", "/v1/tenants/{tenant}/rooms/{room}/presence", 200, "admin"),
+        ("POST", "/v1/tenants/{tenant}/rooms/{room}/messages", 202, "admin"),
+        ("GET", "/@connections/{connectionId}", 410, "admin")], got
+    assert ("GET", "/metrics", 200, "anonymous") in got, got
+    assert len(got) == 4, got
+    for ln in access():
+        assert ln["level"] == "info" and isinstance(ln["ms"], (int, float)) and \
+            0 <= ln["ms"] < 10000 and ln["peer"] == "127.0.0.1", ln
+    # never the raw path: ids stay out of access lines
+    text = "\n".join(json.dumps(ln) for ln in access())
+    assert "acme" not in text and "lobby" not in text and "someConnId" not in text, text
+    failed = _lines(node, "api auth failed")
+    # a path that needs the token is refused before it is routed: unmatched, 401
+    assert [(ln["level"], ln["status"], ln["caller"], ln["route"]) for ln in failed] == \
+        [("warn", 403, "token", "/v1/tenants/{tenant}/rooms/{room}/presence"),
+         ("warn", 401, "anonymous", "/v1/tenants/{tenant}/rooms/{room}/presence"),
+         ("warn", 401, "anonymous", "unmatched")], failed
+
+
+def test_refusals_logged_at_warn_and_rate_limited(harness):
+    """A flood of wrong admin tokens and of refused upgrades leaves at most the burst
+    (20 lines per kind) plus one "log lines suppressed" line per kind and 10 s, which
+    counts every line held back."""
+    node = harness.node("A", args=["--log-level", "info"])
+    flood = 150
+    for _ in range(flood):
+        node.api("GET", "/v1/tenants/t1/rooms/r/presence", token="wrong")
+    for _ in range(flood):
+        st, _, _ = nh.raw_http(node.port, nh.upgrade_request("/ws?token=bad",
+                                                            f"127.0.0.1:{node.port}"))
+        assert st == 401
+    st, _, _ = nh.raw_http(node.port, nh.upgrade_request("/ws", f"127.0.0.1:{node.port}",
+                                                        headers={"Sec-WebSocket-Version": "8"}))
+    assert st == 426
+
+    def summary(kind):
+        return sum(ln["suppressed"] for ln in _lines(node, "log lines suppressed")
+                   if ln["kind"] == kind)
+
+    for kind in ("api auth failed", "upgrade refused"):
+        lines = _lines(node, kind)
+        assert all(ln["level"] == "warn" for ln in lines), lines[:3]
+        # 20 at once, then 1 a second for as long as the flood lasted
+        assert 20 <= len(lines) < 20 + t(40), (kind, len(lines))
+    nh.wait_until(lambda: summary("api auth failed") + len(_lines(node, "api auth failed"))
+                  == flood and summary("upgrade refused") +
+                  len(_lines(node, "upgrade refused")) == flood + 1,
+                  t(25), what="summaries counting every suppressed line")
+    refused = _lines(node, "upgrade refused")
+    assert refused[0]["status"] == 401 and refused[0]["reason"] == "malformed" and \
+        refused[0]["peer"] == "127.0.0.1", refused[0]
+    assert all(ln["level"] == "warn" for ln in _lines(node, "log lines suppressed"))
+    # the node still answers and logs normally
+    st, _, _ = node.api("GET", "/v1/tenants/t1/rooms/r/presence")
+    assert st == 200
+
+
+def test_connection_lines_at_debug(harness):
+    node = harness.node("A", args=["--log-level", "debug"])
+    quiet = harness.node("B", args=["--log-level", "info"])
+
+    async def body():
+        for n in (node, quiet):
+            c = await Client.connect(n, "alice", tenant="acme")
+            cid = c.welcome["connectionId"]
+            await c.close()
+        return cid
+    run(body())
+    nh.wait_until(lambda: _lines(node, "connection closed"), t(10), what="connection closed")
+    op, cl = _lines(node, "connection open"), _lines(node, "connection closed")
+    assert len(op) == 1 and len(cl) == 1, (op, cl)
+    assert op[0]["level"] == "debug" and op[0]["user"] == "alice" and \
+        op[0]["tenant"] == "acme" and op[0]["peer"] == "127.0.0.1" and op[0]["conn"], op
+    assert cl[0]["conn"] == op[0]["conn"] and cl[0]["reason"] == "client" and \
+        0 <= cl[0]["s"] < t(30), cl
+    assert not _lines(quiet, "connection open") and not _lines(quiet, "connection closed")
