@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,8 +154,16 @@ int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, si
     snprintf(body, cap, "cannot mint token\n");
     return 500;
   }
-  snprintf(body, cap, "{\"token\":\"%s\",\"userId\":\"%s\",\"tenantId\":\"%s\",\"expiresIn\":3600}",
-           tok, user, tenant);
+  /* ids may hold '"' and '\\' (nt_id_check): jansson escapes them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "token", tok, "userId", user, "tenantId",
+                        tenant, "expiresIn", 3600);
   free(tok);
+  size_t n = o ? json_dumpb(o, body, cap - 1, JSON_COMPACT | JSON_PRESERVE_ORDER) : 0;
+  json_decref(o);
+  if (!n || n > cap - 1) { /* json_dumpb says what it needed: more means cut */
+    snprintf(body, cap, "cannot mint token\n");
+    return 500;
+  }
+  body[n] = '\0';
   return 200;
 }

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.parse
 
 import natter_harness as nh
 from natter_harness import Client, close_all, run, t
@@ -583,3 +584,22 @@ def test_connection_lines_at_debug(harness):
     assert cl[0]["conn"] == op[0]["conn"] and cl[0]["reason"] == "client" and \
         0 <= cl[0]["s"] < t(30), cl
     assert not _lines(quiet, "connection open") and not _lines(quiet, "connection closed")
+
+
+def test_dev_token_json_escapes_ids(harness):
+    """/dev/token builds its JSON with jansson: a user id holding '"' and '\\' (valid ids)
+    gives valid JSON whose token carries that very id."""
+    node = harness.node("A", args=["--dev-tokens", "on"])
+    user = 'say"hi\\there'
+    st, body = node.get("/dev/token?user=" + urllib.parse.quote(user) + "&tenant=t%22x")
+    assert st == 200, body
+    doc = json.loads(body)
+    assert doc["userId"] == user and doc["tenantId"] == 't"x' and doc["expiresIn"] == 3600, doc
+
+    async def body_():
+        c = await Client.connect(node, token=doc["token"])
+        try:
+            assert c.welcome["userId"] == user and c.welcome["tenantId"] == 't"x', c.welcome
+        finally:
+            await c.close()
+    run(body_())
