@@ -101,24 +101,23 @@ void nt_procmetrics_render(char *buf, size_t cap, size_t *len, const char *versi
                            const char *commit) {
   nt_procstats ps;
   if (nt_procstats_read(&ps) == 0) {
-    add(buf, cap, len, FAMILY("process_cpu_seconds_total", "counter",
-                              "Total user and system CPU time spent in seconds.") " %.2f\n",
-        ps.cpu_seconds);
-    add(buf, cap, len, FAMILY("process_resident_memory_bytes", "gauge",
-                              "Resident memory size in bytes.") " %llu\n",
-        (unsigned long long)ps.resident_bytes);
-    add(buf, cap, len, FAMILY("process_virtual_memory_bytes", "gauge",
-                              "Virtual memory size in bytes.") " %llu\n",
-        (unsigned long long)ps.virtual_bytes);
-    add(buf, cap, len, FAMILY("process_start_time_seconds", "gauge",
-                              "Start time of the process since unix epoch in seconds.") " %.2f\n",
-        ps.start_time_s);
-    add(buf, cap, len, FAMILY("process_open_fds", "gauge",
-                              "Number of open file descriptors.") " %llu\n",
-        (unsigned long long)ps.open_fds);
-    add(buf, cap, len, FAMILY("process_max_fds", "gauge",
-                              "Maximum number of open file descriptors.") " %llu\n",
-        (unsigned long long)ps.max_fds);
+    /* the client_golang / client_python names, types and help texts */
+    const struct { const char *head; double v; } rows[] = {
+        {FAMILY("process_cpu_seconds_total", "counter",
+                "Total user and system CPU time spent in seconds."), ps.cpu_seconds},
+        {FAMILY("process_resident_memory_bytes", "gauge", "Resident memory size in bytes."),
+         (double)ps.resident_bytes},
+        {FAMILY("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes."),
+         (double)ps.virtual_bytes},
+        {FAMILY("process_start_time_seconds", "gauge",
+                "Start time of the process since unix epoch in seconds."), ps.start_time_s},
+        {FAMILY("process_open_fds", "gauge", "Number of open file descriptors."),
+         (double)ps.open_fds},
+        {FAMILY("process_max_fds", "gauge", "Maximum number of open file descriptors."),
+         (double)ps.max_fds},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+      add(buf, cap, len, "%s %.15g\n", rows[i].head, rows[i].v); /* integers exact to 2^49 */
   }
   /* version and commit are build constants without quotes or backslashes */
   add(buf, cap, len,

@@ -545,6 +545,22 @@ static void test_secret_length(void **state) {
   done(&r);
 }
 
+typedef struct url_case { const char *url, *needle; } url_case;
+
+/* Every `good` value passes `check`; every `bad` one is refused with its needle and the
+ * expected form in the message. */
+static void check_urls(int (*check)(const char *, char *, size_t), const char *const *good,
+                       size_t ngood, const url_case *bad, size_t nbad, const char *form) {
+  char why[512];
+  for (size_t i = 0; i < ngood; i++)
+    if (check(good[i], why, sizeof why)) fail_msg("'%s' refused: %s", good[i], why);
+  for (size_t i = 0; i < nbad; i++) {
+    if (check(bad[i].url, why, sizeof why) != -1) fail_msg("'%s' accepted", bad[i].url);
+    if (!strstr(why, bad[i].needle) || !strstr(why, form))
+      fail_msg("'%s': '%s' lacks '%s' or the expected form", bad[i].url, why, bad[i].needle);
+  }
+}
+
 static void test_nats_urls(void **state) {
   (void)state;
   char why[512];
@@ -552,10 +568,7 @@ static void test_nats_urls(void **state) {
                         "nats://h", "NATS://h:1", "nats://u:p@h:65535",
                         "nats://tok@h:4222", "nats://[::1]:4222",
                         "nats://a:4222, nats://b:4222,nats://c:4222", "nats://h:4222/"};
-  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-    if (nt_config_check_nats(good[i], why, sizeof why))
-      fail_msg("'%s' refused: %s", good[i], why);
-  static const struct { const char *url, *needle; } bad[] = {
+  static const url_case bad[] = {
       {"notaurl", "no nats:// scheme"},
       {"127.0.0.1:4222", "no nats:// scheme"},
       {"http://h:4222", "nats:// or tls://"},
@@ -572,12 +585,8 @@ static void test_nats_urls(void **state) {
       {",", "no URL"},
       {"", "no URL"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_config_check_nats(bad[i].url, why, sizeof why) != -1)
-      fail_msg("'%s' accepted", bad[i].url);
-    if (!strstr(why, bad[i].needle) || !strstr(why, "expected nats://"))
-      fail_msg("'%s': '%s' lacks '%s' or the expected form", bad[i].url, why, bad[i].needle);
-  }
+  check_urls(nt_config_check_nats, good, sizeof good / sizeof good[0], bad,
+             sizeof bad / sizeof bad[0], "expected nats://");
   /* the refusal never shows the password */
   assert_int_equal(nt_config_check_nats("nats://user:hunter2@h:99999", why, sizeof why), -1);
   assert_null(strstr(why, "hunter2"));
@@ -590,10 +599,7 @@ static void test_redis_urls(void **state) {
   const char *good[] = {"redis://127.0.0.1:6379", "redis://h", "redis://:pw@h:1/0",
                         "redis://u:pw@h/15", "localhost:6379", "[::1]:6379",
                         "redis://h:6379/"};
-  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-    if (nt_config_check_redis(good[i], why, sizeof why))
-      fail_msg("'%s' refused: %s", good[i], why);
-  static const struct { const char *url, *needle; } bad[] = {
+  static const url_case bad[] = {
       {"http://x", "redis://"},
       {"rediss://h:6380", "not supported"},
       {"notaurl", "no port"},
@@ -605,12 +611,8 @@ static void test_redis_urls(void **state) {
       {"redis://h:6379/0?x=1", "database number"},
       {"", "no host"},
   };
-  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_config_check_redis(bad[i].url, why, sizeof why) != -1)
-      fail_msg("'%s' accepted", bad[i].url);
-    if (!strstr(why, bad[i].needle) || !strstr(why, "expected redis://"))
-      fail_msg("'%s': '%s' lacks '%s' or the expected form", bad[i].url, why, bad[i].needle);
-  }
+  check_urls(nt_config_check_redis, good, sizeof good / sizeof good[0], bad,
+             sizeof bad / sizeof bad[0], "expected redis://");
   assert_int_equal(nt_config_check_redis("redis://:s3cr3t@h:6379/x", why, sizeof why), -1);
   assert_null(strstr(why, "s3cr3t"));
   /* nt_config_validate runs both checks */
