@@ -54,7 +54,7 @@ static const opt opts[] = {
   {G_AUTH, "admin-token", OPT_STR, O(admin_token), NULL, "bearer token of the HTTP API (API refused when unset)", "TOKEN"},
   {G_AUTH, "admin-token-file", OPT_STR, O(admin_token_file), NULL, "file holding the --admin-token (a trailing newline is dropped; not with --admin-token)", "FILE"},
   {G_AUTH, "allowed-origins", OPT_STR, O(allowed_origins), NULL, "comma-separated Origin values allowed to upgrade (default: any)", "ORIGIN[,ORIGIN...]"},
-  {G_AUTH, "auth-request", OPT_BOOL, O(auth_request), "off", "ask an external authorizer on natter.auth.connect before accepting an upgrade (on|off)", NULL},
+  {G_AUTH, "auth-request", OPT_BOOL, O(auth_request), "off", "ask an external authorizer on natter.auth.connect before accepting an upgrade", NULL},
   {G_AUTH, "auth-timeout", OPT_SECS, O(auth_timeout_s), "3", "seconds to wait for the authorizer; no reply in time answers 503 (below --handshake-timeout)", NULL},
   {G_AUTH, "dev-tokens", OPT_BOOL, O(dev_tokens), "off", "serve GET /dev/token?user=&tenant= minting tokens (DEVELOPMENT ONLY)", NULL},
   /* cluster */
@@ -79,13 +79,13 @@ static const opt opts[] = {
   {G_LIMITS, "max-connections-per-user", OPT_LONG, O(max_conns_per_user), "0", "WebSocket connections of one user (tenant+sub) on this node; past it upgrades get 429 (0: unlimited)", NULL},
   {G_LIMITS, "handshake-timeout", OPT_SECS, O(handshake_timeout_s), "10", "seconds a client has to send a complete HTTP request (upgrade or API) before it is closed", NULL},
   /* history */
-  {G_HISTORY, "history", OPT_AUTO_BOOL, O(history), "auto", "room history, message seq and resume (on|off; auto: on — JetStream with NATS, bounded memory standalone)", NULL},
+  {G_HISTORY, "history", OPT_AUTO_BOOL, O(history), "auto", "room history, message seq and resume (auto: on — JetStream with NATS, bounded memory standalone)", NULL},
   {G_HISTORY, "history-max-age", OPT_SECS, O(history_max_age_s), "86400", "seconds a room message stays in the history (0: no age limit)", NULL},
   {G_HISTORY, "history-max-per-room", OPT_LONG, O(history_max_per_room), "1000", "messages kept per room (older ones leave first)", NULL},
   {G_HISTORY, "history-storage", OPT_STR, O(history_storage), "file", "JetStream storage of the history stream", "file|memory"},
   {G_HISTORY, "history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)", NULL},
   /* routes */
-  {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action> (on|off)", NULL},
+  {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action>", NULL},
   {G_ROUTES, "route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply", NULL},
   /* TLS and compression */
   {G_TLS, "tls-cert", OPT_STR, O(tls_cert), NULL, "PEM certificate chain: --listen serves https/wss only (reloaded on SIGHUP)", "FILE"},
