@@ -388,10 +388,14 @@ int nt_config_check_redis(const char *url, char *why, size_t cap) {
     return url_fail(why, cap, "--redis", url, len,
                     u.userinfo ? "credentials need the redis:// form" : "no port",
                     REDIS_FORM);
-  /* the rest may only name a database: "", "/" or "/<number>" */
+  /* the rest may only name a database: "", "/" or "/<number>", at most 1000000 as the
+   * presence store's parser takes it */
   int db_ok = u.rest_len == 0 || (u.scheme && u.rest[0] == '/');
-  for (size_t i = 1; db_ok && i < u.rest_len; i++)
-    if (u.rest[i] < '0' || u.rest[i] > '9' || i > 7) db_ok = 0;
+  long db = 0;
+  for (size_t i = 1; db_ok && i < u.rest_len; i++) {
+    if (u.rest[i] < '0' || u.rest[i] > '9') db_ok = 0;
+    else if ((db = db * 10 + (u.rest[i] - '0')) > 1000000) db_ok = 0;
+  }
   if (!db_ok)
     return url_fail(why, cap, "--redis", url, len, "only a database number may follow the port",
                     REDIS_FORM);
