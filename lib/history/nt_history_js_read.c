@@ -56,6 +56,8 @@ static void run_ensure(xq *q, job *j) {
   sc.SubjectsLen = 1;
   sc.MaxAge = (int64_t)(q->max_age_s * 1e9);
   sc.MaxMsgsPerSubject = q->max_per_room;
+  sc.MaxBytes = q->max_bytes;
+  sc.MaxMsgSize = (int32_t)q->max_msg_bytes;
   sc.Storage = q->memory_storage ? js_MemoryStorage : js_FileStorage;
   sc.Replicas = q->replicas;
   sc.Discard = js_DiscardOld;

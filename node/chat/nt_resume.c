@@ -738,6 +738,10 @@ size_t nt_resume_metrics(nt_node *n, char *buf, size_t cap) {
   metric(buf, cap, &l, "history_live_only_total", "counter",
          "Room messages published live-only while the history was down.", NULL,
          hs.live_only + hs.resent, 1);
+  metric(buf, cap, &l, "history_over_quota_total", "counter",
+         "Room messages published live-only because their tenant was over "
+         "--history-tenant-bytes or the message over --history-max-msg-bytes.", NULL,
+         hs.over_quota, 1);
   metric(buf, cap, &l, "history_fetch_errors_total", "counter",
          "History reads that failed.", NULL, hs.fetch_errors, 1);
   metric(buf, cap, &l, "history_gaps_total", "counter",

@@ -52,6 +52,9 @@ static const opt opts[] = {
   {"history-max-per-room", OPT_LONG, O(history_max_per_room), "1000", "messages kept per room (older ones leave first)"},
   {"history-storage", OPT_STR, O(history_storage), "file", "JetStream storage of the history stream: file|memory"},
   {"history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)"},
+  {"history-max-bytes", OPT_SIZE, O(history_max_bytes), "0", "bytes the history keeps over all rooms, oldest leave first (0: 1 GiB on JetStream, 64 MiB in memory)"},
+  {"history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are delivered live-only (0: --max-message-bytes + 4 KiB)"},
+  {"history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)"},
   {"dev-tokens", OPT_BOOL, O(dev_tokens), "off", "serve GET /dev/token?user=&tenant= minting tokens (DEVELOPMENT ONLY)"},
   {"trust-proxy", OPT_BOOL, O(trust_proxy), "off", "take the client address from X-Forwarded-For (behind a proxy you run)"},
   {"redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key"},
@@ -328,6 +331,17 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   }
   if (cfg->history_replicas < 1 || cfg->history_replicas > 5) {
     fprintf(err, "natter-node: --history-replicas must be between 1 and 5\n");
+    return -1;
+  }
+  /* JetStream's max_msg_size is a 32-bit signed value */
+  if (cfg->history_max_msg_bytes > INT32_MAX - 4096 ||
+      (cfg->history_max_msg_bytes && cfg->history_max_msg_bytes < 1024) ||
+      (!cfg->history_max_msg_bytes && cfg->max_message_bytes > INT32_MAX - 4096)) {
+    fprintf(err, "natter-node: --history-max-msg-bytes must be 0 or between 1k and 2G\n");
+    return -1;
+  }
+  if (cfg->history_max_bytes && cfg->history_max_bytes < (1u << 20)) {
+    fprintf(err, "natter-node: --history-max-bytes must be 0 or at least 1M\n");
     return -1;
   }
   if (cfg->log_level && strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&

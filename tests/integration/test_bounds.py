@@ -1,0 +1,136 @@
+"""Every byte bounded (docs/security.md, "Limits"): each attack of issue 15 reproduced in
+bounded time and size against a real node, asserting that the node's memory (VmRSS) stays
+within the stated bound, the node stays healthy and another client keeps chatting.
+"""
+
+import asyncio
+import json
+import os
+import time
+
+import natter_harness as nh
+from natter_harness import Client, close_all, run, t
+
+MB = 1 << 20
+
+# ASan keeps up to 256 MiB of freed memory in quarantine, which would hide (or fake) growth
+# in VmRSS: the nodes of these tests keep 8 MiB, so RSS follows what the node holds.
+ENV = {"ASAN_OPTIONS": ":".join(filter(None, [os.environ.get("ASAN_OPTIONS", ""),
+                                               "quarantine_size_mb=8"]))}
+
+
+def bounded_node(harness, name="A", **kw):
+    return harness.node(name, env=ENV, **kw)
+
+
+def rss_bytes(node):
+    with open(f"/proc/{node.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def stream_state(nats, name="NATTER_ROOMS"):
+    """(state, config) of a JetStream stream from the monitoring endpoint."""
+    j = nats._get_json("/jsz", streams="true", config="true")
+    for acc in j.get("account_details") or []:
+        for s in acc.get("stream_detail") or []:
+            if s["name"] == name:
+                return s["state"], s["config"]
+    raise AssertionError(f"stream {name} not in /jsz")
+
+
+async def chat_still_works(node, tenant="other", room="calm"):
+    """A second pair of clients of another tenant exchanges a message through `node`."""
+    a = await Client.connect(node, "calm-a", tenant=tenant)
+    b = await Client.connect(node, "calm-b", tenant=tenant)
+    try:
+        await a.join(room)
+        await b.join(room)
+        ack = await a.say(room, {"text": "still here"})
+        await b.expect("message", roomId=room, pred=lambda f: f["id"] == ack["id"])
+        return ack
+    finally:
+        await close_all(a, b)
+
+
+def assert_healthy(node):
+    st, _ = node.get("/healthz", timeout=2)
+    assert st == 200, f"/healthz answered {st}"
+    assert node.alive()
+
+
+# ---------------------------------------------------------------------------------------
+# Row 4: the history stream
+# ---------------------------------------------------------------------------------------
+
+def test_history_stream_bounded_per_tenant(harness):
+    """One client posts 60 KB messages over 100 rooms, under the rate limit, for 8 s
+    (~48 MB). The tenant is held to --history-tenant-bytes in the stream (what is past it
+    is delivered live-only), the stream has max_bytes / max_msg_size / a per-room cap, and
+    another tenant's history keeps being stored."""
+    quota = 4 * MB
+    nats = harness.nats()
+    redis = harness.redis()
+    node = bounded_node(harness, nats=nats, redis=redis,
+                        args=["--history-tenant-bytes", str(quota),
+                              "--history-max-bytes", str(256 * MB)])
+    _, cfg = stream_state(nats)
+    assert cfg["max_bytes"] == 256 * MB
+    assert cfg["max_msg_size"] == 65536 + 4096
+    assert cfg["max_msgs_per_subject"] == 1000
+    rss0 = rss_bytes(node)
+
+    async def body():
+        att = await Client.connect(node, "mallory", tenant="evil")
+        watcher = await Client.connect(node, "w", tenant="evil")
+        try:
+            rooms = [f"r{i}" for i in range(100)]
+            for r in rooms:
+                rid = await att.action("joinRoom", roomId=r)
+                await att.expect_reply(rid, "joined")
+            await watcher.join("r7")
+            blob = "x" * 60000
+            sent, t0, i = 0, time.monotonic(), 0
+            # 80 msg/s: under --rate-limit 100 (burst 200), for 8 s
+            while time.monotonic() - t0 < 8:
+                for _ in range(8):
+                    await att.action("sendMessage", roomId=rooms[i % 100],
+                                     message={"b": blob}, excludeSelf=True)
+                    sent += 1
+                    i += 1
+                await asyncio.sleep(0.1)
+            # every message was accepted (acked), none refused
+            await nh.async_wait_until(lambda: len(att.received("ack")) == sent, t(20),
+                                      what="every ack")
+            assert not att.received("error"), att.received("error")[:3]
+            # live delivery continued past the quota: the watcher of r7 got all of r7's
+            want = sum(1 for k in range(sent) if k % 100 == 7)
+            await nh.async_wait_until(
+                lambda: len(watcher.received("message", roomId="r7")) == want, t(20),
+                what="live delivery of r7")
+            state, _ = stream_state(nats)
+            stored_bytes = state["bytes"]
+            print(f"sent {sent} x 60 KB = {sent * 60000 / MB:.1f} MiB; stream holds "
+                  f"{state['messages']} msgs, {stored_bytes / MB:.2f} MiB")
+            # the stream's accounting adds subject and headers per message
+            assert stored_bytes <= quota + state["messages"] * 256, state
+            assert sent * 60000 > 8 * quota  # the attack did exceed the quota
+            m = nh.node_metrics(node)
+            assert m["natter_history_over_quota_total"] > 0
+            # another tenant still stores and reads its history
+            ack = await chat_still_works(node)
+            c = await Client.connect(node, "reader", tenant="other")
+            rid = await c.action("history", roomId="calm")
+            h = await c.expect_reply(rid, "history")
+            assert [x["id"] for x in h["messages"]] == [ack["id"]]
+            await close_all(c)
+        finally:
+            await close_all(att, watcher)
+        assert_healthy(node)
+        rss1 = rss_bytes(node)
+        print(f"node RSS {rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+        assert rss1 - rss0 < 64 * MB, (rss0, rss1)
+
+    run(body(), timeout=t(90))
