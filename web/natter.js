@@ -693,11 +693,20 @@ export class NatterClient {
     return this._call({ action: 'sendToUser', userId, message });
   }
 
-  /** Online members of a room (or of the tenant without roomId): resolves with [{userId}]. */
+  /** Online members of a room (or of the tenant without roomId): resolves with the first
+   *  page, [{userId}]; presencePage() walks the rest. */
   presence(roomId) {
+    return this.presencePage(roomId).then((f) => f.members || []);
+  }
+
+  /** One page of presence: resolves with the `members` frame {members, total, cursor?};
+   *  pass its `cursor` back for the next page (none on the last). */
+  presencePage(roomId, { cursor, limit } = {}) {
     const frame = { action: 'presence' };
     if (roomId != null) frame.roomId = roomId;
-    return this._call(frame).then((f) => f.members || []);
+    if (cursor != null) frame.cursor = cursor;
+    if (limit != null) frame.limit = limit;
+    return this._call(frame);
   }
 
   /** Stored messages of a room (when history is on); resolves with the `history` frame. */

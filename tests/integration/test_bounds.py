@@ -134,3 +134,124 @@ def test_history_stream_bounded_per_tenant(harness):
         assert rss1 - rss0 < 64 * MB, (rss0, rss1)
 
     run(body(), timeout=t(90))
+
+
+# ---------------------------------------------------------------------------------------
+# Row 5: tenant-wide presence of a large tenant
+# ---------------------------------------------------------------------------------------
+
+class PingProbe:
+    """Measures Redis PING round trips every 5 ms from a process of its own (a thread of
+    the test would wait for the GIL while the test parses frames, and measure that)."""
+
+    def __init__(self, redis):
+        self.port = redis.port
+        self.samples = []
+
+    def __enter__(self):
+        import subprocess
+        import sys
+        code = (
+            "import socket,sys,time,threading\n"
+            "s=socket.create_connection(('127.0.0.1',%d),timeout=5)\n"
+            "stop=threading.Event(); out=[]\n"
+            "def run():\n"
+            "  while not stop.is_set():\n"
+            "    t0=time.monotonic(); s.sendall(b'*1\\r\\n$4\\r\\nPING\\r\\n'); b=b''\n"
+            "    while not b.endswith(b'\\r\\n'): b+=s.recv(64)\n"
+            "    out.append(time.monotonic()-t0); time.sleep(0.005)\n"
+            "th=threading.Thread(target=run); th.start()\n"
+            "print('ready',flush=True); sys.stdin.readline(); stop.set(); th.join()\n"
+            "print(' '.join('%%.6f'%%x for x in out),flush=True)\n" % self.port)
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+        time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        out, _ = self.proc.communicate("stop\n", timeout=10)
+        self.samples = [float(x) for x in out.split()]
+
+
+def redis_busy_usec(redis):
+    """Microseconds Redis spent executing commands (INFO commandstats, summed)."""
+    info = redis.command("INFO", "commandstats", timeout=5).decode()
+    total = 0
+    for line in info.splitlines():
+        if line.startswith("cmdstat_"):
+            for kv in line.split(":", 1)[1].split(","):
+                if kv.startswith("usec="):
+                    total += int(kv[5:])
+    return total
+
+
+def fill_online(redis, tenant, n, prefix="natter:"):
+    """n online users written straight into the tenant's `online` hash — the key layout of
+    lib/wire/nt_subject.h: "<prefix>{<tenant>}:online", user -> connection count."""
+    args = ["HSET", f"{prefix}{{{tenant}}}:online"]
+    for i in range(n):
+        args += [f"user-{i:06d}", "1"]
+    reply = redis.command(*args, timeout=10)
+    assert reply.startswith(b":"), reply[:100]
+
+
+def test_tenant_presence_paged_keeps_redis_responsive(harness):
+    """A tenant of 100,000 online users; one client sends 190 tenant-wide `presence`
+    requests at once (within --rate-burst). Each costs one HSCAN page in Redis, never the
+    tenant: PING from another connection stays fast, the node stays small and healthy, and
+    paging with `cursor` lists every user."""
+    nats = harness.nats()
+    redis = harness.redis()
+    node = bounded_node(harness, nats=nats, redis=redis)
+    fill_online(redis, "big", 100000)
+    rss0 = rss_bytes(node)
+
+    async def body():
+        c = await Client.connect(node, "asker", tenant="big")
+        try:
+            busy0 = redis_busy_usec(redis)
+            with PingProbe(redis) as probe:
+                rids = [await c.action("presence") for _ in range(190)]
+                replies = [await c.expect_reply(r, "members", timeout=t(20)) for r in rids]
+            busy = (redis_busy_usec(redis) - busy0) / 1000
+            print(f"Redis time for 190 presence requests: {busy:.1f} ms")
+            # one HKEYS of 100,000 users costs 13-14 ms: 190 of them ~2.6 s
+            assert busy < 250, f"Redis spent {busy:.0f} ms"
+            lat = sorted(probe.samples)
+            p_max = lat[-1] * 1000
+            print(f"{len(lat)} PINGs during the flood: median {lat[len(lat) // 2] * 1000:.2f} "
+                  f"ms, max {p_max:.2f} ms")
+            assert len(lat) >= 3
+            assert p_max < 250, f"Redis blocked {p_max:.1f} ms"
+            for r in replies:
+                assert r["total"] == 100001  # the asker is online too
+                assert 0 < len(r["members"]) <= 200
+                assert r["cursor"]
+            # paging lists everyone
+            seen, cursor, pages = set(), None, 0
+            while True:
+                fields = {"limit": 1000}
+                if cursor:
+                    fields["cursor"] = cursor
+                rid = await c.action("presence", **fields)
+                page = await c.expect_reply(rid, "members")
+                seen.update(m["userId"] for m in page["members"])
+                pages += 1
+                cursor = page.get("cursor")
+                if not cursor or pages > 500:
+                    break
+            assert len(seen) == 100001 and pages >= 100, (len(seen), pages)
+            # a bad cursor is a bad request, the connection stays
+            rid = await c.action("presence", cursor="abc")
+            err = await c.expect_reply(rid, "error")
+            assert err["code"] == "bad_request"
+            await chat_still_works(node)
+        finally:
+            await close_all(c)
+        assert_healthy(node)
+        rss1 = rss_bytes(node)
+        print(f"node RSS {rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+        assert rss1 - rss0 < 32 * MB, (rss0, rss1)
+
+    run(body(), timeout=t(90))
