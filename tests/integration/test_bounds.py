@@ -255,3 +255,74 @@ def test_tenant_presence_paged_keeps_redis_responsive(harness):
         assert rss1 - rss0 < 32 * MB, (rss0, rss1)
 
     run(body(), timeout=t(90))
+
+
+# ---------------------------------------------------------------------------------------
+# Row 6: replies larger than the send queue
+# ---------------------------------------------------------------------------------------
+
+async def fill_room(node, room, n, size, tenant="t1"):
+    """n messages of `size` bytes in `room`, each acknowledged; returns their ids."""
+    c = await Client.connect(node, "filler", tenant=tenant)
+    try:
+        await c.join(room)
+        blob = "y" * size
+        ids = []
+        for i in range(n):
+            ack = await c.say(room, {"i": i, "b": blob}, exclude_self=True)
+            ids.append(ack["id"])
+        return ids
+    finally:
+        await close_all(c)
+
+
+def test_history_pages_sized_by_bytes(harness):
+    """A `history` page of 40 x 60 KB (2.4 MB against a 1 MiB send queue) is cut to what
+    fits in half the queue: the reader is never closed, `hasMore` is set, and paging with
+    `before` returns all 40, newest page first, each message once."""
+    nats = harness.nats()
+    redis = harness.redis()
+    node = bounded_node(harness, nats=nats, redis=redis)
+
+    async def body():
+        ids = await fill_room(node, "big", 40, 60000)
+        rss0 = rss_bytes(node)
+        c = await Client.connect(node, "reader")
+        try:
+            got, before, pages = [], None, 0
+            while True:
+                fields = {"roomId": "big", "limit": 40}
+                if before is not None:
+                    fields["before"] = before
+                rid = await c.action("history", **fields)
+                page = await c.expect_reply(rid, "history", timeout=t(20))
+                size = len(json.dumps(page))
+                assert size <= 512 * 1024 + 60000, size
+                pages += 1
+                got = page["messages"] + got
+                if not page["hasMore"]:
+                    break
+                before = page["messages"][0]["seq"]
+                assert pages < 40
+            assert [m["id"] for m in got] == ids
+            assert pages >= 5, pages
+            assert not c.closed
+            m = nh.node_metrics(node)
+            assert m.get("natter_slow_consumer_closes_total", 0) == 0
+            # the HTTP API pages the same way
+            st, _, b = nh.http_request(node.url("/v1/tenants/t1/rooms/big/messages?limit=40",
+                                                api=True),
+                                       headers={"Authorization": f"Bearer {nh.ADMIN_TOKEN}"})
+            assert st == 200
+            j = json.loads(b)
+            assert j["hasMore"] and 0 < len(j["messages"]) < 40
+            assert j["messages"][-1]["id"] == ids[-1]
+            await chat_still_works(node)
+        finally:
+            await close_all(c)
+        assert_healthy(node)
+        rss1 = rss_bytes(node)
+        print(f"{pages} pages; node RSS {rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+        assert rss1 - rss0 < 64 * MB
+
+    run(body(), timeout=t(90))
