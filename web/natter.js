@@ -600,11 +600,22 @@ export class NatterClient {
     const entry = this._rooms.get(roomId);
     if (!entry) return Promise.resolve();
     const frame = { action: 'joinRoom', roomId };
-    const since = entry.lastSeq ?? entry.since;
+    let since = entry.lastSeq ?? entry.since;
+    // Resuming from the same seq a third time means the last two resumes brought nothing
+    // (e.g. the connection dropped during the replay): join plainly instead of looping,
+    // reported as not recovered.
+    entry.stalls = since != null && since === entry.resumedFrom ? (entry.stalls || 0) + 1 : 0;
+    entry.resumedFrom = since;
+    const gaveUp = since != null && entry.stalls >= 2;
+    if (gaveUp) {
+      since = undefined;
+      entry.resumedFrom = undefined;
+    }
     if (since != null) frame.since = since;
     return this._request(frame, 'join').then(
       (joined) => {
         if (this._rooms.get(roomId) !== entry) return;
+        if (gaveUp) joined = { ...joined, recovered: false };
         entry.joined = true;
         for (const w of entry.waiters.splice(0)) w.resolve(joined);
       },

@@ -326,3 +326,96 @@ def test_history_pages_sized_by_bytes(harness):
         assert rss1 - rss0 < 64 * MB
 
     run(body(), timeout=t(90))
+
+
+def test_resume_replay_paced_by_the_socket(harness):
+    """joinRoom with `since` over 29 x 60 KB (1.7 MB against a 1 MiB send queue): the replay
+    goes out as the socket takes it — the resumer gets `joined` (recovered), all 29 and
+    then live, and is never closed as a slow consumer. A resumer that stops reading is
+    still bounded: after 10 s without progress the rest is sent and it is closed as a slow
+    consumer (its replay is held at most that long)."""
+    nats = harness.nats()
+    redis = harness.redis()
+    node = bounded_node(harness, nats=nats, redis=redis)
+
+    async def body():
+        first = await fill_room(node, "big", 1, 10)
+        c0 = await Client.connect(node, "resumer")
+        rid = await c0.action("history", roomId="big")
+        since = (await c0.expect_reply(rid, "history"))["messages"][-1]["seq"]
+        await close_all(c0)
+        ids = await fill_room(node, "big", 29, 60000)
+        rss0 = rss_bytes(node)
+        c = await Client.connect(node, "resumer")
+        try:
+            rid = await c.action("joinRoom", roomId="big", since=since)
+            j = await c.expect_reply(rid, "joined", timeout=t(20))
+            assert j["recovered"] is True
+            await nh.async_wait_until(lambda: len(c.received("message", roomId="big")) >= 29,
+                                      t(30), what="the replay")
+            got = [f["id"] for f in c.received("message", roomId="big")]
+            assert got == ids, (len(got), first)
+            assert not c.closed
+            m = nh.node_metrics(node)
+            assert m.get("natter_slow_consumer_closes_total", 0) == 0
+            assert m["natter_history_replays_paced_total"] >= 1
+            # live goes on after the replay, in order
+            other = await Client.connect(node, "live-sender")
+            await other.join("big")
+            ack = await other.say("big", {"t": "after"})
+            await c.expect("message", roomId="big", pred=lambda f: f["id"] == ack["id"])
+            await close_all(other)
+            await chat_still_works(node)
+        finally:
+            await close_all(c)
+        assert_healthy(node)
+        rss1 = rss_bytes(node)
+        print(f"node RSS {rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+        assert rss1 - rss0 < 64 * MB
+
+        # a resumer that never reads: bounded in time, then closed as a slow consumer. The
+        # replay (100 x 60 KB) is larger than what the kernel buffers (tcp_wmem max 4 MiB)
+        # plus the send queue, so the node's pacing does stall.
+        await fill_room(node, "big", 71, 60000)
+        s = raw_ws(node, "sleeper")
+        try:
+            s.sendall(ws_text({"action": "joinRoom", "roomId": "big", "since": since}))
+            await nh.async_wait_until(
+                lambda: nh.node_metrics(node).get("natter_slow_consumer_closes_total", 0) >= 1,
+                t(25), what="the stalled resumer to be closed")
+        finally:
+            s.close()
+        assert_healthy(node)
+        await chat_still_works(node)
+
+    run(body(), timeout=t(120))
+
+
+def raw_ws(node, user, tenant="t1", rcvbuf=4096):
+    """A WebSocket opened by hand on a socket with a small receive buffer, so the test can
+    stop reading. Returns the socket after the 101."""
+    import base64
+    import socket
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(5)
+    s.connect((nh.HOST, node.port))
+    tok = node.token(user, tenant)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall((f"GET /ws?token={tok} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(1)
+    assert buf.startswith(b"HTTP/1.1 101"), buf
+    return s
+
+
+def ws_text(obj):
+    """One masked text frame."""
+    data = json.dumps(obj).encode()
+    mask = os.urandom(4)
+    n = len(data)
+    head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
