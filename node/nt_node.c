@@ -19,6 +19,7 @@
 #include "nt_limits.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_proxy.h"
 #include "nt_sock.h"
 #include "nt_static.h"
 #include "nt_tls.h"
@@ -471,10 +472,12 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
   /* browsers send a few dozen distinct strings of ≈ 120 bytes: one shared copy each */
   if (ua) c->user_agent = nt_intern(&n->uas, ua, strnlen(ua, 256));
-  if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
-    const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
-    nt_conn_set_peer(c, x, strcspn(x, ", ")); /* not an address: the socket's stays */
-  }
+  const char *xip;
+  size_t xlen;
+  if ((n->cfg->trust_proxy || n->cfg->trusted_proxies) &&
+      nt_proxy_client(n->cfg->trusted_proxies, c->peer, c->peer_family,
+                      req->hdr[NT_HDR_X_FORWARDED_FOR], &xip, &xlen))
+    nt_conn_set_peer(c, xip, xlen); /* the hop a trusted proxy added (nt_proxy.h) */
   if (n->cfg->auth_request) { /* the authorizer's reply accepts or refuses, later */
     if (nt_authz_start(n, c, req, rest, rest_len)) {
       nt_identity_clear(&c->ident);

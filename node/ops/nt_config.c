@@ -1,5 +1,6 @@
 /* nt_config: one table of options drives parsing, environment lookup and --help. */
 #include "nt_config.h"
+#include "nt_proxy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -56,7 +57,8 @@ static const opt opts[] = {
   {"history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are delivered live-only (0: --max-message-bytes + 4 KiB)"},
   {"history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)"},
   {"dev-tokens", OPT_BOOL, O(dev_tokens), "off", "serve GET /dev/token?user=&tenant= minting tokens (DEVELOPMENT ONLY)"},
-  {"trust-proxy", OPT_BOOL, O(trust_proxy), "off", "take the client address from X-Forwarded-For (behind a proxy you run)"},
+  {"trust-proxy", OPT_BOOL, O(trust_proxy), "off", "behind one proxy you run: the client address is the last X-Forwarded-For entry (the one the proxy added)"},
+  {"trusted-proxies", OPT_STR, O(trusted_proxies), NULL, "comma-separated addresses/CIDRs of your proxies: X-Forwarded-For is read only from them, walked from the right past them (implies --trust-proxy)"},
   {"redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key"},
   {"node-ttl", OPT_SECS, O(node_ttl_s), "3", "seconds without refresh after which a node is considered dead"},
   {"node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record"},
@@ -318,6 +320,11 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   if (cfg->rate_limit > 1000000 || cfg->rate_burst > 1000000 || cfg->rate_close_after > 65535) {
     fprintf(err, "natter-node: --rate-limit and --rate-burst must be at most 1000000, "
                  "--rate-close-after at most 65535\n");
+    return -1;
+  }
+  if (cfg->trusted_proxies && nt_proxy_list_valid(cfg->trusted_proxies)) {
+    fprintf(err, "natter-node: --trusted-proxies must be a comma-separated list of IP "
+                 "addresses or CIDR blocks (10.0.0.0/8, fd00::/8)\n");
     return -1;
   }
   if (cfg->history_max_per_room < 1 || cfg->history_max_per_room > 1000000) {

@@ -39,7 +39,8 @@ typedef struct nt_config {
   char *tls_cert, *tls_key;
   char *tls_min_version;     /* "1.3" | "1.2" */
   int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */
-  int trust_proxy;           /* take the source ip from X-Forwarded-For */
+  int trust_proxy;           /* take the source ip from X-Forwarded-For (its last entry) */
+  char *trusted_proxies;     /* addresses/CIDRs of trusted proxies (nt_proxy.h), NULL: none */
   double node_ttl_s;         /* node liveness record TTL in Redis */
   double node_refresh_s;     /* node liveness refresh interval */
   int auth_request;          /* bool: ask natter.auth.connect before accepting an upgrade */

@@ -419,3 +419,81 @@ def ws_text(obj):
     n = len(data)
     head = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+# ---------------------------------------------------------------------------------------
+# Row 7: the source address behind a trusted proxy
+# ---------------------------------------------------------------------------------------
+
+def start_haproxy(harness, node):
+    """haproxy with `option forwardfor` (as docker/haproxy.cfg) in front of node's --listen."""
+    port = nh.free_port()
+    cfg = os.path.join(harness.dir, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write(f"""global
+    maxconn 256
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout tunnel 1h
+frontend public
+    bind {nh.HOST}:{port}
+    option forwardfor
+    default_backend nodes
+backend nodes
+    server n1 {nh.HOST}:{node.port}
+""")
+    log, _ = harness._log("haproxy")
+    p = harness._start(nh.Proc("haproxy", ["haproxy", "-db", "-f", cfg], log))
+    nh.wait_until(lambda: nh.port_open(port), t(10), what="haproxy")
+    return p, f"ws://{nh.HOST}:{port}/ws"
+
+
+def test_forwarded_for_takes_the_hop_the_proxy_added(harness):
+    """Behind haproxy (`option forwardfor`) with --trust-proxy on, a client sending
+    `X-Forwarded-For: 6.6.6.6` is recorded with the address haproxy saw (the last entry),
+    in the registry (API) and in the connect event; with --trusted-proxies listing an
+    address the socket is not from, the header is ignored."""
+    nats = harness.nats()
+    redis = harness.redis()
+    node = bounded_node(harness, nats=nats, redis=redis, args=["--trust-proxy", "on"])
+    _, url = start_haproxy(harness, node)
+
+    async def body():
+        c = await Client.connect(url, "alice", token=node.token("alice"),
+                                 headers={"X-Forwarded-For": "6.6.6.6"})
+        try:
+            cid = c.welcome["connectionId"]
+            st, _, b = nh.http_request(node.url(f"/@connections/{cid}", api=True),
+                                       headers={"Authorization": f"Bearer {nh.ADMIN_TOKEN}"})
+            assert st == 200, (st, b)
+            ip = json.loads(b)["identity"]["sourceIp"]
+            assert ip == "127.0.0.1", ip
+        finally:
+            await close_all(c)
+
+    run(body(), timeout=t(60))
+    # the allow-list: the socket (127.0.0.1) is not a trusted proxy: the header is ignored,
+    # and from a trusted one the walk skips the trusted hops
+    for i, (trusted, want) in enumerate((("10.0.0.0/8", "127.0.0.1"),
+                                         ("127.0.0.0/8", "203.0.113.9"))):
+        n2 = bounded_node(harness, f"T{i}", nats=nats, redis=redis,
+                          args=["--trusted-proxies", trusted])
+
+        async def direct():
+            c = await Client.connect(n2, "bob",
+                                     headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.9"})
+            try:
+                cid = c.welcome["connectionId"]
+                st, _, b = nh.http_request(n2.url(f"/@connections/{cid}", api=True),
+                                           headers={"Authorization": f"Bearer {nh.ADMIN_TOKEN}"})
+                assert json.loads(b)["identity"]["sourceIp"] == want, (trusted, b)
+            finally:
+                await close_all(c)
+        run(direct(), timeout=t(30))
+        assert_healthy(n2)
+    # a bad list is refused at start
+    rc, out = harness.run_node(["--trusted-proxies", "10.0.0.0/33"])
+    assert rc != 0 and "--trusted-proxies" in out
