@@ -4,10 +4,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jwt.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <http_parser.h>
@@ -72,6 +75,29 @@ static int safe_path(const char *p, size_t len) {
   return 1;
 }
 
+/* Opens `rel` (relative, no leading '/') for reading strictly beneath `dir`: openat2 with
+ * RESOLVE_BENEATH refuses any resolution — "..", an absolute or a symlink target — that
+ * leaves the directory; kernels without openat2 (before 5.6) get the same rule from a
+ * realpath check. O_NONBLOCK: opening a FIFO (or a device) never waits for a writer, and
+ * the caller's fstat then refuses anything that is not a regular file. -1 on failure. */
+static int open_beneath(const char *dir, const char *rel) {
+  const int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+  int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return -1;
+  struct open_how how = {.flags = flags, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
+  int err = errno;
+  close(dfd);
+  if (fd >= 0 || err != ENOSYS) return fd;
+  char full[PATH_MAX], rdir[PATH_MAX], rfile[PATH_MAX];
+  int n = snprintf(full, sizeof full, "%s/%s", dir, rel);
+  if (n < 0 || (size_t)n >= sizeof full || !realpath(dir, rdir) || !realpath(full, rfile))
+    return -1;
+  size_t dl = strlen(rdir);
+  if (strncmp(rfile, rdir, dl) || rfile[dl] != '/') return -1;
+  return open(rfile, flags | O_NOFOLLOW);
+}
+
 void nt_static_serve(const char *dir, nt_conn *c, const nt_http_req *req) {
   int head = req->method == HTTP_HEAD;
   if (req->method != HTTP_GET && !head) {
@@ -83,15 +109,14 @@ void nt_static_serve(const char *dir, nt_conn *c, const nt_http_req *req) {
     return;
   }
   char path[1024];
-  const char *rel = req->target;
   size_t rl = req->path_len;
-  int n = (rl == 1) ? snprintf(path, sizeof path, "%s/index.html", dir)
-                    : snprintf(path, sizeof path, "%s%.*s", dir, (int)rl, rel);
+  int n = (rl == 1) ? snprintf(path, sizeof path, "index.html")
+                    : snprintf(path, sizeof path, "%.*s", (int)rl - 1, req->target + 1);
   if (n < 0 || (size_t)n >= sizeof path) {
     not_found(c);
     return;
   }
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open_beneath(dir, path);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_BYTES) {
     if (fd >= 0) close(fd);

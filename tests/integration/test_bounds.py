@@ -497,3 +497,51 @@ def test_forwarded_for_takes_the_hop_the_proxy_added(harness):
     # a bad list is refused at start
     rc, out = harness.run_node(["--trusted-proxies", "10.0.0.0/33"])
     assert rc != 0 and "--trusted-proxies" in out
+
+
+# ---------------------------------------------------------------------------------------
+# Row 9: --static-dir
+# ---------------------------------------------------------------------------------------
+
+def test_static_dir_beneath_and_regular_files_only(harness):
+    """--static-dir with a symlinked directory (to /etc), a symlink to a file outside, a
+    FIFO and a device node: none is served (404), none blocks the loop (/healthz answers
+    at once, a second client keeps chatting); files beneath the directory, a symlink that
+    stays inside included, are served."""
+    d = os.path.join(harness.dir, "static")
+    os.makedirs(os.path.join(d, "sub"))
+    with open(os.path.join(d, "index.html"), "w") as f:
+        f.write("<h1>hi</h1>")
+    with open(os.path.join(d, "sub", "a.txt"), "w") as f:
+        f.write("inside")
+    os.symlink("/etc", os.path.join(d, "link-to-etc"))
+    os.symlink("/etc/passwd", os.path.join(d, "passwd.txt"))
+    os.symlink("sub/a.txt", os.path.join(d, "alias.txt"))
+    os.symlink("../index.html", os.path.join(d, "sub", "up.html"))
+    os.mkfifo(os.path.join(d, "pipe.txt"))
+    os.symlink("/dev/zero", os.path.join(d, "zero.txt"))
+    node = bounded_node(harness, args=["--static-dir", d])
+
+    def get(path):
+        t0 = time.monotonic()
+        st, body = node.get(path, timeout=5)
+        return st, body, time.monotonic() - t0
+
+    assert get("/")[:2] == (200, b"<h1>hi</h1>")
+    assert get("/sub/a.txt")[:2] == (200, b"inside")
+    assert get("/alias.txt")[:2] == (200, b"inside")      # a link that stays beneath
+    assert get("/sub/up.html")[:2] == (200, b"<h1>hi</h1>")
+    for path in ("/link-to-etc/passwd", "/passwd.txt", "/link-to-etc/hostname",
+                 "/pipe.txt", "/zero.txt", "/sub"):
+        st, body, took = get(path)
+        assert st == 404, (path, st, body[:80])
+        assert b"root:" not in body
+        assert took < 2, (path, took)
+        # the loop never waited: health answers at once after each
+        st, _, took = get("/healthz")
+        assert st == 200 and took < 1, took
+
+    async def body():
+        await chat_still_works(node)
+    run(body(), timeout=t(30))
+    assert_healthy(node)
