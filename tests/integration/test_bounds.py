@@ -545,3 +545,42 @@ def test_static_dir_beneath_and_regular_files_only(harness):
         await chat_still_works(node)
     run(body(), timeout=t(30))
     assert_healthy(node)
+
+
+# ---------------------------------------------------------------------------------------
+# Row 10: HTTP framing the API and upgrade ports refuse
+# ---------------------------------------------------------------------------------------
+
+def test_http_ambiguous_framing_is_400(harness):
+    """`Transfer-Encoding : chunked` (space before the colon), bare-LF lines, obs-fold and
+    HTTP/1.1 without Host are answered 400 on the API port and the WebSocket port, and
+    never reach a handler (no message is published); the node stays healthy."""
+    node = bounded_node(harness)
+    auth = f"Authorization: Bearer {nh.ADMIN_TOKEN}"
+    body = b'{"message":"smuggled"}'
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    reqs = [
+        b"POST /v1/tenants/t1/rooms/r/messages HTTP/1.1\r\nHost: x\r\n" + auth.encode() +
+        b"\r\nTransfer-Encoding : chunked\r\n\r\n" + chunked,
+        b"POST /v1/tenants/t1/rooms/r/messages HTTP/1.1\nHost: x\n" + auth.encode() +
+        b"\nContent-Length: %d\n\n" % len(body) + body,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n folded\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+    ]
+    before = nh.node_metrics(node).get("natter_api_responses_total{status=\"202\"}", 0)
+    for port in (node.api_port, node.port):
+        for r in reqs:
+            st, _, _ = nh.raw_http(port, r)
+            assert st == 400, (port, r[:60], st)
+    m = nh.node_metrics(node)
+    assert m.get("natter_api_responses_total{status=\"202\"}", 0) == before
+    # correct requests still work on both ports
+    assert nh.raw_http(node.api_port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+                                      b"Connection: close\r\n\r\n")[0] == 200
+    assert nh.raw_http(node.port, b"GET /healthz HTTP/1.0\r\n\r\n")[0] == 200
+
+    async def chat():
+        await chat_still_works(node)
+    run(chat(), timeout=t(30))
+    assert_healthy(node)
