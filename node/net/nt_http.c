@@ -426,8 +426,9 @@ static int key_equals(const char *s, size_t n, const char *name) {
 int nt_http_query_param(const char *target, const char *name, char *out, size_t cap) {
   if (!target || !name || !out || cap == 0 || cap > INT_MAX) return NT_EINVAL;
   out[0] = '\0';
-  const char *q = strchr(target, '?');
-  if (!q) return NT_ENOTFOUND;
+  /* a '?' inside the fragment starts no query: "/ws#?token=x" has no token */
+  const char *q = target + strcspn(target, "?#");
+  if (*q != '?') return NT_ENOTFOUND;
   q++;
   size_t qlen = strcspn(q, "#");
   size_t pos = 0;

@@ -2,6 +2,7 @@
 #include "nt_api.h"
 
 #include <http_parser.h>
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -519,12 +520,12 @@ static int query_u64(const nt_http_req *req, const char *name, uint64_t *out);
 /* GET .../presence?limit=&cursor= : one page (docs/api.md). */
 static void handle_presence(nt_node *n, nt_conn *c, const nt_api_match *m,
                             const nt_http_req *req, int ka) {
-  uint64_t limit = NT_PRESENCE_PAGE_DEFAULT, cur = 0;
+  uint64_t limit = NT_PRESENCE_PAGE_DEFAULT;
   char cursor[24];
-  int has_cursor = query_u64(req, "cursor", &cur) == 0 &&
-                   nt_http_query_param(req->target, "cursor", cursor, sizeof cursor) > 0;
-  if (query_u64(req, "limit", &limit) || query_u64(req, "cursor", &cur) || limit < 1 ||
-      limit > NT_PRESENCE_PAGE_MAX) {
+  int cl = nt_http_query_param(req->target, "cursor", cursor, sizeof cursor);
+  int has_cursor = cl != NT_ENOTFOUND;
+  if (query_u64(req, "limit", &limit) || limit < 1 || limit > NT_PRESENCE_PAGE_MAX ||
+      (has_cursor && (cl <= 0 || nt_presence_page_args_ok(cursor, 1)))) {
     reply_error(n, c, 400, NULL, "limit must be 1..1000 and cursor a cursor a page gave", ka);
     return;
   }
@@ -617,8 +618,9 @@ static int query_u64(const nt_http_req *req, const char *name, uint64_t *out) {
   if (l == NT_ENOTFOUND) return 0;
   char *end;
   if (l <= 0 || v[0] < '0' || v[0] > '9') return -1;
+  errno = 0;
   unsigned long long x = strtoull(v, &end, 10);
-  if (*end) return -1;
+  if (*end || errno == ERANGE) return -1;
   *out = x;
   return 0;
 }
@@ -626,8 +628,10 @@ static int query_u64(const nt_http_req *req, const char *name, uint64_t *out) {
 static void handle_history(nt_node *n, nt_conn *c, const nt_api_match *m,
                            const nt_http_req *req, int ka) {
   uint64_t limit = 0, before = 0;
-  if (query_u64(req, "limit", &limit) || query_u64(req, "before", &before)) {
-    reply_error(n, c, 400, NULL, "limit and before must be non-negative integers", ka);
+  /* the client protocol's range (a JSON integer): nothing above is a sequence */
+  if (query_u64(req, "limit", &limit) || query_u64(req, "before", &before) ||
+      before > INT64_MAX) {
+    reply_error(n, c, 400, NULL, "limit and before must be integers from 0 to 2^63-1", ka);
     return;
   }
   api_op *op = op_new(n, c, m, ka);

@@ -584,3 +584,56 @@ def test_http_ambiguous_framing_is_400(harness):
         await chat_still_works(node)
     run(chat(), timeout=t(30))
     assert_healthy(node)
+
+
+# ---------------------------------------------------------------------------------------
+# The "Also" list
+# ---------------------------------------------------------------------------------------
+
+def test_ids_fragment_token_and_history_before(harness):
+    """Unicode whitespace and format characters are refused in ids (bad_request, the
+    connection stays); a token inside the URL fragment is not honoured (401); the history
+    API answers before=2^64-1 with 400, and before=2^63-1 (past the newest message) with
+    the newest page at once."""
+    nats = harness.nats()
+    redis = harness.redis()
+    node = bounded_node(harness, nats=nats, redis=redis)
+
+    async def body():
+        ids = await fill_room(node, "r", 3, 10)
+        c = await Client.connect(node, "alice")
+        try:
+            for bad in ("a\u00a0b", "a\u200bb", "admin\u202e", "\ufeffx", "a\u3000b"):
+                rid = await c.action("joinRoom", roomId=bad)
+                err = await c.expect_reply(rid, "error")
+                assert err["code"] == "bad_request", (bad, err)
+            assert not c.closed
+            await c.join("r")
+        finally:
+            await close_all(c)
+        return ids
+
+    ids = run(body(), timeout=t(60))
+    # a user id with a zero-width space in the token is refused at the upgrade
+    tok = nh.make_token("ali\u200bce")
+    st, _, _ = nh.raw_http(node.port, nh.upgrade_request(f"/ws?token={tok}",
+                                                         f"{nh.HOST}:{node.port}"))
+    assert st == 401
+    # a token in the fragment is no token
+    tok = node.token("bob")
+    st, _, _ = nh.raw_http(node.port, nh.upgrade_request(f"/ws#?token={tok}",
+                                                         f"{nh.HOST}:{node.port}"))
+    assert st == 401
+    st, _, _ = nh.raw_http(node.port, nh.upgrade_request(f"/ws?token={tok}",
+                                                         f"{nh.HOST}:{node.port}"))
+    assert st == 101
+    auth = {"Authorization": f"Bearer {nh.ADMIN_TOKEN}"}
+    base = "/v1/tenants/t1/rooms/r/messages"
+    for v in (str(2**64 - 1), str(2**64), "99999999999999999999999", str(2**63)):
+        st, _, b = nh.http_request(node.url(f"{base}?before={v}", api=True), headers=auth)
+        assert st == 400, (v, st, b)
+    t0 = time.monotonic()
+    st, _, b = nh.http_request(node.url(f"{base}?before={2**63 - 1}", api=True), headers=auth)
+    assert st == 200 and [m["id"] for m in json.loads(b)["messages"]] == ids, (st, b)
+    assert time.monotonic() - t0 < 2
+    assert_healthy(node)

@@ -432,6 +432,15 @@ static void test_query_param_errors(void **state) {
   assert_int_equal(nt_http_query_param("/?t=abcdefgh", "t", out, sizeof out), NT_ETOOLARGE);
   assert_int_equal(nt_http_query_param(NULL, "t", out, sizeof out), NT_EINVAL);
   assert_int_equal(nt_http_query_param("/?t=1", "t", out, 0), NT_EINVAL);
+  /* a query inside the fragment is no query: a token there is never honoured */
+  assert_int_equal(nt_http_query_param("/ws#?token=x", "token", out, sizeof out),
+                   NT_ENOTFOUND);
+  assert_int_equal(nt_http_query_param("/ws#a?token=x", "token", out, sizeof out),
+                   NT_ENOTFOUND);
+  assert_int_equal(nt_http_query_param("/ws?a=1#&token=x", "token", out, sizeof out),
+                   NT_ENOTFOUND);
+  assert_int_equal(nt_http_query_param("/ws?token=ok#?token=x", "token", out, sizeof out), 2);
+  assert_string_equal(out, "ok");
 }
 
 static void test_has_token(void **state) {
