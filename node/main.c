@@ -112,9 +112,16 @@ int main(int argc, char **argv) {
   if (!bus || !pres) return 1;
   nt_history *hist = NULL;
   if (history) {
-    nt_hist_cfg hc = {cfg.history_max_age_s, cfg.history_max_per_room,
-                      !strcmp(cfg.history_storage, "memory"), (int)cfg.history_replicas,
-                      NULL, 0};
+    nt_hist_cfg hc = {
+        .max_age_s = cfg.history_max_age_s,
+        .max_per_room = cfg.history_max_per_room,
+        .memory_storage = !strcmp(cfg.history_storage, "memory"),
+        .replicas = (int)cfg.history_replicas,
+        .max_bytes = cfg.history_max_bytes,
+        .max_msg_bytes = cfg.history_max_msg_bytes ? cfg.history_max_msg_bytes
+                                                   : cfg.max_message_bytes + 4096,
+        .tenant_bytes = cfg.history_tenant_bytes,
+    };
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
         fprintf(stderr, "natter-node: cannot set up the history on %s\n", nats_shown);

@@ -20,6 +20,8 @@
 #include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_proxy.h"
+#include "nt_rand.h"
 #include "nt_sock.h"
 #include "nt_static.h"
 #include "nt_tls.h"
@@ -38,29 +40,8 @@ int64_t nt_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
-  uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return r;
-}
-
-void nt_node_random_id(nt_node *n, char *out, size_t len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  uint64_t r = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (i % 10 == 0) r = rng_next(n->rng);
-    out[i] = abc[r % 62];
-    r /= 62;
-  }
-  out[len] = '\0';
-}
+/* Connection and message ids: the OS CSPRNG, buffered (nt_rand.h). */
+void nt_node_random_id(nt_node *n, char *out, size_t len) { nt_rand_id(n->rand, out, len); }
 
 const char *nt_node_id(const nt_node *n) { return n->id; }
 const nt_metrics *nt_node_metrics(const nt_node *n) { return &n->m; }
@@ -136,11 +117,9 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->cfg = cfg;
   nt_hub_init(&n->hub);
   nt_map_init_borrowed(&n->uas);
-  if (getrandom(n->rng, sizeof n->rng, 0) != sizeof n->rng) {
-    n->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)n;
-    n->rng[1] = 0x9e3779b97f4a7c15ull;
-    n->rng[2] = (uint64_t)getpid();
-    n->rng[3] = 0xda3e39cb94b95bdbull;
+  if (!(n->rand = calloc(1, sizeof *n->rand))) {
+    free(n);
+    return NULL;
   }
   if (cfg->node_id && *cfg->node_id) {
     snprintf(n->id, sizeof n->id, "%s", cfg->node_id);
@@ -155,6 +134,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   }
   if (nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
     nt_log_error("invalid node id", "{s:s}", "node_id", n->id);
+    free(n->rand);
     free(n);
     return NULL;
   }
@@ -472,10 +452,12 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
   /* browsers send a few dozen distinct strings of ≈ 120 bytes: one shared copy each */
   if (ua) c->user_agent = nt_intern(&n->uas, ua, strnlen(ua, 256));
-  if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
-    const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
-    nt_conn_set_peer(c, x, strcspn(x, ", ")); /* not an address: the socket's stays */
-  }
+  const char *xip;
+  size_t xlen;
+  if ((n->cfg->trust_proxy || n->cfg->trusted_proxies) &&
+      nt_proxy_client(n->cfg->trusted_proxies, c->peer, c->peer_family,
+                      req->hdr[NT_HDR_X_FORWARDED_FOR], &xip, &xlen))
+    nt_conn_set_peer(c, xip, xlen); /* the hop a trusted proxy added (nt_proxy.h) */
   if (n->cfg->auth_request) { /* the authorizer's reply accepts or refuses, later */
     if (nt_authz_start(n, c, req, rest, rest_len)) {
       nt_identity_clear(&c->ident);
@@ -738,5 +720,6 @@ void nt_node_free(nt_node *n) {
   for (size_t i = 0; i < n->norigins; i++) free(n->origins[i]);
   free(n->origins);
   if (n->auth) nt_auth_free(n->auth);
+  free(n->rand);
   free(n);
 }

@@ -56,7 +56,7 @@ struct nt_node {
   nt_frame *ping;
   char **origins;
   size_t norigins;
-  uint64_t rng[4];
+  struct nt_rand *rand;     /* ids clients see (nt_rand.h) */
   uint8_t rbuf[NT_READ_BUF];
 };
 

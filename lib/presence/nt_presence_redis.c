@@ -114,7 +114,7 @@ static void op_fail(rop *op, int status) {
   switch (kind) {
   case CB_JOIN: op->cb.join(op->ud, status, 0, NULL, 0); break;
   case CB_LEAVE: op->cb.leave(op->ud, status, 0); break;
-  case CB_MEMBERS: op->cb.members(op->ud, status, NULL, 0); break;
+  case CB_MEMBERS: op->cb.members(op->ud, status, NULL); break;
   case CB_DONE: op->cb.done(op->ud, status); break;
   case CB_CONN: op->cb.conn(op->ud, status, NULL); break;
   default: break;
@@ -593,31 +593,40 @@ static int r_leave(nt_presence *base, const char *tenant, const char *room, cons
 }
 
 static void on_members(rp *p, rop *op, redisReply *r) {
-  if (!r || r->type != REDIS_REPLY_ARRAY) return;
+  (void)p;
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+      r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER)
+    return; /* op_fail follows */
   const char **m;
-  size_t n = reply_strings(r, &m);
+  size_t n = reply_strings(r->element[1], &m);
+  const char *next = r->element[0]->str;
+  nt_presence_page pg = {m, n, strcmp(next, "0") ? next : NULL,
+                         (uint64_t)(r->element[2]->integer > 0 ? r->element[2]->integer : 0)};
   op->cbkind = CB_NONE;
-  op->cb.members(op->ud, 0, m, n);
+  op->cb.members(op->ud, 0, &pg);
   free(m);
 }
 
 static int r_members(nt_presence *base, const char *tenant, const char *room,
-                     nt_presence_members_cb cb, void *ud) {
+                     const char *cursor, size_t limit, nt_presence_members_cb cb, void *ud) {
   rp *p = (rp *)base;
   if (p->closing) return NT_ECLOSED;
-  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) || !cb) return NT_EINVAL;
+  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) || !cb ||
+      nt_presence_page_args_ok(cursor, limit))
+    return NT_EINVAL;
   p->st.ops++;
-  char k[NT_KEY_MAX];
-  if (!nt_rp_up(p)) {
+  char b[NT_KEY_MAX], ck[NT_KEY_MAX], what[NT_ID_MAX + 16], count[24];
+  if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
     p->st.errors++;
     return NT_ESTORE;
   }
-  if (nt_key_tenant(k, sizeof k, p->prefix, tenant, room ? NT_KEY_ROOMU : NT_KEY_ONLINE,
-                    room) < 0)
-    return NT_EINVAL;
+  if (room) snprintf(what, sizeof what, NT_KEY_ROOMU ":%s", room);
+  else snprintf(what, sizeof what, NT_KEY_ONLINE);
+  snprintf(count, sizeof count, "%zu", limit);
   rop *op = user_op(p, on_members, CB_MEMBERS, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
-  return nt_rp_send(p, op, 2, (const char *[]){"HKEYS", k}, NULL);
+  const char *a[] = {ck, b, what, cursor ? cursor : "0", count};
+  return nt_rp_script(p, op, NT_LUA_MEMBERS, 1, 5, a, NULL);
 }
 
 static void on_done(rp *p, rop *op, redisReply *r) {

@@ -285,22 +285,21 @@ static void on_joined(void *ud, int status, int transition, const char *const *m
   conn_op_free(op);
 }
 
-static void on_members(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c)) {
     if (status == 0)
-      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, members, n_members,
-                                         op->reqid));
+      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, pg, op->reqid));
     else
       nt_client_send_error(op->n, op->c, "internal", "presence unavailable", op->reqid);
   }
   conn_op_free(op);
 }
 
-static void on_rejoined(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_rejoined(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c) && status == 0)
-    send_frame(op->c, nt_proto_joined(op->room, members, n_members, op->reqid));
+    send_frame(op->c, nt_proto_joined(op->room, pg->members, pg->n, op->reqid));
   conn_op_free(op);
 }
 
@@ -329,7 +328,8 @@ static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
   if (nt_hub_conn_room(c, rq->room)) { /* already a member: answer with the members */
     conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
-    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, on_rejoined, op))
+    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, NULL,
+                                  NT_PRESENCE_JOINED_MAX, on_rejoined, op))
       conn_op_free(op);
     return;
   }
@@ -423,8 +423,10 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
   conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
   if (!op) return;
-  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, on_members, op))
-    on_members(op, NT_ESTORE, NULL, 0);
+  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, rq->cursor,
+                          rq->limit ? (size_t)rq->limit : NT_PRESENCE_PAGE_DEFAULT, on_members,
+                          op))
+    on_members(op, NT_ESTORE, NULL);
 }
 
 /* ---- $default: a NATS request on natter.route.<action>, the reply relayed ---- */

@@ -1,5 +1,6 @@
 /* nt_config: one table of options drives parsing, environment lookup and --help. */
 #include "nt_config.h"
+#include "nt_proxy.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -41,7 +42,8 @@ static const opt opts[] = {
   {G_LISTEN, "api-listen", OPT_STR, O(api_listen), "0.0.0.0:8081", "HTTP API, /metrics, /healthz, /readyz (keep it private)", "ADDR:PORT"},
   {G_LISTEN, "static-dir", OPT_STR, O(static_dir), NATTER_DEFAULT_STATIC_DIR, "directory of the demo page files", "DIR"},
   {G_LISTEN, "client-js", OPT_STR, O(client_js), NATTER_DEFAULT_CLIENT_JS, "file served at /natter.js: the JavaScript client (clients/js/natter.js)", "FILE"},
-  {G_LISTEN, "trust-proxy", OPT_BOOL, O(trust_proxy), "off", "take the client address from X-Forwarded-For (behind a proxy you run)", NULL},
+  {G_LISTEN, "trust-proxy", OPT_BOOL, O(trust_proxy), "off", "behind one proxy you run: the client address is the last X-Forwarded-For entry (the one the proxy added)", NULL},
+  {G_LISTEN, "trusted-proxies", OPT_STR, O(trusted_proxies), NULL, "addresses/CIDRs of your proxies: X-Forwarded-For is read only from them, walked from the right past them (implies --trust-proxy)", "CIDR[,CIDR...]"},
   {G_LISTEN, "drain-grace", OPT_SECS, O(drain_grace_s), "10", "seconds between SIGTERM and closing clients with 1001", NULL},
   /* authentication */
   {G_AUTH, "jwt-secret", OPT_STR, O(jwt_secret), NULL, "HS256/384/512 shared secret for client tokens, at least 32/48/64 bytes", "SECRET"},
@@ -84,6 +86,9 @@ static const opt opts[] = {
   {G_HISTORY, "history-max-per-room", OPT_LONG, O(history_max_per_room), "1000", "messages kept per room (older ones leave first)", NULL},
   {G_HISTORY, "history-storage", OPT_STR, O(history_storage), "file", "JetStream storage of the history stream", "file|memory"},
   {G_HISTORY, "history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)", NULL},
+  {G_HISTORY, "history-max-bytes", OPT_SIZE, O(history_max_bytes), "0", "bytes the history keeps over all rooms, oldest leave first (0: 1 GiB on JetStream, 64 MiB in memory)", NULL},
+  {G_HISTORY, "history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are delivered live-only (0: --max-message-bytes + 4 KiB)", NULL},
+  {G_HISTORY, "history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)", NULL},
   /* routes */
   {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action>", NULL},
   {G_ROUTES, "route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply", NULL},
@@ -516,6 +521,11 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
                  "--rate-close-after at most 65535\n");
     return -1;
   }
+  if (cfg->trusted_proxies && nt_proxy_list_valid(cfg->trusted_proxies)) {
+    fprintf(err, "natter-node: --trusted-proxies must be a comma-separated list of IP "
+                 "addresses or CIDR blocks (10.0.0.0/8, fd00::/8)\n");
+    return -1;
+  }
   if (cfg->history_max_per_room < 1 || cfg->history_max_per_room > 1000000) {
     fprintf(err, "natter-node: --history-max-per-room must be between 1 and 1000000\n");
     return -1;
@@ -527,6 +537,17 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   }
   if (cfg->history_replicas < 1 || cfg->history_replicas > 5) {
     fprintf(err, "natter-node: --history-replicas must be between 1 and 5\n");
+    return -1;
+  }
+  /* JetStream's max_msg_size is a 32-bit signed value */
+  if (cfg->history_max_msg_bytes > INT32_MAX - 4096 ||
+      (cfg->history_max_msg_bytes && cfg->history_max_msg_bytes < 1024) ||
+      (!cfg->history_max_msg_bytes && cfg->max_message_bytes > INT32_MAX - 4096)) {
+    fprintf(err, "natter-node: --history-max-msg-bytes must be 0 or between 1k and 2G\n");
+    return -1;
+  }
+  if (cfg->history_max_bytes && cfg->history_max_bytes < (1u << 20)) {
+    fprintf(err, "natter-node: --history-max-bytes must be 0 or at least 1M\n");
     return -1;
   }
   if (cfg->log_level && strcmp(cfg->log_level, "debug") && strcmp(cfg->log_level, "info") &&

@@ -38,10 +38,14 @@ typedef struct nt_config {
   long history_max_per_room; /* messages kept per room */
   char *history_storage;     /* "file" | "memory" (JetStream) */
   long history_replicas;     /* JetStream stream replicas (1..5) */
+  size_t history_max_bytes;  /* all rooms together (0: 1 GiB JetStream, 64 MiB memory) */
+  size_t history_max_msg_bytes; /* largest stored envelope (0: max_message_bytes + 4 KiB) */
+  size_t history_tenant_bytes;  /* per tenant and node per max age (0: no quota) */
   char *tls_cert, *tls_key;
   char *tls_min_version;     /* "1.3" | "1.2" */
   int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */
-  int trust_proxy;           /* take the source ip from X-Forwarded-For */
+  int trust_proxy;           /* take the source ip from X-Forwarded-For (its last entry) */
+  char *trusted_proxies;     /* addresses/CIDRs of trusted proxies (nt_proxy.h), NULL: none */
   double node_ttl_s;         /* node liveness record TTL in Redis */
   double node_refresh_s;     /* node liveness refresh interval */
   int auth_request;          /* bool: ask natter.auth.connect before accepting an upgrade */
