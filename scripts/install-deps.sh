@@ -9,6 +9,7 @@ BUILD_PKGS=(
   build-essential cmake pkg-config ca-certificates
   libuv1-dev libwslay-dev libnats-dev libprotobuf-c-dev protobuf-c-compiler
   libhiredis-dev libcmocka-dev libjwt-dev libjansson-dev libhttp-parser-dev libssl-dev zlib1g-dev
+  libcurl4-openssl-dev
 )
 PKGS=(
   "${BUILD_PKGS[@]}" git curl
