@@ -6,6 +6,7 @@
 
 #include "nt_envelope.h"
 #include "nt_err.h"
+#include "nt_integ.h"
 #include "nt_limits.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
@@ -236,7 +237,11 @@ void nt_client_closing(nt_node *n, nt_conn *c) {
   n->m.connections = n->nws;
 }
 
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c) { nt_client_closing(n, c); }
+void nt_node_on_conn_closing(nt_node *n, nt_conn *c) {
+  int welcomed = c->welcomed;
+  nt_client_closing(n, c);
+  if (n->integ) nt_integ_closing(n, c, welcomed);
+}
 
 /* ---------------------------------------------------------------- actions ---- */
 
@@ -519,5 +524,6 @@ void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *da
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");
     return;
   }
+  if (n->integ && nt_integ_on_message(n, c, data, len)) return; /* --integration-routes */
   nt_client_on_message(n, c, data, len);
 }

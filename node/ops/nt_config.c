@@ -59,6 +59,13 @@ static const opt opts[] = {
   {"node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record"},
   {"auth-request", OPT_BOOL, O(auth_request), "off", "ask an external authorizer on natter.auth.connect before accepting an upgrade (on|off)"},
   {"auth-timeout", OPT_SECS, O(auth_timeout_s), "3", "seconds to wait for the authorizer; no reply in time answers 503 (below --handshake-timeout)"},
+  {"integration-url", OPT_STR, O(integration_url), NULL, "http(s) URL receiving API Gateway Lambda proxy events for the routes of --integration-routes"},
+  {"integration-routes", OPT_STR, O(integration_routes), "$connect,$disconnect,$default", "comma-separated route keys sent to --integration-url"},
+  {"route-selection-expression", OPT_STR, O(route_selection_expression), "$request.body.action", "where a frame's route key is: $request.body.<field>[.<field>...]"},
+  {"integration-timeout", OPT_SECS, O(integration_timeout_s), "10", "seconds an invocation may take (then error timeout; $connect: 503)"},
+  {"integration-concurrency", OPT_LONG, O(integration_concurrency), "256", "invocations in flight per node (1..65536)"},
+  {"integration-queue", OPT_LONG, O(integration_queue), "1024", "route invocations waiting beyond --integration-concurrency; past it: error rate_limited"},
+  {"integration-stage", OPT_STR, O(integration_stage), "natter", "requestContext.stage of the events"},
   {"rate-limit", OPT_LONG, O(rate_limit), "100", "client messages per second per connection (token bucket; 0: no limit); over it: error rate_limited"},
   {"rate-burst", OPT_LONG, O(rate_burst), "200", "messages a connection may send at once before --rate-limit applies (0: same as --rate-limit)"},
   {"rate-close-after", OPT_LONG, O(rate_close_after), "20", "rate-limited messages within 10 s that close the connection with 1008 (0: never close)"},
@@ -228,6 +235,29 @@ int nt_config_split_hostport(const char *s, char *host, size_t hostcap, int *por
   return 0;
 }
 
+static int validate_integration(const nt_config *cfg, FILE *err) {
+  const char *u = cfg->integration_url;
+  if (u && strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
+    fprintf(err, "natter-node: --integration-url must start with http:// or https://\n");
+    return -1;
+  }
+  const char *e = cfg->route_selection_expression;
+  if (!e || strncmp(e, "$request.body.", 14) || !e[14] || strstr(e + 13, "..") ||
+      e[strlen(e) - 1] == '.') {
+    fprintf(err, "natter-node: --route-selection-expression must be $request.body.<field>"
+                 "[.<field>...]\n");
+    return -1;
+  }
+  if (cfg->integration_timeout_s <= 0 || cfg->integration_timeout_s > 3600 ||
+      cfg->integration_concurrency < 1 || cfg->integration_concurrency > 65536 ||
+      cfg->integration_queue > 1000000) {
+    fprintf(err, "natter-node: --integration-timeout must be in (0, 3600] s, "
+                 "--integration-concurrency in 1..65536, --integration-queue at most 1000000\n");
+    return -1;
+  }
+  return 0;
+}
+
 int nt_config_validate(const nt_config *cfg, FILE *err) {
   char host[256];
   int port;
@@ -300,6 +330,7 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
                  "least 1 second below --handshake-timeout\n");
     return -1;
   }
+  if (validate_integration(cfg, err)) return -1;
   if (cfg->max_header_bytes < 1024 || cfg->max_header_bytes > (1u << 20)) {
     fprintf(err, "natter-node: --max-header-bytes must be between 1k and 1M\n");
     return -1;
