@@ -17,7 +17,8 @@ PKGS=(
   python3-websockets python3-pytest python3-pytest-timeout python3-jwt iproute2 procps
   chromium
 )
-# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh). The machine image
+# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh) and the AWS SDK v3
+# suite (tests/aws/run.sh). The machine image
 # ships them; only where they are missing fall back to Debian's packages.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 

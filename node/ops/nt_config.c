@@ -31,6 +31,8 @@ static const opt opts[] = {
   {"jwt-alg", OPT_STR, O(jwt_alg), "HS256", "the only JWT algorithm accepted (HS256 RS256 ES256 ...)"},
   {"default-tenant", OPT_STR, O(default_tenant), NULL, "tenant of tokens without a tenant/tid claim (default: such tokens are refused)"},
   {"admin-token", OPT_STR, O(admin_token), NULL, "bearer token of the HTTP API (API refused when unset)"},
+  {"aws-access-key-id", OPT_STR, O(aws_access_key_id), NULL, "access key id of SigV4-signed HTTP API calls (service execute-api, any region), besides the bearer token"},
+  {"aws-secret-access-key", OPT_STR, O(aws_secret_access_key), NULL, "secret access key of --aws-access-key-id"},
   {"allowed-origins", OPT_STR, O(allowed_origins), NULL, "comma-separated Origin values allowed to upgrade (default: any)"},
   {"max-message-bytes", OPT_SIZE, O(max_message_bytes), "65536", "largest client message; larger ones close with 1009"},
   {"send-queue-bytes", OPT_SIZE, O(send_queue_bytes), "1048576", "per-connection outbound bound; past it the client is closed as a slow consumer"},
@@ -236,6 +238,11 @@ int nt_config_split_hostport(const char *s, char *host, size_t hostcap, int *por
 }
 
 static int validate_integration(const nt_config *cfg, FILE *err) {
+  if (!cfg->aws_access_key_id != !cfg->aws_secret_access_key ||
+      (cfg->aws_access_key_id && (!*cfg->aws_access_key_id || !*cfg->aws_secret_access_key))) {
+    fprintf(err, "natter-node: --aws-access-key-id and --aws-secret-access-key go together\n");
+    return -1;
+  }
   const char *u = cfg->integration_url;
   if (u && strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
     fprintf(err, "natter-node: --integration-url must start with http:// or https://\n");

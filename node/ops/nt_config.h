@@ -16,6 +16,7 @@ typedef struct nt_config {
   char *jwt_secret, *jwt_public_key, *jwt_alg;
   char *default_tenant;
   char *admin_token;
+  char *aws_access_key_id, *aws_secret_access_key; /* SigV4 access to the HTTP API */
   char *allowed_origins;     /* comma-separated, NULL: any */
   char *static_dir;
   char *redis_prefix;
