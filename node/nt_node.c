@@ -13,6 +13,7 @@
 #include "nt_api.h"
 #include "nt_authz.h"
 #include "nt_integ.h"
+#include "nt_webhook.h"
 #include "nt_deflate.h"
 #include "nt_drain.h"
 #include "nt_err.h"
@@ -289,6 +290,7 @@ int nt_node_start(nt_node *n) {
     nt_log_warn("cannot subscribe node subject", "{s:s}", "subject", n->node_subject);
   int r = start_tls_pmd(n);
   if (!r) r = nt_integ_start(n);
+  if (!r) r = nt_webhook_start(n);
   if (r) return r;
   r = listen_on(n, &n->listener, n->cfg->listen, "websocket");
   if (!r) r = listen_on(n, &n->api_listener, n->cfg->api_listen, "api");
@@ -649,6 +651,7 @@ static void close_node_handles(nt_node *n) {
   nt_presence *p = n->pres;
   n->pres = NULL;
   if (p) nt_presence_destroy(p);
+  nt_webhook_close(n); /* after presence: its last callbacks may still emit */
   nt_integ_close(n);
   nt_resume_close(n); /* the history publishes on the bus: it goes first */
   nt_bus *b = n->bus;

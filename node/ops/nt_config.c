@@ -68,6 +68,10 @@ static const opt opts[] = {
   {"integration-concurrency", OPT_LONG, O(integration_concurrency), "256", "invocations in flight per node (1..65536)"},
   {"integration-queue", OPT_LONG, O(integration_queue), "1024", "route invocations waiting beyond --integration-concurrency; past it: error rate_limited"},
   {"integration-stage", OPT_STR, O(integration_stage), "natter", "requestContext.stage of the events"},
+  {"webhook-url", OPT_STR, O(webhook_url), NULL, "http(s) URL receiving signed batches of connect/disconnect/join/leave/online/offline events"},
+  {"webhook-secret", OPT_STR, O(webhook_secret), NULL, "HMAC-SHA256 key of X-Natter-Signature (required with --webhook-url)"},
+  {"webhook-queue", OPT_LONG, O(webhook_queue), "10000", "webhook events waiting for delivery; past it new events are dropped (counted, logged)"},
+  {"webhook-timeout", OPT_SECS, O(webhook_timeout_s), "5", "seconds a webhook request may take before it is retried"},
   {"rate-limit", OPT_LONG, O(rate_limit), "100", "client messages per second per connection (token bucket; 0: no limit); over it: error rate_limited"},
   {"rate-burst", OPT_LONG, O(rate_burst), "200", "messages a connection may send at once before --rate-limit applies (0: same as --rate-limit)"},
   {"rate-close-after", OPT_LONG, O(rate_close_after), "20", "rate-limited messages within 10 s that close the connection with 1008 (0: never close)"},
@@ -241,6 +245,18 @@ static int validate_integration(const nt_config *cfg, FILE *err) {
   if (!cfg->aws_access_key_id != !cfg->aws_secret_access_key ||
       (cfg->aws_access_key_id && (!*cfg->aws_access_key_id || !*cfg->aws_secret_access_key))) {
     fprintf(err, "natter-node: --aws-access-key-id and --aws-secret-access-key go together\n");
+    return -1;
+  }
+  const char *wu = cfg->webhook_url;
+  if (wu && ((strncmp(wu, "http://", 7) && strncmp(wu, "https://", 8)) ||
+             !cfg->webhook_secret || !*cfg->webhook_secret)) {
+    fprintf(err, "natter-node: --webhook-url must be http(s):// and needs --webhook-secret\n");
+    return -1;
+  }
+  if (cfg->webhook_queue < 1 || cfg->webhook_queue > 10000000 || cfg->webhook_timeout_s <= 0 ||
+      cfg->webhook_timeout_s > 600) {
+    fprintf(err, "natter-node: --webhook-queue must be in 1..10000000, --webhook-timeout in "
+                 "(0, 600] s\n");
     return -1;
   }
   const char *u = cfg->integration_url;

@@ -58,6 +58,10 @@ typedef struct nt_config {
   long integration_concurrency; /* in flight per node */
   long integration_queue;    /* waiting route invocations beyond the concurrency */
   char *integration_stage;   /* requestContext.stage */
+  /* signed webhooks (nt_webhook.c) */
+  char *webhook_url, *webhook_secret;
+  long webhook_queue;        /* events waiting; past it new ones are dropped */
+  double webhook_timeout_s;
   long max_user_subs;        /* per tenant: users with their own bus subscription before the
                               * tenant's user wildcard takes over (nt_hub.h) */
 } nt_config;

@@ -4,13 +4,14 @@ every Lambda proxy event it receives and answers through a rule the test can swa
 
     b = Backend(rule)          # rule(event) -> Answer | "hang" | "garbage" | "close"
     b.url                      # give to --integration-url
-    b.events(route=None)       # recorded events (parsed), in arrival order
+    b.events(route=None)       # recorded requests (parsed JSON; "<raw>" body, "<headers>")
     b.close()
 
 Answer(status, body, ctype, delay) is a plain HTTP response; body may be a dict (JSON).
 """
 
 import json
+import socket
 import socketserver
 import threading
 import time
@@ -30,7 +31,7 @@ class Answer:
 
 
 def route_of(ev):
-    return ev["requestContext"]["routeKey"]
+    return ev.get("requestContext", {}).get("routeKey")
 
 
 def default_rule(ev):
@@ -39,10 +40,14 @@ def default_rule(ev):
 
 class Backend:
     def __init__(self, rule=default_rule, port=None):
+        self._start(rule, port)
+
+    def _start(self, rule, port):
         self.rule = rule
         self.lock = threading.Lock()
         self._events = []
         self.connections = 0
+        self.socks = []
         self.stop = threading.Event()
         backend = self
 
@@ -53,6 +58,7 @@ class Backend:
                 super().setup()
                 with backend.lock:
                     backend.connections += 1
+                    backend.socks.append(self.connection)
 
             def log_message(self, *a):
                 pass
@@ -64,6 +70,9 @@ class Backend:
                     ev = json.loads(raw)
                 except ValueError:
                     ev = {"<unparsable>": raw.decode("utf-8", "replace")}
+                if not isinstance(ev, dict):
+                    ev = {"<json>": ev}
+                ev["<raw>"] = raw
                 ev["<headers>"] = dict(self.headers.items())
                 ev["<at>"] = time.monotonic()
                 with backend.lock:
@@ -113,6 +122,20 @@ class Backend:
             self.events(route, pred)), timeout or nh.t(10), what=f"{n} {route} event(s)")
 
     def close(self):
+        """Stops listening and cuts the kept-alive connections too (a real restart)."""
         self.stop.set()
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            for sock in self.socks:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.socks = []
+
+    def restart(self):
+        """Starts again on the same port, keeping what was recorded."""
+        events = self._events
+        self._start(self.rule, self.port)
+        self._events = events
