@@ -12,6 +12,8 @@
 
 #include "nt_api.h"
 #include "nt_authz.h"
+#include "nt_integ.h"
+#include "nt_webhook.h"
 #include "nt_deflate.h"
 #include "nt_drain.h"
 #include "nt_err.h"
@@ -268,6 +270,8 @@ int nt_node_start(nt_node *n) {
   if (nt_bus_subscribe(n->bus, n->node_subject, NULL, &n->node_sub))
     nt_log_warn("cannot subscribe node subject", "{s:s}", "subject", n->node_subject);
   int r = start_tls_pmd(n);
+  if (!r) r = nt_integ_start(n);
+  if (!r) r = nt_webhook_start(n);
   if (r) return r;
   r = listen_on(n, &n->listener, n->cfg->listen, "websocket");
   if (!r) r = listen_on(n, &n->api_listener, n->cfg->api_listen, "api");
@@ -369,6 +373,7 @@ void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
   if (c->next) c->next->prev = c->prev;
   n->nconns--;
   if (c->api) nt_accesslog_forget(c);
+  if (n->integ) nt_integ_conn_free(n, c);
   if (c->user_agent) nt_unintern(&n->uas, c->user_agent);
   c->user_agent = NULL;
 }
@@ -458,6 +463,11 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
       nt_proxy_client(n->cfg->trusted_proxies, c->peer, c->peer_family,
                       req->hdr[NT_HDR_X_FORWARDED_FOR], &xip, &xlen))
     nt_conn_set_peer(c, xip, xlen); /* the hop a trusted proxy added (nt_proxy.h) */
+  if (n->integ && nt_integ_upgrade(n, c, req, token)) {
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 503, "integration unavailable");
+    return;
+  }
   if (n->cfg->auth_request) { /* the authorizer's reply accepts or refuses, later */
     if (nt_authz_start(n, c, req, rest, rest_len)) {
       nt_identity_clear(&c->ident);
@@ -465,6 +475,12 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     }
     return;
   }
+  int ir = n->integ ? nt_integ_connect(n, c, req, rest, rest_len) : 0;
+  if (ir < 0) {
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 503, "integration unavailable");
+  }
+  if (ir) return; /* $connect accepts or refuses, later */
   nt_node_accept_upgrade(n, c, req, rest, rest_len);
 }
 
@@ -625,6 +641,8 @@ static void close_node_handles(nt_node *n) {
   nt_presence *p = n->pres;
   n->pres = NULL;
   if (p) nt_presence_destroy(p);
+  nt_webhook_close(n); /* after presence: its last callbacks may still emit */
+  nt_integ_close(n);
   nt_resume_close(n); /* the history publishes on the bus: it goes first */
   nt_bus *b = n->bus;
   n->bus = NULL;

@@ -9,6 +9,7 @@ BUILD_PKGS=(
   build-essential cmake pkg-config ca-certificates
   libuv1-dev libwslay-dev libnats-dev libprotobuf-c-dev protobuf-c-compiler
   libhiredis-dev libcmocka-dev libjwt-dev libjansson-dev libhttp-parser-dev libssl-dev zlib1g-dev
+  libcurl4-openssl-dev
 )
 PKGS=(
   "${BUILD_PKGS[@]}" git curl
@@ -18,9 +19,10 @@ PKGS=(
   prometheus
 )
 # prometheus ships promtool, which checks /metrics in tests/integration/test_ops.py.
-# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh) and its package
-# test (clients/js/test/package.sh; npm packages come pinned from each package-lock.json).
-# The machine image ships them; only where they are missing fall back to Debian's packages.
+# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh), its package
+# test (clients/js/test/package.sh) and the AWS SDK v3 suite (tests/aws/run.sh); npm
+# packages come pinned from each package-lock.json. The machine image ships them; only
+# where they are missing fall back to Debian's packages.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 
 case "${1:-}" in

@@ -6,11 +6,13 @@
 
 #include "nt_envelope.h"
 #include "nt_err.h"
+#include "nt_integ.h"
 #include "nt_limits.h"
 #include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
+#include "nt_webhook.h"
 
 /* ---------------------------------------------------------------- helpers ---- */
 
@@ -43,11 +45,19 @@ static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *
 }
 
 static const char *const event_names[] = {"", "connect", "disconnect", "join", "leave"};
+/* DisconnectReason names, for webhooks */
+static const char *const reason_names[] = {"", "client_close", "timeout", "slow_consumer",
+                                           "kicked", "node_lost", "protocol_error",
+                                           "server_shutdown"};
 
 /* `node` is the node that held the connection: the reaper reports a dead node's ones. */
 static void publish_event_of(nt_node *n, const char *node, int kind, const nt_conn *c,
                              const char *tenant, const char *user, const char *conn_id,
                              const char *room, int reason) {
+  if (n->webhook) /* the event kinds are the first four webhook types */
+    nt_webhook_emit(n, kind, tenant, user, room, conn_id, node,
+                    reason > 0 && reason < (int)(sizeof reason_names / sizeof *reason_names)
+                        ? reason_names[reason] : NULL);
   char subject[NT_SUBJECT_MAX];
   if (!n->bus || nt_subject_event(subject, sizeof subject, tenant, event_names[kind]) < 0) return;
   Natter__Event ev = NATTER__EVENT__INIT;
@@ -62,7 +72,7 @@ static void publish_event_of(nt_node *n, const char *node, int kind, const nt_co
   char peer[NT_CONN_PEER_STRLEN];
   if (c && kind == NATTER__EVENT_KIND__CONNECT) {
     ev.source_ip = (char *)nt_conn_peer(c, peer);
-    ev.user_agent = c->user_agent ? c->user_agent : "";
+    ev.user_agent = (char *)(c->user_agent ? c->user_agent : "");
   }
   uint8_t buf[1024], *out;
   size_t len = nt_event_encode(&ev, buf, sizeof buf, &out);
@@ -79,6 +89,9 @@ void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char 
 
 static void publish_presence(nt_node *n, const char *tenant, const char *room,
                              const char *user, const char *conn_id, int online) {
+  if (n->webhook) /* a presence transition: decided once in the cluster */
+    nt_webhook_emit(n, online ? NT_WH_ONLINE : NT_WH_OFFLINE, tenant, user, room, conn_id,
+                    NULL, NULL);
   char subject[NT_SUBJECT_MAX];
   if (nt_subject_presence(subject, sizeof subject, tenant, room) < 0) return;
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
@@ -238,7 +251,11 @@ void nt_client_closing(nt_node *n, nt_conn *c) {
   n->m.connections = n->nws;
 }
 
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c) { nt_client_closing(n, c); }
+void nt_node_on_conn_closing(nt_node *n, nt_conn *c) {
+  int welcomed = c->welcomed;
+  nt_client_closing(n, c);
+  if (n->integ) nt_integ_closing(n, c, welcomed);
+}
 
 /* ---------------------------------------------------------------- actions ---- */
 
@@ -529,5 +546,6 @@ void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *da
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");
     return;
   }
+  if (n->integ && nt_integ_on_message(n, c, data, len)) return; /* --integration-routes */
   nt_client_on_message(n, c, data, len);
 }

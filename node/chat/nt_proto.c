@@ -22,6 +22,12 @@ static const struct {
     {"history", NT_ACT_HISTORY},
 };
 
+int nt_proto_action_of(const char *name) {
+  for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+    if (!strcmp(actions[i].name, name)) return actions[i].action;
+  return NT_ACT_CUSTOM;
+}
+
 static int get_id(json_t *root, const char *field, int required, const char **out,
                   const char **why, const char *bad) {
   json_t *v = json_object_get(root, field);
@@ -94,9 +100,7 @@ int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why) 
     return NT_EINVAL;
   }
   req->action_name = json_string_value(act);
-  req->action = NT_ACT_CUSTOM;
-  for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
-    if (!strcmp(actions[i].name, req->action_name)) req->action = actions[i].action;
+  req->action = nt_proto_action_of(req->action_name);
 
   switch (req->action) {
   case NT_ACT_JOIN:

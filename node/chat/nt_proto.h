@@ -46,6 +46,8 @@ typedef struct nt_req {
  * filled whenever the requestId could be read, so the error can echo it. Never crashes on
  * any input (fuzzed). */
 int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why);
+/* The built-in action called `name` (NT_ACT_JOIN...), or NT_ACT_CUSTOM. Pure. */
+int nt_proto_action_of(const char *name);
 void nt_req_free(nt_req *req);
 
 /* Renders server frames (each returned with refs = 1; NULL on allocation failure).

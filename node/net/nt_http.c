@@ -36,6 +36,7 @@ struct nt_http_parser {
   char name[NAME_MAX_LEN];
   sbuf target;
   sbuf hdr[NT_HDR_COUNT];
+  sbuf all;          /* every header as sent: "name:value" lines joined by '\n' */
   uint8_t *body;
   size_t body_cap;
   size_t body_expect; /* announced Content-Length, 0 when chunked or absent */
@@ -132,7 +133,9 @@ static int on_header_field(http_parser *hp, const char *at, size_t n) {
     if (p->last_cb == CB_VALUE) trim_value(p);
     p->name_len = 0;
     p->last_cb = CB_FIELD;
+    if (p->all.len && sbuf_append(&p->all, "\n", 1) != 0) return fail(p, 500);
   }
+  if (sbuf_append(&p->all, at, n) != 0) return fail(p, 500);
   /* A name longer than the buffer cannot be one we keep: mark it and stop copying. */
   if (p->name_len > NAME_MAX_LEN || n > NAME_MAX_LEN - p->name_len) {
     p->name_len = NAME_MAX_LEN + 1;
@@ -155,6 +158,9 @@ static int lookup_header(const nt_http_parser *p) {
 static int on_header_value(http_parser *hp, const char *at, size_t n) {
   nt_http_parser *p = hp->data;
   if (p->state != ST_HEAD) return 0;
+  if ((p->last_cb == CB_FIELD && sbuf_append(&p->all, ":", 1) != 0) ||
+      (n && sbuf_append(&p->all, at, n) != 0))
+    return fail(p, 500);
   if (p->last_cb == CB_FIELD) {
     p->last_cb = CB_VALUE;
     p->cur = lookup_header(p);
@@ -216,6 +222,8 @@ static int on_message_complete(http_parser *hp) {
   r->target = p->target.s;
   r->path_len = r->target ? strcspn(r->target, "?#") : 0;
   for (int i = 0; i < NT_HDR_COUNT; i++) r->hdr[i] = p->hdr[i].s;
+  r->headers = p->all.s ? p->all.s : "";
+  r->headers_len = p->all.len;
   r->body = r->body_len ? p->body : NULL;
   r->keep_alive = http_should_keep_alive(hp) ? 1 : 0;
   r->upgrade = hp->upgrade ? 1 : 0;
@@ -255,6 +263,7 @@ nt_http_parser *nt_http_parser_new(size_t max_header_bytes, size_t max_body_byte
 static void release(nt_http_parser *p) {
   sbuf_free(&p->target);
   for (int i = 0; i < NT_HDR_COUNT; i++) sbuf_free(&p->hdr[i]);
+  sbuf_free(&p->all);
   free(p->body);
   p->body = NULL;
   p->body_cap = 0;
@@ -549,4 +558,27 @@ char *nt_http_response(int status, const char *content_type, const void *body,
   out[(size_t)h + body_len] = '\0';
   if (out_len) *out_len = (size_t)h + body_len;
   return out;
+}
+
+int nt_http_header_next(const nt_http_req *r, size_t *pos, const char **name, size_t *nlen,
+                        const char **val, size_t *vlen) {
+  const char *h = r->headers;
+  size_t len = r->headers_len;
+  while (h && *pos < len) {
+    const char *line = h + *pos;
+    const char *nl = memchr(line, '\n', len - *pos);
+    size_t ll = nl ? (size_t)(nl - line) : len - *pos;
+    *pos += ll + (nl ? 1 : 0);
+    const char *colon = memchr(line, ':', ll);
+    if (!colon) continue;
+    const char *v = colon + 1, *e = line + ll;
+    while (v < e && is_ows(*v)) v++;
+    while (e > v && (is_ows(e[-1]) || e[-1] == '\r')) e--;
+    *name = line;
+    *nlen = (size_t)(colon - line);
+    *val = v;
+    *vlen = (size_t)(e - v);
+    return 1;
+  }
+  return 0;
 }

@@ -104,10 +104,11 @@ const char *nt_accesslog_template(int route) {
   }
 }
 
-static const char *const caller_names[] = {"anonymous", "token", "admin"};
+static const char *const caller_names[] = {"anonymous", "token", "admin", "sigv4"};
 
 int nt_accesslog_caller(const char *admin_token, const char *authorization) {
   if (!authorization) return NT_CALLER_ANONYMOUS;
+  if (!strncmp(authorization, "AWS4-HMAC-SHA256 ", 17)) return NT_CALLER_SIGV4;
   return nt_api_check_auth(admin_token, authorization) == 0 ? NT_CALLER_ADMIN
                                                             : NT_CALLER_TOKEN;
 }
@@ -158,7 +159,7 @@ void nt_accesslog_end(const nt_conn *c, int status) {
                caller_names[r->caller], "peer", r->peer
   if ((status == 401 || status == 403) && !r->is_public)
     limited(K_AUTH, fmt, FIELDS);
-  else if (r->caller == NT_CALLER_ADMIN)
+  else if (r->caller == NT_CALLER_ADMIN || r->caller == NT_CALLER_SIGV4) /* signed: trusted */
     nt_log_info(kinds[K_ANON].msg, fmt, FIELDS);
   else
     limited(K_ANON, fmt, FIELDS);

@@ -4,7 +4,7 @@
  *
  * Lines and levels (docs/operations.md "Logs"):
  *   info  "api request"        method, route (the template, never the path with its ids),
- *                              status, ms, caller (admin | token | anonymous), peer
+ *                              status, ms, caller (admin | sigv4 | token | anonymous), peer
  *   warn  "api auth failed"    the same fields, for 401/403 on a path that needs the admin
  *                              token (instead of the access line)
  *   warn  "upgrade refused"    status, reason, peer
@@ -49,14 +49,15 @@ uint64_t nt_logbucket_summary(nt_logbucket *b, uint64_t now_ms, uint64_t interva
 
 /* ---- the node's lines ---- */
 
-enum nt_caller { NT_CALLER_ANONYMOUS = 0, NT_CALLER_TOKEN = 1, NT_CALLER_ADMIN = 2 };
+enum nt_caller { NT_CALLER_ANONYMOUS = 0, NT_CALLER_TOKEN = 1, NT_CALLER_ADMIN = 2, NT_CALLER_SIGV4 = 3 };
 
 /* The route template of a routed request ("/v1/tenants/{tenant}/rooms/{room}/messages",
  * "/@connections/{connectionId}", "/metrics", ...; "unmatched" for no route). Static. */
 const char *nt_accesslog_template(int route);
 
-/* The caller kind of an API request: admin with the configured token, token with any
- * other bearer token or Authorization header, anonymous without one. */
+/* The caller kind of an API request: admin with the configured token, sigv4 with an AWS
+ * Signature Version 4 Authorization header (verified or not: the status tells), token
+ * with any other bearer token or Authorization header, anonymous without one. */
 int nt_accesslog_caller(const char *admin_token, const char *authorization);
 
 /* An API request on `c` was routed (`m`); its line is written by nt_accesslog_end. */

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "nt_accesslog.h"
+#include "nt_api_aws.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
@@ -107,12 +108,14 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
                                                                       : NT_API_METRICS;
     return;
   }
-  if (ns == 2 && LIT(0, "@connections")) {
+  /* /@connections/{id}, or /{stage}/@connections/{id} as the gateway's endpoints have it */
+  int st = ns == 3 && LIT(1, "@connections") && ok[0] > 0;
+  if ((ns == 2 && LIT(0, "@connections")) || st) {
     if (method == HTTP_GET) m->route = NT_API_CONN_GET;
     else if (method == HTTP_POST) m->route = NT_API_CONN_POST;
     else if (method == HTTP_DELETE) m->route = NT_API_CONN_DELETE;
     else return route_fail(m, 405, "use GET, POST or DELETE");
-    if (take_id(m->id, seg[1], ok[1])) route_fail(m, 400, "invalid connection id");
+    if (take_id(m->id, seg[1 + st], ok[1 + st])) route_fail(m, 400, "invalid connection id");
     return;
   }
   if (ns == 6 && LIT(0, "v1") && LIT(1, "tenants")) {
@@ -186,7 +189,9 @@ char *nt_api_error_response(int status, size_t *len) {
   size_t bl = 0;
   char *body = nt_api_error_json(nt_api_error_code(status), nt_http_reason(status), &bl);
   if (!body) return NULL;
-  char *resp = nt_http_response(status, "application/json", body, bl, NULL, 0, len);
+  char extra[96];
+  snprintf(extra, sizeof extra, "x-amzn-ErrorType: %s\r\n", nt_api_aws_error_type(status));
+  char *resp = nt_http_response(status, "application/json", body, bl, extra, 0, len);
   free(body);
   return resp;
 }
@@ -225,9 +230,10 @@ static void reply_error(nt_node *n, nt_conn *c, int status, const char *code, co
                         int keep_alive) {
   size_t len = 0;
   char *body = nt_api_error_json(code ? code : nt_api_error_code(status), msg, &len);
-  reply(n, c, status, JSON_TYPE, body, body ? len : 0,
-        status == 401 ? "WWW-Authenticate: Bearer realm=\"natter\"\r\n" : NULL,
-        body ? keep_alive : 0);
+  char extra[160]; /* the gateway's error type, which the AWS SDKs map to their exceptions */
+  snprintf(extra, sizeof extra, "x-amzn-ErrorType: %s\r\n%s", nt_api_aws_error_type(status),
+           status == 401 ? "WWW-Authenticate: Bearer realm=\"natter\"\r\n" : "");
+  reply(n, c, status, JSON_TYPE, body, body ? len : 0, extra, body ? keep_alive : 0);
   free(body);
 }
 
@@ -291,10 +297,13 @@ char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
   json_t *rooms = json_array();
   for (uint16_t i = 0; rooms && i < c->nrooms; i++)
     json_array_append_new(rooms, json_string(c->rooms[i].room->name));
-  json_t *o = json_pack("{s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
-                        "connectionId", c->id,
-                        "connectedAt", (json_int_t)(wall - (mono - (int64_t)c->connected_at)),
-                        "lastActiveAt", (json_int_t)(wall - nt_conn_age((uint64_t)mono, c->last_active)),
+  int64_t at = wall - (mono - (int64_t)c->connected_at);
+  int64_t active = wall - nt_conn_age((uint64_t)mono, c->last_active);
+  char at_s[32], active_s[32]; /* RFC 3339, as the gateway (and its SDKs) have them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
+                        "connectionId", c->id, "connectedAt", nt_api_rfc3339(at, at_s),
+                        "lastActiveAt", nt_api_rfc3339(active, active_s),
+                        "connectedAtMs", (json_int_t)at, "lastActiveAtMs", (json_int_t)active,
                         "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
                         "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
                         "rooms", rooms);
@@ -657,7 +666,13 @@ void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
   nt_api_match m;
   nt_api_route(req->method, req->target, req->path_len, &m);
   nt_accesslog_begin(c, req, &m, n->cfg->admin_token); /* the line: nt_accesslog_end */
-  if (!m.is_public) {
+  const char *aws_why = NULL;
+  int aws = m.is_public ? 1 : nt_api_aws_access(n->cfg, req, nt_now_ms() / 1000, &aws_why);
+  if (aws == 403) { /* logged as "api auth failed" (warn, rate-limited) by the access log */
+    reply_error(n, c, 403, NULL, aws_why, ka);
+    return;
+  }
+  if (!m.is_public && aws) { /* not SigV4-signed: the bearer admin token */
     const char *tok = n->cfg->admin_token;
     int st = nt_api_check_auth(tok, req->hdr[NT_HDR_AUTHORIZATION]);
     if (st) {

@@ -19,11 +19,11 @@ enum opt_kind { OPT_STR, OPT_SIZE, OPT_SECS, OPT_LONG, OPT_BOOL, OPT_AUTO_BOOL }
 
 /* --help prints the options group by group, in this order; the table keeps each group's
  * options together. */
-enum opt_group { G_LISTEN, G_AUTH, G_CLUSTER, G_LIMITS, G_HISTORY, G_ROUTES, G_TLS, G_LOGS,
-                 G_COUNT };
+enum opt_group { G_LISTEN, G_AUTH, G_CLUSTER, G_LIMITS, G_HISTORY, G_ROUTES, G_INTEG, G_TLS,
+                 G_LOGS, G_COUNT };
 static const char *const group_names[G_COUNT] = {
     "Listeners", "Authentication", "Cluster (NATS and Redis)", "Limits", "History",
-    "Custom routes ($default)", "TLS and compression", "Logs"};
+    "Custom routes ($default)", "HTTP integrations and webhooks", "TLS and compression", "Logs"};
 
 typedef struct opt {
   int group;        /* enum opt_group */
@@ -54,6 +54,8 @@ static const opt opts[] = {
   {G_AUTH, "jwt-issuer", OPT_STR, O(jwt_issuer), NULL, "when set, a token's iss must equal this value (else 401)", "ISS"},
   {G_AUTH, "default-tenant", OPT_STR, O(default_tenant), NULL, "tenant of tokens without a tenant/tid claim (default: such tokens are refused)", "ID"},
   {G_AUTH, "admin-token", OPT_STR, O(admin_token), NULL, "bearer token of the HTTP API (API refused when unset)", "TOKEN"},
+  {G_AUTH, "aws-access-key-id", OPT_STR, O(aws_access_key_id), NULL, "access key id of SigV4-signed HTTP API calls (service execute-api, any region), besides the bearer token", "KEY-ID"},
+  {G_AUTH, "aws-secret-access-key", OPT_STR, O(aws_secret_access_key), NULL, "secret access key of --aws-access-key-id", "SECRET"},
   {G_AUTH, "admin-token-file", OPT_STR, O(admin_token_file), NULL, "file holding the --admin-token (a trailing newline is dropped; not with --admin-token)", "FILE"},
   {G_AUTH, "allowed-origins", OPT_STR, O(allowed_origins), NULL, "comma-separated Origin values allowed to upgrade (default: any)", "ORIGIN[,ORIGIN...]"},
   {G_AUTH, "auth-request", OPT_BOOL, O(auth_request), "off", "ask an external authorizer on natter.auth.connect before accepting an upgrade", NULL},
@@ -92,6 +94,18 @@ static const opt opts[] = {
   /* routes */
   {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action>", NULL},
   {G_ROUTES, "route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply", NULL},
+  /* HTTP integrations and webhooks */
+  {G_INTEG, "integration-url", OPT_STR, O(integration_url), NULL, "http(s) URL receiving API Gateway Lambda proxy events for the routes of --integration-routes", "URL"},
+  {G_INTEG, "integration-routes", OPT_STR, O(integration_routes), "$connect,$disconnect,$default", "comma-separated route keys sent to --integration-url", "KEY[,KEY...]"},
+  {G_INTEG, "route-selection-expression", OPT_STR, O(route_selection_expression), "$request.body.action", "where a frame's route key is: $request.body.<field>[.<field>...]", "EXPR"},
+  {G_INTEG, "integration-timeout", OPT_SECS, O(integration_timeout_s), "10", "seconds an invocation may take (then error timeout; $connect: 503)", NULL},
+  {G_INTEG, "integration-concurrency", OPT_LONG, O(integration_concurrency), "256", "invocations in flight per node (1..65536)", NULL},
+  {G_INTEG, "integration-queue", OPT_LONG, O(integration_queue), "1024", "route invocations waiting beyond --integration-concurrency; past it: error rate_limited", NULL},
+  {G_INTEG, "integration-stage", OPT_STR, O(integration_stage), "natter", "requestContext.stage of the events", "STAGE"},
+  {G_INTEG, "webhook-url", OPT_STR, O(webhook_url), NULL, "http(s) URL receiving signed batches of connect/disconnect/join/leave/online/offline events", "URL"},
+  {G_INTEG, "webhook-secret", OPT_STR, O(webhook_secret), NULL, "HMAC-SHA256 key of X-Natter-Signature (required with --webhook-url)", "SECRET"},
+  {G_INTEG, "webhook-queue", OPT_LONG, O(webhook_queue), "10000", "webhook events waiting for delivery; past it new events are dropped (counted, logged)", NULL},
+  {G_INTEG, "webhook-timeout", OPT_SECS, O(webhook_timeout_s), "5", "seconds a webhook request may take before it is retried", NULL},
   /* TLS and compression */
   {G_TLS, "tls-cert", OPT_STR, O(tls_cert), NULL, "PEM certificate chain: --listen serves https/wss only (reloaded on SIGHUP)", "FILE"},
   {G_TLS, "tls-key", OPT_STR, O(tls_key), NULL, "PEM private key of --tls-cert (reloaded on SIGHUP)", "FILE"},
@@ -378,6 +392,46 @@ int nt_config_check_nats(const char *list, char *why, size_t cap) {
   return 0;
 }
 
+static int validate_integration(const nt_config *cfg, FILE *err) {
+  if (!cfg->aws_access_key_id != !cfg->aws_secret_access_key ||
+      (cfg->aws_access_key_id && (!*cfg->aws_access_key_id || !*cfg->aws_secret_access_key))) {
+    fprintf(err, "natter-node: --aws-access-key-id and --aws-secret-access-key go together\n");
+    return -1;
+  }
+  const char *wu = cfg->webhook_url;
+  if (wu && ((strncmp(wu, "http://", 7) && strncmp(wu, "https://", 8)) ||
+             !cfg->webhook_secret || !*cfg->webhook_secret)) {
+    fprintf(err, "natter-node: --webhook-url must be http(s):// and needs --webhook-secret\n");
+    return -1;
+  }
+  if (cfg->webhook_queue < 1 || cfg->webhook_queue > 10000000 || cfg->webhook_timeout_s <= 0 ||
+      cfg->webhook_timeout_s > 600) {
+    fprintf(err, "natter-node: --webhook-queue must be in 1..10000000, --webhook-timeout in "
+                 "(0, 600] s\n");
+    return -1;
+  }
+  const char *u = cfg->integration_url;
+  if (u && strncmp(u, "http://", 7) && strncmp(u, "https://", 8)) {
+    fprintf(err, "natter-node: --integration-url must start with http:// or https://\n");
+    return -1;
+  }
+  const char *e = cfg->route_selection_expression;
+  if (!e || strncmp(e, "$request.body.", 14) || !e[14] || strstr(e + 13, "..") ||
+      e[strlen(e) - 1] == '.') {
+    fprintf(err, "natter-node: --route-selection-expression must be $request.body.<field>"
+                 "[.<field>...]\n");
+    return -1;
+  }
+  if (cfg->integration_timeout_s <= 0 || cfg->integration_timeout_s > 3600 ||
+      cfg->integration_concurrency < 1 || cfg->integration_concurrency > 65536 ||
+      cfg->integration_queue > 1000000) {
+    fprintf(err, "natter-node: --integration-timeout must be in (0, 3600] s, "
+                 "--integration-concurrency in 1..65536, --integration-queue at most 1000000\n");
+    return -1;
+  }
+  return 0;
+}
+
 int nt_config_check_redis(const char *url, char *why, size_t cap) {
   nt_url u;
   const char *reason = NULL;
@@ -504,6 +558,7 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
                  "least 1 second below --handshake-timeout\n");
     return -1;
   }
+  if (validate_integration(cfg, err)) return -1;
   if (cfg->max_header_bytes < 1024 || cfg->max_header_bytes > (1u << 20)) {
     fprintf(err, "natter-node: --max-header-bytes must be between 1k and 1M\n");
     return -1;

@@ -20,6 +20,7 @@ typedef struct nt_config {
   char *default_tenant;
   char *admin_token;
   char *admin_token_file;    /* read into admin_token by nt_config_parse */
+  char *aws_access_key_id, *aws_secret_access_key; /* SigV4 access to the HTTP API */
   char *allowed_origins;     /* comma-separated, NULL: any */
   char *static_dir;
   char *client_js;           /* served at /natter.js instead of static_dir's file */
@@ -58,6 +59,18 @@ typedef struct nt_config {
   long max_conns_per_user;   /* connections of one user on this node (0: unlimited; 429) */
   size_t max_header_bytes;   /* HTTP request line + headers (431 beyond) */
   double handshake_timeout_s; /* a complete HTTP request must arrive within this */
+  /* HTTP integration (docs/integrations.md; nt_integ.c) */
+  char *integration_url;     /* NULL: off */
+  char *integration_routes;  /* comma-separated route keys sent to the integration */
+  char *route_selection_expression; /* "$request.body.<path>" */
+  double integration_timeout_s;
+  long integration_concurrency; /* in flight per node */
+  long integration_queue;    /* waiting route invocations beyond the concurrency */
+  char *integration_stage;   /* requestContext.stage */
+  /* signed webhooks (nt_webhook.c) */
+  char *webhook_url, *webhook_secret;
+  long webhook_queue;        /* events waiting; past it new ones are dropped */
+  double webhook_timeout_s;
   long max_user_subs;        /* per tenant: users with their own bus subscription before the
                               * tenant's user wildcard takes over (nt_hub.h) */
 } nt_config;

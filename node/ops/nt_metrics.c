@@ -120,6 +120,20 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
       sb_printf(&b, "natter_api_responses_total{code=\"other\"} %llu\n",
                 (unsigned long long)m->api_responses[i]);
   }
+  metric(&b, "integration_invocations_total", "counter", "HTTP integration invocations sent (retries not counted).", m->integ_invocations);
+  metric(&b, "integration_failures_total", "counter", "Invocations that failed: refused, garbage, too large, 5xx or timeout.", m->integ_failures);
+  metric(&b, "integration_timeouts_total", "counter", "Invocations with no answer within --integration-timeout.", m->integ_timeouts);
+  metric(&b, "integration_rate_limited_total", "counter", "Frames refused with rate_limited: integration queue full.", m->integ_rate_limited);
+  metric(&b, "integration_connect_refused_total", "counter", "Upgrades refused by the $connect route.", m->integ_connect_refused);
+  metric(&b, "integration_retries_total", "counter", "$disconnect invocations retried.", m->integ_retries);
+  metric(&b, "integration_dropped_total", "counter", "$disconnect invocations given up after their retries.", m->integ_dropped);
+  metric(&b, "integration_pending", "gauge", "Invocations in flight or waiting.", m->integ_inflight);
+  metric(&b, "webhook_events_total", "counter", "Webhook events emitted.", m->webhook_events);
+  metric(&b, "webhook_delivered_total", "counter", "Webhook events taken by the endpoint.", m->webhook_delivered);
+  metric(&b, "webhook_dropped_total", "counter", "Webhook events dropped: queue full.", m->webhook_dropped);
+  metric(&b, "webhook_rejected_total", "counter", "Webhook events dropped: the endpoint answered 4xx.", m->webhook_rejected);
+  metric(&b, "webhook_retries_total", "counter", "Webhook requests retried (5xx, timeout, refused).", m->webhook_retries);
+  metric(&b, "webhook_queue", "gauge", "Webhook events waiting for delivery.", m->webhook_queue);
   metric(&b, "authz_requests_total", "counter", "Upgrades sent to the external authorizer.", m->authz_requests);
   metric(&b, "authz_denied_total", "counter", "Upgrades the external authorizer refused (403).", m->authz_denied);
   metric(&b, "authz_unavailable_total", "counter", "Upgrades refused with 503: no, late or undecodable authorizer reply.", m->authz_unavailable);

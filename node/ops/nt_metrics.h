@@ -75,6 +75,22 @@ typedef struct nt_metrics {
   uint64_t tls_reloads;          /* certificate reloads (SIGHUP) that took effect */
   uint64_t tls_reload_failures;  /* ... that failed (the old certificate stays) */
   nt_route_stats routes;         /* custom route requests by action and outcome */
+  /* HTTP integration (nt_integ.c) */
+  uint64_t integ_invocations;    /* invocations sent (retries not counted) */
+  uint64_t integ_failures;       /* ... failed: refused, garbage, too large, 5xx or timeout */
+  uint64_t integ_timeouts;       /* ... of which timed out */
+  uint64_t integ_rate_limited;   /* frames refused with rate_limited: queue full */
+  uint64_t integ_connect_refused; /* upgrades refused by $connect */
+  uint64_t integ_retries;        /* $disconnect retries */
+  uint64_t integ_dropped;        /* $disconnect given up after its retries */
+  uint64_t integ_inflight;       /* gauge: invocations in flight or waiting */
+  /* signed webhooks (nt_webhook.c) */
+  uint64_t webhook_events;       /* events emitted */
+  uint64_t webhook_delivered;    /* ... taken by the endpoint (2xx) */
+  uint64_t webhook_dropped;      /* ... dropped: queue full */
+  uint64_t webhook_rejected;     /* ... dropped: the endpoint answered 4xx */
+  uint64_t webhook_retries;      /* batch requests retried (5xx, timeout, refused) */
+  uint64_t webhook_queue;        /* gauge: events waiting */
   /* publish -> deliver latency on this node (origin timestamp to local fan-out), ms */
   uint64_t lat_bucket[NT_LAT_BUCKETS];
   uint64_t lat_count;
