@@ -436,6 +436,11 @@ int nt_config_check_redis(const char *url, char *why, size_t cap) {
   nt_url u;
   const char *reason = NULL;
   size_t len = url ? strlen(url) : 0;
+  /* the presence store's parser ends the URL at '?' or '#', even inside a password */
+  if (url && strpbrk(url, "?#"))
+    return url_fail(why, cap, "--redis", url, len,
+                    "'?' and '#' must be percent-encoded (%3F, %23), in a password too",
+                    REDIS_FORM);
   if (nt_url_parse(url, len, &u, &reason))
     return url_fail(why, cap, "--redis", url ? url : "", len, reason, REDIS_FORM);
   if (u.scheme && !scheme_is(&u, "redis"))

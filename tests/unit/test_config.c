@@ -598,7 +598,7 @@ static void test_redis_urls(void **state) {
   char why[512];
   const char *good[] = {"redis://127.0.0.1:6379", "redis://h", "redis://:pw@h:1/0",
                         "redis://u:pw@h/15", "localhost:6379", "[::1]:6379",
-                        "redis://h:6379/", "redis://h/1000000"};
+                        "redis://h:6379/", "redis://h/1000000", "redis://:p@ss%3Fw@h:1"};
   static const url_case bad[] = {
       {"http://x", "redis://"},
       {"rediss://h:6380", "not supported"},
@@ -608,7 +608,9 @@ static void test_redis_urls(void **state) {
       {"redis://h:0", "bad port"},
       {"redis://h:70000", "bad port"},
       {"redis://h:6379/x", "database number"},
-      {"redis://h:6379/0?x=1", "database number"},
+      {"redis://h:6379/0?x=1", "percent-encoded"},
+      {"redis://:p@ss/w?rd@h:6379/0", "percent-encoded"},
+      {"redis://:a#b@h:6379", "percent-encoded"},
       {"redis://h:6379/1000001", "database number"},
       {"", "no host"},
   };
