@@ -135,7 +135,7 @@ static int mem_join(nt_presence *p, const char *tenant, const char *room, const 
                     const char *conn_id, nt_presence_join_cb cb, void *ud) {
   mem_presence *m = (mem_presence *)p;
   char key[2 * NT_ID_MAX + 2];
-  if (nt_id_valid(tenant) || nt_id_valid(room) || nt_id_valid(user) || nt_id_valid(conn_id))
+  if (!nt_id_valid(tenant) || !nt_id_valid(room) || !nt_id_valid(user) || !nt_id_valid(conn_id))
     return NT_EINVAL;
   size_t kl = room_key(key, tenant, room);
   mem_room *r = nt_map_get(&m->rooms, key, kl);
@@ -166,7 +166,7 @@ static int mem_leave(nt_presence *p, const char *tenant, const char *room, const
                      const char *conn_id, nt_presence_leave_cb cb, void *ud) {
   mem_presence *m = (mem_presence *)p;
   char key[2 * NT_ID_MAX + 2];
-  if (nt_id_valid(tenant) || nt_id_valid(room) || nt_id_valid(user) || nt_id_valid(conn_id))
+  if (!nt_id_valid(tenant) || !nt_id_valid(room) || !nt_id_valid(user) || !nt_id_valid(conn_id))
     return NT_EINVAL;
   size_t kl = room_key(key, tenant, room);
   mem_room *r = nt_map_get(&m->rooms, key, kl);
@@ -185,7 +185,7 @@ static int mem_members(nt_presence *p, const char *tenant, const char *room,
                        nt_presence_members_cb cb, void *ud) {
   mem_presence *m = (mem_presence *)p;
   char key[2 * NT_ID_MAX + 2];
-  if (nt_id_valid(tenant) || (room && nt_id_valid(room))) return NT_EINVAL;
+  if (!nt_id_valid(tenant) || (room && !nt_id_valid(room))) return NT_EINVAL;
   const char **members;
   size_t cnt;
   if (room) {

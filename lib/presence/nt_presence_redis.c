@@ -395,8 +395,8 @@ static void on_tick(uv_timer_t *t) {
 /* ---------------------------------------------------------------- operations - */
 
 static int valid4(const char *a, const char *b, const char *c, const char *d) {
-  return !nt_id_valid(a) && !nt_id_valid(b) && (!c || !nt_id_valid(c)) &&
-         (!d || !nt_id_valid(d));
+  return nt_id_valid(a) && nt_id_valid(b) && (!c || nt_id_valid(c)) &&
+         (!d || nt_id_valid(d));
 }
 
 /* Members from a reply array of strings; NULL entries for non-strings are skipped. */
@@ -498,7 +498,7 @@ static int r_members(nt_presence *base, const char *tenant, const char *room,
                      nt_presence_members_cb cb, void *ud) {
   rp *p = (rp *)base;
   if (p->closing) return NT_ECLOSED;
-  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) || !cb) return NT_EINVAL;
+  if (!nt_id_valid(tenant) || (room && !nt_id_valid(room)) || !cb) return NT_EINVAL;
   p->st.ops++;
   char k[NT_KEY_MAX];
   if (!nt_rp_up(p)) {
@@ -752,7 +752,7 @@ int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
                           const char *node_id, double node_ttl_s, double refresh_s,
                           const nt_presence_handler *h, nt_presence **out) {
   if (!prefix) prefix = "natter:";
-  if (!loop || !url || nt_id_valid(node_id) || nt_key_prefix_check(prefix) ||
+  if (!loop || !url || !nt_id_valid(node_id) || nt_key_prefix_check(prefix) ||
       node_ttl_s <= 0 || refresh_s <= 0)
     return NT_EINVAL;
   rp *p = calloc(1, sizeof *p);

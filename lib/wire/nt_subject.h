@@ -13,7 +13,7 @@
  * Returns NT_EINVAL otherwise. */
 int nt_id_check(const char *id, size_t len);
 
-/* Same, for a NUL-terminated string. */
+/* Returns 1 when the NUL-terminated `id` passes nt_id_check, 0 otherwise (NULL included). */
 int nt_id_valid(const char *id);
 
 /* Subject builders. Each writes a NUL-terminated subject into `out` (capacity `cap`) and

@@ -95,7 +95,7 @@ static int renderable(const Natter__Envelope *env) {
   int needs_payload = env->kind == NATTER__KIND__ROOM_MESSAGE ||
                       env->kind == NATTER__KIND__DIRECT_MESSAGE;
   return (!needs_payload || env->payload.len > 0) && nt_utf8_valid(env->id, strlen(env->id)) &&
-         (!env->sender_user[0] || nt_id_valid(env->sender_user) == 0) &&
+         (!env->sender_user[0] || nt_id_valid(env->sender_user)) &&
          nt_utf8_valid(env->payload.data, env->payload.len);
 }
 
