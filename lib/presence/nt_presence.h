@@ -2,9 +2,9 @@
  *
  * Two implementations: Redis (nt_presence_redis.c; shared by the cluster) and in-memory
  * (nt_presence_mem.c; unit tests and the standalone node). Only main.c chooses one.
- * Threading: loop thread only; callbacks run on the loop thread. The in-memory
- * implementation may invoke a callback before the call returns, the Redis one never does:
- * callers must not depend on either. Strings passed in are borrowed (copied if kept);
+ * Threading: loop thread only; callbacks run on the loop thread, never inside the call
+ * that caused them (both implementations: the in-memory one queues them for a later loop
+ * turn). Strings passed in are borrowed (copied if kept);
  * strings passed to callbacks are borrowed for the duration of the callback. */
 #ifndef NT_PRESENCE_H
 #define NT_PRESENCE_H
@@ -125,12 +125,15 @@ static inline void nt_presence_get_stats(nt_presence *p, nt_presence_stats *out)
  * NT_ECLOSED before it returns. The caller then runs the loop until handles are closed. */
 static inline void nt_presence_destroy(nt_presence *p) { p->vt->destroy(p); }
 
-/* In-memory presence for one process. Returns NULL on allocation failure. */
-nt_presence *nt_presence_mem_new(const nt_presence_handler *h);
+/* In-memory presence for one process on `loop`: state changes at the call, callbacks run
+ * on a later turn of `loop` in call order (an idle handle, active only while callbacks
+ * are queued, so a loop with nothing else to do returns from uv_run). Never disconnected,
+ * never calls on_state or on_online. Returns NULL on allocation failure or a NULL loop. */
+nt_presence *nt_presence_mem_new(uv_loop_t *loop, const nt_presence_handler *h);
 
 /* In-memory presence only (tests): reaps every connection registered with info.node ==
- * `node` the way survivors reap a dead node in Redis: on_conn_lost per connection,
- * on_offline once per user and room left without a connection, before it returns.
+ * `node` the way survivors reap a dead node in Redis: on_offline once per user and room
+ * left without a connection, then on_conn_lost per connection, all on a later loop turn.
  * Returns the number of connections reaped. */
 size_t nt_presence_mem_reap_node(nt_presence *p, const char *node);
 

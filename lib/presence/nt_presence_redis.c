@@ -47,16 +47,19 @@ static void op_unlink(rop *op) {
   op->prev = op->next = NULL;
 }
 
-/* Calls the caller's callback of a failed op with `status`, at most once. */
+/* Calls the caller's callback of a failed op with `status`, at most once: the callback is
+ * forgotten, so a reply that still arrives (after destroy failed the op) reaches nobody. */
 static void op_fail(rop *op, int status) {
   int kind = op->cbkind;
+  union rop_cb cb = op->cb;
   op->cbkind = CB_NONE;
+  memset(&op->cb, 0, sizeof op->cb);
   switch (kind) {
-  case CB_JOIN: op->cb.join(op->ud, status, 0, NULL, 0); break;
-  case CB_LEAVE: op->cb.leave(op->ud, status, 0); break;
-  case CB_MEMBERS: op->cb.members(op->ud, status, NULL, 0); break;
-  case CB_DONE: op->cb.done(op->ud, status); break;
-  case CB_CONN: op->cb.conn(op->ud, status, NULL); break;
+  case CB_JOIN: cb.join(op->ud, status, 0, NULL, 0); break;
+  case CB_LEAVE: cb.leave(op->ud, status, 0); break;
+  case CB_MEMBERS: cb.members(op->ud, status, NULL, 0); break;
+  case CB_DONE: cb.done(op->ud, status); break;
+  case CB_CONN: cb.conn(op->ud, status, NULL); break;
   default: break;
   }
 }
@@ -490,7 +493,7 @@ static void on_members(rp *p, rop *op, redisReply *r) {
   const char **m;
   size_t n = reply_strings(r, &m);
   op->cbkind = CB_NONE;
-  op->cb.members(op->ud, 0, m, n);
+  if (op->cb.members) op->cb.members(op->ud, 0, m, n);
   free(m);
 }
 
@@ -577,6 +580,7 @@ static int r_conn_remove(nt_presence *base, const char *tenant, const char *conn
 static void on_conn_get(rp *p, rop *op, redisReply *r) {
   if (!r || r->type != REDIS_REPLY_ARRAY) return;
   op->cbkind = CB_NONE;
+  if (!op->cb.conn) return; /* failed by destroy already */
   if (!r->elements) {
     op->cb.conn(op->ud, NT_ENOTFOUND, NULL);
     return;

@@ -75,7 +75,7 @@ struct rop {
   int retried;
   uint64_t sent_ms;
   int cbkind;               /* CB_*: which member of cb the caller gave */
-  union {
+  union rop_cb {
     nt_presence_join_cb join;
     nt_presence_leave_cb leave;
     nt_presence_members_cb members;

@@ -122,9 +122,9 @@ int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what) 
 /* Swaps prefix `from` of `subject` for `to`. */
 static int swap_prefix(char *out, size_t cap, const char *subject, const char *from,
                        const char *to) {
-  size_t fl = strlen(from);
-  if (!subject || strncmp(subject, from, fl) != 0 || !subject[fl]) return NT_EINVAL;
-  return build(out, cap, "%s%s", to, subject + fl);
+  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  if (!subject || nt_subject_parse2(subject, from, tenant, room)) return NT_EINVAL;
+  return build(out, cap, "%s%s.%s", to, tenant, room);
 }
 
 int nt_subject_live_of(char *out, size_t cap, const char *room_subject) {

@@ -86,8 +86,8 @@ int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what);
  * republishes each stored message, with its sequence, on
  * natter.live.room.<tenant>.<room>, where nodes subscribe while history is on.
  * nt_subject_live_of() maps a room subject to its live subject and nt_subject_room_of()
- * back (both return the length, or NT_EINVAL for a subject of another kind, or
- * NT_ETOOLARGE). The stream's RePublish rule is spelled from the two prefixes. */
+ * back (both return the length, or NT_EINVAL for a subject of another kind or one that is
+ * not exactly "<prefix><tenant>.<room>" with valid ids, or NT_ETOOLARGE). The stream's RePublish rule is spelled from the two prefixes. */
 #define NT_SUBJECT_ROOM_PREFIX "natter.room."
 #define NT_SUBJECT_LIVE_PREFIX "natter.live.room."
 int nt_subject_live_of(char *out, size_t cap, const char *room_subject);

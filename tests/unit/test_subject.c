@@ -332,6 +332,25 @@ static void test_key_presence_layout(void **state) {
   assert_int_equal(nt_key_prefix_check(longp), NT_EINVAL);
 }
 
+/* Room <-> live subjects: exactly "<prefix><tenant>.<room>" with valid ids, nothing else. */
+static void test_live_subjects(void **state) {
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_live_of(out, sizeof out, "natter.room.acme.lobby"),
+                   (int)strlen("natter.live.room.acme.lobby"));
+  assert_string_equal(out, "natter.live.room.acme.lobby");
+  assert_int_equal(nt_subject_room_of(out, sizeof out, "natter.live.room.acme.lobby"),
+                   (int)strlen("natter.room.acme.lobby"));
+  assert_string_equal(out, "natter.room.acme.lobby");
+  const char *bad[] = {"natter.room.acme", "natter.room.", "natter.room.acme.lobby.x",
+                       "natter.room.*.lobby", "natter.room.acme.>", "natter.room.acme.",
+                       "natter.user.acme.bob", "natter.live.room.acme.lobby", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (nt_subject_live_of(out, sizeof out, bad[i]) != NT_EINVAL)
+      fail_msg("live_of accepted \"%s\"", bad[i] ? bad[i] : "(null)");
+  assert_int_equal(nt_subject_room_of(out, sizeof out, "natter.live.room.a"), NT_EINVAL);
+  assert_int_equal(nt_subject_live_of(out, 10, "natter.room.acme.lobby"), NT_ETOOLARGE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_id_valid),
@@ -348,6 +367,7 @@ int main(void) {
       cmocka_unit_test(test_key_tenant),
       cmocka_unit_test(test_key_node),
       cmocka_unit_test(test_key_presence_layout),
+      cmocka_unit_test(test_live_subjects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

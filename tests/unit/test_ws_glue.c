@@ -81,7 +81,7 @@ static env *env_start(const char *const *extra) {
   nt_bus_handler bh = nt_node_bus_handler(e->node);
   nt_presence_handler ph = nt_node_presence_handler(e->node);
   nt_bus *bus = nt_bus_mem_new(&e->loop, &bh);
-  nt_presence *pres = nt_presence_mem_new(&ph);
+  nt_presence *pres = nt_presence_mem_new(&e->loop, &ph);
   assert_non_null(bus);
   assert_non_null(pres);
   if (bh.on_state) bh.on_state(bh.ud, 1);
