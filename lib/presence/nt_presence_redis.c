@@ -14,6 +14,7 @@
 
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_pct.h"
 #include "nt_presence_redis_int.h"
 
 #define BACKOFF_MIN_MS 100
@@ -675,26 +676,14 @@ static void r_destroy(nt_presence *base) {
 
 /* ---------------------------------------------------------------- setup ------ */
 
-static int unhex(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Copies [s, e) percent-decoded (user info may be URL-encoded). */
+/* Copies [s, e) percent-decoded (user info may be URL-encoded); NULL when malformed. */
 static char *dup_decoded(const char *s, const char *e) {
-  char *out = malloc((size_t)(e - s) + 1), *d = out;
-  if (!out) return NULL;
-  while (s < e) {
-    if (*s == '%' && e - s >= 3 && unhex(s[1]) >= 0 && unhex(s[2]) >= 0) {
-      *d++ = (char)(unhex(s[1]) * 16 + unhex(s[2]));
-      s += 3;
-    } else {
-      *d++ = *s++;
-    }
+  size_t cap = (size_t)(e - s) + 1;
+  char *out = malloc(cap);
+  if (out && nt_pct_decode(s, cap - 1, out, cap, 0) < 0) {
+    free(out);
+    out = NULL;
   }
-  *d = '\0';
   return out;
 }
 
@@ -710,7 +699,7 @@ static int parse_url(rp *p, const char *url) {
   if (at) {
     const char *colon = memchr(s, ':', (size_t)(at - s));
     if (colon) {
-      if (colon > s) p->user = dup_decoded(s, colon);
+      if (colon > s && !(p->user = dup_decoded(s, colon))) return NT_EINVAL;
       p->pass = dup_decoded(colon + 1, at);
     } else {
       p->pass = dup_decoded(s, at);

@@ -14,6 +14,7 @@
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_pct.h"
 #include "nt_proto.h"
 #include "nt_utf8.h"
 
@@ -27,35 +28,6 @@
 #define REGISTRY_RETRY_MS 100
 
 /* ================================================================ pure part ====== */
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-int nt_api_pct_decode(const char *in, size_t n, char *out, size_t cap) {
-  if (!in || !out || cap == 0) return NT_EINVAL;
-  size_t o = 0;
-  for (size_t i = 0; i < n;) {
-    int ch = (unsigned char)in[i];
-    if (ch == '%') {
-      if (i + 2 >= n) return NT_EINVAL;
-      int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-      if (hi < 0 || lo < 0) return NT_EINVAL;
-      ch = hi * 16 + lo;
-      if (ch == 0 || ch == '/') return NT_EINVAL;
-      i += 3;
-    } else {
-      i++;
-    }
-    if (o + 1 >= cap) return NT_ETOOLARGE;
-    out[o++] = (char)ch;
-  }
-  out[o] = '\0';
-  return (int)o;
-}
 
 static void route_fail(nt_api_match *m, int status, const char *why) {
   m->route = NT_API_NONE;
@@ -88,7 +60,7 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
       route_fail(m, 404, "no such route");
       return;
     }
-    ok[ns] = nt_api_pct_decode(s, n, seg[ns], sizeof seg[ns]);
+    ok[ns] = nt_pct_decode(s, n, seg[ns], sizeof seg[ns], NT_PCT_NO_SLASH);
     if (ok[ns] < 0) seg[ns][0] = '\0';
     ns++;
     i += n + 1;
