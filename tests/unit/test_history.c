@@ -819,8 +819,13 @@ static void expect_messages(cli *c, const int *want, size_t n) {
 }
 
 static unsigned long long metric_value(const char *name) {
-  char buf[8192];
-  nt_resume_metrics(g->node, buf, sizeof buf);
+  static char buf[16384];
+  nt_prom w = NT_PROM_INIT;
+  nt_resume_metrics(g->node, &w);
+  char *text = nt_prom_take(&w);
+  assert_non_null(text);
+  snprintf(buf, sizeof buf, "%s", text);
+  free(text);
   const char *p = buf;
   size_t nl = strlen(name);
   while ((p = strstr(p, name)) != NULL) {
