@@ -33,12 +33,17 @@ static int build(char *out, size_t cap, const char *fmt, ...) {
 
 int nt_subject_room(char *out, size_t cap, const char *tenant, const char *room) {
   if (!nt_id_valid(tenant) || !nt_id_valid(room)) return NT_EINVAL;
-  return build(out, cap, "natter.room.%s.%s", tenant, room);
+  return build(out, cap, NT_SUBJECT_ROOM_PREFIX "%s.%s", tenant, room);
 }
 
 int nt_subject_user(char *out, size_t cap, const char *tenant, const char *user) {
   if (!nt_id_valid(tenant) || !nt_id_valid(user)) return NT_EINVAL;
-  return build(out, cap, "natter.user.%s.%s", tenant, user);
+  return build(out, cap, NT_SUBJECT_USER_PREFIX "%s.%s", tenant, user);
+}
+
+int nt_subject_user_all(char *out, size_t cap, const char *tenant) {
+  if (!nt_id_valid(tenant)) return NT_EINVAL;
+  return build(out, cap, NT_SUBJECT_USER_PREFIX "%s.*", tenant);
 }
 
 int nt_subject_node(char *out, size_t cap, const char *node_id) {
@@ -48,7 +53,7 @@ int nt_subject_node(char *out, size_t cap, const char *node_id) {
 
 int nt_subject_presence(char *out, size_t cap, const char *tenant, const char *room) {
   if (!nt_id_valid(tenant) || !nt_id_valid(room)) return NT_EINVAL;
-  return build(out, cap, "natter.presence.%s.%s", tenant, room);
+  return build(out, cap, NT_SUBJECT_PRESENCE_PREFIX "%s.%s", tenant, room);
 }
 
 int nt_subject_event(char *out, size_t cap, const char *tenant, const char *kind) {

@@ -21,6 +21,8 @@ int nt_id_valid(const char *id);
  * small. Ids are validated here, so a built subject can never contain a wildcard. */
 int nt_subject_room(char *out, size_t cap, const char *tenant, const char *room);
 int nt_subject_user(char *out, size_t cap, const char *tenant, const char *user);
+/* "natter.user.<tenant>.*": every user of a tenant (one subscription instead of many). */
+int nt_subject_user_all(char *out, size_t cap, const char *tenant);
 int nt_subject_node(char *out, size_t cap, const char *node_id);
 int nt_subject_presence(char *out, size_t cap, const char *tenant, const char *room);
 /* kind: "connect" | "disconnect" | "join" | "leave". */
@@ -90,6 +92,9 @@ int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what);
  * not exactly "<prefix><tenant>.<room>" with valid ids, or NT_ETOOLARGE). The stream's RePublish rule is spelled from the two prefixes. */
 #define NT_SUBJECT_ROOM_PREFIX "natter.room."
 #define NT_SUBJECT_LIVE_PREFIX "natter.live.room."
+/* The prefixes of the other subject kinds, for code that dispatches on a subject's kind. */
+#define NT_SUBJECT_USER_PREFIX "natter.user."
+#define NT_SUBJECT_PRESENCE_PREFIX "natter.presence."
 int nt_subject_live_of(char *out, size_t cap, const char *room_subject);
 int nt_subject_room_of(char *out, size_t cap, const char *live_subject);
 

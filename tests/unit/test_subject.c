@@ -142,6 +142,12 @@ static void test_subject_room(void **state) {
 static void test_subject_user(void **state) {
   (void)state;
   check_build2(nt_subject_user, "natter.user.");
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "acme"), (int)strlen("natter.user.acme.*"));
+  assert_string_equal(out, "natter.user.acme.*");
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "a.b"), NT_EINVAL);
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "*"), NT_EINVAL);
+  assert_int_equal(nt_subject_user_all(out, 8, "acme"), NT_ETOOLARGE);
 }
 
 static void test_subject_presence(void **state) {
