@@ -1,4 +1,4 @@
-// natter.js — client library for natter (client protocol v1, see DESIGN.md §2).
+// natter.js — client library for natter (client protocol v1, see docs/protocol.md).
 //
 // A plain ES module with no runtime dependencies. Works in browsers and in Node >= 20:
 // it uses the global WebSocket when there is one (browsers, Node >= 22) and otherwise the

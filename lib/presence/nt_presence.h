@@ -15,7 +15,8 @@
 
 typedef struct nt_presence nt_presence;
 
-/* One connection's registry record (DESIGN §4). */
+/* One connection's registry record (docs/presence.md "Key layout"; what
+ * GET /@connections/{id} describes, docs/api.md). */
 typedef struct nt_conn_info {
   const char *conn_id;
   const char *tenant;

@@ -43,7 +43,7 @@ int nt_key_tenant(char *out, size_t cap, const char *prefix, const char *tenant,
 int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
                 const char *node_id);
 
-/* Presence key layout (DESIGN §4; nt_presence_redis.c and its Lua scripts). One tenant's
+/* Presence key layout (docs/presence.md "Key layout"; nt_presence_redis.c and its Lua scripts). One tenant's
  * keys are "<prefix>{<tenant>}:<name>" and share a Redis Cluster slot:
  *   conns              hash connId -> user: the tenant's registered connections
  *   online             hash user -> registered connections (the tenant's online users)

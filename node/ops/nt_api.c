@@ -1,4 +1,4 @@
-/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (DESIGN §5). */
+/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (docs/api.md). */
 #include "nt_api.h"
 
 #include <http_parser.h>

@@ -1036,7 +1036,7 @@ static void test_slow_consumer(void **state) {
   cli_free(r);
 }
 
-/* The token's `rooms` claim limits the rooms a connection may join (DESIGN §2). */
+/* The token's `rooms` claim limits the rooms a connection may join (docs/protocol.md §3). */
 static void test_rooms_claim(void **state) {
   (void)state;
   char claims[256];
