@@ -40,6 +40,16 @@ typedef void (*nt_presence_members_cb)(void *ud, int status, const char *const *
 typedef void (*nt_presence_conn_cb)(void *ud, int status, const nt_conn_info *info);
 typedef void (*nt_presence_done_cb)(void *ud, int status);
 
+/* One caller's callback of any of the kinds above (implementations keep it until the
+ * outcome is known, with a tag saying which member is set). */
+typedef union nt_presence_cb {
+  nt_presence_join_cb join;
+  nt_presence_leave_cb leave;
+  nt_presence_members_cb members;
+  nt_presence_done_cb done;
+  nt_presence_conn_cb conn;
+} nt_presence_cb;
+
 typedef struct nt_presence_handler {
   /* A dead node's connection was reaped by this node (exactly one survivor reports each). */
   void (*on_conn_lost)(void *ud, const nt_conn_info *info);

@@ -32,13 +32,7 @@ enum { CB_JOIN, CB_LEAVE, CB_MEMBERS, CB_DONE, CB_CONN, CB_LOST, CB_OFFLINE };
 typedef struct mem_cb {
   struct mem_cb *next;
   int kind, status, transition;
-  union {
-    nt_presence_join_cb join;
-    nt_presence_leave_cb leave;
-    nt_presence_members_cb members;
-    nt_presence_done_cb done;
-    nt_presence_conn_cb conn;
-  } cb;
+  nt_presence_cb cb;
   void *ud;
   mem_conn *info;      /* CB_CONN, CB_LOST: a copy (NULL when not found) */
   char **members;      /* CB_JOIN, CB_MEMBERS: n pointers then the strings, one block;

@@ -52,7 +52,7 @@ static void op_unlink(rop *op) {
  * forgotten, so a reply that still arrives (after destroy failed the op) reaches nobody. */
 static void op_fail(rop *op, int status) {
   int kind = op->cbkind;
-  union rop_cb cb = op->cb;
+  nt_presence_cb cb = op->cb;
   op->cbkind = CB_NONE;
   memset(&op->cb, 0, sizeof op->cb);
   switch (kind) {

@@ -75,13 +75,7 @@ struct rop {
   int retried;
   uint64_t sent_ms;
   int cbkind;               /* CB_*: which member of cb the caller gave */
-  union rop_cb {
-    nt_presence_join_cb join;
-    nt_presence_leave_cb leave;
-    nt_presence_members_cb members;
-    nt_presence_done_cb done;
-    nt_presence_conn_cb conn;
-  } cb;
+  nt_presence_cb cb;
   void *ud;
   void *ctx;                /* handler-specific */
   char tenant[NT_ID_MAX + 1], id[NT_ID_MAX + 1], room[NT_ID_MAX + 1];

@@ -1,4 +1,4 @@
-/* nt_contract: the loop helpers the contract suites share. */
+/* nt_contract: the loop helpers and the NATS bus factory the contract suites share. */
 #include "nt_contract.h"
 
 #include <stdio.h>
@@ -41,6 +41,15 @@ int nt_ct_close_loop(uv_loop_t *loop) {
   int rc = uv_loop_close(loop);
   if (rc) uv_print_all_handles(loop, stderr);
   return rc;
+}
+
+nt_bus *nt_ct_nats_bus(void *ctx, uv_loop_t *loop, const nt_bus_handler *h) {
+  nt_bus *b = NULL;
+  if (nt_bus_nats_new(loop, ctx, "contract", h, &b) != 0 || !nt_bus_connected(b)) {
+    if (b) nt_bus_destroy(b);
+    return NULL;
+  }
+  return b;
 }
 
 unsigned nt_ct_unique(void) {

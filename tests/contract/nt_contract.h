@@ -51,6 +51,10 @@ int nt_ct_run_until(uv_loop_t *loop, int (*cond)(void *ud), void *ud, int timeou
  * returns uv_loop_close's result, after printing the handles left when it fails. */
 int nt_ct_close_loop(uv_loop_t *loop);
 
+/* A bus factory's create for the NATS implementation: `ctx` is the server URL. Returns a
+ * connected bus, or NULL. */
+nt_bus *nt_ct_nats_bus(void *ctx, uv_loop_t *loop, const nt_bus_handler *h);
+
 /* A number unique in this process (fresh tenants, prefixes and subjects per case). */
 unsigned nt_ct_unique(void);
 

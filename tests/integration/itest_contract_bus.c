@@ -5,15 +5,6 @@
 #include "nt_contract.h"
 #include "nt_testsrv.h"
 
-static nt_bus *nats_bus(void *ctx, uv_loop_t *loop, const nt_bus_handler *h) {
-  nt_bus *b = NULL;
-  if (nt_bus_nats_new(loop, ctx, "contract", h, &b) != 0 || !nt_bus_connected(b)) {
-    if (b) nt_bus_destroy(b);
-    return NULL;
-  }
-  return b;
-}
-
 int main(void) {
   nt_testsrv srv;
   if (nt_testsrv_nats_start(&srv, 0, 0, 10000)) {
@@ -22,7 +13,7 @@ int main(void) {
   }
   char url[64];
   snprintf(url, sizeof url, "nats://127.0.0.1:%d", srv.port);
-  nt_ct_bus_factory f = {.name = "bus contract: NATS", .create = nats_bus, .ctx = url};
+  nt_ct_bus_factory f = {.name = "bus contract: NATS", .create = nt_ct_nats_bus, .ctx = url};
   int failed = nt_ct_bus_run(&f);
   nt_testsrv_stop(&srv);
   return failed;

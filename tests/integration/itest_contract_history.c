@@ -7,15 +7,6 @@
 #include "nt_contract.h"
 #include "nt_testsrv.h"
 
-static nt_bus *nats_bus(void *ctx, uv_loop_t *loop, const nt_bus_handler *h) {
-  nt_bus *b = NULL;
-  if (nt_bus_nats_new(loop, ctx, "contract", h, &b) != 0 || !nt_bus_connected(b)) {
-    if (b) nt_bus_destroy(b);
-    return NULL;
-  }
-  return b;
-}
-
 /* Ready once the stream has confirmed it exists (nt_history_storing is 1 from the start:
  * early publications are tracked until the stream answers). */
 static int c_storing(void *ud) {
@@ -44,7 +35,7 @@ int main(void) {
   char url[64];
   snprintf(url, sizeof url, "nats://127.0.0.1:%d", srv.port);
   nt_ct_history_factory f = {.name = "history contract: JetStream",
-                             .bus = {.name = "NATS", .create = nats_bus, .ctx = url},
+                             .bus = {.name = "NATS", .create = nt_ct_nats_bus, .ctx = url},
                              .create = js_history,
                              .ctx = url};
   int failed = nt_ct_history_run(&f);
