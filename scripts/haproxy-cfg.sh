@@ -6,6 +6,7 @@
 #
 #   haproxy-cfg.sh --public ADDR:PORT --api ADDR:PORT [--maxconn N] [--inter 2s]
 #                  [--stats ADDR:PORT] [--dns] [--template FILE] NODE...
+#   haproxy-cfg.sh --help
 #
 #   NODE         NAME=WS_HOST:PORT,API_HOST:PORT — one natter node: its WebSocket listener
 #                (--listen) and its API listener (--api-listen)
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     --stats) STATS="$2"; shift ;;
     --dns) DNS=1 ;;
     --template) TEMPLATE="$2"; shift ;;
+    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *=*,*)
       name=${1%%=*} rest=${1#*=}

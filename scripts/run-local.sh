@@ -24,7 +24,7 @@ INSTALL=1
 BUILD=1
 BIN=""
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT="$2"; shift ;;
