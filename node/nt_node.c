@@ -134,7 +134,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
     nt_node_random_id(n, rnd, 8);
     snprintf(n->id, sizeof n->id, "%s-%s", host, rnd);
   }
-  if (nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
+  if (!nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
     nt_log_error("invalid node id", "{s:s}", "node_id", n->id);
     free(n->rand);
     free(n);

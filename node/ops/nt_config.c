@@ -581,7 +581,7 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
                  "--rate-close-after at most 65535\n");
     return -1;
   }
-  if (cfg->trusted_proxies && nt_proxy_list_valid(cfg->trusted_proxies)) {
+  if (cfg->trusted_proxies && !nt_proxy_list_valid(cfg->trusted_proxies)) {
     fprintf(err, "natter-node: --trusted-proxies must be a comma-separated list of IP "
                  "addresses or CIDR blocks (10.0.0.0/8, fd00::/8)\n");
     return -1;

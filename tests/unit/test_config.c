@@ -334,7 +334,7 @@ static void test_help_and_version(void **state) {
   PARSE(&r, "--help");
   assert_int_equal(r.rc, 1);
   assert_int_equal(r.errlen, 0);
-  /* every flag of DESIGN §6 is documented */
+  /* the core flags of README "Configuration" are in --help */
   const char *flags[] = {"--listen", "--api-listen", "--nats", "--redis", "--node-id",
                          "--jwt-secret", "--jwt-public-key", "--jwt-alg", "--admin-token",
                          "--allowed-origins", "--max-message-bytes", "--send-queue-bytes",

@@ -527,7 +527,7 @@ static env *env_start(const char *per_room) {
   e->tap = nt_bus_mem_new(&e->loop, &th);
   assert_int_equal(nt_bus_subscribe(e->tap, "natter.live.room.>", NULL, &e->tap_sub), 0);
   nt_presence_handler ph = nt_node_presence_handler(e->node);
-  nt_presence *pres = nt_presence_mem_new(&ph);
+  nt_presence *pres = nt_presence_mem_new(&e->loop, &ph);
   if (bh.on_state) bh.on_state(bh.ud, 1);
   nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0, 0, 0};
   e->park = calloc(1, sizeof *e->park);
@@ -819,8 +819,13 @@ static void expect_messages(cli *c, const int *want, size_t n) {
 }
 
 static unsigned long long metric_value(const char *name) {
-  char buf[8192];
-  nt_resume_metrics(g->node, buf, sizeof buf);
+  static char buf[16384];
+  nt_prom w = NT_PROM_INIT;
+  nt_resume_metrics(g->node, &w);
+  char *text = nt_prom_take(&w);
+  assert_non_null(text);
+  snprintf(buf, sizeof buf, "%s", text);
+  free(text);
   const char *p = buf;
   size_t nl = strlen(name);
   while ((p = strstr(p, name)) != NULL) {
