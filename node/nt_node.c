@@ -17,6 +17,7 @@
 #include "nt_err.h"
 #include "nt_handshake.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_sock.h"
@@ -387,6 +388,7 @@ void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
   else if (n->all == c) n->all = c->next;
   if (c->next) c->next->prev = c->prev;
   n->nconns--;
+  if (c->api) nt_accesslog_forget(c);
   if (c->user_agent) nt_unintern(&n->uas, c->user_agent);
   c->user_agent = NULL;
 }
@@ -427,9 +429,7 @@ static int path_is(const nt_http_req *r, const char *path) {
 
 static void reject_upgrade(nt_node *n, nt_conn *c, int status, const char *why) {
   n->m.upgrades_rejected++;
-  char peer[NT_CONN_PEER_STRLEN];
-  nt_log_debug("upgrade refused", "{s:i, s:s, s:s}", "status", status, "reason", why, "peer",
-               nt_conn_peer(c, peer));
+  nt_accesslog_upgrade_refused(c, status, why);
   respond_text(c, status, why);
 }
 
@@ -440,6 +440,7 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     respond(c, st, "text/plain", nt_http_reason(st), strlen(nt_http_reason(st)),
             st == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     n->m.upgrades_rejected++;
+    nt_accesslog_upgrade_refused(c, st, nt_http_reason(st));
     return;
   }
   if (!origin_allowed(n, req->hdr[NT_HDR_ORIGIN])) {
@@ -511,6 +512,7 @@ void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, cons
   n->nws++;
   n->m.connections = n->nws;
   n->m.connections_total++;
+  nt_accesslog_conn_open(c);
   nt_client_welcome(n, c);
 }
 
@@ -548,7 +550,7 @@ void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8
             "Cache-Control: no-store\r\n");
     return;
   }
-  nt_static_serve(n->cfg->static_dir, c, req);
+  nt_static_serve(n->cfg->static_dir, n->cfg->client_js, c, req);
 }
 
 /* ---------------------------------------------------------------- sweep ------ */
@@ -565,6 +567,7 @@ static uint32_t age_ms(double s) {
 static void on_sweep(uv_timer_t *t) {
   nt_node *n = t->data;
   uint64_t now = uv_now(n->loop);
+  nt_accesslog_tick();
   uint32_t ping_ms = age_ms(n->cfg->ping_interval_s);
   uint32_t idle_ms = age_ms(n->cfg->idle_timeout_s);
   uint64_t http_ms = nt_limits_handshake_ms(n);
@@ -593,6 +596,11 @@ static void on_sweep(uv_timer_t *t) {
       nt_conn_trim(c); /* idle between pings: give back the empty queue's array */
     }
   }
+  /* After a storm (≤ 64 handshakes and joins in the last second, resident size 4 MiB
+   * above the last trim) the parsers, WebSocket contexts, JSON trees and store replies it
+   * freed go back to the OS. */
+  uint64_t work = n->m.connections_total + n->m.upgrades_rejected + n->m.joins + n->m.leaves;
+  if (nt_heap_trim_tick(&n->heap, work, 64, 4u << 20)) n->m.heap_trims++;
 }
 
 /* ---------------------------------------------------------------- stop ------- */

@@ -4,6 +4,7 @@
 #ifndef NT_NODE_INT_H
 #define NT_NODE_INT_H
 
+#include "nt_heap.h"
 #include "nt_node.h"
 #include "nt_resume.h"
 
@@ -29,6 +30,7 @@ struct nt_node {
   int api_tls;             /* the API listener speaks TLS */
   nt_hub hub;
   nt_map uas;              /* interned User-Agent strings of the connections (nt_intern) */
+  nt_heap_trim heap;       /* malloc_trim once a burst of handshakes is over (nt_heap.h) */
   nt_metrics m;
 
   nt_listener listener, api_listener;

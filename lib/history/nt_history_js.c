@@ -15,6 +15,7 @@
 #include "nt_history.h"
 #include "nt_history_js_int.h"
 #include "nt_log.h"
+#include "nt_url.h"
 #include "nt_nats_uv.h"
 #include "nt_subject.h"
 
@@ -553,8 +554,11 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
     j->nthreads++;
   }
   if (s != NATS_OK || j->nthreads == 0) {
-    nt_log_error("history cannot start", "{s:s, s:s}", "urls", urls, "error",
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+    char ru[NT_URL_REDACTED_MAX], re[512];
+    nt_log_error("history cannot start", "{s:s, s:s}", "urls", nt_url_redact(urls, ru, sizeof ru),
+                 "error", nt_url_redact(nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+                                                                : natsStatus_GetText(s),
+                                        re, sizeof re));
     js_destroy(&j->base); /* frees in the async close callback */
     return s == NATS_INVALID_ARG ? NT_EINVAL : NT_EBUS;
   }

@@ -74,6 +74,8 @@ typedef struct nt_presence_stats {
   uint64_t reaped_nodes; /* dead nodes reaped by this node */
   uint64_t reconnects;   /* store reconnections */
   uint64_t errors;       /* failed operations */
+  uint64_t queued;       /* gauge: operations waiting for the store's window (Redis) */
+  uint64_t inflight_max; /* most operations sent and unanswered at once (Redis) */
 } nt_presence_stats;
 
 typedef struct nt_presence_vtab {

@@ -7,6 +7,7 @@
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
@@ -209,6 +210,7 @@ static const int reason_map[] = {
 
 void nt_client_closing(nt_node *n, nt_conn *c) {
   if (!c->welcomed) return;
+  nt_accesslog_conn_close(c, uv_now(n->loop));
   while (c->nrooms) {
     nt_room *r = c->rooms[c->nrooms - 1].room;
     char room[NT_ID_MAX + 1];
@@ -430,6 +432,11 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
 static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
   conn_op *op = ud;
   nt_node *n = op->n;
+  nt_metrics_count_route(&n->m, op->action,
+                         status == 0                 ? NT_ROUTE_REPLIED
+                         : status == NT_ENORESPONDER ? NT_ROUTE_UNKNOWN
+                         : status == NT_ETIMEOUT     ? NT_ROUTE_TIMEOUT
+                                                     : NT_ROUTE_FAILED);
   if (nt_conn_is_open(op->c)) {
     if (status == 0) {
       json_error_t jerr;
@@ -461,6 +468,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
                        size_t len) {
   char subject[NT_SUBJECT_MAX];
   if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
+    nt_metrics_count_route(&n->m, rq->action_name, NT_ROUTE_UNKNOWN);
     nt_client_send_error(n, c, "unknown_action", "unknown action", rq->reqid);
     return;
   }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nt_accesslog.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
@@ -168,6 +169,7 @@ char *nt_api_error_response(int status, size_t *len) {
 static void reply(nt_node *n, nt_conn *c, int status, const char *type, const char *body,
                   size_t len, const char *extra, int keep_alive) {
   nt_metrics_count_api_status(&n->m, status);
+  nt_accesslog_end(c, status);
   if (nt_conn_is_open(c)) {
     size_t out_len;
     char *resp = nt_http_response(status, type, body, len, extra, keep_alive, &out_len);
@@ -526,6 +528,7 @@ static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
     nt_prom_metric(&w, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
     nt_prom_metric(&w, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
     nt_prom_metric(&w, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
+    nt_prom_metric(&w, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
   }
   nt_resume_metrics(n, &w);
   char *body = nt_prom_take(&w);
@@ -597,8 +600,7 @@ void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
   int ka = req->keep_alive && !req->upgrade && !n->draining && !n->stopping;
   nt_api_match m;
   nt_api_route(req->method, req->target, req->path_len, &m);
-  nt_log_debug("api request", "{s:s, s:s%}", "method", http_method_str(req->method), "path",
-               req->target ? req->target : "", (size_t)req->path_len);
+  nt_accesslog_begin(c, req, &m, n->cfg->admin_token); /* the line: nt_accesslog_end */
   if (!m.is_public) {
     const char *tok = n->cfg->admin_token;
     int st = nt_api_check_auth(tok, req->hdr[NT_HDR_AUTHORIZATION]);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,25 +73,9 @@ static int safe_path(const char *p, size_t len) {
   return 1;
 }
 
-void nt_static_serve(const char *dir, nt_conn *c, const nt_http_req *req) {
-  int head = req->method == HTTP_HEAD;
-  if (req->method != HTTP_GET && !head) {
-    answer(c, 405, "text/plain; charset=utf-8", "method not allowed\n", 19, 0);
-    return;
-  }
-  if (!dir || !safe_path(req->target, req->path_len) || req->path_len > 512) {
-    not_found(c);
-    return;
-  }
-  char path[1024];
-  const char *rel = req->target;
-  size_t rl = req->path_len;
-  int n = (rl == 1) ? snprintf(path, sizeof path, "%s/index.html", dir)
-                    : snprintf(path, sizeof path, "%s%.*s", dir, (int)rl, rel);
-  if (n < 0 || (size_t)n >= sizeof path) {
-    not_found(c);
-    return;
-  }
+/* Answers 200 with the regular file at `path` (no symlink as its last component), 404
+ * when it is missing or too large. */
+static void serve_file(nt_conn *c, const char *path, int head) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_BYTES) {
@@ -108,6 +93,35 @@ void nt_static_serve(const char *dir, nt_conn *c, const nt_http_req *req) {
   }
   answer(c, 200, nt_static_content_type(path), buf, (size_t)got, head);
   free(buf);
+}
+
+void nt_static_serve(const char *dir, const char *client_js, nt_conn *c,
+                     const nt_http_req *req) {
+  int head = req->method == HTTP_HEAD;
+  if (req->method != HTTP_GET && !head) {
+    answer(c, 405, "text/plain; charset=utf-8", "method not allowed\n", 19, 0);
+    return;
+  }
+  static const char client_path[] = "/natter.js";
+  if (client_js && *client_js && req->path_len == sizeof client_path - 1 &&
+      !memcmp(req->target, client_path, sizeof client_path - 1)) {
+    serve_file(c, client_js, head);
+    return;
+  }
+  if (!dir || !safe_path(req->target, req->path_len) || req->path_len > 512) {
+    not_found(c);
+    return;
+  }
+  char path[1024];
+  const char *rel = req->target;
+  size_t rl = req->path_len;
+  int n = (rl == 1) ? snprintf(path, sizeof path, "%s/index.html", dir)
+                    : snprintf(path, sizeof path, "%s%.*s", dir, (int)rl, rel);
+  if (n < 0 || (size_t)n >= sizeof path) {
+    not_found(c);
+    return;
+  }
+  serve_file(c, path, head);
 }
 
 int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, size_t cap) {
@@ -140,8 +154,16 @@ int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, si
     snprintf(body, cap, "cannot mint token\n");
     return 500;
   }
-  snprintf(body, cap, "{\"token\":\"%s\",\"userId\":\"%s\",\"tenantId\":\"%s\",\"expiresIn\":3600}",
-           tok, user, tenant);
+  /* ids may hold '"' and '\\' (nt_id_check): jansson escapes them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "token", tok, "userId", user, "tenantId",
+                        tenant, "expiresIn", 3600);
   free(tok);
+  size_t n = o ? json_dumpb(o, body, cap - 1, JSON_COMPACT | JSON_PRESERVE_ORDER) : 0;
+  json_decref(o);
+  if (!n || n > cap - 1) { /* json_dumpb says what it needed: more means cut */
+    snprintf(body, cap, "cannot mint token\n");
+    return 500;
+  }
+  body[n] = '\0';
   return 200;
 }

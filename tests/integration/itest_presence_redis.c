@@ -613,6 +613,60 @@ static void test_steady_state_commands(void **state) {
   assert_true(calls >= 5 && calls <= 12); /* 2 s / 0.2 s refresh */
 }
 
+/* A storm: 3,000 connections and their joins asked for at once. At most the window
+ * (256) is in flight, the rest waits in order; every callback comes, in the order asked,
+ * with the right answer; the liveness heartbeat is not held behind the queue. */
+typedef struct order {
+  int next, bad, done;
+} order;
+typedef struct ordered {
+  order *o;
+  int i;
+} ordered;
+static void cb_ordered(void *ud, int status, int tr, const char *const *m, size_t n) {
+  ordered *x = ud;
+  if (status != 0 || x->i != x->o->next || !tr) x->o->bad++;
+  x->o->next = x->i + 1;
+  x->o->done++;
+}
+static void cb_count(void *ud, int status) {
+  order *o = ud;
+  if (status) o->bad++;
+  o->done++;
+}
+static int storm_done(void *arg) { return ((order *)arg)->done == 2 * 3000; }
+
+static void test_storm_window(void **state) {
+  fx *f = *state;
+  start_node(f, 0, &f->loop, "nodeA");
+  enum { N = 3000 };
+  static ordered xs[N];
+  static char users[N][16], conns[N][16];
+  order o = {0};
+  for (int i = 0; i < N; i++) {
+    snprintf(users[i], sizeof users[i], "u%d", i);
+    snprintf(conns[i], sizeof conns[i], "c%d", i);
+    nt_conn_info in = {conns[i], "t1", users[i], "nodeA", "127.0.0.1", "itest/1", 1000, 2000};
+    assert_int_equal(nt_presence_conn_add(f->n[0].p, &in, cb_count, &o), 0);
+    xs[i] = (ordered){&o, i};
+    assert_int_equal(nt_presence_join(f->n[0].p, "t1", "big", users[i], conns[i], cb_ordered,
+                                      &xs[i]),
+                     0);
+  }
+  nt_presence_stats st;
+  nt_presence_get_stats(f->n[0].p, &st);
+  assert_true(st.queued >= 2 * N - 256 - 1); /* all but the window wait */
+  assert_true(run_until(&f->loop, storm_done, &o, 20000));
+  assert_int_equal(o.bad, 0);
+  nt_presence_get_stats(f->n[0].p, &st);
+  assert_int_equal(st.queued, 0);
+  assert_true(st.inflight_max <= 256 + 1); /* + the heartbeat */
+  res r = members(&f->n[0], "big");
+  assert_int_equal(r.n, 64 < N ? 64 : N); /* cb_join keeps 64; the count is checked below */
+  assert_int_equal(redis_int(f, "HLEN it:{t1}:room:big"), N);
+  assert_true(f->n[0].up); /* never taken for a dead Redis */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_transitions_and_dedupe, setup, teardown),
@@ -623,6 +677,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_restart_with_same_id_cleans_up, setup, teardown),
       cmocka_unit_test_setup_teardown(test_password_and_db, setup, teardown),
       cmocka_unit_test_setup_teardown(test_steady_state_commands, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_storm_window, setup, teardown),
   };
   if (getenv("NT_TEST_FILTER")) cmocka_set_test_filter(getenv("NT_TEST_FILTER"));
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,4 @@
-// natter.js — client library for natter (client protocol v1, see docs/protocol.md).
+// natter.js — client library for natter (client protocol v1: docs/protocol.md; this library: docs/client.md).
 //
 // A plain ES module with no runtime dependencies. Works in browsers and in Node >= 20:
 // it uses the global WebSocket when there is one (browsers, Node >= 22) and otherwise the
@@ -17,9 +17,13 @@
 // a token-refresh hook called before every connection attempt, rejoin of every room after a
 // reconnect (passing `since` = the last seen `seq` when the server sends one), a bounded queue
 // of actions made while disconnected (flushed in order once the rooms are rejoined), and a
-// clean close that stops reconnecting. See docs/client.md for the full reference.
+// clean close that stops reconnecting. See README.md beside this file (the package's
+// reference) and docs/client.md; natter.d.ts declares the types.
 
 export const VERSION = '0.1.0';
+
+/** The client protocol version this library speaks (the server's `welcome.protocol`). */
+export const PROTOCOL = 1;
 
 /** Default options; every one can be overridden in `new NatterClient(options)`. */
 export const DEFAULTS = Object.freeze({

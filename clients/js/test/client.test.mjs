@@ -3,7 +3,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { NatterClient, NatterError, backoffDelay, withToken, DEFAULTS } from '../natter.js';
+import fs from 'node:fs';
+
+import { NatterClient, NatterError, backoffDelay, withToken, DEFAULTS, PROTOCOL, VERSION } from '../natter.js';
 import { FakeClock, flush, makeFakeWebSocket } from './helpers.mjs';
 
 /** Marks a promise as handled now (it may reject before the test asserts on it). */
@@ -98,6 +100,14 @@ describe('withToken', () => {
     assert.equal(withToken('https://h/ws?x=1', 't'), 'wss://h/ws?x=1&token=t');
     assert.equal(withToken('ws://h/ws?token=old', 'new'), 'ws://h/ws?token=new');
     assert.equal(withToken('ws://h/ws', ''), 'ws://h/ws');
+  });
+});
+
+describe('package', () => {
+  test('VERSION is the package version; the protocol is v1, as the server announces', () => {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    assert.equal(VERSION, pkg.version);
+    assert.equal(PROTOCOL, 1);
   });
 });
 
