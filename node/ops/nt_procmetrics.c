@@ -109,6 +109,8 @@ void nt_procmetrics_render(nt_prom *w, const char *version, const char *commit) 
       nt_prom_printf(w, "%s %.15g\n", rows[i].head, rows[i].v); /* integers exact to 2^49 */
   }
   /* version and commit are build constants without quotes or backslashes */
-  nt_prom_head(w, "build_info", "gauge", "Always 1; the labels name the build (version, git commit).");
-  nt_prom_printf(w, "natter_build_info{version=\"%s\",commit=\"%s\"} 1\n", version, commit);
+  nt_prom_printf(w,
+      FAMILY("natter_build_info", "gauge",
+             "Always 1; the labels name the build (version, git commit).") "{version=\"%s\",commit=\"%s\"} 1\n",
+      version, commit);
 }

@@ -29,8 +29,8 @@ int nt_procstats_parse(const char *stat, long clk_tck, long page_size, uint64_t 
  * cannot be read (*out then holds zeros; the metrics are left out). */
 int nt_procstats_read(nt_procstats *out);
 
-/* Writes the process_* families (HELP, TYPE, one sample each) and
- * natter_build_info{version,commit} 1 to `w`. */
+/* Writes the process_* families (HELP, TYPE, one sample each; left out when /proc cannot
+ * be read) and natter_build_info{version,commit} 1 to `w` (nt_prom.h). */
 void nt_procmetrics_render(nt_prom *w, const char *version, const char *commit);
 
 #endif

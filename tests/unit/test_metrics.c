@@ -70,7 +70,7 @@ static void test_render(void **state) {
       "natter_build_info{version=\"1.2.3\",commit=\"abc1234\"} 1\n"};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
     if (!strstr(buf, want[i])) fail_msg("missing '%s' in:\n%s", want[i], buf);
-  assert_true(buf[strlen(buf) - 1] == '\n');
+  assert_true(buf[strlen(buf) - 1] == '\n'); /* whole lines only */
   free(buf);
 }
 
