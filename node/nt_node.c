@@ -19,8 +19,11 @@
 #include "nt_err.h"
 #include "nt_handshake.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_proxy.h"
+#include "nt_rand.h"
 #include "nt_sock.h"
 #include "nt_static.h"
 #include "nt_tls.h"
@@ -39,29 +42,8 @@ int64_t nt_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
-  uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return r;
-}
-
-void nt_node_random_id(nt_node *n, char *out, size_t len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  uint64_t r = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (i % 10 == 0) r = rng_next(n->rng);
-    out[i] = abc[r % 62];
-    r /= 62;
-  }
-  out[len] = '\0';
-}
+/* Connection and message ids: the OS CSPRNG, buffered (nt_rand.h). */
+void nt_node_random_id(nt_node *n, char *out, size_t len) { nt_rand_id(n->rand, out, len); }
 
 const char *nt_node_id(const nt_node *n) { return n->id; }
 const nt_metrics *nt_node_metrics(const nt_node *n) { return &n->m; }
@@ -137,11 +119,9 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->cfg = cfg;
   nt_hub_init(&n->hub);
   nt_map_init_borrowed(&n->uas);
-  if (getrandom(n->rng, sizeof n->rng, 0) != sizeof n->rng) {
-    n->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)n;
-    n->rng[1] = 0x9e3779b97f4a7c15ull;
-    n->rng[2] = (uint64_t)getpid();
-    n->rng[3] = 0xda3e39cb94b95bdbull;
+  if (!(n->rand = calloc(1, sizeof *n->rand))) {
+    free(n);
+    return NULL;
   }
   if (cfg->node_id && *cfg->node_id) {
     snprintf(n->id, sizeof n->id, "%s", cfg->node_id);
@@ -156,6 +136,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   }
   if (nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
     nt_log_error("invalid node id", "{s:s}", "node_id", n->id);
+    free(n->rand);
     free(n);
     return NULL;
   }
@@ -391,6 +372,7 @@ void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
   else if (n->all == c) n->all = c->next;
   if (c->next) c->next->prev = c->prev;
   n->nconns--;
+  if (c->api) nt_accesslog_forget(c);
   if (n->integ) nt_integ_conn_free(n, c);
   if (c->user_agent) nt_unintern(&n->uas, c->user_agent);
   c->user_agent = NULL;
@@ -432,9 +414,7 @@ static int path_is(const nt_http_req *r, const char *path) {
 
 static void reject_upgrade(nt_node *n, nt_conn *c, int status, const char *why) {
   n->m.upgrades_rejected++;
-  char peer[NT_CONN_PEER_STRLEN];
-  nt_log_debug("upgrade refused", "{s:i, s:s, s:s}", "status", status, "reason", why, "peer",
-               nt_conn_peer(c, peer));
+  nt_accesslog_upgrade_refused(c, status, why);
   respond_text(c, status, why);
 }
 
@@ -445,6 +425,7 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     respond(c, st, "text/plain", nt_http_reason(st), strlen(nt_http_reason(st)),
             st == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     n->m.upgrades_rejected++;
+    nt_accesslog_upgrade_refused(c, st, nt_http_reason(st));
     return;
   }
   if (!origin_allowed(n, req->hdr[NT_HDR_ORIGIN])) {
@@ -476,10 +457,12 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
   /* browsers send a few dozen distinct strings of ≈ 120 bytes: one shared copy each */
   if (ua) c->user_agent = nt_intern(&n->uas, ua, strnlen(ua, 256));
-  if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
-    const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
-    nt_conn_set_peer(c, x, strcspn(x, ", ")); /* not an address: the socket's stays */
-  }
+  const char *xip;
+  size_t xlen;
+  if ((n->cfg->trust_proxy || n->cfg->trusted_proxies) &&
+      nt_proxy_client(n->cfg->trusted_proxies, c->peer, c->peer_family,
+                      req->hdr[NT_HDR_X_FORWARDED_FOR], &xip, &xlen))
+    nt_conn_set_peer(c, xip, xlen); /* the hop a trusted proxy added (nt_proxy.h) */
   if (n->integ && nt_integ_upgrade(n, c, req, token)) {
     nt_identity_clear(&c->ident);
     reject_upgrade(n, c, 503, "integration unavailable");
@@ -527,6 +510,7 @@ void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, cons
   n->nws++;
   n->m.connections = n->nws;
   n->m.connections_total++;
+  nt_accesslog_conn_open(c);
   nt_client_welcome(n, c);
 }
 
@@ -564,7 +548,7 @@ void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8
             "Cache-Control: no-store\r\n");
     return;
   }
-  nt_static_serve(n->cfg->static_dir, c, req);
+  nt_static_serve(n->cfg->static_dir, n->cfg->client_js, c, req);
 }
 
 /* ---------------------------------------------------------------- sweep ------ */
@@ -581,6 +565,7 @@ static uint32_t age_ms(double s) {
 static void on_sweep(uv_timer_t *t) {
   nt_node *n = t->data;
   uint64_t now = uv_now(n->loop);
+  nt_accesslog_tick();
   uint32_t ping_ms = age_ms(n->cfg->ping_interval_s);
   uint32_t idle_ms = age_ms(n->cfg->idle_timeout_s);
   uint64_t http_ms = nt_limits_handshake_ms(n);
@@ -609,6 +594,11 @@ static void on_sweep(uv_timer_t *t) {
       nt_conn_trim(c); /* idle between pings: give back the empty queue's array */
     }
   }
+  /* After a storm (≤ 64 handshakes and joins in the last second, resident size 4 MiB
+   * above the last trim) the parsers, WebSocket contexts, JSON trees and store replies it
+   * freed go back to the OS. */
+  uint64_t work = n->m.connections_total + n->m.upgrades_rejected + n->m.joins + n->m.leaves;
+  if (nt_heap_trim_tick(&n->heap, work, 64, 4u << 20)) n->m.heap_trims++;
 }
 
 /* ---------------------------------------------------------------- stop ------- */
@@ -748,5 +738,6 @@ void nt_node_free(nt_node *n) {
   for (size_t i = 0; i < n->norigins; i++) free(n->origins[i]);
   free(n->origins);
   if (n->auth) nt_auth_free(n->auth);
+  free(n->rand);
   free(n);
 }

@@ -4,6 +4,7 @@
 #ifndef NT_NODE_INT_H
 #define NT_NODE_INT_H
 
+#include "nt_heap.h"
 #include "nt_node.h"
 #include "nt_resume.h"
 
@@ -31,6 +32,7 @@ struct nt_node {
   int api_tls;             /* the API listener speaks TLS */
   nt_hub hub;
   nt_map uas;              /* interned User-Agent strings of the connections (nt_intern) */
+  nt_heap_trim heap;       /* malloc_trim once a burst of handshakes is over (nt_heap.h) */
   nt_metrics m;
 
   nt_listener listener, api_listener;
@@ -56,7 +58,7 @@ struct nt_node {
   nt_frame *ping;
   char **origins;
   size_t norigins;
-  uint64_t rng[4];
+  struct nt_rand *rand;     /* ids clients see (nt_rand.h) */
   uint8_t rbuf[NT_READ_BUF];
 };
 

@@ -8,6 +8,7 @@
 #include "nt_err.h"
 #include "nt_integ.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
@@ -71,7 +72,7 @@ static void publish_event_of(nt_node *n, const char *node, int kind, const nt_co
   char peer[NT_CONN_PEER_STRLEN];
   if (c && kind == NATTER__EVENT_KIND__CONNECT) {
     ev.source_ip = (char *)nt_conn_peer(c, peer);
-    ev.user_agent = c->user_agent ? c->user_agent : "";
+    ev.user_agent = (char *)(c->user_agent ? c->user_agent : "");
   }
   uint8_t buf[1024], *out;
   size_t len = nt_event_encode(&ev, buf, sizeof buf, &out);
@@ -222,6 +223,7 @@ static const int reason_map[] = {
 
 void nt_client_closing(nt_node *n, nt_conn *c) {
   if (!c->welcomed) return;
+  nt_accesslog_conn_close(c, uv_now(n->loop));
   while (c->nrooms) {
     nt_room *r = c->rooms[c->nrooms - 1].room;
     char room[NT_ID_MAX + 1];
@@ -300,22 +302,21 @@ static void on_joined(void *ud, int status, int transition, const char *const *m
   conn_op_free(op);
 }
 
-static void on_members(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c)) {
     if (status == 0)
-      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, members, n_members,
-                                         op->reqid));
+      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, pg, op->reqid));
     else
       nt_client_send_error(op->n, op->c, "internal", "presence unavailable", op->reqid);
   }
   conn_op_free(op);
 }
 
-static void on_rejoined(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_rejoined(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c) && status == 0)
-    send_frame(op->c, nt_proto_joined(op->room, members, n_members, op->reqid));
+    send_frame(op->c, nt_proto_joined(op->room, pg->members, pg->n, op->reqid));
   conn_op_free(op);
 }
 
@@ -344,7 +345,8 @@ static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
   if (nt_hub_conn_room(c, rq->room)) { /* already a member: answer with the members */
     conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
-    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, on_rejoined, op))
+    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, NULL,
+                                  NT_PRESENCE_JOINED_MAX, on_rejoined, op))
       conn_op_free(op);
     return;
   }
@@ -438,8 +440,10 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
   conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
   if (!op) return;
-  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, on_members, op))
-    on_members(op, NT_ESTORE, NULL, 0);
+  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, rq->cursor,
+                          rq->limit ? (size_t)rq->limit : NT_PRESENCE_PAGE_DEFAULT, on_members,
+                          op))
+    on_members(op, NT_ESTORE, NULL);
 }
 
 /* ---- $default: a NATS request on natter.route.<action>, the reply relayed ---- */
@@ -447,6 +451,11 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
 static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
   conn_op *op = ud;
   nt_node *n = op->n;
+  nt_metrics_count_route(&n->m, op->action,
+                         status == 0                 ? NT_ROUTE_REPLIED
+                         : status == NT_ENORESPONDER ? NT_ROUTE_UNKNOWN
+                         : status == NT_ETIMEOUT     ? NT_ROUTE_TIMEOUT
+                                                     : NT_ROUTE_FAILED);
   if (nt_conn_is_open(op->c)) {
     if (status == 0) {
       json_error_t jerr;
@@ -478,6 +487,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
                        size_t len) {
   char subject[NT_SUBJECT_MAX];
   if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
+    nt_metrics_count_route(&n->m, rq->action_name, NT_ROUTE_UNKNOWN);
     nt_client_send_error(n, c, "unknown_action", "unknown action", rq->reqid);
     return;
   }

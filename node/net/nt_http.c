@@ -40,6 +40,12 @@ struct nt_http_parser {
   uint8_t *body;
   size_t body_cap;
   size_t body_expect; /* announced Content-Length, 0 when chunked or absent */
+  /* the head's line scanner (strict_head): what http_parser lets through */
+  uint32_t sc_line;   /* bytes of the current line so far */
+  uint32_t sc_lines;  /* complete non-empty lines */
+  uint8_t sc_cr;      /* the previous byte was CR */
+  uint8_t sc_colon;   /* the current line has had its ':' */
+  uint8_t sc_done;    /* the empty line ending the head was seen */
   nt_http_req req;
 };
 
@@ -175,6 +181,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t n) {
 static int on_headers_complete(http_parser *hp) {
   nt_http_parser *p = hp->data;
   if (check_version(p) != 0) return -1;
+  /* RFC 9112 §3.2: a 1.1 request without Host is 400 */
+  if (hp->http_minor >= 1 && !p->hdr[NT_HDR_HOST].s) return fail(p, 400);
   if (p->last_cb == CB_VALUE) trim_value(p);
   p->state = ST_BODY;
   /* Refuse an announced oversized body before reading any of it. */
@@ -281,6 +289,37 @@ void nt_http_parser_reset(nt_http_parser *p) {
   p->cur = -1;
 }
 
+/* RFC 9112 strictness http_parser does not have: every head line ends with CRLF (a bare
+ * LF is 400, §2.2), and a header field name is followed by ':' directly — whitespace
+ * before the colon (`Transfer-Encoding : chunked`, which proxies may read differently, a
+ * smuggling vector) or a line that starts with whitespace (obs-fold) is 400 (§5.1, §5.2).
+ * Scans data[0..n) up to the end of the head only; returns 0, or -1 after fail(). */
+static int strict_head(nt_http_parser *p, const char *data, size_t n) {
+  for (size_t i = 0; i < n && !p->sc_done; i++) {
+    char ch = data[i];
+    if (ch == '\n') {
+      if (!p->sc_cr) return fail(p, 400);
+      p->sc_cr = 0;
+      if (p->sc_line == 1) { /* just "\r": an empty line */
+        if (p->sc_lines) p->sc_done = 1; /* (empty lines before the request line are skipped) */
+      } else {
+        p->sc_lines++;
+      }
+      p->sc_line = 0;
+      p->sc_colon = 0;
+      continue;
+    }
+    if (p->sc_cr) return fail(p, 400); /* a CR not followed by LF */
+    p->sc_cr = ch == '\r';
+    if (p->sc_lines > 0 && !p->sc_colon && !p->sc_cr) { /* a header field name */
+      if (ch == ':') p->sc_colon = 1;
+      else if (ch == ' ' || ch == '\t') return fail(p, 400);
+    }
+    p->sc_line++;
+  }
+  return 0;
+}
+
 /* Status for an error http_parser found itself (not one of our callbacks). */
 static int status_of(const http_parser *hp) {
   switch (HTTP_PARSER_ERRNO(hp)) {
@@ -313,6 +352,7 @@ int nt_http_feed(nt_http_parser *p, const char *data, size_t len, size_t *consum
       if (chunk > p->max_header - p->head_bytes) chunk = p->max_header - p->head_bytes;
     }
     int was_head = p->state == ST_HEAD;
+    if (was_head && strict_head(p, data + off, chunk)) break;
     size_t n = http_parser_execute(&p->hp, &settings, data + off, chunk);
     off += n;
     if (was_head) p->head_bytes += n;
@@ -395,8 +435,9 @@ static int key_equals(const char *s, size_t n, const char *name) {
 int nt_http_query_param(const char *target, const char *name, char *out, size_t cap) {
   if (!target || !name || !out || cap == 0 || cap > INT_MAX) return NT_EINVAL;
   out[0] = '\0';
-  const char *q = strchr(target, '?');
-  if (!q) return NT_ENOTFOUND;
+  /* a '?' inside the fragment starts no query: "/ws#?token=x" has no token */
+  const char *q = target + strcspn(target, "?#");
+  if (*q != '?') return NT_ENOTFOUND;
   q++;
   size_t qlen = strcspn(q, "#");
   size_t pos = 0;

@@ -437,9 +437,23 @@ def test_custom_route_backend_unknown_and_timeout(harness):
             await alice.assert_open()
             seen = [r for r in backend.log_lines_json() if r.get("route")]
             assert {r["route"] for r in seen} >= {"echo", "slowpoke"}, seen
+            # a valid action that is no metric label: unknown, counted as route="other"
+            await alice.send({"action": 'say"hi', "requestId": "q4"})
+            e = await alice.expect("error", requestId="q4")
+            assert e["code"] == "unknown_action", e
         finally:
             await close_all(alice)
     run(body())
+    # natter_route_*_total{route=...}: one sample per action, by outcome (on B only)
+    m = nh.node_metrics(B)
+    want = {("requests", "echo"): 1, ("replies", "echo"): 1, ("requests", "nobodyHome"): 1,
+            ("unknown", "nobodyHome"): 1, ("requests", "slowpoke"): 1,
+            ("timeouts", "slowpoke"): 1, ("replies", "slowpoke"): 0,
+            ("requests", "other"): 1, ("unknown", "other"): 1, ("failures", "echo"): 0}
+    for (family, route), n in want.items():
+        key = f'natter_route_{family}_total{{route="{route}"}}'
+        assert m.get(key) == n, f"{key} = {m.get(key)}, wanted {n}"
+    assert nh.node_metrics(A).get('natter_route_requests_total{route="echo"}') is None
 
 
 # ---------------------------------------------------------------------------------------
