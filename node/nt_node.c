@@ -31,70 +31,20 @@
 
 /* ---------------------------------------------------------------- helpers ---- */
 
-int64_t nt_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
-  uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return r;
-}
-
-void nt_node_random_id(nt_node *n, char *out, size_t len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  uint64_t r = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (i % 10 == 0) r = rng_next(n->rng);
-    out[i] = abc[r % 62];
-    r /= 62;
-  }
-  out[len] = '\0';
-}
-
 const char *nt_node_id(const nt_node *n) { return n->id; }
 const nt_metrics *nt_node_metrics(const nt_node *n) { return &n->m; }
-nt_metrics *nt_node_metrics_mut(nt_node *n) { return &n->m; }
-uv_loop_t *nt_node_loop(nt_node *n) { return n->loop; }
-size_t nt_node_send_queue_bytes(const nt_node *n) { return n->cfg->send_queue_bytes; }
-size_t nt_node_max_message_bytes(const nt_node *n) { return n->cfg->max_message_bytes; }
-void nt_node_read_buffer(nt_node *n, uv_buf_t *buf) { *buf = uv_buf_init((char *)n->rbuf, NT_READ_BUF); }
-nt_deflate *nt_node_deflate(nt_node *n) { return n->pmd; }
-
-void nt_node_mark_dirty(nt_node *n, nt_conn *c) {
-  if (c->dirty) return;
-  c->dirty = 1;
-  nt_conn_ref(c);
-  c->next_dirty = n->dirty;
-  n->dirty = c;
+static void on_prepare(uv_prepare_t *h) {
+  nt_node *n = h->data;
+  nt_conn_flush_dirty(&n->dirty);
 }
-
-/* One flush per connection per loop turn: everything queued by the callbacks of this
- * turn leaves in one writev. Runs before blocking (prepare) and after polling (check). */
-static void flush_dirty(nt_node *n) {
-  while (n->dirty) {
-    nt_conn *c = n->dirty;
-    n->dirty = c->next_dirty;
-    c->next_dirty = NULL;
-    c->dirty = 0;
-    nt_conn_flush(c);
-    nt_conn_unref(c);
-  }
+static void on_check(uv_check_t *h) {
+  nt_node *n = h->data;
+  nt_conn_flush_dirty(&n->dirty);
 }
-
-static void on_prepare(uv_prepare_t *h) { flush_dirty(h->data); }
-static void on_check(uv_check_t *h) { flush_dirty(h->data); }
 
 /* ---------------------------------------------------------------- lifecycle -- */
+
+static void init_envs(nt_node *n);
 
 static void split_origins(nt_node *n, const char *list) {
   if (!list || !*list) return;
@@ -135,12 +85,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->cfg = cfg;
   nt_hub_init(&n->hub);
   nt_map_init_borrowed(&n->uas);
-  if (getrandom(n->rng, sizeof n->rng, 0) != sizeof n->rng) {
-    n->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)n;
-    n->rng[1] = 0x9e3779b97f4a7c15ull;
-    n->rng[2] = (uint64_t)getpid();
-    n->rng[3] = 0xda3e39cb94b95bdbull;
-  }
+  nt_rng_seed(&n->rng);
   if (cfg->node_id && *cfg->node_id) {
     snprintf(n->id, sizeof n->id, "%s", cfg->node_id);
   } else {
@@ -149,7 +94,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
     host[sizeof host - 1] = '\0';
     for (char *p = host; *p; p++)
       if (nt_id_check(p, 1)) *p = '-';
-    nt_node_random_id(n, rnd, 8);
+    nt_random_id(&n->rng, rnd, 8);
     snprintf(n->id, sizeof n->id, "%s-%s", host, rnd);
   }
   if (nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
@@ -157,6 +102,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
     free(n);
     return NULL;
   }
+  init_envs(n);
   n->ping = nt_frame_new(NT_WS_OP_PING, 0);
   n->max_ws = derive_max_connections(cfg);
   split_origins(n, cfg->allowed_origins);
@@ -258,6 +204,7 @@ static int start_tls_pmd(nt_node *n) {
   if (cfg->compression &&
       !(n->pmd = nt_deflate_new(cfg->compression_min_bytes, cfg->max_message_bytes, &n->m)))
     return NT_ENOMEM;
+  n->ws_env.pmd = n->api_env.pmd = n->pmd;
   return 0;
 }
 
@@ -299,32 +246,52 @@ int nt_node_start(nt_node *n) {
 
 /* ---------------------------------------------------------------- accept ----- */
 
-/* Sets up a connection for an accepted socket (owned from here on). */
-static void conn_accepted(nt_node *n, nt_listener *l, int fd,
-                          const struct sockaddr_storage *peer) {
-  nt_conn *c = nt_conn_new(n, fd);
-  if (!c) {
-    close(fd);
-    return;
-  }
-  c->next = n->all; /* linked first: nt_node_on_conn_free unlinks whatever happens */
+/* Links a new connection into the node and starts it (TLS attached first when the
+ * port speaks it). Returns 0, or -1 when it was aborted at once. */
+static int conn_adopt(nt_node *n, nt_conn *c, int tls) {
+  c->next = n->all; /* linked first: conn_free unlinks whatever happens */
   if (n->all) n->all->prev = c;
   n->all = c;
   n->nconns++;
   if (n->stopping) {
     nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
-    return;
+    return -1;
   }
-  c->api = l->api != 0;
-  if (n->tls && (!c->api || n->api_tls) && nt_tls_attach(c, n->tls)) {
+  if (tls && nt_tls_attach(c, n->tls)) {
     nt_conn_abort(c, NT_CLOSE_CLIENT);
-    return;
+    return -1;
   }
   c->connected_at = uv_now(n->loop);
   c->last_active = nt_conn_stamp(c->connected_at);
-  nt_conn_set_peer_addr(c, (const struct sockaddr *)peer);
-  if (nt_conn_start(c)) nt_conn_abort(c, NT_CLOSE_CLIENT);
+  if (nt_conn_start(c)) {
+    nt_conn_abort(c, NT_CLOSE_CLIENT);
+    return -1;
+  }
+  return 0;
 }
+
+/* Sets up a connection for an accepted socket (owned from here on). */
+static void conn_accepted(nt_node *n, nt_listener *l, int fd,
+                          const struct sockaddr_storage *peer) {
+  nt_conn *c = nt_conn_new(l->api ? &n->api_env : &n->ws_env, fd);
+  if (!c) {
+    close(fd);
+    return;
+  }
+  nt_conn_set_peer_addr(c, (const struct sockaddr *)peer);
+  conn_adopt(n, c, n->tls && (!l->api || n->api_tls));
+}
+
+nt_conn *nt_node_connect_mem(nt_node *n, int api, nt_mem_peer *peer) {
+  nt_conn *c = nt_conn_mem_new(api ? &n->api_env : &n->ws_env, peer);
+  if (!c) return NULL;
+  nt_conn_set_peer(c, "127.0.0.1", 9);
+  return conn_adopt(n, c, 0) ? NULL : c;
+}
+
+void nt_node_seed_ids(nt_node *n, uint64_t seed) { nt_rng_seed_fixed(&n->rng, seed); }
+
+nt_hub *nt_node_hub(nt_node *n) { return &n->hub; }
 
 static void listeners_poll(nt_node *n, int on) {
   nt_listener *ls[] = {&n->listener, &n->api_listener};
@@ -382,7 +349,8 @@ static void on_listener_io(uv_poll_t *h, int status, int events) {
   }
 }
 
-void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
+static void conn_free(void *ud, nt_conn *c) {
+  nt_node *n = ud;
   if (c->prev) c->prev->next = c->next;
   else if (n->all == c) n->all = c->next;
   if (c->next) c->next->prev = c->prev;
@@ -507,7 +475,7 @@ void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, cons
   }
   nt_conn_send_raw(c, resp, (size_t)rl);
   c->pmd = pmd ? wbits : 0;
-  if (!c->id[0]) nt_node_random_id(n, c->id, NT_CONN_ID_LEN); /* set early with an authorizer */
+  if (!c->id[0]) nt_random_id(&n->rng, c->id, NT_CONN_ID_LEN); /* set early with an authorizer */
   n->nws++;
   n->m.connections = n->nws;
   n->m.connections_total++;
@@ -527,12 +495,9 @@ static void handle_health(nt_node *n, nt_conn *c, const nt_http_req *req) {
   }
 }
 
-void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
-                     size_t rest_len) {
-  if (c->api) { /* keep-alive JSON API, health and metrics included (nt_api.c) */
-    nt_api_on_request(n, c, req);
-    return;
-  }
+static void on_http(void *ud, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                    size_t rest_len) {
+  nt_node *n = ud;
   if (path_is(req, "/healthz") || path_is(req, "/readyz")) {
     handle_health(n, c, req);
     return;
@@ -549,6 +514,74 @@ void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8
     return;
   }
   nt_static_serve(n->cfg->static_dir, c, req);
+}
+
+/* A request the HTTP parser refused on --listen: plain text. */
+static void on_refused(void *ud, nt_conn *c, int status) {
+  nt_node *n = ud;
+  size_t len;
+  const char *why = nt_http_reason(status);
+  char *resp = nt_http_response(status, "text/plain", why, strlen(why), NULL, 0, &len);
+  if (resp) nt_conn_send_raw(c, resp, len);
+  free(resp);
+  n->m.upgrades_rejected++;
+}
+
+/* ... on --api-listen: the API's JSON error, counted as an API response. */
+static void on_api_refused(void *ud, nt_conn *c, int status) {
+  nt_node *n = ud;
+  size_t len;
+  char *resp = nt_api_error_response(status, &len);
+  if (resp) nt_conn_send_raw(c, resp, len);
+  free(resp);
+  n->m.api_requests++;
+  nt_metrics_count_api_status(&n->m, status);
+}
+
+/* keep-alive JSON API, health and metrics included (nt_api.c) */
+static void on_api_http(void *ud, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                        size_t rest_len) {
+  nt_api_on_request(ud, c, req);
+}
+
+static const nt_conn_handler ws_handler = {
+    .on_http = on_http,
+    .on_message = nt_client_on_ws_message,
+    .on_refused = on_refused,
+    .on_closing = nt_client_on_closing,
+    .on_free = conn_free,
+};
+
+/* API connections never upgrade: on_message and on_closing are never called. */
+static const nt_conn_handler api_handler = {
+    .on_http = on_api_http,
+    .on_message = nt_client_on_ws_message,
+    .on_refused = on_api_refused,
+    .on_closing = nt_client_on_closing,
+    .on_free = conn_free,
+};
+
+/* The connections' environments: limits from the configuration, the node's read buffer,
+ * counters and flush list; the deflate streams are added by nt_node_start. */
+static void init_envs(nt_node *n) {
+  nt_conn_env e = {
+      .loop = n->loop,
+      .h = &ws_handler,
+      .ud = n,
+      .rbuf = n->rbuf,
+      .rbuf_len = sizeof n->rbuf,
+      .send_queue_bytes = n->cfg->send_queue_bytes,
+      .max_message_bytes = n->cfg->max_message_bytes,
+      .max_header_bytes = n->cfg->max_header_bytes,
+      .keep_alive = 0,
+      .pmd = NULL,
+      .m = &n->m,
+      .dirty = &n->dirty,
+  };
+  n->ws_env = e;
+  e.h = &api_handler;
+  e.keep_alive = 1;
+  n->api_env = e;
 }
 
 /* ---------------------------------------------------------------- sweep ------ */
@@ -647,7 +680,7 @@ static void finish_stop(uv_timer_t *t) {
     next = c->next;
     nt_conn_abort(c, NT_CLOSE_SHUTDOWN);
   }
-  flush_dirty(n);
+  nt_conn_flush_dirty(&n->dirty);
   nt_log_info("node stopped", "{s:I}", "deliveries", (json_int_t)n->m.deliveries);
   close_node_handles(n);
 }

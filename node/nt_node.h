@@ -43,30 +43,18 @@ void nt_node_free(nt_node *n);
 const char *nt_node_id(const nt_node *n);
 const nt_metrics *nt_node_metrics(const nt_node *n);
 
-/* ---- for nt_conn (the connection calls back into its node) ---- */
+/* ---- without sockets (tests, fuzzing) ---- */
 
-/* A complete HTTP request arrived on a connection in the HTTP phase; `rest` holds bytes
- * that followed it (WebSocket frames after an upgrade). */
-void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
-                     size_t rest_len);
-/* A complete text or binary message arrived (UTF-8 already checked for text). */
-void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
-                           size_t len);
-/* The connection is closing: leave rooms, drop presence, publish events. Called once. */
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c);
-/* The connection's memory is about to be freed. */
-void nt_node_on_conn_free(nt_node *n, nt_conn *c);
-/* Adds the connection to the per-turn flush list. */
-void nt_node_mark_dirty(nt_node *n, nt_conn *c);
-/* Limits and counters the connection needs. */
-size_t nt_node_send_queue_bytes(const nt_node *n);
-size_t nt_node_max_message_bytes(const nt_node *n);
-nt_metrics *nt_node_metrics_mut(nt_node *n);
-uv_loop_t *nt_node_loop(nt_node *n);
-/* Shared read buffer (one per node: reads are processed synchronously). */
-void nt_node_read_buffer(nt_node *n, uv_buf_t *buf);
-/* The node's permessage-deflate streams (nt_deflate.h); NULL with --compression off. */
-struct nt_deflate *nt_node_deflate(nt_node *n);
+/* Opens a connection on the WebSocket port (api 0) or the API port (api 1) whose peer is
+ * the memory transport's `peer` (nt_conn.h; zeroed by the caller, outliving the
+ * connection): from here on it is what an accepted socket would be, source address
+ * 127.0.0.1. Returns the connection, or NULL (no memory, stopping: the peer then sees
+ * closed). */
+nt_conn *nt_node_connect_mem(nt_node *n, int api, nt_mem_peer *peer);
+/* Reseeds the generator of connection ids: the same seed gives the same ids. */
+void nt_node_seed_ids(nt_node *n, uint64_t seed);
+/* The node's room and connection index. */
+nt_hub *nt_node_hub(nt_node *n);
 
 /* SIGHUP: reloads the TLS certificate and key from their files for new connections
  * (established ones keep theirs). Failures are logged; the old certificate stays. */

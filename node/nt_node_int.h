@@ -4,6 +4,7 @@
 #ifndef NT_NODE_INT_H
 #define NT_NODE_INT_H
 
+#include "nt_clock.h"
 #include "nt_node.h"
 #include "nt_resume.h"
 
@@ -39,6 +40,8 @@ struct nt_node {
   uv_timer_t sweep, drain_timer;
   int handles_open;
 
+  nt_conn_env ws_env;      /* what connections of --listen get (nt_conn.h) */
+  nt_conn_env api_env;     /* ... of --api-listen: keep-alive, the API's handler */
   nt_conn *dirty;          /* connections with queued output this turn */
   nt_conn *all;            /* every connection (doubly linked) */
   size_t nconns;           /* all connections, any phase */
@@ -54,13 +57,10 @@ struct nt_node {
   nt_frame *ping;
   char **origins;
   size_t norigins;
-  uint64_t rng[4];
+  nt_rng rng;             /* connection and node ids (nt_clock.h) */
   uint8_t rbuf[NT_READ_BUF];
 };
 
-/* Writes `len` random characters from [A-Za-z0-9] plus a NUL into out. */
-void nt_node_random_id(nt_node *n, char *out, size_t len);
-int64_t nt_now_ms(void);
 
 /* nt_node.c, for nt_api.c and nt_authz.c */
 /* 1 when NATS and Redis are connected and the node is not draining (GET /readyz). */
@@ -73,6 +73,10 @@ void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req,
 void nt_node_refuse_upgrade(nt_node *n, nt_conn *c, int status, const char *why);
 
 /* nt_client.c */
+/* The connection handler's on_message and on_closing (ud: the node). */
+void nt_client_on_ws_message(void *ud, nt_conn *c, int opcode, const uint8_t *data,
+                             size_t len);
+void nt_client_on_closing(void *ud, nt_conn *c);
 void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t len);
 void nt_client_welcome(nt_node *n, nt_conn *c);
 void nt_client_closing(nt_node *n, nt_conn *c);

@@ -156,7 +156,7 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
 int nt_authz_start(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                    size_t rest_len) {
   if (!n->bus) return NT_ECLOSED;
-  if (!c->id[0]) nt_node_random_id(n, c->id, NT_CONN_ID_LEN);
+  if (!c->id[0]) nt_random_id(&n->rng, c->id, NT_CONN_ID_LEN);
   authz_op *op = calloc(1, sizeof *op);
   if (!op) return NT_ENOMEM;
   if (rest_len && !(op->rest = malloc(rest_len))) {

@@ -236,7 +236,7 @@ void nt_client_closing(nt_node *n, nt_conn *c) {
   n->m.connections = n->nws;
 }
 
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c) { nt_client_closing(n, c); }
+void nt_client_on_closing(void *ud, nt_conn *c) { nt_client_closing(ud, c); }
 
 /* ---------------------------------------------------------------- actions ---- */
 
@@ -391,7 +391,7 @@ static void act_send(nt_node *n, nt_conn *c, const nt_req *rq, int direct) {
     return;
   }
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_random_id(&n->rng, id, NT_CONN_ID_LEN);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   env.id = id;
   env.tenant = c->ident.tenant;
@@ -469,7 +469,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
   snprintf(op->action, sizeof op->action, "%s", rq->action_name);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_random_id(&n->rng, id, NT_CONN_ID_LEN);
   env.id = id;
   env.kind = NATTER__KIND__ROUTE_REQUEST;
   env.tenant = c->ident.tenant;
@@ -512,8 +512,9 @@ void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t le
   nt_req_free(&rq);
 }
 
-void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
-                           size_t len) {
+void nt_client_on_ws_message(void *ud, nt_conn *c, int opcode, const uint8_t *data,
+                             size_t len) {
+  nt_node *n = ud;
   if (!nt_limits_admit_message(n, c, opcode, data, len)) return; /* rate limit */
   if (opcode != WSLAY_TEXT_FRAME) {
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");

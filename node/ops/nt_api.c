@@ -387,7 +387,7 @@ static void on_registry(void *ud, int status, const nt_conn_info *info) {
     return;
   }
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_random_id(&n->rng, id, NT_CONN_ID_LEN);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   env.id = id;
   env.kind = op->route == NT_API_CONN_POST   ? NATTER__KIND__CONN_PUSH
@@ -468,7 +468,7 @@ static void handle_push(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_
     return;
   }
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_random_id(&n->rng, id, NT_CONN_ID_LEN);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   env.id = id;
   env.tenant = (char *)m->id;

@@ -1,6 +1,6 @@
 /* test_history: the in-memory history (sequences, reads, retention, async callbacks,
  * destroy), the sequencing rule, stream positions on the memory bus, and a standalone node
- * with history driven over loopback WebSockets: gap repair from the history, duplicates
+ * with history driven by WebSocket clients on the memory transport (no sockets): gap repair from the history, duplicates
  * dropped, a resume whose replay and live messages are merged by sequence (with a hole at
  * the junction), `recovered: false` past retention, and history pages.
  *
@@ -14,18 +14,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <jwt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -36,10 +29,10 @@
 #include "nt_err.h"
 #include "nt_history.h"
 #include "nt_node.h"
-#include "nt_node_int.h"
 #include "nt_presence.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
+#include "../nt_test_peer.h"
 
 #define SECRET "history-test-secret-0123456789abcdef"
 #define WAIT_MS 3000
@@ -457,7 +450,6 @@ typedef struct env {
   uv_loop_t loop;
   nt_config cfg;
   nt_node *node;
-  int port;
   nt_bus *nbus;          /* the node's bus */
   nt_bus *tap;           /* where the history publishes */
   nt_bus_sub *tap_sub;
@@ -537,10 +529,6 @@ static env *env_start(const char *per_room) {
   nt_node_attach(e->node, e->nbus, pres, auth);
   assert_int_equal(nt_resume_attach(e->node, &e->park->base), 0);
   assert_int_equal(nt_node_start(e->node), 0);
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  assert_int_equal(getsockname(e->node->listener.fd, (struct sockaddr *)&ss, &sl), 0);
-  e->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   g = e;
   return e;
 }
@@ -569,7 +557,7 @@ static void env_stop(env *e) {
 /* ---------------------------------------------------------------- client */
 
 typedef struct cli {
-  int fd;
+  nt_mem_peer peer;  /* the connection's other end (memory transport) */
   uint8_t *buf;
   size_t len, cap;
   int eof;
@@ -580,19 +568,7 @@ typedef struct cli {
 static void pump(void) { uv_run(&g->loop, UV_RUN_NOWAIT); }
 
 static void cli_fill(cli *c) {
-  for (;;) {
-    if (c->len == c->cap) {
-      c->cap *= 2;
-      c->buf = realloc(c->buf, c->cap);
-    }
-    ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-    if (r > 0) {
-      c->len += (size_t)r;
-      continue;
-    }
-    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c->eof = 1;
-    return;
-  }
+  if (nt_test_peer_take(&c->peer, &c->buf, &c->len, &c->cap)) c->eof = 1;
 }
 
 /* Parses complete server frames out of the buffer into c->frames (text frames only). */
@@ -624,19 +600,7 @@ static void cli_parse(cli *c) {
 }
 
 static void cli_write(cli *c, const void *data, size_t len) {
-  const uint8_t *p = data;
-  uint64_t t0 = now_ms();
-  while (len) {
-    ssize_t r = send(c->fd, p, len, MSG_NOSIGNAL);
-    if (r > 0) {
-      p += r;
-      len -= (size_t)r;
-      continue;
-    }
-    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail_msg("send: %s", strerror(errno));
-    pump();
-    if (now_ms() - t0 > WAIT_MS) fail_msg("send blocked");
-  }
+  nt_mem_peer_write(&c->peer, data, len); /* read now, or when the node reads again */
 }
 
 static void cli_text(cli *c, const char *s) {
@@ -668,8 +632,7 @@ static int cli_wait(cli *c, pred_fn pred, void *arg) {
     cli_parse(c);
     if (pred(c, arg)) return 1;
     if (now_ms() - t0 > WAIT_MS) return 0;
-    struct pollfd pf = {c->fd, POLLIN, 0};
-    poll(&pf, 1, 1);
+    usleep(500); /* the node's timers run on real time */
   }
 }
 
@@ -705,13 +668,7 @@ static cli *cli_open(const char *user) {
   c->cap = 1 << 16;
   c->buf = malloc(c->cap);
   c->frames = json_array();
-  c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g->port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  assert_non_null(nt_node_connect_mem(g->node, 0, &c->peer));
   jwt_t *j = NULL;
   char claims[256];
   snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"tenant\":\"t\",\"exp\":%ld}", user,
@@ -744,7 +701,7 @@ static cli *cli_open(const char *user) {
 }
 
 static void cli_close(cli *c) {
-  close(c->fd);
+  nt_mem_peer_free(&c->peer); /* gone, as a reset socket */
   free(c->buf);
   json_decref(c->frames);
   free(c);
