@@ -12,7 +12,6 @@
 #include "nt_log.h"
 #include "nt_node.h"
 #include "nt_presence.h"
-#include "nt_resume.h"
 
 static nt_node *g_node;
 
@@ -70,7 +69,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-node: cannot read --jwt-public-key %s\n", cfg.jwt_public_key);
     return 2;
   }
-  nt_auth_cfg acfg = {cfg.jwt_alg, pem ? NULL : cfg.jwt_secret, pem, cfg.default_tenant, 0};
+  nt_auth_cfg acfg = {
+      .alg = cfg.jwt_alg,
+      .secret = pem ? NULL : cfg.jwt_secret,
+      .public_key_pem = pem,
+      .default_tenant = cfg.default_tenant,
+  };
   nt_auth *auth = NULL;
   char err[256] = "";
   if (nt_auth_new(&acfg, &auth, err, sizeof err)) {
@@ -81,7 +85,6 @@ int main(int argc, char **argv) {
 
   nt_bus_handler bh = nt_node_bus_handler(g_node);
   int history = cfg.history != 0; /* auto: on, on JetStream or in memory */
-  if (history) bh.on_seq_msg = nt_resume_on_seq_msg;
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
   nt_presence *pres = NULL;
@@ -103,9 +106,12 @@ int main(int argc, char **argv) {
   if (!bus || !pres) return 1;
   nt_history *hist = NULL;
   if (history) {
-    nt_hist_cfg hc = {cfg.history_max_age_s, cfg.history_max_per_room,
-                      !strcmp(cfg.history_storage, "memory"), (int)cfg.history_replicas,
-                      NULL, 0};
+    nt_hist_cfg hc = {
+        .max_age_s = cfg.history_max_age_s,
+        .max_per_room = cfg.history_max_per_room,
+        .memory_storage = !strcmp(cfg.history_storage, "memory"),
+        .replicas = (int)cfg.history_replicas,
+    };
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
         fprintf(stderr, "natter-node: cannot set up the history on %s\n", cfg.nats);
@@ -116,7 +122,7 @@ int main(int argc, char **argv) {
     }
   }
   nt_node_attach(g_node, bus, pres, auth);
-  if (nt_resume_attach(g_node, hist)) return 1;
+  if (nt_node_attach_history(g_node, hist)) return 1;
   if (nt_node_start(g_node)) {
     nt_node_stop(g_node);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -1,6 +1,8 @@
-/* nt_node: the coordinator — listeners, upgrade and auth, client actions, bus fan-out,
- * presence, liveness sweeps, drain. Owns the connections, the hub, the bus, presence and
- * the verifier. Loop thread only (signals arrive through uv_signal). */
+/* nt_node: the composition root — builds the connections' environments and handlers
+ * (node/net), embeds the chat state (node/chat: upgrades, client actions, fan-out,
+ * resume), routes --listen and hands --api-listen to node/ops; listeners, per-turn flush,
+ * liveness sweeps, drain and stop. Owns the connections, the bus, presence, history and
+ * the verifier once attached. Loop thread only (signals arrive through uv_signal). */
 #ifndef NT_NODE_H
 #define NT_NODE_H
 
@@ -12,6 +14,7 @@
 #include "nt_bus.h"
 #include "nt_config.h"
 #include "nt_conn.h"
+#include "nt_history.h"
 #include "nt_hub.h"
 #include "nt_metrics.h"
 #include "nt_presence.h"
@@ -21,12 +24,18 @@ typedef struct nt_node nt_node;
 /* Creates a node for `cfg` (borrowed; must outlive the node). Returns NULL on failure. */
 nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg);
 
-/* Handlers to give the bus and presence implementations so they report to this node. */
+/* Handlers to give the bus and presence implementations so they report to this node.
+ * The bus handler is the node's one entry of bus input: with --history on it also takes
+ * the stream positions (on_seq_msg) that the resume state machine needs. */
 nt_bus_handler nt_node_bus_handler(nt_node *n);
 nt_presence_handler nt_node_presence_handler(nt_node *n);
 
 /* Hands over the bus, presence store and verifier (the node owns and destroys them). */
 void nt_node_attach(nt_node *n, nt_bus *bus, nt_presence *pres, nt_auth *auth);
+
+/* Hands over the room history (NULL: --history off), owned by the node from here on.
+ * Returns 0, or NT_ENOMEM after destroying `h`. */
+int nt_node_attach_history(nt_node *n, nt_history *h);
 
 /* Binds the listeners and starts timers. Returns 0 or a negative code (logged). */
 int nt_node_start(nt_node *n);
@@ -53,8 +62,8 @@ const nt_metrics *nt_node_metrics(const nt_node *n);
 nt_conn *nt_node_connect_mem(nt_node *n, int api, nt_mem_peer *peer);
 /* Reseeds the generator of connection ids: the same seed gives the same ids. */
 void nt_node_seed_ids(nt_node *n, uint64_t seed);
-/* The node's room and connection index. */
-nt_hub *nt_node_hub(nt_node *n);
+/* The node's chat state (nt_chat.h): rooms, counters, the history's resume state. */
+struct nt_chat *nt_node_chat(nt_node *n);
 
 /* SIGHUP: reloads the TLS certificate and key from their files for new connections
  * (established ones keep theirs). Failures are logged; the old certificate stays. */

@@ -5,10 +5,9 @@
 #include <string.h>
 
 #include "natter.pb-c.h"
-#include "nt_api.h"
 #include "nt_err.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
+#include "nt_chat.h"
 
 /* ================================================================ pure part ====== */
 
@@ -27,7 +26,7 @@ char *nt_authz_query_without_token(const char *target) {
     /* Keys are compared decoded, as the token lookup does ("%74oken" is "token"); a key
      * that does not decode is dropped rather than risk forwarding a token. */
     char key[16];
-    int kl = nt_api_pct_decode(p, klen, key, sizeof key);
+    int kl = nt_http_pct_decode(p, klen, key, sizeof key);
     int drop = kl == NT_EINVAL || (kl == 5 && !memcmp(key, "token", 5));
     if (!drop && plen) {
       if (o) out[o++] = '&';
@@ -113,7 +112,7 @@ int nt_authz_apply(const uint8_t *data, size_t len, nt_identity *id, char *reaso
 /* ================================================================ round trip ===== */
 
 typedef struct authz_op {
-  nt_node *n;
+  nt_chat *n;
   nt_conn *c;        /* referenced until the reply */
   uint8_t *rest;     /* bytes that followed the upgrade request (copy) */
   size_t rest_len;
@@ -121,18 +120,14 @@ typedef struct authz_op {
 
 static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
   authz_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   nt_conn *c = op->c;
   const nt_http_req *req = c->http ? nt_http_parser_req(c->http) : NULL;
   if (nt_conn_is_open(c) && c->state == NT_CONN_HTTP && req && !n->stopped) {
     char reason[NT_AUTHZ_REASON_MAX] = "";
     int r = status ? status : nt_authz_apply(data, len, &c->ident, reason, sizeof reason);
-    if (r == 0 && (n->draining || n->stopping || (long)n->nws >= n->max_ws)) {
-      n->m.capacity_rejected++;
-      nt_identity_clear(&c->ident);
-      nt_node_refuse_upgrade(n, c, 503, n->draining ? "draining" : "at capacity");
-    } else if (r == 0) {
-      nt_node_accept_upgrade(n, c, req, op->rest, op->rest_len);
+    if (r == 0) {
+      nt_upgrade_accept(n, c, req, op->rest, op->rest_len); /* capacity checked again */
       nt_conn_resume(c);
     } else {
       int st = r == NT_EFORBIDDEN ? 403 : 503;
@@ -145,7 +140,7 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
       nt_log_info("upgrade refused by the authorizer", "{s:i, s:s, s:s, s:s}", "status", st,
                   "reason", why, "user", c->ident.user, "tenant", c->ident.tenant);
       nt_identity_clear(&c->ident);
-      nt_node_refuse_upgrade(n, c, st, why);
+      nt_upgrade_refuse(n, c, st, why);
     }
   }
   free(op->rest);
@@ -153,7 +148,7 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
   free(op);
 }
 
-int nt_authz_start(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+int nt_authz_start(nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                    size_t rest_len) {
   if (!n->bus) return NT_ECLOSED;
   if (!c->id[0]) nt_random_id(&n->rng, c->id, NT_CONN_ID_LEN);

@@ -5,12 +5,12 @@
 #include <string.h>
 
 #include "nt_log.h"
-#include "nt_node_int.h"
+#include "nt_chat.h"
 #include "nt_proto.h"
 
 /* ---------------------------------------------------------------- node glue --- */
 
-int nt_limits_admit_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
+int nt_limits_admit_message(nt_chat *n, nt_conn *c, int opcode, const uint8_t *data,
                             size_t len) {
   const nt_config *cfg = n->cfg;
   uint64_t now = uv_now(n->loop);
@@ -42,13 +42,13 @@ int nt_limits_admit_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *d
   return 0;
 }
 
-int nt_limits_room_ok(nt_node *n, const nt_conn *c) {
+int nt_limits_room_ok(nt_chat *n, const nt_conn *c) {
   if ((long)c->nrooms < n->cfg->max_rooms_per_conn) return 1;
   n->m.room_limit_rejected++;
   return 0;
 }
 
-int nt_limits_user_conns_check(nt_node *n, const nt_identity *id) {
+int nt_limits_user_conns_check(nt_chat *n, const nt_identity *id) {
   if (n->cfg->max_conns_per_user <= 0) return 0;
   char subject[NT_SUBJECT_MAX];
   int sl = nt_subject_user(subject, sizeof subject, id->tenant, id->user);
@@ -59,8 +59,6 @@ int nt_limits_user_conns_check(nt_node *n, const nt_identity *id) {
   return 429;
 }
 
-size_t nt_limits_max_header_bytes(const nt_node *n) { return n->cfg->max_header_bytes; }
-
-uint64_t nt_limits_handshake_ms(const nt_node *n) {
+uint64_t nt_limits_handshake_ms(const nt_chat *n) {
   return (uint64_t)(n->cfg->handshake_timeout_s * 1000);
 }

@@ -5,7 +5,7 @@
 
 #include "nt_envelope.h"
 #include "nt_err.h"
-#include "nt_node_int.h"
+#include "nt_chat.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_resume_int.h"
@@ -33,7 +33,7 @@ static const char *page_error(int status) {
   return status == NT_ETIMEOUT ? "timeout" : "internal";
 }
 
-void nt_resume_page_done(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+void nt_resume_page_done(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
   nt_resume *res = n->res;
   nt_proto_hist_item *items = hr->n ? calloc(hr->n, sizeof *items) : NULL;
   Natter__Envelope **envs = hr->n ? calloc(hr->n, sizeof *envs) : NULL;
@@ -76,7 +76,7 @@ static size_t clamp_limit(int64_t limit) {
   return limit > NT_HISTORY_LIMIT_MAX ? NT_HISTORY_LIMIT_MAX : (size_t)limit;
 }
 
-void nt_resume_history(nt_node *n, nt_conn *c, const nt_req *rq) {
+void nt_resume_history(nt_chat *n, nt_conn *c, const nt_req *rq) {
   nt_resume *res = n->res;
   if (!res || !res->h) {
     nt_client_send_error(n, c, "not_found", "history is not enabled on this node", rq->reqid);
@@ -111,7 +111,7 @@ void nt_resume_history(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
 }
 
-int nt_resume_api_page(nt_node *n, const char *tenant, const char *room, uint64_t before,
+int nt_resume_api_page(nt_chat *n, const char *tenant, const char *room, uint64_t before,
                        size_t limit, nt_resume_page_cb cb, void *ud) {
   nt_resume *res = n->res;
   if (!res || !res->h) return NT_ENOTFOUND;

@@ -208,6 +208,19 @@ int nt_conn_send_raw(nt_conn *c, const void *data, size_t len) {
   return r;
 }
 
+void nt_conn_respond(nt_conn *c, int status, const char *type, const void *body, size_t len,
+                     const char *extra) {
+  size_t out_len;
+  char *resp = nt_http_response(status, type, body, len, extra, 0, &out_len);
+  if (resp) nt_conn_send_raw(c, resp, out_len);
+  free(resp);
+  nt_conn_close_after_flush(c, NT_CLOSE_CLIENT);
+}
+
+void nt_conn_respond_text(nt_conn *c, int status, const char *text) {
+  nt_conn_respond(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
 /* Drops `n` fully or partly written bytes from the head of the queue. */
 static void queue_consume(nt_conn *c, size_t n) {
   c->env->m->bytes_out += n;
@@ -238,6 +251,22 @@ void nt_conn_trim(nt_conn *c) {
 }
 
 void nt_conn_flush(nt_conn *c) { c->tp->flush(c); }
+
+int nt_conn_flush_ready(nt_conn *c) {
+  if (c->handle_closing) return 0;
+  /* Before the blocked check: a client that stops reading fills its socket, and it is
+   * exactly the one to close. */
+  if (c->pending_abort) {
+    nt_conn_abort(c, NT_CLOSE_SLOW);
+    return 0;
+  }
+  return !c->wblocked;
+}
+
+void nt_conn_flush_done(nt_conn *c) {
+  nt_conn_want_write(c, c->qhead != c->qtail);
+  if (c->qhead == c->qtail && c->shutdown_after_flush) close_handle(c);
+}
 
 void nt_conn_mark_dirty(nt_conn *c) {
   if (c->dirty) return;
@@ -344,7 +373,9 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
-    ws_recv, ws_send, NULL, NULL, NULL, NULL, ws_on_msg,
+    .recv_callback = ws_recv,
+    .send_callback = ws_send,
+    .on_msg_recv_callback = ws_on_msg,
 };
 
 /* ---- idle connections hold no wslay context ----

@@ -303,6 +303,12 @@ int nt_conn_send(nt_conn *c, nt_frame *f);
 /* Queues raw bytes (copied), e.g. an HTTP response. */
 int nt_conn_send_raw(nt_conn *c, const void *data, size_t len);
 
+/* Queues a complete HTTP response (nt_http_response: `extra` header lines may be NULL)
+ * and closes once it is out. The _text form sends `text` as text/plain. */
+void nt_conn_respond(nt_conn *c, int status, const char *type, const void *body, size_t len,
+                     const char *extra);
+void nt_conn_respond_text(nt_conn *c, int status, const char *text);
+
 /* Starts the WebSocket close handshake with `code` (RFC 6455 §7.4) and a short reason,
  * then closes the TCP connection once the close frame is out (or after a grace period). */
 void nt_conn_ws_close(nt_conn *c, uint16_t code, const char *reason, int why);
@@ -338,6 +344,12 @@ nt_conn *nt_conn_alloc(const nt_conn_env *env, const nt_transport *tp);
 void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len);
 /* `n` bytes from the head of the queue have been written (or encrypted): drops them. */
 void nt_conn_wrote(nt_conn *c, size_t n);
+/* A plain transport's flush starts with nt_conn_flush_ready (0: do not write — closing,
+ * a slow consumer found during fan-out is aborted now, or the peer is known to be full)
+ * and ends with nt_conn_flush_done (watch for writability while output is left; close
+ * once it is all out and a close after the flush was asked for). */
+int nt_conn_flush_ready(nt_conn *c);
+void nt_conn_flush_done(nt_conn *c);
 /* Closes the handle (once); the connection is freed after its close callback. */
 void nt_conn_close_handle(nt_conn *c);
 /* Reads from the peer arrived (`n` bytes, counted, liveness stamped) at `data`. */

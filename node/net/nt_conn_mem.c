@@ -31,12 +31,7 @@ static int out_append(nt_mem_peer *p, const uint8_t *data, size_t n) {
 }
 
 static void mem_flush(nt_conn *c) {
-  if (c->handle_closing) return;
-  if (c->pending_abort) {
-    nt_conn_abort(c, NT_CLOSE_SLOW);
-    return;
-  }
-  if (c->wblocked) return; /* nt_mem_peer_consume comes back here */
+  if (!nt_conn_flush_ready(c)) return; /* nt_mem_peer_consume comes back here */
   nt_mem_peer *p = c->mem;
   if (!p) { /* the peer is gone: as a reset socket */
     nt_conn_abort(c, NT_CLOSE_CLIENT);
@@ -53,8 +48,7 @@ static void mem_flush(nt_conn *c) {
     }
     nt_conn_wrote(c, n);
   }
-  nt_conn_want_write(c, c->qhead != c->qtail);
-  if (c->qhead == c->qtail && c->shutdown_after_flush) nt_conn_close_handle(c);
+  nt_conn_flush_done(c);
 }
 
 static void on_idle(uv_idle_t *h) {

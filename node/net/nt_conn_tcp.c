@@ -50,14 +50,7 @@ static size_t fill_iov(nt_conn *c, struct iovec *iov, size_t max) {
 }
 
 static void tcp_flush(nt_conn *c) {
-  if (c->handle_closing) return;
-  /* Before the blocked check: a client that stops reading fills its socket, and it is
-   * exactly the one to close. */
-  if (c->pending_abort) {
-    nt_conn_abort(c, NT_CLOSE_SLOW);
-    return;
-  }
-  if (c->wblocked) return; /* UV_WRITABLE comes back here */
+  if (!nt_conn_flush_ready(c)) return; /* UV_WRITABLE comes back here */
   struct iovec iov[IOV_MAX_BATCH];
   while (c->qhead != c->qtail) {
     size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
@@ -73,8 +66,7 @@ static void tcp_flush(nt_conn *c) {
     if ((size_t)r < total) break; /* kernel buffer full */
   }
   /* The rest stays queued as shared frames (nothing is copied) until the socket drains. */
-  nt_conn_want_write(c, c->qhead != c->qtail);
-  if (c->qhead == c->qtail && c->shutdown_after_flush) nt_conn_close_handle(c);
+  nt_conn_flush_done(c);
 }
 
 /* Reads what the socket has into the shared read buffer and hands it to the transport. */

@@ -351,6 +351,28 @@ static int hexval(char c) {
   return -1;
 }
 
+int nt_http_pct_decode(const char *in, size_t n, char *out, size_t cap) {
+  if (!in || !out || cap == 0) return NT_EINVAL;
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    int ch = (unsigned char)in[i];
+    if (ch == '%') {
+      if (i + 2 >= n) return NT_EINVAL;
+      int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
+      if (hi < 0 || lo < 0) return NT_EINVAL;
+      ch = hi * 16 + lo;
+      if (ch == 0 || ch == '/') return NT_EINVAL;
+      i += 3;
+    } else {
+      i++;
+    }
+    if (o + 1 >= cap) return NT_ETOOLARGE;
+    out[o++] = (char)ch;
+  }
+  out[o] = '\0';
+  return (int)o;
+}
+
 /* Decodes one character of a query component at s[*i] (ending at `end`); returns the
  * byte, or -1 for a malformed escape. %00 is refused: values end up as C strings (tokens,
  * ids) and an embedded NUL would silently cut them. */

@@ -57,6 +57,11 @@ void nt_http_parser_reset(nt_http_parser *p);
 /* Bytes held by the parser for the request in progress (for memory accounting). */
 size_t nt_http_parser_held(const nt_http_parser *p);
 
+/* Percent-decodes `in` (`n` bytes) into out (capacity `cap`, NUL-terminated). Refuses
+ * malformed escapes, %00 and an encoded '/' (a path segment never spans two). Returns
+ * the decoded length, NT_EINVAL or NT_ETOOLARGE. Pure. */
+int nt_http_pct_decode(const char *in, size_t n, char *out, size_t cap);
+
 /* Finds query parameter `name` in `target` and percent-decodes its value into `out`
  * (capacity `cap`, NUL-terminated). Returns the decoded length, NT_ENOTFOUND when absent,
  * NT_ETOOLARGE when it does not fit, NT_EINVAL for a malformed escape. */

@@ -142,21 +142,21 @@ static void test_percent_decoded_segments(void **state) {
 
 static void test_pct_decode(void **state) {
   char out[8];
-  assert_int_equal(nt_api_pct_decode("a%41b", 5, out, sizeof out), 3);
+  assert_int_equal(nt_http_pct_decode("a%41b", 5, out, sizeof out), 3);
   assert_string_equal(out, "aAb");
-  assert_int_equal(nt_api_pct_decode("", 0, out, sizeof out), 0);
+  assert_int_equal(nt_http_pct_decode("", 0, out, sizeof out), 0);
   assert_string_equal(out, "");
-  assert_int_equal(nt_api_pct_decode("%2f", 3, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%00", 3, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%", 1, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%4", 2, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%g0", 3, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("12345678", 8, out, sizeof out), NT_ETOOLARGE);
-  assert_int_equal(nt_api_pct_decode("1234567", 7, out, sizeof out), 7);
+  assert_int_equal(nt_http_pct_decode("%2f", 3, out, sizeof out), NT_EINVAL);
+  assert_int_equal(nt_http_pct_decode("%00", 3, out, sizeof out), NT_EINVAL);
+  assert_int_equal(nt_http_pct_decode("%", 1, out, sizeof out), NT_EINVAL);
+  assert_int_equal(nt_http_pct_decode("%4", 2, out, sizeof out), NT_EINVAL);
+  assert_int_equal(nt_http_pct_decode("%g0", 3, out, sizeof out), NT_EINVAL);
+  assert_int_equal(nt_http_pct_decode("12345678", 8, out, sizeof out), NT_ETOOLARGE);
+  assert_int_equal(nt_http_pct_decode("1234567", 7, out, sizeof out), 7);
   /* `n` bounds the input: bytes past it are not read. */
-  assert_int_equal(nt_api_pct_decode("ab%41", 2, out, sizeof out), 2);
+  assert_int_equal(nt_http_pct_decode("ab%41", 2, out, sizeof out), 2);
   assert_string_equal(out, "ab");
-  assert_int_equal(nt_api_pct_decode("x", 1, NULL, 4), NT_EINVAL);
+  assert_int_equal(nt_http_pct_decode("x", 1, NULL, 4), NT_EINVAL);
 }
 
 /* ---------------------------------------------------------------- auth ------- */

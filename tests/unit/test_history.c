@@ -28,11 +28,12 @@
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_history.h"
+#include "nt_chat.h"
 #include "nt_node.h"
 #include "nt_presence.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
-#include "../nt_test_peer.h"
+#include "../nt_test_node.h"
 
 #define SECRET "history-test-secret-0123456789abcdef"
 #define WAIT_MS 3000
@@ -436,8 +437,15 @@ static void p_destroy(nt_history *hh) {
   nt_history_destroy(p->inner);
   free(p);
 }
-static const nt_history_vtab park_vtab = {p_ensure, p_publish, p_after, p_page,
-                                          p_storing, p_stats, p_destroy};
+static const nt_history_vtab park_vtab = {
+    .ensure = p_ensure,
+    .publish = p_publish,
+    .fetch_after = p_after,
+    .fetch_page = p_page,
+    .storing = p_storing,
+    .stats = p_stats,
+    .destroy = p_destroy,
+};
 
 typedef struct tmsg {
   char subject[256];
@@ -513,21 +521,20 @@ static env *env_start(const char *per_room) {
   char err[256];
   assert_int_equal(nt_auth_new(&acfg, &auth, err, sizeof err), 0);
   nt_bus_handler bh = nt_node_bus_handler(e->node);
-  bh.on_seq_msg = nt_resume_on_seq_msg;
   e->nbus = nt_bus_mem_new(&e->loop, &bh);
-  nt_bus_handler th = {tap_plain, NULL, e, tap_seq};
+  nt_bus_handler th = {.on_msg = tap_plain, .ud = e, .on_seq_msg = tap_seq};
   e->tap = nt_bus_mem_new(&e->loop, &th);
   assert_int_equal(nt_bus_subscribe(e->tap, "natter.live.room.>", NULL, &e->tap_sub), 0);
   nt_presence_handler ph = nt_node_presence_handler(e->node);
   nt_presence *pres = nt_presence_mem_new(&ph);
   if (bh.on_state) bh.on_state(bh.ud, 1);
-  nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0};
+  nt_hist_cfg hc = {.max_per_room = e->cfg.history_max_per_room, .replicas = 1};
   e->park = calloc(1, sizeof *e->park);
   e->park->base.vt = &park_vtab;
   e->park->inner = nt_history_mem_new(&e->loop, e->tap, &hc, NULL);
   assert_non_null(e->park->inner);
   nt_node_attach(e->node, e->nbus, pres, auth);
-  assert_int_equal(nt_resume_attach(e->node, &e->park->base), 0);
+  assert_int_equal(nt_node_attach_history(e->node, &e->park->base), 0);
   assert_int_equal(nt_node_start(e->node), 0);
   g = e;
   return e;
@@ -669,15 +676,11 @@ static cli *cli_open(const char *user) {
   c->buf = malloc(c->cap);
   c->frames = json_array();
   assert_non_null(nt_node_connect_mem(g->node, 0, &c->peer));
-  jwt_t *j = NULL;
   char claims[256];
   snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"tenant\":\"t\",\"exp\":%ld}", user,
            (long)time(NULL) + 3600);
-  assert_int_equal(jwt_new(&j), 0);
-  assert_int_equal(jwt_add_grants_json(j, claims), 0);
-  assert_int_equal(jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
-  char *tok = jwt_encode_str(j);
-  jwt_free(j);
+  char *tok = nt_test_hs256(SECRET, claims);
+  assert_non_null(tok);
   char req[4096];
   int n = snprintf(req, sizeof req,
                    "GET /ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -777,7 +780,7 @@ static void expect_messages(cli *c, const int *want, size_t n) {
 
 static unsigned long long metric_value(const char *name) {
   char buf[8192];
-  nt_resume_metrics(g->node, buf, sizeof buf);
+  nt_resume_metrics(nt_node_chat(g->node), buf, sizeof buf);
   const char *p = buf;
   size_t nl = strlen(name);
   while ((p = strstr(p, name)) != NULL) {
@@ -810,7 +813,7 @@ static void inject(const char *room, int value) {
   uint8_t buf[512], *out;
   size_t len = nt_env_encode(&ev, buf, sizeof buf, &out);
   assert_true(len > 0 && out == buf);
-  assert_int_equal(nt_resume_publish(g->node, subject, buf, len), 0);
+  assert_int_equal(nt_resume_publish(nt_node_chat(g->node), subject, buf, len), 0);
   pump();
 }
 

@@ -29,10 +29,11 @@
 #include "nt_config.h"
 #include "nt_handshake.h"
 #include "nt_log.h"
+#include "nt_chat.h"
 #include "nt_node.h"
 #include "nt_presence.h"
 #include "../nt_test_b64.h"
-#include "../nt_test_peer.h"
+#include "../nt_test_node.h"
 
 #define SECRET "ws-glue-test-secret-0123456789abcdef"
 #define WAIT_MS 3000 /* upper bound for any expected event */
@@ -953,7 +954,7 @@ static void test_slow_consumer(void **state) {
     json_decref(cli_expect(all[i], "joined"));
   }
   /* the sloth's window (2048 bytes) fills with the first frames: the rest queues */
-  assert_non_null(nt_hub_conn(nt_node_hub(g->node), s->conn_id));
+  assert_non_null(nt_hub_conn(&nt_node_chat(g->node)->hub, s->conn_id));
 
   char msg[1024];
   int n = snprintf(msg, sizeof msg, "{\"action\":\"sendMessage\",\"roomId\":\"slow\",\"message\":\"");
@@ -1105,7 +1106,7 @@ static void test_abrupt_disconnect(void **state) {
   assert_string_equal(jstr(v, "status"), "offline");
   json_decref(v);
   assert_true(wait_for(a, conns_is, (void *)(uintptr_t)1));
-  nt_room *r = nt_hub_room(nt_node_hub(g->node), "natter.room.acme.r");
+  nt_room *r = nt_hub_room(&nt_node_chat(g->node)->hub, "natter.room.acme.r");
   assert_non_null(r);
   assert_int_equal(r->n, 1);
   cli_free(a);
