@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* environ (_GNU_SOURCE) */
 
 #include "nt_config.h"
 
-extern char **environ;
 
 /* Removes every NATTER_* variable so the runner's environment cannot leak in. */
 static int clean_env(void **state) {

@@ -102,7 +102,7 @@ static void on_fetch(void *ud, const nt_hist_result *r) {
 static hfix *hfix_new(long per_room, double max_age, size_t max_bytes) {
   hfix *f = calloc(1, sizeof *f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  nt_bus_handler bh = {on_plain, NULL, f, on_seq};
+  nt_bus_handler bh = {.on_msg = on_plain, .ud = f, .on_seq_msg = on_seq};
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_non_null(f->bus);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
@@ -312,7 +312,7 @@ static void test_bus_mem_positions(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   for (int with = 0; with < 2; with++) {
-    nt_bus_handler h = {bp_plain, NULL, NULL, with ? bp_seq : NULL};
+    nt_bus_handler h = {.on_msg = bp_plain, .on_seq_msg = with ? bp_seq : NULL};
     nt_bus *b = nt_bus_mem_new(&loop, &h);
     nt_bus_sub *s;
     assert_int_equal(nt_bus_subscribe(b, "x.>", NULL, &s), 0);
