@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "natter.pb-c.h"
+#include "nt_chat.h"
 #include "nt_err.h"
 #include "nt_log.h"
-#include "nt_chat.h"
 
 /* ================================================================ pure part ====== */
 

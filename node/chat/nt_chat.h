@@ -21,9 +21,9 @@
 #include "nt_map.h"
 #include "nt_metrics.h"
 #include "nt_presence.h"
-#include "nt_resume.h"
 
 struct Natter__Envelope;
+struct nt_resume;
 
 typedef struct nt_chat {
   uv_loop_t *loop;

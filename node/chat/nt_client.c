@@ -4,12 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_limits.h"
 #include "nt_log.h"
-#include "nt_chat.h"
 #include "nt_proto.h"
+#include "nt_resume.h"
 #include "nt_utf8.h"
 
 /* ---------------------------------------------------------------- helpers ---- */

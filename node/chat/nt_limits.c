@@ -4,8 +4,8 @@
 #include <jansson.h>
 #include <string.h>
 
-#include "nt_log.h"
 #include "nt_chat.h"
+#include "nt_log.h"
 #include "nt_proto.h"
 
 /* ---------------------------------------------------------------- node glue --- */

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_map.h"
-#include "nt_chat.h"
 #include "nt_proto.h"
 
 #define BUF_MAX_ITEMS 10000   /* live messages held for one resume or one room repair */

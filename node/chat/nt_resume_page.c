@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
-#include "nt_chat.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_resume_int.h"

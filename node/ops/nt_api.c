@@ -10,11 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
-#include "nt_chat.h"
 #include "nt_proto.h"
+#include "nt_resume.h"
 #include "nt_utf8.h"
 
 /* A push, kick or lookup sent to the owner node: well under the node's 10 s HTTP deadline,
