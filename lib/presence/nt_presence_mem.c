@@ -295,8 +295,15 @@ static void mem_destroy(nt_presence *p) {
 }
 
 static const nt_presence_vtab mem_vtab = {
-    mem_join, mem_leave, mem_members, mem_conn_add, mem_conn_remove, mem_conn_get,
-    mem_connected, mem_stats, mem_destroy,
+    .join = mem_join,
+    .leave = mem_leave,
+    .members = mem_members,
+    .conn_add = mem_conn_add,
+    .conn_remove = mem_conn_remove,
+    .conn_get = mem_conn_get,
+    .connected = mem_connected,
+    .stats = mem_stats,
+    .destroy = mem_destroy,
 };
 
 nt_presence *nt_presence_mem_new(const nt_presence_handler *h) {
