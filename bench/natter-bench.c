@@ -85,6 +85,7 @@ static struct opts {
   const char *label;
   const char *blast;
   const char *user_agent; /* sent as User-Agent, or no such header */
+  int eager;              /* join right after the 101, before welcome (a browser's way) */
   int quiet;
 } O = {
     .proto = PROTO_NATTER,
@@ -92,7 +93,7 @@ static struct opts {
     .src_addrs = -1,
     .concurrency = 256,
     .connect_timeout = 60,
-    .secret = "bench-secret",
+    .secret = "bench-secret-0123456789abcdef0123456789", /* HS256: >= 32 bytes */
     .tenant = "bench",
     .rooms_per_conn = 1,
     .spread = 0,
@@ -116,6 +117,7 @@ typedef struct conn {
   uint8_t url;
   uint8_t closing;
   uint8_t pending;   /* counted in G.pending */
+  uint8_t joins_sent; /* send_joins ran (once per connection) */
   uint16_t joins;    /* joins not yet confirmed */
   int32_t pub;       /* global publisher id when this connection publishes, else -1 */
   uint8_t *carry;
@@ -371,6 +373,8 @@ static void conn_ready(conn *c) {
 }
 
 static void send_joins(conn *c) {
+  if (c->joins_sent) return;
+  c->joins_sent = 1;
   if (O.rooms <= 0 || O.rooms_per_conn <= 0) {
     conn_ready(c);
     return;
@@ -693,6 +697,9 @@ static void on_http(conn *c, const uint8_t *d, size_t n) {
     return;
   }
   c->state = ST_WS;
+  /* --eager-join: joinRoom goes out with the first frames, not after welcome; the
+   * connection is ready once every join is confirmed, as usual. */
+  if (O.eager && O.proto == PROTO_NATTER && O.rooms > 0 && O.rooms_per_conn > 0) send_joins(c);
   size_t hl = (size_t)(e + 4 - c->carry), rest = c->clen - hl;
   memmove(c->carry, c->carry + hl, rest);
   c->clen = (uint32_t)rest;
@@ -1222,8 +1229,10 @@ static void usage(FILE *f) {
 "                            connections, then one address per 20000)\n"
 "  --connect-rate R          new connections per second, all processes (default: unlimited)\n"
 "  --concurrency C           handshakes in progress per process (default 256)\n"
+"  --eager-join              natter: send joinRoom right after the upgrade, without waiting\n"
+"                            for welcome (as browsers do); ready once every join is confirmed\n"
 "  --connect-timeout S       give up on connections not ready after S s (default 60)\n"
-"  --secret S                HS256 secret of the tokens (default bench-secret)\n"
+"  --secret S                HS256 secret of the tokens (default bench-secret-0123456789abcdef0123456789)\n"
 "  --tenant T                tenant claim (default bench)\n"
 "  --rooms R                 rooms r0..r(R-1); connection i joins r(i%%R) (default 0: no joins)\n"
 "  --rooms-per-conn K        rooms joined by each connection (default 1)\n"
@@ -1268,14 +1277,14 @@ static void add_urls(const char *list) {
 }
 
 int main(int argc, char **argv) {
-  enum { OPT_PROTO = 256, OPT_URL, OPT_CONNS, OPT_SRC, OPT_CRATE, OPT_CONC, OPT_CTO, OPT_SECRET,
+  enum { OPT_PROTO = 256, OPT_EAGER, OPT_URL, OPT_CONNS, OPT_SRC, OPT_CRATE, OPT_CONC, OPT_CTO, OPT_SECRET,
          OPT_TENANT, OPT_ROOMS, OPT_RPC, OPT_SPREAD, OPT_PUBS, OPT_RATE, OPT_WINDOW, OPT_ACK,
          OPT_PAYLOAD, OPT_WARMUP, OPT_DURATION, OPT_DRAIN, OPT_LOSS, OPT_PROCS, OPT_CLOCK,
          OPT_READY, OPT_LABEL, OPT_BLAST, OPT_QUIET, OPT_HELP, OPT_UA };
   static const struct option lo[] = {
       {"proto", 1, 0, OPT_PROTO},       {"url", 1, 0, OPT_URL},
       {"conns", 1, 0, OPT_CONNS},       {"src-addrs", 1, 0, OPT_SRC},
-      {"connect-rate", 1, 0, OPT_CRATE}, {"concurrency", 1, 0, OPT_CONC},
+      {"connect-rate", 1, 0, OPT_CRATE}, {"concurrency", 1, 0, OPT_CONC}, {"eager-join", 0, 0, OPT_EAGER},
       {"connect-timeout", 1, 0, OPT_CTO}, {"secret", 1, 0, OPT_SECRET},
       {"tenant", 1, 0, OPT_TENANT},     {"rooms", 1, 0, OPT_ROOMS},
       {"rooms-per-conn", 1, 0, OPT_RPC}, {"spread", 1, 0, OPT_SPREAD},
@@ -1302,6 +1311,7 @@ int main(int argc, char **argv) {
     case OPT_SRC: O.src_addrs = atoi(optarg); break;
     case OPT_CRATE: O.connect_rate = atof(optarg); break;
     case OPT_CONC: O.concurrency = atoi(optarg); break;
+    case OPT_EAGER: O.eager = 1; break;
     case OPT_CTO: O.connect_timeout = atof(optarg); break;
     case OPT_SECRET: O.secret = optarg; break;
     case OPT_TENANT: O.tenant = optarg; break;

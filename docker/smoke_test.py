@@ -4,7 +4,7 @@ through haproxy's one published port on 127.0.0.1:
   1. every node container is ready and the image's HEALTHCHECK passes;
   2. WebSocket clients land on different nodes, join one room, and a message sent on one
      node reaches the clients on the others (NATS between the nodes);
-  3. the demo page is served (when web/index.html exists);
+  3. the demo page is served (when web/index.html exists), and /natter.js is the client;
   4. one node container is stopped (`podman stop`: SIGTERM to natter-node as PID 1): its
      /readyz turns 503 during the drain, its client is closed with 1001 after the grace,
      reconnects through haproxy to another node and rejoins, messages flow again, and the
@@ -122,6 +122,14 @@ async def main():
         if status != 200:
             raise AssertionError(f"GET / through haproxy: {status}")
         log(f"demo page served through haproxy ({len(body)} bytes)")
+        # the JavaScript client the page imports: the image's copy of clients/js/natter.js
+        status, body = nh.http_get(BASE + "/natter.js", timeout=5)
+        with open(os.path.join(ROOT, "clients", "js", "natter.js"), "rb") as f:
+            want = f.read()
+        if status != 200 or body != want:
+            raise AssertionError(f"GET /natter.js through haproxy: {status}, "
+                                 f"{len(body)} bytes, not clients/js/natter.js")
+        log(f"/natter.js served through haproxy ({len(body)} bytes, = clients/js/natter.js)")
     else:
         log(f"GET / -> {status} (web/index.html not in the tree yet)")
 

@@ -12,6 +12,7 @@
 #include "nt_log.h"
 #include "nt_node.h"
 #include "nt_presence.h"
+#include "nt_url.h"
 
 static nt_node *g_node;
 
@@ -69,12 +70,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-node: cannot read --jwt-public-key %s\n", cfg.jwt_public_key);
     return 2;
   }
-  nt_auth_cfg acfg = {
-      .alg = cfg.jwt_alg,
-      .secret = pem ? NULL : cfg.jwt_secret,
-      .public_key_pem = pem,
-      .default_tenant = cfg.default_tenant,
-  };
+  nt_auth_cfg acfg = {.alg = cfg.jwt_alg,
+                      .secret = pem ? NULL : cfg.jwt_secret,
+                      .public_key_pem = pem,
+                      .default_tenant = cfg.default_tenant,
+                      .audience = cfg.jwt_audience,
+                      .issuer = cfg.jwt_issuer};
   nt_auth *auth = NULL;
   char err[256] = "";
   if (nt_auth_new(&acfg, &auth, err, sizeof err)) {
@@ -88,14 +89,17 @@ int main(int argc, char **argv) {
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
   nt_presence *pres = NULL;
+  char nats_shown[NT_URL_REDACTED_MAX], redis_shown[NT_URL_REDACTED_MAX];
+  nt_url_redact(cfg.nats, nats_shown, sizeof nats_shown);
+  nt_url_redact(cfg.redis, redis_shown, sizeof redis_shown);
   if (cfg.nats) {
     if (nt_bus_nats_new(loop, cfg.nats, nt_node_id(g_node), &bh, &bus)) {
-      fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", cfg.nats);
+      fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", nats_shown);
       return 1;
     }
     if (nt_presence_redis_new(loop, cfg.redis, cfg.redis_prefix, nt_node_id(g_node),
                               cfg.node_ttl_s, cfg.node_refresh_s, &ph, &pres)) {
-      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n", cfg.redis);
+      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n", redis_shown);
       return 1;
     }
   } else {
@@ -111,10 +115,14 @@ int main(int argc, char **argv) {
         .max_per_room = cfg.history_max_per_room,
         .memory_storage = !strcmp(cfg.history_storage, "memory"),
         .replicas = (int)cfg.history_replicas,
+        .max_bytes = cfg.history_max_bytes,
+        .max_msg_bytes = cfg.history_max_msg_bytes ? cfg.history_max_msg_bytes
+                                                   : cfg.max_message_bytes + 4096,
+        .tenant_bytes = cfg.history_tenant_bytes,
     };
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
-        fprintf(stderr, "natter-node: cannot set up the history on %s\n", cfg.nats);
+        fprintf(stderr, "natter-node: cannot set up the history on %s\n", nats_shown);
         return 1;
       }
     } else if (!(hist = nt_history_mem_new(loop, bus, &hc, NULL))) {

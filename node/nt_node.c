@@ -13,13 +13,18 @@
 #include "nt_api.h"
 #include "nt_authz.h"
 #include "nt_chat.h"
+#include "nt_integ.h"
+#include "nt_webhook.h"
 #include "nt_deflate.h"
 #include "nt_drain.h"
 #include "nt_err.h"
 #include "nt_handshake.h"
+#include "nt_heap.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node.h"
+#include "nt_rand.h"
 #include "nt_resume.h"
 #include "nt_sock.h"
 #include "nt_static.h"
@@ -48,6 +53,7 @@ struct nt_node {
   uv_timer_t sweep, drain_timer;
   int handles_open;
 
+  nt_heap_trim heap;       /* malloc_trim once a burst of handshakes is over (nt_heap.h) */
   nt_conn_env ws_env;      /* what connections of --listen get (nt_conn.h) */
   nt_conn_env api_env;     /* ... of --api-listen: keep-alive, the API's handler */
   nt_conn *dirty;          /* connections with queued output this turn */
@@ -103,7 +109,10 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->chat.cfg = cfg;
   nt_hub_init(&n->chat.hub);
   nt_map_init_borrowed(&n->chat.uas);
-  nt_rng_seed(&n->chat.rng);
+  if (!(n->chat.rand = calloc(1, sizeof *n->chat.rand))) {
+    free(n);
+    return NULL;
+  }
   if (cfg->node_id && *cfg->node_id) {
     snprintf(n->chat.id, sizeof n->chat.id, "%s", cfg->node_id);
   } else {
@@ -112,14 +121,20 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
     host[sizeof host - 1] = '\0';
     for (char *p = host; *p; p++)
       if (nt_id_check(p, 1)) *p = '-';
-    nt_random_id(&n->chat.rng, rnd, 8);
+    nt_rand_id(n->chat.rand, rnd, 8);
     snprintf(n->chat.id, sizeof n->chat.id, "%s-%s", host, rnd);
   }
   if (nt_id_valid(n->chat.id) || nt_subject_node(n->chat.node_subject, sizeof n->chat.node_subject, n->chat.id) < 0) {
     nt_log_error("invalid node id", "{s:s}", "node_id", n->chat.id);
+    free(n->chat.rand);
     free(n);
     return NULL;
   }
+  n->chat.log = (nt_chat_log){
+      .upgrade_refused = nt_accesslog_upgrade_refused,
+      .conn_open = nt_accesslog_conn_open,
+      .conn_close = nt_accesslog_conn_close,
+  };
   init_envs(n);
   n->ping = nt_frame_new(NT_WS_OP_PING, 0);
   n->chat.max_ws = derive_max_connections(cfg);
@@ -242,6 +257,8 @@ int nt_node_start(nt_node *n) {
   if (nt_bus_subscribe(n->chat.bus, n->chat.node_subject, NULL, &n->chat.node_sub))
     nt_log_warn("cannot subscribe node subject", "{s:s}", "subject", n->chat.node_subject);
   int r = start_tls_pmd(n);
+  if (!r) r = nt_integ_start(&n->chat);
+  if (!r) r = nt_webhook_start(&n->chat);
   if (r) return r;
   r = listen_on(n, &n->listener, n->chat.cfg->listen, "websocket");
   if (!r) r = listen_on(n, &n->api_listener, n->chat.cfg->api_listen, "api");
@@ -297,7 +314,12 @@ nt_conn *nt_node_connect_mem(nt_node *n, int api, nt_mem_peer *peer) {
   return conn_adopt(n, c, 0) ? NULL : c;
 }
 
-void nt_node_seed_ids(nt_node *n, uint64_t seed) { nt_rng_seed_fixed(&n->chat.rng, seed); }
+void nt_node_fixed_ids(nt_node *n) {
+  nt_rand *r = n->chat.rand;
+  for (size_t i = 0; i < NT_RAND_POOL; i++) r->buf[i] = (uint8_t)(i * 131 + 7);
+  r->pos = 0;
+  r->filled = 1;
+}
 
 nt_chat *nt_node_chat(nt_node *n) { return &n->chat; }
 
@@ -363,6 +385,8 @@ static void conn_free(void *ud, nt_conn *c) {
   else if (n->all == c) n->all = c->next;
   if (c->next) c->next->prev = c->prev;
   n->chat.nconns--;
+  if (c->api) nt_accesslog_forget(c);
+  if (n->chat.integ) nt_integ_conn_free(&n->chat, c);
   if (c->user_agent) nt_unintern(&n->chat.uas, c->user_agent);
   c->user_agent = NULL;
 }
@@ -404,7 +428,7 @@ static void on_http(void *ud, nt_conn *c, const nt_http_req *req, const uint8_t 
                     "Cache-Control: no-store\r\n");
     return;
   }
-  nt_static_serve(n->chat.cfg->static_dir, c, req);
+  nt_static_serve(n->chat.cfg->static_dir, n->chat.cfg->client_js, c, req);
 }
 
 /* A request the HTTP parser refused on --listen: plain text. */
@@ -489,6 +513,7 @@ static uint32_t age_ms(double s) {
 static void on_sweep(uv_timer_t *t) {
   nt_node *n = t->data;
   uint64_t now = uv_now(n->chat.loop);
+  nt_accesslog_tick();
   uint32_t ping_ms = age_ms(n->chat.cfg->ping_interval_s);
   uint32_t idle_ms = age_ms(n->chat.cfg->idle_timeout_s);
   uint64_t http_ms = nt_limits_handshake_ms(&n->chat);
@@ -517,6 +542,11 @@ static void on_sweep(uv_timer_t *t) {
       nt_conn_trim(c); /* idle between pings: give back the empty queue's array */
     }
   }
+  /* After a storm (≤ 64 handshakes and joins in the last second, resident size 4 MiB
+   * above the last trim) the parsers, WebSocket contexts, JSON trees and store replies it
+   * freed go back to the OS. */
+  uint64_t work = n->chat.m.connections_total + n->chat.m.upgrades_rejected + n->chat.m.joins + n->chat.m.leaves;
+  if (nt_heap_trim_tick(&n->heap, work, 64, 4u << 20)) n->chat.m.heap_trims++;
 }
 
 /* ---------------------------------------------------------------- stop ------- */
@@ -559,6 +589,8 @@ static void close_node_handles(nt_node *n) {
   nt_presence *p = n->chat.pres;
   n->chat.pres = NULL;
   if (p) nt_presence_destroy(p);
+  nt_webhook_close(&n->chat); /* after presence: its last callbacks may still emit */
+  nt_integ_close(&n->chat);
   nt_resume_close(&n->chat); /* the history publishes on the bus: it goes first */
   nt_bus *b = n->chat.bus;
   n->chat.bus = NULL;
@@ -654,5 +686,6 @@ void nt_node_free(nt_node *n) {
   for (size_t i = 0; i < n->chat.norigins; i++) free(n->chat.origins[i]);
   free(n->chat.origins);
   if (n->chat.auth) nt_auth_free(n->chat.auth);
+  free(n->chat.rand);
   free(n);
 }

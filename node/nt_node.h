@@ -60,8 +60,9 @@ const nt_metrics *nt_node_metrics(const nt_node *n);
  * 127.0.0.1. Returns the connection, or NULL (no memory, stopping: the peer then sees
  * closed). */
 nt_conn *nt_node_connect_mem(nt_node *n, int api, nt_mem_peer *peer);
-/* Reseeds the generator of connection ids: the same seed gives the same ids. */
-void nt_node_seed_ids(nt_node *n, uint64_t seed);
+/* Makes the ids this node hands out from now on the same on every run (a fixed pool
+ * instead of getrandom's): reproducible fuzz inputs. Never in production. */
+void nt_node_fixed_ids(nt_node *n);
 /* The node's chat state (nt_chat.h): rooms, counters, the history's resume state. */
 struct nt_chat *nt_node_chat(nt_node *n);
 

@@ -49,7 +49,7 @@ NATTER_BIN="$BUILD/natter-node" timeout 900 $PY -m pytest -q -p no:cacheprovider
   "${PYTEST_TIMEOUT[@]}" --junitxml="$ART/pytest.xml" ${PYTEST_ARGS:-} tests/integration
 PYTEST_RC=$?
 
-# Web client: unit tests of web/natter.js and the demo page in chromium (its own runner).
+# Web client: unit tests of clients/js/natter.js and the demo page in chromium (its own runner).
 WEB_RC=0
 rm -f "$ART"/web-*.xml
 if [ -f tests/browser/run.sh ] && [ "${NATTER_SKIP_WEB:-0}" != 1 ]; then
@@ -72,6 +72,11 @@ run_suite() {  # name, timeout (s), command...
   echo "$name $rc" >> "$SUITES_FILE"
 }
 [ -f tests/conformance/run.sh ] && run_suite conformance 600 bash tests/conformance/run.sh
+# The JavaScript client as a package: npm pack, install into a scratch project, tsc --strict,
+# run the example under Node with ws against a real node.
+[ -f clients/js/test/package.sh ] && run_suite client-package 600 bash clients/js/test/package.sh
+# The AWS SDK v3 ApiGatewayManagementApi client against a node (SigV4, stage, exceptions).
+[ -f tests/aws/run.sh ] && run_suite aws-sdk 600 bash tests/aws/run.sh
 # Fuzzing: each libFuzzer target a few seconds from its seed corpus (the long runs are
 # tests/fuzz/run.sh --long N, not part of the suite).
 [ -f tests/fuzz/run.sh ] && run_suite fuzz-smoke 900 bash tests/fuzz/run.sh --build --smoke 5

@@ -12,6 +12,7 @@
 #include "nt_bus.h"
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_url.h"
 #include "nt_nats_uv.h"
 
 /* Tuning. The connect timeout also bounds how long a loop-thread call into nats.c can
@@ -280,8 +281,15 @@ static void reply_arrived(nt_bus_nats *b, natsMsg *msg) {
 
 /* ================================================================ loop side */
 
+/* The URL of the current server, credentials redacted: b->url is only ever logged. */
+static void take_url(nt_bus_nats *b) {
+  char raw[sizeof b->url];
+  if (natsConnection_GetConnectedUrl(b->nc, raw, sizeof raw) == NATS_OK)
+    nt_url_redact(raw, b->url, sizeof b->url);
+}
+
 static void set_state(nt_bus_nats *b, int connected, const char *msg) {
-  if (connected) natsConnection_GetConnectedUrl(b->nc, b->url, sizeof b->url);
+  if (connected) take_url(b);
   if (connected == b->connected) return;
   b->connected = connected;
   if (connected) nt_log_info(msg, "{s:s}", "url", b->url);
@@ -701,16 +709,18 @@ int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
     natsOptions_Destroy(opts);
   }
   if (s == NATS_OK) {
-    natsConnection_GetConnectedUrl(b->nc, b->url, sizeof b->url);
+    take_url(b);
     b->connected = 1;
     nt_log_info("bus connected", "{s:s}", "url", b->url);
   } else if (s == NATS_NOT_YET_CONNECTED) {
-    nt_log_warn("bus not connected yet, retrying", "{s:s}", "urls", urls);
+    nt_log_warn("bus not connected yet, retrying", "{s:s}", "urls",
+                nt_url_redact(urls, (char[NT_URL_REDACTED_MAX]){0}, NT_URL_REDACTED_MAX));
   } else {
     /* The connection's reference on q is not dropped: on some failure paths nats.c still
      * posts a closed callback, and a leak at a failed startup beats a use after free. */
-    nt_log_error("bus cannot start", "{s:s, s:s}", "urls", urls, "error",
-                 nats_GetLastError(NULL));
+    char ru[NT_URL_REDACTED_MAX], re[512];
+    nt_log_error("bus cannot start", "{s:s, s:s}", "urls", nt_url_redact(urls, ru, sizeof ru),
+                 "error", nt_url_redact(nats_GetLastError(NULL), re, sizeof re));
     q->async = NULL;
     nt_nats_uv_close(b->nle);
     uv_close((uv_handle_t *)&b->async, bus_closed);

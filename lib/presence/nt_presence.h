@@ -33,8 +33,24 @@ typedef void (*nt_presence_join_cb)(void *ud, int status, int transition,
                                     const char *const *members, size_t n);
 /* leave: `transition` is 1 when it was the user's last connection in the room. */
 typedef void (*nt_presence_leave_cb)(void *ud, int status, int transition);
-typedef void (*nt_presence_members_cb)(void *ud, int status, const char *const *members,
-                                       size_t n);
+/* One page of a member list (borrowed for the callback): about `limit` users (Redis may
+ * return a few more), `cursor` to pass for the next page (NULL: this was the last page),
+ * `total` the number of members now. A user present during the whole scan is listed at
+ * least once; one that comes or goes meanwhile may be missing or listed twice. */
+typedef struct nt_presence_page {
+  const char *const *members;
+  size_t n;
+  const char *cursor;
+  uint64_t total;
+} nt_presence_page;
+typedef void (*nt_presence_members_cb)(void *ud, int status, const nt_presence_page *pg);
+
+/* Largest `limit` of one page: what one request may cost the store. */
+#define NT_PRESENCE_PAGE_MAX 1000
+/* Page size of a `presence` request without a limit. */
+#define NT_PRESENCE_PAGE_DEFAULT 100
+/* Members listed in `joined`; the rest are paged with `members`. */
+#define NT_PRESENCE_JOINED_MAX 100
 /* conn_get: status NT_ENOTFOUND when the connection is gone. */
 typedef void (*nt_presence_conn_cb)(void *ud, int status, const nt_conn_info *info);
 typedef void (*nt_presence_done_cb)(void *ud, int status);
@@ -63,6 +79,8 @@ typedef struct nt_presence_stats {
   uint64_t reaped_nodes; /* dead nodes reaped by this node */
   uint64_t reconnects;   /* store reconnections */
   uint64_t errors;       /* failed operations */
+  uint64_t queued;       /* gauge: operations waiting for the store's window (Redis) */
+  uint64_t inflight_max; /* most operations sent and unanswered at once (Redis) */
 } nt_presence_stats;
 
 typedef struct nt_presence_vtab {
@@ -70,8 +88,8 @@ typedef struct nt_presence_vtab {
               const char *conn_id, nt_presence_join_cb cb, void *ud);
   int (*leave)(nt_presence *p, const char *tenant, const char *room, const char *user,
                const char *conn_id, nt_presence_leave_cb cb, void *ud);
-  int (*members)(nt_presence *p, const char *tenant, const char *room,
-                 nt_presence_members_cb cb, void *ud);
+  int (*members)(nt_presence *p, const char *tenant, const char *room, const char *cursor,
+                 size_t limit, nt_presence_members_cb cb, void *ud);
   int (*conn_add)(nt_presence *p, const nt_conn_info *info, nt_presence_done_cb cb,
                   void *ud);
   int (*conn_remove)(nt_presence *p, const char *tenant, const char *conn_id,
@@ -99,10 +117,24 @@ static inline int nt_presence_leave(nt_presence *p, const char *tenant, const ch
                                     nt_presence_leave_cb cb, void *ud) {
   return p->vt->leave(p, tenant, room, user, conn_id, cb, ud);
 }
-/* room == NULL: the tenant's online users. */
+/* A page of a room's online users, or of the tenant's (room NULL): the first one with
+ * cursor NULL, the next with the cursor the previous page gave. `limit` 1..
+ * NT_PRESENCE_PAGE_MAX; a store never does more than O(limit) work for one page.
+ * NT_EINVAL for a bad id, limit or cursor (cursors are decimal, at most 20 digits). */
 static inline int nt_presence_members(nt_presence *p, const char *tenant, const char *room,
+                                      const char *cursor, size_t limit,
                                       nt_presence_members_cb cb, void *ud) {
-  return p->vt->members(p, tenant, room, cb, ud);
+  return p->vt->members(p, tenant, room, cursor, limit, cb, ud);
+}
+
+/* 0 when `cursor` is NULL or a valid cursor and limit is in 1..NT_PRESENCE_PAGE_MAX. */
+static inline int nt_presence_page_args_ok(const char *cursor, size_t limit) {
+  if (limit < 1 || limit > NT_PRESENCE_PAGE_MAX) return -1;
+  if (!cursor) return 0;
+  size_t i = 0;
+  for (; cursor[i]; i++)
+    if (cursor[i] < '0' || cursor[i] > '9' || i >= 20) return -1;
+  return i ? 0 : -1;
 }
 static inline int nt_presence_conn_add(nt_presence *p, const nt_conn_info *info,
                                        nt_presence_done_cb cb, void *ud) {

@@ -2,6 +2,7 @@
  * Same transition rules as the Redis implementation (nt_presence_redis.c): membership is
  * per connection, deduplicated by user; only conn_remove differs — it leaves rooms to the
  * caller's leaves, which can never fail here. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,15 +68,24 @@ static long set_add(nt_map *outer, const char *key, size_t klen, const char *use
   return n;
 }
 
-static size_t list_keys(const nt_map *set, const char ***out) {
+/* At most `limit` keys of `set` from slot *it on (the cursor of a page); *it is left on
+ * the slot after the last one listed, or 0 when the set is exhausted. */
+static size_t list_keys(const nt_map *set, size_t *it, size_t limit, const char ***out) {
   *out = NULL;
+  size_t start = *it;
+  *it = 0;
   if (!set || !set->len) return 0;
-  const char **v = malloc(set->len * sizeof *v);
+  size_t cap = set->len < limit ? set->len : limit;
+  const char **v = malloc(cap * sizeof *v);
   if (!v) return 0;
-  size_t it = 0, n = 0;
+  size_t pos = start, n = 0;
   const char *k;
   void *val;
-  while (nt_map_next(set, &it, &k, &val)) v[n++] = k;
+  while (n < cap && nt_map_next(set, &pos, &k, &val)) v[n++] = k;
+  if (n == cap && pos < set->cap) { /* more may follow: is there one? */
+    size_t probe = pos;
+    if (nt_map_next(set, &probe, &k, &val)) *it = pos;
+  }
   *out = v;
   return n;
 }
@@ -155,7 +165,8 @@ static int mem_join(nt_presence *p, const char *tenant, const char *room, const 
   if (tr) m->st.transitions++;
   if (cb) {
     const char **members;
-    size_t cnt = list_keys(&r->users, &members);
+    size_t it = 0;
+    size_t cnt = list_keys(&r->users, &it, NT_PRESENCE_JOINED_MAX, &members);
     cb(ud, 0, tr, members, cnt);
     free(members);
   }
@@ -182,20 +193,27 @@ static int mem_leave(nt_presence *p, const char *tenant, const char *room, const
 }
 
 static int mem_members(nt_presence *p, const char *tenant, const char *room,
-                       nt_presence_members_cb cb, void *ud) {
+                       const char *cursor, size_t limit, nt_presence_members_cb cb, void *ud) {
   mem_presence *m = (mem_presence *)p;
   char key[2 * NT_ID_MAX + 2];
-  if (nt_id_valid(tenant) || (room && nt_id_valid(room))) return NT_EINVAL;
-  const char **members;
-  size_t cnt;
+  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) ||
+      nt_presence_page_args_ok(cursor, limit))
+    return NT_EINVAL;
+  const nt_map *set;
   if (room) {
     mem_room *r = nt_map_get(&m->rooms, key, room_key(key, tenant, room));
-    cnt = list_keys(r ? &r->users : NULL, &members);
+    set = r ? &r->users : NULL;
   } else {
-    cnt = list_keys(nt_map_get(&m->tenants, tenant, strlen(tenant)), &members);
+    set = nt_map_get(&m->tenants, tenant, strlen(tenant));
   }
+  const char **members;
+  size_t it = cursor ? (size_t)strtoull(cursor, NULL, 10) : 0;
+  size_t cnt = list_keys(set, &it, limit, &members);
+  char next[24];
+  snprintf(next, sizeof next, "%zu", it);
+  nt_presence_page pg = {members, cnt, it ? next : NULL, set ? set->len : 0};
   m->st.ops++;
-  cb(ud, 0, members, cnt);
+  cb(ud, 0, &pg);
   free(members);
   return 0;
 }

@@ -18,6 +18,13 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
+/* Commands sent and not answered yet, at most. A connection storm asks for tens of
+ * thousands of scripts within a second; pipelined all at once they sit formatted in
+ * hiredis' output buffer and in Redis' query buffer, and the liveness heartbeat queues
+ * behind all of them (a node could miss its ttl and be reaped). Past the window an op
+ * waits here, in order, with its arguments; the heartbeat goes first. 256 in flight keep
+ * Redis as busy as any deeper pipeline. */
+#define WINDOW 256
 
 static void start_connect(rp *p);
 static void maybe_free(rp *p);
@@ -32,12 +39,65 @@ rop *nt_rp_op_new(rp *p, rop_fn fn) {
   op->p = p;
   op->fn = fn;
   op->script = -1;
+  op->tenant = op->id = op->room = "";
   return op;
+}
+
+int nt_rp_op_ids(rop *op, const char *tenant, const char *id, const char *room) {
+  const char *v[3] = {tenant ? tenant : "", id ? id : "", room ? room : ""};
+  size_t l[3], total = 0;
+  for (int i = 0; i < 3; i++) total += (l[i] = strlen(v[i])) + 1;
+  char *blk = malloc(total), *cur = blk;
+  if (!blk) return NT_ENOMEM;
+  const char **dst[3] = {&op->tenant, &op->id, &op->room};
+  for (int i = 0; i < 3; i++) {
+    memcpy(cur, v[i], l[i] + 1);
+    *dst[i] = cur;
+    cur += l[i] + 1;
+  }
+  free(op->ids);
+  op->ids = blk;
+  return 0;
 }
 
 static void op_free(rop *op) {
   free(op->argv);
+  free(op->ids);
   free(op);
+}
+
+void nt_rp_op_free(rop *op) { op_free(op); }
+
+/* Gives the op its own copy of argv (nt_rp_script ops have one already). */
+static int own_args(rop *op, int argc, const char **argv, const size_t *lens) {
+  if (op->argv == argv) return 0;
+  size_t total = 0;
+  for (int i = 0; i < argc; i++) total += (lens ? lens[i] : strlen(argv[i])) + 1;
+  char *blk = malloc(argc * (sizeof(char *) + sizeof(size_t)) + total);
+  if (!blk) return NT_ENOMEM;
+  const char **av = (const char **)blk;
+  size_t *lv = (size_t *)(blk + argc * sizeof(char *));
+  char *cur = (char *)(lv + argc);
+  for (int i = 0; i < argc; i++) {
+    size_t l = lens ? lens[i] : strlen(argv[i]);
+    memcpy(cur, argv[i], l);
+    cur[l] = '\0';
+    av[i] = cur;
+    lv[i] = l;
+    cur += l + 1;
+  }
+  free(op->argv);
+  op->argv = av;
+  op->lens = lv;
+  op->argc = argc;
+  return 0;
+}
+
+static void list_append(rop *head, rop *op) {
+  op->prev = head->prev;
+  op->next = head;
+  head->prev->next = op;
+  head->prev = op;
 }
 
 static void op_unlink(rop *op) {
@@ -54,7 +114,7 @@ static void op_fail(rop *op, int status) {
   switch (kind) {
   case CB_JOIN: op->cb.join(op->ud, status, 0, NULL, 0); break;
   case CB_LEAVE: op->cb.leave(op->ud, status, 0); break;
-  case CB_MEMBERS: op->cb.members(op->ud, status, NULL, 0); break;
+  case CB_MEMBERS: op->cb.members(op->ud, status, NULL); break;
   case CB_DONE: op->cb.done(op->ud, status); break;
   case CB_CONN: op->cb.conn(op->ud, status, NULL); break;
   default: break;
@@ -63,20 +123,56 @@ static void op_fail(rop *op, int status) {
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv);
 
-static int issue(rp *p, rop *op, int argc, const char **argv, const size_t *lens) {
-  if (!p->ac || p->closing) return NT_ESTORE;
-  snprintf(op->cmd, sizeof op->cmd, "%s",
-           op->script >= 0 ? nt_presence_lua_name[op->script] : argv[0]);
+static int transmit(rp *p, rop *op, int argc, const char **argv, const size_t *lens) {
   op->sent_ms = uv_now(p->loop);
-  op->prev = p->pending.prev;
-  op->next = &p->pending;
-  p->pending.prev->next = op;
-  p->pending.prev = op;
+  list_append(&p->pending, op);
   if (redisAsyncCommandArgv(p->ac, on_reply, op, argc, argv, lens) != REDIS_OK) {
     op_unlink(op);
     return NT_ESTORE;
   }
+  if ((uint64_t)++p->inflight > p->st.inflight_max) p->st.inflight_max = (uint64_t)p->inflight;
   return 0;
+}
+
+static int issue(rp *p, rop *op, int argc, const char **argv, const size_t *lens) {
+  if (!p->ac || p->closing) return NT_ESTORE;
+  snprintf(op->cmd, sizeof op->cmd, "%s",
+           op->script >= 0 ? nt_presence_lua_name[op->script] : argv[0]);
+  if (p->inflight < WINDOW || op->urgent || p->in_destroy) return transmit(p, op, argc, argv, lens);
+  if (own_args(op, argc, argv, lens)) return NT_ENOMEM;
+  list_append(&p->waiting, op);
+  p->st.queued++;
+  return 0;
+}
+
+/* Fails an op that was never answered: its handler sees NULL, its caller `status`. */
+static void op_abandon(rp *p, rop *op, int status) {
+  if (op->fn) op->fn(p, op, NULL);
+  if (op->cbkind != CB_NONE) op_fail(op, status);
+  op_free(op);
+}
+
+/* Sends waiting ops while the window has room (all of them with `all`). */
+static void pump(rp *p, int all) {
+  while (p->waiting.next != &p->waiting && (all || p->inflight < WINDOW) && p->ac) {
+    rop *op = p->waiting.next;
+    op_unlink(op);
+    p->st.queued--;
+    if (transmit(p, op, op->argc, op->argv, op->lens)) {
+      p->st.errors++;
+      op_abandon(p, op, NT_ESTORE);
+    }
+  }
+}
+
+/* The connection is gone: ops that were never sent fail as the pending ones did. */
+static void fail_waiting(rp *p, int status) {
+  while (p->waiting.next != &p->waiting) {
+    rop *op = p->waiting.next;
+    op_unlink(op);
+    p->st.queued--;
+    op_abandon(p, op, status);
+  }
 }
 
 int nt_rp_send(rp *p, rop *op, int argc, const char **argv, const size_t *lens) {
@@ -145,6 +241,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
   rp *p = op->p;
   redisReply *r = reply;
   op_unlink(op);
+  p->inflight--;
+  if (r) p->last_reply_ms = uv_now(p->loop);
   if (r && r->type == REDIS_REPLY_ERROR) {
     if (op->script >= 0 && !op->retried && !strncmp(r->str, "NOSCRIPT", 8) &&
         retry_eval(p, op) == 0)
@@ -164,6 +262,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
   if (op->fn) op->fn(p, op, r);
   if (op->cbkind != CB_NONE) op_fail(op, p->closing ? NT_ECLOSED : NT_ESTORE);
   op_free(op);
+  if (reply && p->ac && !p->closing) pump(p, 0); /* not while hiredis frees the context */
 }
 
 int nt_rp_tkeys(const rp *p, const char *tenant, char *base, char *ck) {
@@ -190,6 +289,8 @@ static void on_retry(uv_timer_t *t) { start_connect(t->data); }
 static void conn_lost(rp *p) {
   int was_up = p->state == RP_UP;
   p->state = RP_DOWN;
+  p->inflight = 0;
+  fail_waiting(p, p->closing ? NT_ECLOSED : NT_ESTORE);
   p->hb_busy = p->hb_wait = 0;
   if (p->closing) {
     maybe_free(p);
@@ -370,7 +471,10 @@ static int poll_failed(const rp *p) {
 
 /* Every refresh: the heartbeat, and a watchdog for a Redis that accepted the connection
  * but stopped answering (a stalled server or a silent partition): hiredis has no timeouts
- * of its own. */
+ * of its own. A Redis that still answers is busy, not stalled: during a connection storm
+ * the node pipelines tens of thousands of scripts and the last one's reply comes seconds
+ * after it was sent, while replies keep arriving. Reconnecting then would fail every
+ * pending command and re-assert the whole mirror onto a Redis already at capacity. */
 static void on_tick(uv_timer_t *t) {
   rp *p = t->data;
   uint64_t now = uv_now(p->loop);
@@ -385,7 +489,8 @@ static void on_tick(uv_timer_t *t) {
   }
   rop *oldest = p->pending.next != &p->pending ? p->pending.next : NULL;
   if ((p->state == RP_CONNECTING && now - p->state_since > p->op_timeout_ms) ||
-      (oldest && now - oldest->sent_ms > p->op_timeout_ms)) {
+      (oldest && now - (oldest->sent_ms > p->last_reply_ms ? oldest->sent_ms : p->last_reply_ms) >
+                     p->op_timeout_ms)) {
     nt_log_warn("redis not answering: reconnecting", "{s:s, s:i}", "host", p->host, "port",
                 p->port);
     drop_conn(p);
@@ -450,8 +555,10 @@ static int r_join(nt_presence *base, const char *tenant, const char *room, const
   }
   rop *op = user_op(p, on_join, CB_JOIN, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
-  snprintf(op->id, sizeof op->id, "%s", conn_id);
-  snprintf(op->room, sizeof op->room, "%s", room);
+  if (nt_rp_op_ids(op, NULL, conn_id, room)) {
+    op_free(op);
+    return NT_ENOMEM;
+  }
   const char *a[] = {ck, b, conn_id, user, room, p->node};
   return nt_rp_script(p, op, NT_LUA_JOIN, 1, 6, a, NULL);
 }
@@ -486,31 +593,40 @@ static int r_leave(nt_presence *base, const char *tenant, const char *room, cons
 }
 
 static void on_members(rp *p, rop *op, redisReply *r) {
-  if (!r || r->type != REDIS_REPLY_ARRAY) return;
+  (void)p;
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+      r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER)
+    return; /* op_fail follows */
   const char **m;
-  size_t n = reply_strings(r, &m);
+  size_t n = reply_strings(r->element[1], &m);
+  const char *next = r->element[0]->str;
+  nt_presence_page pg = {m, n, strcmp(next, "0") ? next : NULL,
+                         (uint64_t)(r->element[2]->integer > 0 ? r->element[2]->integer : 0)};
   op->cbkind = CB_NONE;
-  op->cb.members(op->ud, 0, m, n);
+  op->cb.members(op->ud, 0, &pg);
   free(m);
 }
 
 static int r_members(nt_presence *base, const char *tenant, const char *room,
-                     nt_presence_members_cb cb, void *ud) {
+                     const char *cursor, size_t limit, nt_presence_members_cb cb, void *ud) {
   rp *p = (rp *)base;
   if (p->closing) return NT_ECLOSED;
-  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) || !cb) return NT_EINVAL;
+  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) || !cb ||
+      nt_presence_page_args_ok(cursor, limit))
+    return NT_EINVAL;
   p->st.ops++;
-  char k[NT_KEY_MAX];
-  if (!nt_rp_up(p)) {
+  char b[NT_KEY_MAX], ck[NT_KEY_MAX], what[NT_ID_MAX + 16], count[24];
+  if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
     p->st.errors++;
     return NT_ESTORE;
   }
-  if (nt_key_tenant(k, sizeof k, p->prefix, tenant, room ? NT_KEY_ROOMU : NT_KEY_ONLINE,
-                    room) < 0)
-    return NT_EINVAL;
+  if (room) snprintf(what, sizeof what, NT_KEY_ROOMU ":%s", room);
+  else snprintf(what, sizeof what, NT_KEY_ONLINE);
+  snprintf(count, sizeof count, "%zu", limit);
   rop *op = user_op(p, on_members, CB_MEMBERS, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
-  return nt_rp_send(p, op, 2, (const char *[]){"HKEYS", k}, NULL);
+  const char *a[] = {ck, b, what, cursor ? cursor : "0", count};
+  return nt_rp_script(p, op, NT_LUA_MEMBERS, 1, 5, a, NULL);
 }
 
 static void on_done(rp *p, rop *op, redisReply *r) {
@@ -569,7 +685,10 @@ static int r_conn_remove(nt_presence *base, const char *tenant, const char *conn
   nt_rp_cmd(p, 2, (const char *[]){"DEL", rk}, NULL);
   rop *op = user_op(p, on_conn_removed, CB_DONE, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
-  snprintf(op->tenant, sizeof op->tenant, "%s", tenant);
+  if (nt_rp_op_ids(op, tenant, NULL, NULL)) {
+    op_free(op);
+    return NT_ENOMEM;
+  }
   const char *a[] = {ck, b, conn_id, p->node};
   return nt_rp_script(p, op, NT_LUA_CONN_REMOVE, 1, 4, a, NULL);
 }
@@ -609,7 +728,10 @@ static int r_conn_get(nt_presence *base, const char *conn_id, nt_presence_conn_c
   }
   rop *op = user_op(p, on_conn_get, CB_CONN, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
-  snprintf(op->id, sizeof op->id, "%s", conn_id);
+  if (nt_rp_op_ids(op, NULL, conn_id, NULL)) {
+    op_free(op);
+    return NT_ENOMEM;
+  }
   return nt_rp_send(p, op, 2, (const char *[]){"HGETALL", k}, NULL);
 }
 
@@ -647,6 +769,9 @@ static void r_destroy(nt_presence *base) {
   p->closing_since = uv_now(p->loop);
   for (rop *op = p->pending.next; op != &p->pending; op = op->next)
     op_fail(op, NT_ECLOSED);
+  for (rop *op = p->waiting.next; op != &p->waiting; op = op->next)
+    op_fail(op, NT_ECLOSED);
+  pump(p, 1); /* what was asked before the end still goes out, as it always did */
   if (was_up) {
     /* Leaving cleanly: with nothing left in Redis, drop our liveness record; otherwise
      * age it so a survivor reaps the rest on its next refresh. */
@@ -768,6 +893,7 @@ int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
   if (h) p->base.h = *h;
   p->loop = loop;
   p->pending.next = p->pending.prev = &p->pending;
+  p->waiting.next = p->waiting.prev = &p->waiting;
   nt_rp_mirror_init(p);
   snprintf(p->prefix, sizeof p->prefix, "%s", prefix);
   snprintf(p->node, sizeof p->node, "%s", node_id);

@@ -73,6 +73,7 @@ struct rop {
   rop_fn fn;
   int script;               /* NT_LUA_* for EVALSHA (kept for a NOSCRIPT retry), else -1 */
   int retried;
+  int urgent;               /* sent past the window (the liveness heartbeat) */
   uint64_t sent_ms;
   int cbkind;               /* CB_*: which member of cb the caller gave */
   union {
@@ -84,7 +85,10 @@ struct rop {
   } cb;
   void *ud;
   void *ctx;                /* handler-specific */
-  char tenant[NT_ID_MAX + 1], id[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  /* What the reply handler needs to know ("" unless nt_rp_op_ids set them): one block of
+   * exact size, as thousands of ops wait at once during a storm. */
+  const char *tenant, *id, *room;
+  char *ids;
   int argc;
   char nk[8];               /* numkeys of a script, as text */
   char cmd[16];             /* command or script name, for logs */
@@ -105,13 +109,16 @@ struct rp {
   redisAsyncContext *ac;    /* NULL while disconnected */
   int state;                /* RP_* */
   uint64_t state_since, up_since, closing_since, err_logged_at, hb_wait_since;
+  uint64_t last_reply_ms;    /* when Redis last answered anything (the watchdog) */
   uv_timer_t tick, retry;
   uv_getaddrinfo_t gai;
   int gai_busy, timers_open;
   int ever_up, self_reaped, hb_busy, hb_wait, init_left, down_logged;
   int closing, in_destroy;
   char sha[NT_LUA_COUNT][48];
-  rop pending;              /* list sentinel */
+  rop pending;              /* sent, awaiting replies (list sentinel) */
+  rop waiting;              /* not sent yet: the window is full (list sentinel, FIFO) */
+  int inflight;             /* ops in `pending` */
 
   nt_map conns;             /* mirror: conn id -> rp_conn* (key borrowed from the entry) */
   nt_map tenants;           /* interned tenants (nt_intern; refs: mirrored connections) */
@@ -122,6 +129,10 @@ struct rp {
 
 /* nt_presence_redis.c */
 rop *nt_rp_op_new(rp *p, rop_fn fn);
+/* Copies the ids the reply handler reads (NULL: ""). 0, or NT_ENOMEM (op unchanged). */
+int nt_rp_op_ids(rop *op, const char *tenant, const char *id, const char *room);
+/* Frees an op that was never sent. */
+void nt_rp_op_free(rop *op);
 /* Sends argv (plain command); on failure frees `op` and returns NT_ESTORE. */
 int nt_rp_send(rp *p, rop *op, int argc, const char **argv, const size_t *lens);
 /* Sends EVALSHA of script `id` with `nkeys` keys followed by the arguments (argv holds

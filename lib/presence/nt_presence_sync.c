@@ -222,9 +222,12 @@ static void sync_conn(rp *p, const rp_conn *c, int report_on) {
   a[0] = ck, a[1] = b, a[2] = p->node, a[3] = c->id, a[4] = rp_conn_user(c);
   a[5] = c->registered ? "1" : "0";
   for (size_t i = 0; i < c->nrooms; i++) a[6 + i] = rp_room_name(c->rooms[i]);
-  snprintf(op->tenant, sizeof op->tenant, "%s", c->tenant);
-  snprintf(op->id, sizeof op->id, "%s", c->id);
-  snprintf(op->room, sizeof op->room, "%s", rp_conn_user(c)); /* the user, for online reports */
+  /* room: the user, for online reports */
+  if (nt_rp_op_ids(op, c->tenant, c->id, rp_conn_user(c))) {
+    nt_rp_op_free(op);
+    free(a);
+    return;
+  }
   op->ctx = (void *)(intptr_t)report_on;
   nt_rp_script(p, op, NT_LUA_SYNC, 1, (int)n, a, NULL);
   free(a);
@@ -259,7 +262,10 @@ static void on_prune_index(rp *p, rop *op, redisReply *r) {
       a[0] = ck, a[1] = b, a[2] = p->node, a[3] = REAP_BATCH;
       rop *pop = nt_rp_op_new(p, on_pruned);
       if (!pop) return;
-      snprintf(pop->tenant, sizeof pop->tenant, "%s", op->tenant);
+      if (nt_rp_op_ids(pop, op->tenant, NULL, NULL)) {
+        nt_rp_op_free(pop);
+        return;
+      }
       nt_rp_script(p, pop, NT_LUA_REAP, 1, (int)(4 + n), a, NULL);
       n = 0;
     }
@@ -275,7 +281,10 @@ static void on_prune_tenants(rp *p, rop *op, redisReply *r) {
       continue;
     rop *iop = nt_rp_op_new(p, on_prune_index);
     if (!iop) return;
-    snprintf(iop->tenant, sizeof iop->tenant, "%s", e->str);
+    if (nt_rp_op_ids(iop, e->str, NULL, NULL)) {
+      nt_rp_op_free(iop);
+      return;
+    }
     nt_rp_send(p, iop, 2, (const char *[]){"HKEYS", k}, NULL);
   }
 }
@@ -350,6 +359,7 @@ void nt_rp_heartbeat(rp *p) {
   const char *a[] = {p->k_live, p->k_reaping, p->k_reaped, p->node, ttl, reclaim,
                      may_claim ? "1" : "0"};
   rop *op = nt_rp_op_new(p, on_heartbeat);
+  if (op) op->urgent = 1; /* past the window: a storm's queue must not delay liveness */
   if (op && nt_rp_script(p, op, NT_LUA_HEARTBEAT, 3, 7, a, NULL) == 0) p->hb_busy = 1;
 }
 
@@ -428,7 +438,10 @@ static void reap_next(rp *p, reap_job *j) {
     rop *op = nt_rp_op_new(p, on_reap_batch);
     if (!op) return job_end(p, j, 0);
     op->ctx = j;
-    snprintf(op->tenant, sizeof op->tenant, "%s", j->tenants[j->i]);
+    if (nt_rp_op_ids(op, j->tenants[j->i], NULL, NULL)) {
+      nt_rp_op_free(op);
+      return job_end(p, j, 0);
+    }
     const char *a[] = {ck, b, j->node, REAP_BATCH};
     if (nt_rp_script(p, op, NT_LUA_REAP, 1, 4, a, NULL)) job_end(p, j, 0);
     return;

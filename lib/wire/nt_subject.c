@@ -2,11 +2,37 @@
 #include "nt_subject.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "nt_err.h"
 #include "nt_utf8.h"
+
+/* Code points beyond ASCII an id may not hold: C1 controls, Unicode White_Space and the
+ * format characters (general category Cf: zero-width spaces and joiners, bidirectional
+ * overrides such as U+202E, the BOM, tag characters), which would make two ids look the
+ * same, or an id look like something else, in every log and user interface. Ranges are
+ * inclusive and sorted (Unicode 15). */
+static const uint32_t refused[][2] = {
+    {0x0080, 0x00A0},   {0x00AD, 0x00AD},   {0x0600, 0x0605},   {0x061C, 0x061C},
+    {0x06DD, 0x06DD},   {0x070F, 0x070F},   {0x0890, 0x0891},   {0x08E2, 0x08E2},
+    {0x1680, 0x1680},   {0x180E, 0x180E},   {0x2000, 0x200F},   {0x2028, 0x202F},
+    {0x205F, 0x2064},   {0x2066, 0x206F},   {0x3000, 0x3000},   {0xFEFF, 0xFEFF},
+    {0xFFF9, 0xFFFB},   {0x110BD, 0x110BD}, {0x110CD, 0x110CD}, {0x13430, 0x1343F},
+    {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001}, {0xE0020, 0xE007F},
+};
+
+static int refused_cp(uint32_t cp) {
+  size_t lo = 0, hi = sizeof refused / sizeof refused[0];
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (cp < refused[mid][0]) hi = mid;
+    else if (cp > refused[mid][1]) lo = mid + 1;
+    else return 1;
+  }
+  return 0;
+}
 
 int nt_id_check(const char *id, size_t len) {
   if (!id || len == 0 || len > NT_ID_MAX) return NT_EINVAL;
@@ -16,7 +42,21 @@ int nt_id_check(const char *id, size_t len) {
         c == '}' || c == ':')
       return NT_EINVAL;
   }
-  return nt_utf8_valid(id, len) ? 0 : NT_EINVAL;
+  if (!nt_utf8_valid(id, len)) return NT_EINVAL;
+  /* valid UTF-8 from here: decode each multi-byte sequence */
+  for (size_t i = 0; i < len;) {
+    unsigned char c = (unsigned char)id[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+    uint32_t cp = c & (0x3F >> (n - 1));
+    for (size_t k = 1; k < n; k++) cp = cp << 6 | ((unsigned char)id[i + k] & 0x3F);
+    if (refused_cp(cp)) return NT_EINVAL;
+    i += n;
+  }
+  return 0;
 }
 
 int nt_id_valid(const char *id) { return id ? nt_id_check(id, strlen(id)) : NT_EINVAL; }

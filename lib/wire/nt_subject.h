@@ -9,7 +9,9 @@
 
 /* Returns 0 when `id` (length `len`) is a valid room/user/tenant/node id: 1..NT_ID_MAX bytes,
  * none of '.', '*', '>', whitespace, control characters (< 0x20, 0x7f), '{', '}' or ':'
- * (the last three would break Redis hash tags and key separators) and valid UTF-8.
+ * (the last three would break Redis hash tags and key separators), valid UTF-8, and no
+ * Unicode whitespace (U+00A0, U+2000..U+200A, U+3000...), C1 control or format character
+ * (U+200B zero-width space, U+202E right-to-left override, U+FEFF, tags...).
  * Returns NT_EINVAL otherwise. */
 int nt_id_check(const char *id, size_t len);
 

@@ -7,6 +7,7 @@
 #include "natter.pb-c.h"
 #include "nt_chat.h"
 #include "nt_err.h"
+#include "nt_integ.h"
 #include "nt_log.h"
 
 /* ================================================================ pure part ====== */
@@ -111,6 +112,12 @@ int nt_authz_apply(const uint8_t *data, size_t len, nt_identity *id, char *reaso
 
 /* ================================================================ round trip ===== */
 
+void nt_authz_accept(nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                     size_t rest_len) {
+  nt_upgrade_accept(n, c, req, rest, rest_len); /* the capacity is checked there, again */
+  nt_conn_resume(c);
+}
+
 typedef struct authz_op {
   nt_chat *n;
   nt_conn *c;        /* referenced until the reply */
@@ -126,9 +133,14 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
   if (nt_conn_is_open(c) && c->state == NT_CONN_HTTP && req && !n->stopped) {
     char reason[NT_AUTHZ_REASON_MAX] = "";
     int r = status ? status : nt_authz_apply(data, len, &c->ident, reason, sizeof reason);
-    if (r == 0) {
-      nt_upgrade_accept(n, c, req, op->rest, op->rest_len); /* capacity checked again */
-      nt_conn_resume(c);
+    int ir = r == 0 && n->integ ? nt_integ_connect(n, c, req, op->rest, op->rest_len) : 0;
+    if (ir < 0) {
+      nt_identity_clear(&c->ident);
+      nt_upgrade_refuse(n, c, 503, "integration unavailable");
+    } else if (r == 0 && ir == 0) {
+      nt_authz_accept(n, c, req, op->rest, op->rest_len);
+    } else if (r == 0) {
+      /* $connect decides (nt_integ.c) */
     } else {
       int st = r == NT_EFORBIDDEN ? 403 : 503;
       const char *why = r == NT_EFORBIDDEN ? (reason[0] ? reason : "denied by the authorizer")
@@ -151,7 +163,7 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
 int nt_authz_start(nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                    size_t rest_len) {
   if (!n->bus) return NT_ECLOSED;
-  if (!c->id[0]) nt_random_id(&n->rng, c->id, NT_CONN_ID_LEN);
+  if (!c->id[0]) nt_rand_id(n->rand, c->id, NT_CONN_ID_LEN);
   authz_op *op = calloc(1, sizeof *op);
   if (!op) return NT_ENOMEM;
   if (rest_len && !(op->rest = malloc(rest_len))) {

@@ -21,9 +21,19 @@
 #include "nt_map.h"
 #include "nt_metrics.h"
 #include "nt_presence.h"
+#include "nt_rand.h"
 
 struct Natter__Envelope;
 struct nt_resume;
+
+/* The operations log lines chat produces (refused upgrades, connections opened and
+ * closed), written by node/ops' access log: the root sets these hooks (designated
+ * initializers), so chat never calls up. Each may be NULL. */
+typedef struct nt_chat_log {
+  void (*upgrade_refused)(const nt_conn *c, int status, const char *why);
+  void (*conn_open)(const nt_conn *c);
+  void (*conn_close)(const nt_conn *c, uint64_t now_ms);
+} nt_chat_log;
 
 typedef struct nt_chat {
   uv_loop_t *loop;
@@ -49,7 +59,10 @@ typedef struct nt_chat {
 
   char **origins;          /* --allowed-origins, split; none: any */
   size_t norigins;
-  nt_rng rng;              /* connection and node ids (nt_clock.h) */
+  struct nt_rand *rand;    /* ids clients see (nt_rand.h) */
+  struct nt_integ *integ;  /* HTTP integration (nt_integ.c); NULL without --integration-url */
+  struct nt_webhook *webhook; /* signed webhooks (nt_webhook.c); NULL without --webhook-url */
+  nt_chat_log log;         /* operations log lines (set by the root) */
 } nt_chat;
 
 /* 1 when NATS and Redis are connected and the node is neither draining nor stopping

@@ -7,11 +7,13 @@
 #include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
+#include "nt_integ.h"
 #include "nt_limits.h"
 #include "nt_log.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_utf8.h"
+#include "nt_webhook.h"
 
 /* ---------------------------------------------------------------- helpers ---- */
 
@@ -45,7 +47,7 @@ static int publish_env(nt_chat *n, const char *subject, const Natter__Envelope *
 
 int nt_client_publish_message(nt_chat *n, const nt_client_msg *m, char id[NT_CONN_ID_LEN + 1]) {
   if (!n->bus) return NT_ECLOSED;
-  nt_random_id(&n->rng, id, NT_CONN_ID_LEN);
+  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
   int direct = m->target_user != NULL;
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   env.id = id;
@@ -76,11 +78,19 @@ void nt_client_kick(nt_conn *c) {
 }
 
 static const char *const event_names[] = {"", "connect", "disconnect", "join", "leave"};
+/* DisconnectReason names, for webhooks */
+static const char *const reason_names[] = {"", "client_close", "timeout", "slow_consumer",
+                                           "kicked", "node_lost", "protocol_error",
+                                           "server_shutdown"};
 
 /* `node` is the node that held the connection: the reaper reports a dead node's ones. */
 static void publish_event_of(nt_chat *n, const char *node, int kind, const nt_conn *c,
                              const char *tenant, const char *user, const char *conn_id,
                              const char *room, int reason) {
+  if (n->webhook) /* the event kinds are the first four webhook types */
+    nt_webhook_emit(n, kind, tenant, user, room, conn_id, node,
+                    reason > 0 && reason < (int)(sizeof reason_names / sizeof *reason_names)
+                        ? reason_names[reason] : NULL);
   char subject[NT_SUBJECT_MAX];
   if (!n->bus || nt_subject_event(subject, sizeof subject, tenant, event_names[kind]) < 0) return;
   Natter__Event ev = NATTER__EVENT__INIT;
@@ -112,6 +122,9 @@ void nt_client_publish_event(nt_chat *n, int kind, const nt_conn *c, const char 
 
 static void publish_presence(nt_chat *n, const char *tenant, const char *room,
                              const char *user, const char *conn_id, int online) {
+  if (n->webhook) /* a presence transition: decided once in the cluster */
+    nt_webhook_emit(n, online ? NT_WH_ONLINE : NT_WH_OFFLINE, tenant, user, room, conn_id,
+                    NULL, NULL);
   char subject[NT_SUBJECT_MAX];
   if (nt_subject_presence(subject, sizeof subject, tenant, room) < 0) return;
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
@@ -250,6 +263,7 @@ static const int reason_map[] = {
 
 void nt_client_closing(nt_chat *n, nt_conn *c) {
   if (!c->welcomed) return;
+  if (n->log.conn_close) n->log.conn_close(c, uv_now(n->loop));
   while (c->nrooms) {
     nt_room *r = c->rooms[c->nrooms - 1].room;
     char room[NT_ID_MAX + 1];
@@ -277,7 +291,12 @@ void nt_client_closing(nt_chat *n, nt_conn *c) {
   n->m.connections = n->nws;
 }
 
-void nt_client_on_closing(void *ud, nt_conn *c) { nt_client_closing(ud, c); }
+void nt_client_on_closing(void *ud, nt_conn *c) {
+  nt_chat *n = ud;
+  int welcomed = c->welcomed;
+  nt_client_closing(n, c);
+  if (n->integ) nt_integ_closing(n, c, welcomed);
+}
 
 char *nt_client_describe(nt_chat *n, const nt_conn *c, size_t *len) {
   /* The connection's times are loop (monotonic) milliseconds; the API speaks unix ms. */
@@ -286,10 +305,13 @@ char *nt_client_describe(nt_chat *n, const nt_conn *c, size_t *len) {
   json_t *rooms = json_array();
   for (uint16_t i = 0; rooms && i < c->nrooms; i++)
     json_array_append_new(rooms, json_string(c->rooms[i].room->name));
-  json_t *o = json_pack("{s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
-                        "connectionId", c->id,
-                        "connectedAt", (json_int_t)(wall - (mono - (int64_t)c->connected_at)),
-                        "lastActiveAt", (json_int_t)(wall - nt_conn_age((uint64_t)mono, c->last_active)),
+  int64_t at = wall - (mono - (int64_t)c->connected_at);
+  int64_t active = wall - nt_conn_age((uint64_t)mono, c->last_active);
+  char at_s[32], active_s[32]; /* RFC 3339, as the gateway (and its SDKs) have them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
+                        "connectionId", c->id, "connectedAt", nt_clock_rfc3339(at, at_s),
+                        "lastActiveAt", nt_clock_rfc3339(active, active_s),
+                        "connectedAtMs", (json_int_t)at, "lastActiveAtMs", (json_int_t)active,
                         "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
                         "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
                         "rooms", rooms);
@@ -344,22 +366,21 @@ static void on_joined(void *ud, int status, int transition, const char *const *m
   conn_op_free(op);
 }
 
-static void on_members(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c)) {
     if (status == 0)
-      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, members, n_members,
-                                         op->reqid));
+      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, pg, op->reqid));
     else
       nt_client_send_error(op->n, op->c, "internal", "presence unavailable", op->reqid);
   }
   conn_op_free(op);
 }
 
-static void on_rejoined(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_rejoined(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c) && status == 0)
-    send_frame(op->c, nt_proto_joined(op->room, members, n_members, op->reqid));
+    send_frame(op->c, nt_proto_joined(op->room, pg->members, pg->n, op->reqid));
   conn_op_free(op);
 }
 
@@ -388,7 +409,8 @@ static void act_join(nt_chat *n, nt_conn *c, const nt_req *rq) {
   }
   if (nt_hub_conn_room(c, rq->room)) { /* already a member: answer with the members */
     conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
-    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, on_rejoined, op))
+    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, NULL,
+                                  NT_PRESENCE_JOINED_MAX, on_rejoined, op))
       conn_op_free(op);
     return;
   }
@@ -479,8 +501,10 @@ static void act_presence(nt_chat *n, nt_conn *c, const nt_req *rq) {
   }
   conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
   if (!op) return;
-  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, on_members, op))
-    on_members(op, NT_ESTORE, NULL, 0);
+  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, rq->cursor,
+                          rq->limit ? (size_t)rq->limit : NT_PRESENCE_PAGE_DEFAULT, on_members,
+                          op))
+    on_members(op, NT_ESTORE, NULL);
 }
 
 /* ---- $default: a NATS request on natter.route.<action>, the reply relayed ---- */
@@ -488,6 +512,11 @@ static void act_presence(nt_chat *n, nt_conn *c, const nt_req *rq) {
 static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
   conn_op *op = ud;
   nt_chat *n = op->n;
+  nt_metrics_count_route(&n->m, op->action,
+                         status == 0                 ? NT_ROUTE_REPLIED
+                         : status == NT_ENORESPONDER ? NT_ROUTE_UNKNOWN
+                         : status == NT_ETIMEOUT     ? NT_ROUTE_TIMEOUT
+                                                     : NT_ROUTE_FAILED);
   if (nt_conn_is_open(op->c)) {
     if (status == 0) {
       json_error_t jerr;
@@ -519,6 +548,7 @@ static void act_custom(nt_chat *n, nt_conn *c, const nt_req *rq, const uint8_t *
                        size_t len) {
   char subject[NT_SUBJECT_MAX];
   if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
+    nt_metrics_count_route(&n->m, rq->action_name, NT_ROUTE_UNKNOWN);
     nt_client_send_error(n, c, "unknown_action", "unknown action", rq->reqid);
     return;
   }
@@ -527,7 +557,7 @@ static void act_custom(nt_chat *n, nt_conn *c, const nt_req *rq, const uint8_t *
   snprintf(op->action, sizeof op->action, "%s", rq->action_name);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   char id[NT_CONN_ID_LEN + 1];
-  nt_random_id(&n->rng, id, NT_CONN_ID_LEN);
+  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
   env.id = id;
   env.kind = NATTER__KIND__ROUTE_REQUEST;
   env.tenant = c->ident.tenant;
@@ -578,5 +608,6 @@ void nt_client_on_ws_message(void *ud, nt_conn *c, int opcode, const uint8_t *da
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");
     return;
   }
+  if (n->integ && nt_integ_on_message(n, c, data, len)) return; /* --integration-routes */
   nt_client_on_message(n, c, data, len);
 }

@@ -9,8 +9,10 @@
 #include "nt_chat.h"
 #include "nt_deflate.h"
 #include "nt_handshake.h"
+#include "nt_integ.h"
 #include "nt_limits.h"
 #include "nt_log.h"
+#include "nt_proxy.h"
 
 int nt_chat_ready(const nt_chat *n) {
   return n->bus && n->pres && !n->draining && !n->stopping && nt_bus_connected(n->bus) &&
@@ -43,9 +45,7 @@ static int origin_allowed(const nt_chat *n, const char *origin) {
 
 static void reject_upgrade(nt_chat *n, nt_conn *c, int status, const char *why) {
   n->m.upgrades_rejected++;
-  char peer[NT_CONN_PEER_STRLEN];
-  nt_log_debug("upgrade refused", "{s:i, s:s, s:s}", "status", status, "reason", why, "peer",
-               nt_conn_peer(c, peer));
+  if (n->log.upgrade_refused) n->log.upgrade_refused(c, status, why);
   nt_conn_respond_text(c, status, why);
 }
 
@@ -66,6 +66,7 @@ void nt_upgrade_handle(nt_chat *n, nt_conn *c, const nt_http_req *req, const uin
     nt_conn_respond(c, st, "text/plain", nt_http_reason(st), strlen(nt_http_reason(st)),
                     st == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     n->m.upgrades_rejected++;
+    if (n->log.upgrade_refused) n->log.upgrade_refused(c, st, nt_http_reason(st));
     return;
   }
   if (!origin_allowed(n, req->hdr[NT_HDR_ORIGIN])) {
@@ -93,9 +94,16 @@ void nt_upgrade_handle(nt_chat *n, nt_conn *c, const nt_http_req *req, const uin
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
   /* browsers send a few dozen distinct strings of ≈ 120 bytes: one shared copy each */
   if (ua) c->user_agent = nt_intern(&n->uas, ua, strnlen(ua, 256));
-  if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
-    const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
-    nt_conn_set_peer(c, x, strcspn(x, ", ")); /* not an address: the socket's stays */
+  const char *xip;
+  size_t xlen;
+  if ((n->cfg->trust_proxy || n->cfg->trusted_proxies) &&
+      nt_proxy_client(n->cfg->trusted_proxies, c->peer, c->peer_family,
+                      req->hdr[NT_HDR_X_FORWARDED_FOR], &xip, &xlen))
+    nt_conn_set_peer(c, xip, xlen); /* the hop a trusted proxy added (nt_proxy.h) */
+  if (n->integ && nt_integ_upgrade(n, c, req, token)) {
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 503, "integration unavailable");
+    return;
   }
   if (n->cfg->auth_request) { /* the authorizer's reply accepts or refuses, later */
     if (nt_authz_start(n, c, req, rest, rest_len)) {
@@ -104,6 +112,12 @@ void nt_upgrade_handle(nt_chat *n, nt_conn *c, const nt_http_req *req, const uin
     }
     return;
   }
+  int ir = n->integ ? nt_integ_connect(n, c, req, rest, rest_len) : 0;
+  if (ir < 0) {
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 503, "integration unavailable");
+  }
+  if (ir) return; /* $connect accepts or refuses, later */
   nt_upgrade_accept(n, c, req, rest, rest_len);
 }
 
@@ -133,9 +147,10 @@ void nt_upgrade_accept(nt_chat *n, nt_conn *c, const nt_http_req *req, const uin
   }
   nt_conn_send_raw(c, resp, (size_t)rl);
   c->pmd = pmd ? wbits : 0;
-  if (!c->id[0]) nt_random_id(&n->rng, c->id, NT_CONN_ID_LEN); /* set early with an authorizer */
+  if (!c->id[0]) nt_rand_id(n->rand, c->id, NT_CONN_ID_LEN); /* set early with an authorizer */
   n->nws++;
   n->m.connections = n->nws;
   n->m.connections_total++;
+  if (n->log.conn_open) n->log.conn_open(c);
   nt_client_welcome(n, c);
 }

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_procmetrics.h"
+
 const double nt_lat_bounds_ms[NT_LAT_BUCKETS] = {0.25, 0.5, 1,   2,    5,    10,   25,  50,
                                                  100,  250, 500, 1000, 2500, 5000, 10000, 0};
 
@@ -25,6 +27,33 @@ void nt_metrics_count_api_status(nt_metrics *m, int status) {
   int i = 0;
   while (i < NT_API_STATUS_SLOTS - 1 && nt_api_status_codes[i] != status) i++;
   m->api_responses[i]++;
+}
+
+static int route_key_ok(const char *a) {
+  size_t n = 0;
+  for (; a && a[n]; n++) {
+    char c = a[n];
+    if (n == NT_ROUTE_KEY_MAX || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                                   (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return 0;
+  }
+  return n > 0;
+}
+
+void nt_metrics_count_route(nt_metrics *m, const char *action, int outcome) {
+  if (outcome < 0 || outcome >= NT_ROUTE_OUTCOMES) outcome = NT_ROUTE_FAILED;
+  nt_route_stats *r = &m->routes;
+  uint32_t i = NT_ROUTE_KEYS; /* "other" */
+  if (route_key_ok(action) && strcmp(action, "other")) {
+    uint32_t k = 0;
+    while (k < r->nkeys && strcmp(r->keys[k], action)) k++;
+    if (k == r->nkeys && k < NT_ROUTE_KEYS) {
+      memcpy(r->keys[k], action, strlen(action) + 1);
+      r->nkeys++;
+    }
+    if (k < r->nkeys) i = k;
+  }
+  r->counts[i][outcome]++;
 }
 
 typedef struct sbuf {
@@ -91,6 +120,20 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
       sb_printf(&b, "natter_api_responses_total{code=\"other\"} %llu\n",
                 (unsigned long long)m->api_responses[i]);
   }
+  metric(&b, "integration_invocations_total", "counter", "HTTP integration invocations sent (retries not counted).", m->integ_invocations);
+  metric(&b, "integration_failures_total", "counter", "Invocations that failed: refused, garbage, too large, 5xx or timeout.", m->integ_failures);
+  metric(&b, "integration_timeouts_total", "counter", "Invocations with no answer within --integration-timeout.", m->integ_timeouts);
+  metric(&b, "integration_rate_limited_total", "counter", "Frames refused with rate_limited: integration queue full.", m->integ_rate_limited);
+  metric(&b, "integration_connect_refused_total", "counter", "Upgrades refused by the $connect route.", m->integ_connect_refused);
+  metric(&b, "integration_retries_total", "counter", "$disconnect invocations retried.", m->integ_retries);
+  metric(&b, "integration_dropped_total", "counter", "$disconnect invocations given up after their retries.", m->integ_dropped);
+  metric(&b, "integration_pending", "gauge", "Invocations in flight or waiting.", m->integ_inflight);
+  metric(&b, "webhook_events_total", "counter", "Webhook events emitted.", m->webhook_events);
+  metric(&b, "webhook_delivered_total", "counter", "Webhook events taken by the endpoint.", m->webhook_delivered);
+  metric(&b, "webhook_dropped_total", "counter", "Webhook events dropped: queue full.", m->webhook_dropped);
+  metric(&b, "webhook_rejected_total", "counter", "Webhook events dropped: the endpoint answered 4xx.", m->webhook_rejected);
+  metric(&b, "webhook_retries_total", "counter", "Webhook requests retried (5xx, timeout, refused).", m->webhook_retries);
+  metric(&b, "webhook_queue", "gauge", "Webhook events waiting for delivery.", m->webhook_queue);
   metric(&b, "authz_requests_total", "counter", "Upgrades sent to the external authorizer.", m->authz_requests);
   metric(&b, "authz_denied_total", "counter", "Upgrades the external authorizer refused (403).", m->authz_denied);
   metric(&b, "authz_unavailable_total", "counter", "Upgrades refused with 503: no, late or undecodable authorizer reply.", m->authz_unavailable);
@@ -101,6 +144,7 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
   metric(&b, "user_limit_rejected_total", "counter", "Upgrades refused with 429 by --max-connections-per-user.", m->user_limit_rejected);
   metric(&b, "handshake_timeouts_total", "counter", "Connections closed for not completing an HTTP request within --handshake-timeout.", m->handshake_timeouts);
   metric(&b, "accept_paused_total", "counter", "Times accepting paused for 100 ms because the process or system was out of file descriptors.", m->accept_paused);
+  metric(&b, "heap_trims_total", "counter", "Times the heap a burst of handshakes freed was given back to the operating system (malloc_trim).", m->heap_trims);
   metric(&b, "deflate_frames_total", "counter", "permessage-deflate frames built (once per message per node, shared by its members).", m->deflate_frames);
   metric(&b, "deflate_deliveries_total", "counter", "Compressed frames queued to connections.", m->deflate_deliveries);
   metric(&b, "deflate_skipped_total", "counter", "Frames left uncompressed because compression would not shrink them.", m->deflate_skipped);
@@ -126,6 +170,37 @@ char *nt_metrics_render(const nt_metrics *m, const char *extra) {
   }
   sb_printf(&b, "natter_delivery_latency_seconds_sum %.6f\nnatter_delivery_latency_seconds_count %llu\n",
             m->lat_sum_ms / 1000.0, (unsigned long long)m->lat_count);
+  static const struct { const char *name, *help; } route_families[NT_ROUTE_OUTCOMES] = {
+      {"route_replies_total", "Custom route requests their backend answered, by action."},
+      {"route_timeouts_total", "Custom route requests unanswered within --route-timeout, by action."},
+      {"route_unknown_total", "Custom route requests with no backend (error unknown_action), by action."},
+      {"route_failures_total", "Custom route requests that could not be sent, by action."}};
+  const nt_route_stats *rs = &m->routes;
+  sb_printf(&b, "# HELP natter_route_requests_total Custom route ($default) requests, by action "
+                "(the first %d well-formed actions; the others count as route=\"other\").\n"
+                "# TYPE natter_route_requests_total counter\n", NT_ROUTE_KEYS);
+  for (uint32_t k = 0; k <= rs->nkeys; k++) {
+    uint32_t row = k < rs->nkeys ? k : NT_ROUTE_KEYS;
+    uint64_t sum = 0;
+    for (int o = 0; o < NT_ROUTE_OUTCOMES; o++) sum += rs->counts[row][o];
+    sb_printf(&b, "natter_route_requests_total{route=\"%s\"} %llu\n",
+              k < rs->nkeys ? rs->keys[k] : "other", (unsigned long long)sum);
+  }
+  for (int o = 0; o < NT_ROUTE_OUTCOMES; o++) {
+    sb_printf(&b, "# HELP natter_%s %s\n# TYPE natter_%s counter\n", route_families[o].name,
+              route_families[o].help, route_families[o].name);
+    for (uint32_t k = 0; k <= rs->nkeys; k++) {
+      uint32_t row = k < rs->nkeys ? k : NT_ROUTE_KEYS;
+      sb_printf(&b, "natter_%s{route=\"%s\"} %llu\n", route_families[o].name,
+                k < rs->nkeys ? rs->keys[k] : "other",
+                (unsigned long long)rs->counts[row][o]);
+    }
+  }
+  char proc[2048];
+  size_t pl = 0;
+  proc[0] = '\0';
+  nt_procmetrics_render(proc, sizeof proc, &pl, NATTER_VERSION, NATTER_COMMIT);
+  sb_printf(&b, "%s", proc);
   if (extra) sb_printf(&b, "%s", extra);
   if (b.oom) { free(b.p); return NULL; }
   return b.p;

@@ -8,98 +8,34 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 
-import { Cluster, ROOT, sleep } from './cluster.mjs';
-
-// playwright-core is a devDependency of web/ (installed there by `npm ci`).
-const require = createRequire(path.join(ROOT, 'web', 'package.json'));
-const { chromium } = require('playwright-core');
-
-const ART = path.join(ROOT, 'tests', 'artifacts');
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const SCALE = Number(process.env.NATTER_TEST_TIMEOUT_SCALE || 1);
-const T = (ms) => ms * SCALE;
-
-const LAUNCH = {
-  executablePath: CHROMIUM,
-  headless: true,
-  args: [
-    '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-  viewport: { width: 1100, height: 720 },
-};
+import { ROOT, sleep } from './cluster.mjs';
+import {
+  T, members, say, screenshot, signIn, startBrowserCluster, waitForMessage, watchErrors,
+} from './pages.mjs';
 
 let cluster;
 let context;
-let userDataDir;
+let env;
 const pages = {}; // name -> page
 const consoleErrors = [];
 
 async function openAs(name, room = 'lobby') {
   const page = await context.newPage();
-  page.on('pageerror', (e) => consoleErrors.push(`${name}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/WebSocket connection|Failed to load resource/.test(m.text())) {
-      consoleErrors.push(`${name}: ${m.text()}`);
-    }
-  });
-  await page.goto(cluster.url);
-  await page.fill('#name', name);
-  await page.fill('#room', room);
-  await page.click('#join');
-  await page.waitForSelector('body[data-state="open"]', { timeout: T(15000) });
-  await page.waitForSelector(`#members li[data-user="${name}"]`);
+  watchErrors(page, name, consoleErrors);
+  await signIn(page, cluster.url, name, room);
   pages[name] = page;
   return page;
 }
 
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.press('#text', 'Enter');
-}
-
-/** Waits until `page` shows a message with this exact text from someone else. */
-function waitForMessage(page, text, timeout = T(10000)) {
-  return page.waitForFunction(
-    (t) => [...document.querySelectorAll('#messages li.msg:not(.mine) .text')].some((e) => e.textContent === t),
-    text,
-    { timeout },
-  );
-}
-
-function members(page) {
-  return page.$$eval('#members li', (lis) => lis.map((li) => li.dataset.user).sort());
-}
-
-async function screenshot(page, name) {
-  fs.mkdirSync(ART, { recursive: true });
-  const file = path.join(ART, name);
-  await page.screenshot({ path: file, animations: 'disabled' });
-  return file;
-}
-
 describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) }, () => {
   before(async () => {
-    assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} not found: apt-get install chromium (scripts/install-deps.sh)`);
-    fs.mkdirSync(ART, { recursive: true });
-    cluster = await new Cluster({ nodes: 2, logDir: path.join(ART, 'browser-cluster') }).start();
-    userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-chromium-'));
-    context = await chromium.launchPersistentContext(userDataDir, LAUNCH);
+    env = await startBrowserCluster('browser-cluster', { nodes: 2 });
+    ({ cluster, context } = env);
   });
 
-  after(async () => {
-    try {
-      if (context) await context.close();
-    } finally {
-      if (cluster) await cluster.stop();
-      if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
-    }
-    assert.deepEqual(cluster.sanitizerReports(), [], `sanitizer reports (logs: ${cluster.logDir})`);
-  });
+  after(() => env?.stop());
 
   test('the demo page and the library are served with the right content types', async () => {
     for (const [file, type] of [['', 'text/html'], ['natter.js', 'text/javascript'], ['app.js', 'text/javascript'], ['style.css', 'text/css']]) {
@@ -107,6 +43,10 @@ describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) 
       assert.equal(res.status, 200, file);
       assert.match(res.headers.get('content-type'), new RegExp(`^${type}`), file);
     }
+    // /natter.js is the client package's file (--client-js), not a copy in web/.
+    const served = await (await fetch(cluster.url + 'natter.js')).text();
+    assert.equal(served, fs.readFileSync(path.join(ROOT, 'clients/js/natter.js'), 'utf8'));
+    assert.equal(fs.existsSync(path.join(ROOT, 'web/natter.js')), false);
   });
 
   test('two users in one room: each sees the other online and they exchange messages', async () => {
@@ -197,21 +137,12 @@ describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) 
 describe('demo page without the development token endpoint', { timeout: T(60000) }, () => {
   let node;
   let ctx;
-  let dir;
+  let standalone;
   before(async () => {
-    node = await new Cluster({ standalone: true, devTokens: false, logDir: path.join(ART, 'browser-standalone') }).start();
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'natter-chromium-'));
-    ctx = await chromium.launchPersistentContext(dir, LAUNCH);
+    standalone = await startBrowserCluster('browser-standalone', { standalone: true, devTokens: false });
+    ({ cluster: node, context: ctx } = standalone);
   });
-  after(async () => {
-    try {
-      if (ctx) await ctx.close();
-    } finally {
-      if (node) await node.stop();
-      if (dir) fs.rmSync(dir, { recursive: true, force: true });
-    }
-    assert.deepEqual(node.sanitizerReports(), [], `sanitizer reports (logs: ${node.logDir})`);
-  });
+  after(() => standalone?.stop());
 
   test('the page explains that /dev/token is off and how to turn it on', async () => {
     const page = await ctx.newPage();

@@ -72,7 +72,7 @@ export class Cluster {
     fs.mkdirSync(this.logDir, { recursive: true });
     this.procs = []; // { name, child, pid, exited }
     this.nodes = []; // { id, port, apiPort, proc }
-    this.secret = `browser-test-${process.pid}-${Date.now()}`;
+    this.secret = `browser-test-${process.pid}-${Date.now()}-0123456789abcdef`; // HS256: >= 32 bytes
     this.adminToken = `admin-${process.pid}`;
   }
 
@@ -116,6 +116,8 @@ export class Cluster {
     const [natsPort, natsMon, redisPort, haPort, ...nodePorts] = await freePorts(4 + 2 * this.nodeCount);
     this.port = haPort;
     this.url = `http://${HOST}:${haPort}/`;
+    // A fresh JetStream store: rooms' history from an earlier run would show on the pages.
+    fs.rmSync(path.join(this.logDir, 'jetstream'), { recursive: true, force: true });
     this._start('nats', 'nats-server', ['-a', HOST, '-p', String(natsPort), '-m', String(natsMon),
       '-js', '-sd', path.join(this.logDir, 'jetstream')]);
     this._start('redis', 'redis-server', ['--port', String(redisPort), '--bind', HOST, '--save', '',

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Tests of the web client: installs its npm devDependencies (npm ci in web/), runs the unit
-# tests of web/natter.js (Node's test runner, fake server) and the browser end-to-end tests
-# (playwright-core driving Debian's chromium against a 2-node cluster behind haproxy).
+# Tests of the web client: installs the npm devDependencies (npm ci in clients/js/ and in
+# tests/browser/), runs the unit tests of clients/js/natter.js (Node's test runner, fake
+# server) and the browser end-to-end tests of the demo page web/ (playwright-core driving
+# Debian's chromium against a 2-node cluster behind haproxy). The package test of the
+# client (npm pack, tsc --strict, Node + ws) is clients/js/test/package.sh.
 # Exits non-zero if anything fails. JUnit reports go to tests/artifacts/web-*.xml,
 # screenshots to tests/artifacts/browser-*.png.
 #
@@ -9,7 +11,7 @@
 #   tests/browser/run.sh --unit       unit tests only (no cluster, no browser)
 #   NATTER_BIN=path/natter-node       binary under test (default: build/natter-node, built
 #                                     with scripts/build.sh when missing)
-#   NATTER_SKIP_NPM=1                 skip `npm ci` (web/node_modules already installed)
+#   NATTER_SKIP_NPM=1                 skip `npm ci` (node_modules already installed)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -20,7 +22,7 @@ UNIT_ONLY=0
 case "${1:-}" in
   --unit) UNIT_ONLY=1 ;;
   "") ;;
-  -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 esac
 
@@ -32,8 +34,10 @@ NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
 [ "$NODE_MAJOR" -ge 20 ] || die "Node.js >= 20 needed, found $(node --version)"
 
 if [ "${NATTER_SKIP_NPM:-0}" != 1 ]; then
-  say "npm ci (web/)"
-  (cd web && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
+  for dir in clients/js tests/browser; do
+    say "npm ci ($dir/)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci in $dir failed"
+  done
 fi
 
 # Node's junit reporter (Node >= 20.13) gives the lead's summary something to count.
@@ -49,9 +53,9 @@ if ! node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' 2>/dev/null
 fi
 
 rc=0
-say "unit tests: web/test/*.test.mjs"
+say "unit tests: clients/js/test/*.test.mjs"
 junit web-unit.xml
-(cd web && timeout 300 node "${NODE_FLAGS[@]}" --test "${REPORT[@]}" "${REPORT_J[@]}" test/*.test.mjs) || rc=1
+(cd clients/js && timeout 300 node "${NODE_FLAGS[@]}" --test "${REPORT[@]}" "${REPORT_J[@]}" test/*.test.mjs) || rc=1
 
 if [ "$UNIT_ONLY" = 0 ]; then
   if [ -z "${NATTER_BIN:-}" ]; then

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "nt_log.h"
+#include "nt_rand.h"
 #include "nt_utf8.h"
 
 #define FZ_SECRET "fuzz-node-secret-0123456789abcdef0123456789"
@@ -81,7 +82,7 @@ static void release(fz_client *cl) {
 size_t fz_member_connect(fz_client *m, const char *user, const char *room,
                          char id[NT_CONN_ID_LEN + 1]) {
   if (m->open) release(m);
-  nt_node_seed_ids(node, 1);
+  nt_node_fixed_ids(node); /* the same ids every run: reproducible inputs */
   if (fz_client_open(m)) abort();
   size_t rl;
   char *req = fz_upgrade_request("t1", user, &rl);

@@ -53,8 +53,8 @@ static void on_leave(void *ud, int status, int tr) {
   r->transition = tr;
 }
 
-static void on_members(void *ud, int status, const char *const *m, size_t n) {
-  on_join(ud, status, 0, m, n);
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
+  on_join(ud, status, 0, pg ? pg->members : NULL, pg ? pg->n : 0);
 }
 
 static void on_done(void *ud, int status) {
@@ -108,7 +108,7 @@ static int leave(nt_presence *p, const char *t, const char *room, const char *us
 static const char *members(nt_presence *p, const char *t, const char *room) {
   static rec r;
   memset(&r, 0, sizeof r);
-  assert_int_equal(nt_presence_members(p, t, room, on_members, &r), 0);
+  assert_int_equal(nt_presence_members(p, t, room, NULL, NT_PRESENCE_PAGE_MAX, on_members, &r), 0);
   assert_int_equal(r.calls, 1);
   return r.members;
 }
@@ -222,7 +222,66 @@ static void test_invalid_ids(void **state) {
   assert_int_equal(nt_presence_join(p, "t1", "r1", "", "c1", NULL, NULL), NT_EINVAL);
   assert_int_equal(nt_presence_join(p, "t*", "r1", "u1", "c1", NULL, NULL), NT_EINVAL);
   assert_int_equal(nt_presence_leave(p, "t1", "r 1", "u1", "c1", NULL, NULL), NT_EINVAL);
-  assert_int_equal(nt_presence_members(p, "t1", "{r}", on_members, NULL), NT_EINVAL);
+  assert_int_equal(nt_presence_members(p, "t1", "{r}", NULL, 10, on_members, NULL), NT_EINVAL);
+}
+
+/* A page collects users into a set; the test pages through the whole tenant. */
+typedef struct pager {
+  int calls, status;
+  size_t n, total;
+  char cursor[32];
+  int has_cursor;
+  char seen[300];
+} pager;
+
+static void on_page(void *ud, int status, const nt_presence_page *pg) {
+  pager *g = ud;
+  g->calls++;
+  g->status = status;
+  if (status) return;
+  g->n = pg->n;
+  g->total = pg->total;
+  g->has_cursor = pg->cursor != NULL;
+  if (pg->cursor) snprintf(g->cursor, sizeof g->cursor, "%s", pg->cursor);
+  for (size_t i = 0; i < pg->n; i++) g->seen[atoi(pg->members[i] + 1)]++;
+}
+
+/* 250 online users in pages of 100: three pages, each user exactly once (nothing changes
+ * meanwhile), the total on every page, no cursor after the last; bad arguments refused. */
+static void test_members_paged(void **state) {
+  nt_presence *p = *state;
+  char user[16], conn[16];
+  for (int i = 0; i < 250; i++) {
+    snprintf(user, sizeof user, "u%d", i);
+    snprintf(conn, sizeof conn, "c%d", i);
+    add(p, "big", user, conn, "A");
+  }
+  pager g = {0};
+  const char *cursor = NULL;
+  int pages = 0;
+  do {
+    g.calls = 0;
+    assert_int_equal(nt_presence_members(p, "big", NULL, cursor, 100, on_page, &g), 0);
+    assert_int_equal(g.calls, 1);
+    assert_true(g.n <= 100);
+    assert_int_equal(g.total, 250);
+    cursor = g.has_cursor ? g.cursor : NULL;
+    pages++;
+  } while (cursor && pages < 10);
+  assert_int_equal(pages, 3);
+  for (int i = 0; i < 250; i++) assert_int_equal(g.seen[i], 1);
+  assert_int_equal(nt_presence_members(p, "big", NULL, NULL, 0, on_page, &g), NT_EINVAL);
+  assert_int_equal(nt_presence_members(p, "big", NULL, NULL, NT_PRESENCE_PAGE_MAX + 1,
+                                       on_page, &g), NT_EINVAL);
+  assert_int_equal(nt_presence_members(p, "big", NULL, "12a", 10, on_page, &g), NT_EINVAL);
+  assert_int_equal(nt_presence_members(p, "big", NULL, "", 10, on_page, &g), NT_EINVAL);
+  assert_int_equal(nt_presence_members(p, "big", NULL, "123456789012345678901", 10, on_page,
+                                       &g), NT_EINVAL);
+  /* a cursor past the end is an empty last page */
+  g = (pager){0};
+  assert_int_equal(nt_presence_members(p, "big", NULL, "99999999", 10, on_page, &g), 0);
+  assert_int_equal(g.n, 0);
+  assert_false(g.has_cursor);
 }
 
 /* Node A dies: u1 (tabs on A and B) stays online, u2 (A only) goes offline in both of its
@@ -266,6 +325,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tenant_members_and_registry, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invalid_ids, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_members_paged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reap_dead_node, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

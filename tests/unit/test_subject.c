@@ -72,6 +72,62 @@ static void test_id_rejects_specials(void **state) {
   assert_int_equal(nt_id_check("a\0b", 3), NT_EINVAL);
 }
 
+/* Unicode whitespace, C1 controls and format characters look like nothing (or like
+ * something else) in logs and UIs: refused alone, at either end and inside an id. */
+static void test_id_rejects_unicode_space_and_format(void **state) {
+  (void)state;
+  const char *bad[] = {
+      "\xc2\xa0",         /* U+00A0 no-break space */
+      "\xc2\x85",         /* U+0085 next line (C1) */
+      "\xc2\x9b",         /* U+009B CSI (C1) */
+      "\xc2\xad",         /* U+00AD soft hyphen */
+      "\xe1\x9a\x80",     /* U+1680 ogham space */
+      "\xe1\xa0\x8e",     /* U+180E mongolian vowel separator */
+      "\xe2\x80\x80",     /* U+2000 en quad */
+      "\xe2\x80\x8a",     /* U+200A hair space */
+      "\xe2\x80\x8b",     /* U+200B zero-width space */
+      "\xe2\x80\x8d",     /* U+200D zero-width joiner */
+      "\xe2\x80\x8f",     /* U+200F right-to-left mark */
+      "\xe2\x80\xa8",     /* U+2028 line separator */
+      "\xe2\x80\xa9",     /* U+2029 paragraph separator */
+      "\xe2\x80\xae",     /* U+202E right-to-left override */
+      "\xe2\x80\xaf",     /* U+202F narrow no-break space */
+      "\xe2\x81\x9f",     /* U+205F medium mathematical space */
+      "\xe2\x81\xa0",     /* U+2060 word joiner */
+      "\xe2\x81\xa6",     /* U+2066 left-to-right isolate */
+      "\xe3\x80\x80",     /* U+3000 ideographic space */
+      "\xef\xbb\xbf",     /* U+FEFF BOM */
+      "\xef\xbf\xb9",     /* U+FFF9 interlinear annotation anchor */
+      "\xf3\xa0\x80\x81", /* U+E0001 language tag */
+      "\xf3\xa0\x81\xbf", /* U+E007F cancel tag */
+      "\xf0\x9d\x85\xb3", /* U+1D173 musical symbol begin beam */
+  };
+  char buf[32];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (nt_id_valid(bad[i]) != NT_EINVAL) fail_msg("accepted U+ id #%zu", i);
+    snprintf(buf, sizeof buf, "admin%s", bad[i]);
+    if (nt_id_valid(buf) != NT_EINVAL) fail_msg("accepted suffix #%zu", i);
+    snprintf(buf, sizeof buf, "%sadmin", bad[i]);
+    if (nt_id_valid(buf) != NT_EINVAL) fail_msg("accepted prefix #%zu", i);
+    snprintf(buf, sizeof buf, "ad%smin", bad[i]);
+    if (nt_id_valid(buf) != NT_EINVAL) fail_msg("accepted infix #%zu", i);
+  }
+  /* neighbours of the refused ranges stay valid */
+  const char *ok[] = {
+      "\xc2\xa1",         /* U+00A1 inverted exclamation mark */
+      "\xc2\xac",         /* U+00AC not sign */
+      "\xe2\x80\x90",     /* U+2010 hyphen */
+      "\xe2\x80\xa7",     /* U+2027 hyphenation point */
+      "\xe2\x80\xb0",     /* U+2030 per mille */
+      "\xe3\x80\x81",     /* U+3001 ideographic comma */
+      "\xef\xbf\xbc",     /* U+FFFC object replacement character */
+      "\xf3\xa0\x82\x80", /* U+E0080 */
+      "\xd9\x84\xd8\xb9", /* Arabic letters */
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (nt_id_valid(ok[i]) != 0) fail_msg("refused valid id #%zu", i);
+}
+
 static void test_id_rejects_invalid_utf8(void **state) {
   (void)state;
   const char *bad[] = {
@@ -338,6 +394,7 @@ int main(void) {
       cmocka_unit_test(test_id_length),
       cmocka_unit_test(test_id_rejects_specials),
       cmocka_unit_test(test_id_rejects_invalid_utf8),
+      cmocka_unit_test(test_id_rejects_unicode_space_and_format),
       cmocka_unit_test(test_subject_room),
       cmocka_unit_test(test_subject_user),
       cmocka_unit_test(test_subject_presence),

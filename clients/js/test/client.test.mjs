@@ -3,7 +3,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { NatterClient, NatterError, backoffDelay, withToken, DEFAULTS } from '../natter.js';
+import fs from 'node:fs';
+
+import { NatterClient, NatterError, backoffDelay, withToken, DEFAULTS, PROTOCOL, VERSION } from '../natter.js';
 import { FakeClock, flush, makeFakeWebSocket } from './helpers.mjs';
 
 /** Marks a promise as handled now (it may reject before the test asserts on it). */
@@ -98,6 +100,14 @@ describe('withToken', () => {
     assert.equal(withToken('https://h/ws?x=1', 't'), 'wss://h/ws?x=1&token=t');
     assert.equal(withToken('ws://h/ws?token=old', 'new'), 'ws://h/ws?token=new');
     assert.equal(withToken('ws://h/ws', ''), 'ws://h/ws');
+  });
+});
+
+describe('package', () => {
+  test('VERSION is the package version; the protocol is v1, as the server announces', () => {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    assert.equal(VERSION, pkg.version);
+    assert.equal(PROTOCOL, 1);
   });
 });
 
@@ -478,6 +488,29 @@ describe('rooms', () => {
     ws2.answerJoins();
     for (const seq of [6, 7, 8]) ws2.serverSend({ type: 'message', id: `m${seq}`, roomId: 'lobby', userId: 'bob', message: 'x', timestamp: 1, seq });
     assert.deepEqual(got, ['lobby:4', 'lobby:5', 'lobby:7', 'plain:p1', 'lobby:8']);
+    env.client.close();
+  });
+});
+
+describe('resume that never completes', () => {
+  test('a resume cut twice by a disconnect with no progress is retried without since', async () => {
+    const env = setup();
+    const ws1 = await connected(env);
+    const pj = env.client.join('big', { since: 10 });
+    await flush();
+    ws1.answerJoins();
+    await pj;
+    // the server closes before the replay gets through, twice: lastSeq stays at 10
+    let ws = await reconnect(env);
+    assert.equal(ws.actions('joinRoom')[0].since, 10);
+    ws = await reconnect(env);
+    assert.equal('since' in ws.actions('joinRoom')[0], false, 'no third resume from the same seq');
+    ws.answerJoins();
+    await flush();
+    // progress resets the count: resume with since again after new messages
+    ws.serverSend({ type: 'message', id: 'm11', roomId: 'big', userId: 'bob', message: 'x', timestamp: 1, seq: 11 });
+    ws = await reconnect(env);
+    assert.equal(ws.actions('joinRoom')[0].since, 11);
     env.client.close();
   });
 });
