@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
     }
   } else {
     bus = nt_bus_mem_new(loop, &bh);
-    pres = nt_presence_mem_new(&ph);
+    pres = nt_presence_mem_new(loop, &ph);
     if (bus && bh.on_state) bh.on_state(bh.ud, 1);
   }
   if (!bus || !pres) return 1;

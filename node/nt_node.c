@@ -124,7 +124,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
     nt_rand_id(n->chat.rand, rnd, 8);
     snprintf(n->chat.id, sizeof n->chat.id, "%s-%s", host, rnd);
   }
-  if (nt_id_valid(n->chat.id) || nt_subject_node(n->chat.node_subject, sizeof n->chat.node_subject, n->chat.id) < 0) {
+  if (!nt_id_valid(n->chat.id) || nt_subject_node(n->chat.node_subject, sizeof n->chat.node_subject, n->chat.id) < 0) {
     nt_log_error("invalid node id", "{s:s}", "node_id", n->chat.id);
     free(n->chat.rand);
     free(n);

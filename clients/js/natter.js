@@ -1,4 +1,4 @@
-// natter.js — client library for natter (client protocol v1, see docs/client.md).
+// natter.js — client library for natter (client protocol v1: docs/protocol.md; this library: docs/client.md).
 //
 // A plain ES module with no runtime dependencies. Works in browsers and in Node >= 20:
 // it uses the global WebSocket when there is one (browsers, Node >= 22) and otherwise the

@@ -410,7 +410,7 @@ static int nats_subscribe(nt_bus *bb, const char *subject, const char *queue_gro
                           nt_bus_sub **out) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!out || nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
+  if (!out || !nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
   return sub_start(b, subject, queue_group, 0, out);
 }
 
@@ -437,7 +437,7 @@ static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_
                         const char *reply) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (nt_bus_subject_valid(subject, 0) || (reply && nt_bus_subject_valid(reply, 0)) ||
+  if (!nt_bus_subject_valid(subject, 0) || (reply && !nt_bus_subject_valid(reply, 0)) ||
       (len && !data))
     return NT_EINVAL;
   if (len > INT_MAX) return NT_ETOOLARGE;
@@ -453,7 +453,7 @@ static int nats_publish_seq(nt_bus *bb, const char *subject, const void *data, s
                             const nt_bus_seq *seq) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!seq || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (!seq || !nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
   if (len > INT_MAX) return NT_ETOOLARGE;
   char sv[24], lv[24];
   snprintf(sv, sizeof sv, "%" PRIu64, seq->seq);
@@ -523,7 +523,7 @@ static int nats_request(nt_bus *bb, const char *subject, const void *data, size_
                         uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!cb || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (!cb || !nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
   if (len > INT_MAX) return NT_ETOOLARGE;
   return req_send(b, subject, data, len, timeout_ms, cb, ud);
 }

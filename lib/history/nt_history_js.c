@@ -504,7 +504,7 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
       cfg->replicas > 5 || cfg->max_age_s < 0)
     return NT_EINVAL;
   const char *stream = cfg->stream ? cfg->stream : NT_HISTORY_STREAM;
-  if (strlen(stream) >= 64 || nt_bus_subject_valid(stream, 0) || strchr(stream, '.'))
+  if (strlen(stream) >= 64 || !nt_bus_subject_valid(stream, 0) || strchr(stream, '.'))
     return NT_EINVAL;
   hist_js *j = calloc(1, sizeof *j);
   xq *q = calloc(1, sizeof *q);

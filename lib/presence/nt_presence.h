@@ -2,9 +2,9 @@
  *
  * Two implementations: Redis (nt_presence_redis.c; shared by the cluster) and in-memory
  * (nt_presence_mem.c; unit tests and the standalone node). Only main.c chooses one.
- * Threading: loop thread only; callbacks run on the loop thread. The in-memory
- * implementation may invoke a callback before the call returns, the Redis one never does:
- * callers must not depend on either. Strings passed in are borrowed (copied if kept);
+ * Threading: loop thread only; callbacks run on the loop thread, never inside the call
+ * that caused them (both implementations: the in-memory one queues them for a later loop
+ * turn). Strings passed in are borrowed (copied if kept);
  * strings passed to callbacks are borrowed for the duration of the callback. */
 #ifndef NT_PRESENCE_H
 #define NT_PRESENCE_H
@@ -15,7 +15,8 @@
 
 typedef struct nt_presence nt_presence;
 
-/* One connection's registry record (DESIGN §4). */
+/* One connection's registry record (docs/presence.md "Key layout"; what
+ * GET /@connections/{id} describes, docs/api.md). */
 typedef struct nt_conn_info {
   const char *conn_id;
   const char *tenant;
@@ -34,7 +35,7 @@ typedef void (*nt_presence_join_cb)(void *ud, int status, int transition,
 /* leave: `transition` is 1 when it was the user's last connection in the room. */
 typedef void (*nt_presence_leave_cb)(void *ud, int status, int transition);
 /* One page of a member list (borrowed for the callback): about `limit` users (Redis may
- * return a few more), `cursor` to pass for the next page (NULL: this was the last page),
+ * return a few more, and a set of up to 512 members — a listpack — whole), `cursor` to pass for the next page (NULL: this was the last page),
  * `total` the number of members now. A user present during the whole scan is listed at
  * least once; one that comes or goes meanwhile may be missing or listed twice. */
 typedef struct nt_presence_page {
@@ -54,6 +55,16 @@ typedef void (*nt_presence_members_cb)(void *ud, int status, const nt_presence_p
 /* conn_get: status NT_ENOTFOUND when the connection is gone. */
 typedef void (*nt_presence_conn_cb)(void *ud, int status, const nt_conn_info *info);
 typedef void (*nt_presence_done_cb)(void *ud, int status);
+
+/* One caller's callback of any of the kinds above (implementations keep it until the
+ * outcome is known, with a tag saying which member is set). */
+typedef union nt_presence_cb {
+  nt_presence_join_cb join;
+  nt_presence_leave_cb leave;
+  nt_presence_members_cb members;
+  nt_presence_done_cb done;
+  nt_presence_conn_cb conn;
+} nt_presence_cb;
 
 typedef struct nt_presence_handler {
   /* A dead node's connection was reaped by this node (exactly one survivor reports each). */
@@ -157,12 +168,15 @@ static inline void nt_presence_get_stats(nt_presence *p, nt_presence_stats *out)
  * NT_ECLOSED before it returns. The caller then runs the loop until handles are closed. */
 static inline void nt_presence_destroy(nt_presence *p) { p->vt->destroy(p); }
 
-/* In-memory presence for one process. Returns NULL on allocation failure. */
-nt_presence *nt_presence_mem_new(const nt_presence_handler *h);
+/* In-memory presence for one process on `loop`: state changes at the call, callbacks run
+ * on a later turn of `loop` in call order (an idle handle, active only while callbacks
+ * are queued, so a loop with nothing else to do returns from uv_run). Never disconnected,
+ * never calls on_state or on_online. Returns NULL on allocation failure or a NULL loop. */
+nt_presence *nt_presence_mem_new(uv_loop_t *loop, const nt_presence_handler *h);
 
 /* In-memory presence only (tests): reaps every connection registered with info.node ==
- * `node` the way survivors reap a dead node in Redis: on_conn_lost per connection,
- * on_offline once per user and room left without a connection, before it returns.
+ * `node` the way survivors reap a dead node in Redis: on_offline once per user and room
+ * left without a connection, then on_conn_lost per connection, all on a later loop turn.
  * Returns the number of connections reaped. */
 size_t nt_presence_mem_reap_node(nt_presence *p, const char *node);
 

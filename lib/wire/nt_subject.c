@@ -59,7 +59,7 @@ int nt_id_check(const char *id, size_t len) {
   return 0;
 }
 
-int nt_id_valid(const char *id) { return id ? nt_id_check(id, strlen(id)) : NT_EINVAL; }
+int nt_id_valid(const char *id) { return id && nt_id_check(id, strlen(id)) == 0; }
 
 static int build(char *out, size_t cap, const char *fmt, ...) {
   va_list ap;
@@ -72,32 +72,37 @@ static int build(char *out, size_t cap, const char *fmt, ...) {
 }
 
 int nt_subject_room(char *out, size_t cap, const char *tenant, const char *room) {
-  if (nt_id_valid(tenant) || nt_id_valid(room)) return NT_EINVAL;
-  return build(out, cap, "natter.room.%s.%s", tenant, room);
+  if (!nt_id_valid(tenant) || !nt_id_valid(room)) return NT_EINVAL;
+  return build(out, cap, NT_SUBJECT_ROOM_PREFIX "%s.%s", tenant, room);
 }
 
 int nt_subject_user(char *out, size_t cap, const char *tenant, const char *user) {
-  if (nt_id_valid(tenant) || nt_id_valid(user)) return NT_EINVAL;
-  return build(out, cap, "natter.user.%s.%s", tenant, user);
+  if (!nt_id_valid(tenant) || !nt_id_valid(user)) return NT_EINVAL;
+  return build(out, cap, NT_SUBJECT_USER_PREFIX "%s.%s", tenant, user);
+}
+
+int nt_subject_user_all(char *out, size_t cap, const char *tenant) {
+  if (!nt_id_valid(tenant)) return NT_EINVAL;
+  return build(out, cap, NT_SUBJECT_USER_PREFIX "%s.*", tenant);
 }
 
 int nt_subject_node(char *out, size_t cap, const char *node_id) {
-  if (nt_id_valid(node_id)) return NT_EINVAL;
+  if (!nt_id_valid(node_id)) return NT_EINVAL;
   return build(out, cap, "natter.node.%s", node_id);
 }
 
 int nt_subject_presence(char *out, size_t cap, const char *tenant, const char *room) {
-  if (nt_id_valid(tenant) || nt_id_valid(room)) return NT_EINVAL;
-  return build(out, cap, "natter.presence.%s.%s", tenant, room);
+  if (!nt_id_valid(tenant) || !nt_id_valid(room)) return NT_EINVAL;
+  return build(out, cap, NT_SUBJECT_PRESENCE_PREFIX "%s.%s", tenant, room);
 }
 
 int nt_subject_event(char *out, size_t cap, const char *tenant, const char *kind) {
-  if (nt_id_valid(tenant) || nt_id_valid(kind)) return NT_EINVAL;
+  if (!nt_id_valid(tenant) || !nt_id_valid(kind)) return NT_EINVAL;
   return build(out, cap, "natter.events.%s.%s", tenant, kind);
 }
 
 int nt_subject_route(char *out, size_t cap, const char *action) {
-  if (nt_id_valid(action)) return NT_EINVAL;
+  if (!nt_id_valid(action)) return NT_EINVAL;
   return build(out, cap, "natter.route.%s", action);
 }
 
@@ -117,7 +122,7 @@ int nt_subject_parse2(const char *subject, const char *prefix, char *tenant, cha
 
 int nt_key_tenant(char *out, size_t cap, const char *prefix, const char *tenant,
                   const char *what, const char *id) {
-  if (nt_id_valid(tenant) || nt_id_valid(what) || (id && nt_id_valid(id))) return NT_EINVAL;
+  if (!nt_id_valid(tenant) || !nt_id_valid(what) || (id && !nt_id_valid(id))) return NT_EINVAL;
   if (!prefix) prefix = "natter:";
   if (id) return build(out, cap, "%s{%s}:%s:%s", prefix, tenant, what, id);
   return build(out, cap, "%s{%s}:%s", prefix, tenant, what);
@@ -125,7 +130,7 @@ int nt_key_tenant(char *out, size_t cap, const char *prefix, const char *tenant,
 
 int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
                 const char *node_id) {
-  if (nt_id_valid(what) || nt_id_valid(node_id)) return NT_EINVAL;
+  if (!nt_id_valid(what) || !nt_id_valid(node_id)) return NT_EINVAL;
   if (!prefix) prefix = "natter:";
   return build(out, cap, "%snode:%s:%s", prefix, what, node_id);
 }
@@ -142,19 +147,19 @@ int nt_key_prefix_check(const char *prefix) {
 }
 
 int nt_key_tenant_base(char *out, size_t cap, const char *prefix, const char *tenant) {
-  if (nt_id_valid(tenant)) return NT_EINVAL;
+  if (!nt_id_valid(tenant)) return NT_EINVAL;
   if (!prefix) prefix = "natter:";
   return build(out, cap, "%s{%s}:", prefix, tenant);
 }
 
 int nt_key_conn(char *out, size_t cap, const char *prefix, const char *conn_id) {
-  if (nt_id_valid(conn_id)) return NT_EINVAL;
+  if (!nt_id_valid(conn_id)) return NT_EINVAL;
   if (!prefix) prefix = "natter:";
   return build(out, cap, "%sconn:%s", prefix, conn_id);
 }
 
 int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what) {
-  if (nt_id_valid(what)) return NT_EINVAL;
+  if (!nt_id_valid(what)) return NT_EINVAL;
   if (!prefix) prefix = "natter:";
   return build(out, cap, "%scluster:{nodes}:%s", prefix, what);
 }
@@ -162,9 +167,9 @@ int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what) 
 /* Swaps prefix `from` of `subject` for `to`. */
 static int swap_prefix(char *out, size_t cap, const char *subject, const char *from,
                        const char *to) {
-  size_t fl = strlen(from);
-  if (!subject || strncmp(subject, from, fl) != 0 || !subject[fl]) return NT_EINVAL;
-  return build(out, cap, "%s%s", to, subject + fl);
+  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  if (!subject || nt_subject_parse2(subject, from, tenant, room)) return NT_EINVAL;
+  return build(out, cap, "%s%s.%s", to, tenant, room);
 }
 
 int nt_subject_live_of(char *out, size_t cap, const char *room_subject) {

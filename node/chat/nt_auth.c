@@ -136,7 +136,7 @@ int nt_auth_new(const nt_auth_cfg *cfg, nt_auth **out, char *err, size_t errcap)
     return cfg_fail(err, errcap, "leeway must be 0..%d seconds", LEEWAY_MAX_S);
 
   const char *dt = cfg->default_tenant ? cfg->default_tenant : "";
-  if (dt[0] && nt_id_valid(dt) != 0)
+  if (dt[0] && !nt_id_valid(dt))
     return cfg_fail(err, errcap, "default tenant is not a valid id");
 
   nt_auth *a = calloc(1, sizeof *a);

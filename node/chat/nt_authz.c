@@ -9,6 +9,7 @@
 #include "nt_err.h"
 #include "nt_integ.h"
 #include "nt_log.h"
+#include "nt_pct.h"
 
 /* ================================================================ pure part ====== */
 
@@ -27,7 +28,7 @@ char *nt_authz_query_without_token(const char *target) {
     /* Keys are compared decoded, as the token lookup does ("%74oken" is "token"); a key
      * that does not decode is dropped rather than risk forwarding a token. */
     char key[16];
-    int kl = nt_http_pct_decode(p, klen, key, sizeof key);
+    int kl = nt_pct_decode(p, klen, key, sizeof key, NT_PCT_PLUS);
     int drop = kl == NT_EINVAL || (kl == 5 && !memcmp(key, "token", 5));
     if (!drop && plen) {
       if (o) out[o++] = '&';

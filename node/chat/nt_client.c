@@ -219,8 +219,8 @@ static void user_subscribe(nt_chat *n, nt_userset *u) {
   if (t && t->wild) return;
   if (t && t->nusers > (uint32_t)n->cfg->max_user_subs) {
     char wild[NT_SUBJECT_MAX];
-    snprintf(wild, sizeof wild, "natter.user.%s.*", t->name);
-    if (nt_bus_subscribe(n->bus, wild, NULL, &t->wild) == 0) {
+    if (nt_subject_user_all(wild, sizeof wild, t->name) > 0 &&
+        nt_bus_subscribe(n->bus, wild, NULL, &t->wild) == 0) {
       n->m.user_wildcards = ++n->hub.nwild;
       nt_log_info("user wildcard subscription", "{s:s, s:I}", "subject", wild, "users",
                   (json_int_t)t->nusers);

@@ -56,6 +56,7 @@ static const opt opts[] = {
   {G_AUTH, "admin-token", OPT_STR, O(admin_token), NULL, "bearer token of the HTTP API (API refused when unset)", "TOKEN"},
   {G_AUTH, "aws-access-key-id", OPT_STR, O(aws_access_key_id), NULL, "access key id of SigV4-signed HTTP API calls (service execute-api, any region), besides the bearer token", "KEY-ID"},
   {G_AUTH, "aws-secret-access-key", OPT_STR, O(aws_secret_access_key), NULL, "secret access key of --aws-access-key-id", "SECRET"},
+  {G_AUTH, "aws-secret-access-key-file", OPT_STR, O(aws_secret_access_key_file), NULL, "file holding the --aws-secret-access-key (a trailing newline is dropped; not with --aws-secret-access-key)", "FILE"},
   {G_AUTH, "admin-token-file", OPT_STR, O(admin_token_file), NULL, "file holding the --admin-token (a trailing newline is dropped; not with --admin-token)", "FILE"},
   {G_AUTH, "allowed-origins", OPT_STR, O(allowed_origins), NULL, "comma-separated Origin values allowed to upgrade (default: any)", "ORIGIN[,ORIGIN...]"},
   {G_AUTH, "auth-request", OPT_BOOL, O(auth_request), "off", "ask an external authorizer on natter.auth.connect before accepting an upgrade", NULL},
@@ -104,6 +105,7 @@ static const opt opts[] = {
   {G_INTEG, "integration-stage", OPT_STR, O(integration_stage), "natter", "requestContext.stage of the events", "STAGE"},
   {G_INTEG, "webhook-url", OPT_STR, O(webhook_url), NULL, "http(s) URL receiving signed batches of connect/disconnect/join/leave/online/offline events", "URL"},
   {G_INTEG, "webhook-secret", OPT_STR, O(webhook_secret), NULL, "HMAC-SHA256 key of X-Natter-Signature (required with --webhook-url)", "SECRET"},
+  {G_INTEG, "webhook-secret-file", OPT_STR, O(webhook_secret_file), NULL, "file holding the --webhook-secret (a trailing newline is dropped; not with --webhook-secret)", "FILE"},
   {G_INTEG, "webhook-queue", OPT_LONG, O(webhook_queue), "10000", "webhook events waiting for delivery; past it new events are dropped (counted, logged)", NULL},
   {G_INTEG, "webhook-timeout", OPT_SECS, O(webhook_timeout_s), "5", "seconds a webhook request may take before it is retried", NULL},
   /* TLS and compression */
@@ -312,7 +314,10 @@ int nt_config_parse(nt_config *cfg, int argc, char **argv, FILE *out, FILE *err)
     cfg->log_level = NULL;
   }
   if (load_secret(&cfg->jwt_secret, cfg->jwt_secret_file, "jwt-secret", err) ||
-      load_secret(&cfg->admin_token, cfg->admin_token_file, "admin-token", err))
+      load_secret(&cfg->admin_token, cfg->admin_token_file, "admin-token", err) ||
+      load_secret(&cfg->aws_secret_access_key, cfg->aws_secret_access_key_file,
+                  "aws-secret-access-key", err) ||
+      load_secret(&cfg->webhook_secret, cfg->webhook_secret_file, "webhook-secret", err))
     return -1;
   return 0;
 }
@@ -581,7 +586,7 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
                  "--rate-close-after at most 65535\n");
     return -1;
   }
-  if (cfg->trusted_proxies && nt_proxy_list_valid(cfg->trusted_proxies)) {
+  if (cfg->trusted_proxies && !nt_proxy_list_valid(cfg->trusted_proxies)) {
     fprintf(err, "natter-node: --trusted-proxies must be a comma-separated list of IP "
                  "addresses or CIDR blocks (10.0.0.0/8, fd00::/8)\n");
     return -1;

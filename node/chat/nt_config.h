@@ -23,6 +23,7 @@ typedef struct nt_config {
   char *admin_token;
   char *admin_token_file;    /* read into admin_token by nt_config_parse */
   char *aws_access_key_id, *aws_secret_access_key; /* SigV4 access to the HTTP API */
+  char *aws_secret_access_key_file; /* read into aws_secret_access_key by nt_config_parse */
   char *allowed_origins;     /* comma-separated, NULL: any */
   char *static_dir;
   char *client_js;           /* served at /natter.js instead of static_dir's file */
@@ -71,6 +72,7 @@ typedef struct nt_config {
   char *integration_stage;   /* requestContext.stage */
   /* signed webhooks (nt_webhook.c) */
   char *webhook_url, *webhook_secret;
+  char *webhook_secret_file; /* read into webhook_secret by nt_config_parse */
   long webhook_queue;        /* events waiting; past it new ones are dropped */
   double webhook_timeout_s;
   long max_user_subs;        /* per tenant: users with their own bus subscription before the

@@ -1,5 +1,6 @@
 /* nt_integ_event: route selection, Lambda proxy events and results of the HTTP integration. */
 #include "nt_integ_event.h"
+#include "nt_pct.h"
 
 #include <openssl/evp.h>
 #include <stdlib.h>
@@ -109,8 +110,8 @@ static json_t *query_params(const char *q) {
     const char *v = eq ? eq + 1 : p + n;
     size_t vl = eq ? n - kl - 1 : 0;
     char key[256], val[1024];
-    int k = nt_http_pct_decode(p, kl, key, sizeof key);
-    int d = nt_http_pct_decode(v, vl, val, sizeof val);
+    int k = nt_pct_decode(p, kl, key, sizeof key, 0);
+    int d = nt_pct_decode(v, vl, val, sizeof val, 0);
     if (k > 0)
       json_object_set_new(o, key, d >= 0 ? json_stringn(val, (size_t)d) : json_stringn(v, vl));
     p += n + (p[n] ? 1 : 0);

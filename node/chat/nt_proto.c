@@ -145,7 +145,7 @@ int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why) 
       return NT_EINVAL;
     return get_u64(root, "before", &req->has_before, &req->before, why, "invalid before");
   case NT_ACT_CUSTOM:
-    if (nt_id_valid(req->action_name)) { *why = "invalid action"; return NT_EINVAL; }
+    if (!nt_id_valid(req->action_name)) { *why = "invalid action"; return NT_EINVAL; }
     return 0;
   default:
     return 0;

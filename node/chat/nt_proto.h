@@ -1,4 +1,4 @@
-/* nt_proto: client protocol v1 (DESIGN §2) — JSON text frames in, rendered frames out.
+/* nt_proto: client protocol v1 (docs/protocol.md) — JSON text frames in, rendered frames out.
  * Pure: no sockets, no node state, so every action and error is unit-tested directly. */
 #ifndef NT_PROTO_H
 #define NT_PROTO_H

@@ -783,64 +783,42 @@ int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const
   return 1;
 }
 
-static void metric(char *buf, size_t cap, size_t *len, const char *name, const char *type,
-                   const char *help, const char *labels, unsigned long long v, int head) {
-  if (*len >= cap) return;
-  int w = head ? snprintf(buf + *len, cap - *len,
-                          "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s%s %llu\n",
-                          name, help, name, type, name, labels ? labels : "", v)
-               : snprintf(buf + *len, cap - *len, "natter_%s%s %llu\n", name,
-                          labels ? labels : "", v);
-  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
-  else buf[*len] = '\0';
-}
-
-size_t nt_resume_metrics(nt_chat *n, char *buf, size_t cap) {
+void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_resume *res = n->res;
-  size_t l = 0;
-  if (!res || cap == 0) return 0;
-  buf[0] = '\0';
+  if (!res) return;
   nt_hist_stats hs = {0};
   if (res->h) nt_history_get_stats(res->h, &hs);
-  metric(buf, cap, &l, "history_storing", "gauge",
-         "1 while room messages are stored (0: history down, live-only delivery).", NULL,
-         (unsigned)hs.storing, 1);
-  metric(buf, cap, &l, "history_outages_total", "counter",
-         "Changes from storing to live-only delivery.", NULL, hs.outages, 1);
-  metric(buf, cap, &l, "history_published_total", "counter",
-         "Room messages published through the history.", NULL, hs.published, 1);
-  metric(buf, cap, &l, "history_stored_total", "counter",
-         "Room messages confirmed stored.", NULL, hs.stored, 1);
-  metric(buf, cap, &l, "history_live_only_total", "counter",
-         "Room messages published live-only while the history was down.", NULL,
-         hs.live_only + hs.resent, 1);
-  metric(buf, cap, &l, "history_over_quota_total", "counter",
+  nt_prom_metric(w, "history_storing", "gauge",
+         "1 while room messages are stored (0: history down, live-only delivery).", (unsigned)hs.storing);
+  nt_prom_metric(w, "history_outages_total", "counter",
+         "Changes from storing to live-only delivery.", hs.outages);
+  nt_prom_metric(w, "history_published_total", "counter",
+         "Room messages published through the history.", hs.published);
+  nt_prom_metric(w, "history_stored_total", "counter",
+         "Room messages confirmed stored.", hs.stored);
+  nt_prom_metric(w, "history_live_only_total", "counter",
+         "Room messages published live-only while the history was down.", hs.live_only + hs.resent);
+  nt_prom_metric(w, "history_over_quota_total", "counter",
          "Room messages published live-only because their tenant was over "
-         "--history-tenant-bytes or the message over --history-max-msg-bytes.", NULL,
-         hs.over_quota, 1);
-  metric(buf, cap, &l, "history_fetch_errors_total", "counter",
-         "History reads that failed.", NULL, hs.fetch_errors, 1);
-  metric(buf, cap, &l, "history_gaps_total", "counter",
-         "Missed live messages detected by sequence.", NULL, res->m.gaps, 1);
-  metric(buf, cap, &l, "history_gaps_repaired_total", "counter",
-         "Gaps filled from the history before delivering further.", NULL,
-         res->m.gaps_repaired, 1);
-  metric(buf, cap, &l, "history_gaps_unrepaired_total", "counter",
-         "Gaps that could not be filled (expired, history down, too slow).", NULL,
-         res->m.gaps_unrepaired, 1);
-  metric(buf, cap, &l, "history_duplicates_dropped_total", "counter",
+         "--history-tenant-bytes or the message over --history-max-msg-bytes.", hs.over_quota);
+  nt_prom_metric(w, "history_fetch_errors_total", "counter",
+         "History reads that failed.", hs.fetch_errors);
+  nt_prom_metric(w, "history_gaps_total", "counter",
+         "Missed live messages detected by sequence.", res->m.gaps);
+  nt_prom_metric(w, "history_gaps_repaired_total", "counter",
+         "Gaps filled from the history before delivering further.", res->m.gaps_repaired);
+  nt_prom_metric(w, "history_gaps_unrepaired_total", "counter",
+         "Gaps that could not be filled (expired, history down, too slow).", res->m.gaps_unrepaired);
+  nt_prom_metric(w, "history_duplicates_dropped_total", "counter",
          "Messages not delivered again (sequence already delivered, or the second copy of a "
-         "late-acknowledged message).", NULL, res->m.dups, 1);
-  metric(buf, cap, &l, "history_resumes_total", "counter",
-         "joinRoom with since, by outcome.", "{recovered=\"true\"}", res->m.recovered, 1);
-  metric(buf, cap, &l, "history_resumes_total", "counter", NULL, "{recovered=\"false\"}",
-         res->m.not_recovered, 0);
-  metric(buf, cap, &l, "history_replayed_total", "counter",
-         "Stored messages replayed to resuming connections.", NULL, res->m.replayed, 1);
-  metric(buf, cap, &l, "history_replays_paced_total", "counter",
-         "Replays larger than half the send queue, sent as the socket took them.", NULL,
-         res->m.paced, 1);
-  metric(buf, cap, &l, "history_pages_total", "counter",
-         "History pages requested (action and HTTP API).", NULL, res->m.pages, 1);
-  return l;
+         "late-acknowledged message).", res->m.dups);
+  nt_prom_head(w, "history_resumes_total", "counter", "joinRoom with since, by outcome.");
+  nt_prom_sample(w, "history_resumes_total", "{recovered=\"true\"}", res->m.recovered);
+  nt_prom_sample(w, "history_resumes_total", "{recovered=\"false\"}", res->m.not_recovered);
+  nt_prom_metric(w, "history_replayed_total", "counter",
+         "Stored messages replayed to resuming connections.", res->m.replayed);
+  nt_prom_metric(w, "history_replays_paced_total", "counter",
+         "Replays larger than half the send queue, sent as the socket took them.", res->m.paced);
+  nt_prom_metric(w, "history_pages_total", "counter",
+         "History pages requested (action and HTTP API).", res->m.pages);
 }

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "nt_err.h"
+#include "nt_pct.h"
 
 /* Longest name in the table below is "Sec-WebSocket-Extensions" (24): a name that does not
  * fit cannot be one we keep, so it is skipped without being stored. */
@@ -393,65 +394,11 @@ size_t nt_http_parser_held(const nt_http_parser *p) {
  * Query strings and token lists
  * ------------------------------------------------------------------------------------- */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-int nt_http_pct_decode(const char *in, size_t n, char *out, size_t cap) {
-  if (!in || !out || cap == 0) return NT_EINVAL;
-  size_t o = 0;
-  for (size_t i = 0; i < n;) {
-    int ch = (unsigned char)in[i];
-    if (ch == '%') {
-      if (i + 2 >= n) return NT_EINVAL;
-      int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-      if (hi < 0 || lo < 0) return NT_EINVAL;
-      ch = hi * 16 + lo;
-      if (ch == 0 || ch == '/') return NT_EINVAL;
-      i += 3;
-    } else {
-      i++;
-    }
-    if (o + 1 >= cap) return NT_ETOOLARGE;
-    out[o++] = (char)ch;
-  }
-  out[o] = '\0';
-  return (int)o;
-}
-
-/* Decodes one character of a query component at s[*i] (ending at `end`); returns the
- * byte, or -1 for a malformed escape. %00 is refused: values end up as C strings (tokens,
- * ids) and an embedded NUL would silently cut them. */
-static int decode_at(const char *s, size_t end, size_t *i) {
-  char c = s[*i];
-  if (c == '+') {
-    (*i)++;
-    return ' ';
-  }
-  if (c != '%') {
-    (*i)++;
-    return (unsigned char)c;
-  }
-  if (*i + 2 >= end) return -1;
-  int hi = hexval(s[*i + 1]), lo = hexval(s[*i + 2]);
-  if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1;
-  *i += 3;
-  return hi * 16 + lo;
-}
-
-/* Compares the (encoded) key s[0..n) with the plain `name`, decoding as it goes so that
- * "room%5Fid" names the same parameter as "room_id". */
+/* Compares the (encoded) key s[0..n) with the plain `name`, decoded as the value is, so
+ * that "room%5Fid" names the same parameter as "room_id". */
 static int key_equals(const char *s, size_t n, const char *name) {
-  size_t i = 0, j = 0;
-  while (i < n) {
-    int c = decode_at(s, n, &i);
-    if (c < 0 || name[j] == '\0' || (unsigned char)name[j] != c) return 0;
-    j++;
-  }
-  return name[j] == '\0';
+  char key[256];
+  return nt_pct_decode(s, n, key, sizeof key, NT_PCT_PLUS) >= 0 && strcmp(key, name) == 0;
 }
 
 int nt_http_query_param(const char *target, const char *name, char *out, size_t cap) {
@@ -472,21 +419,7 @@ int nt_http_query_param(const char *target, const char *name, char *out, size_t 
     if (klen > 0 && key_equals(param, klen, name)) {
       /* First occurrence wins; a repeated parameter cannot override an earlier one. */
       const char *v = eq ? eq + 1 : param + plen;
-      size_t vlen = (size_t)(param + plen - v), i = 0, o = 0;
-      while (i < vlen) {
-        int c = decode_at(v, vlen, &i);
-        if (c < 0) {
-          out[0] = '\0';
-          return NT_EINVAL;
-        }
-        if (o + 1 >= cap) {
-          out[0] = '\0';
-          return NT_ETOOLARGE;
-        }
-        out[o++] = (char)c;
-      }
-      out[o] = '\0';
-      return (int)o;
+      return nt_pct_decode(v, (size_t)(param + plen - v), out, cap, NT_PCT_PLUS);
     }
     pos += plen + 1;
   }

@@ -57,13 +57,11 @@ int nt_http_parser_status(const nt_http_parser *p);
 /* Forgets the current request and prepares for the next one on the same connection. */
 void nt_http_parser_reset(nt_http_parser *p);
 
-/* Bytes held by the parser for the request in progress (for memory accounting). */
+/* Bytes held by the parser for the request in progress: what bounds a connection's HTTP
+ * memory (at most about twice --max-header-bytes plus twice the body limit). The unit
+ * tests and tests/fuzz/fuzz_http.c check that bound with it. */
 size_t nt_http_parser_held(const nt_http_parser *p);
 
-/* Percent-decodes `in` (`n` bytes) into out (capacity `cap`, NUL-terminated). Refuses
- * malformed escapes, %00 and an encoded '/' (a path segment never spans two). Returns
- * the decoded length, NT_EINVAL or NT_ETOOLARGE. Pure. */
-int nt_http_pct_decode(const char *in, size_t n, char *out, size_t cap);
 
 /* Iterates over every header of `r` in the order sent: start with *pos = 0; returns 1 with
  * the name and the value (without surrounding whitespace; neither NUL-terminated) while

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nt_prom.h"
+
 #define NT_LAT_BUCKETS 16
 #define NT_API_STATUS_SLOTS 18
 
@@ -115,8 +117,8 @@ void nt_metrics_count_api_status(nt_metrics *m, int status);
  * (enum nt_route_outcome). */
 void nt_metrics_count_route(nt_metrics *m, const char *action, int outcome);
 
-/* Renders all metrics (the process_* families and natter_build_info included) (plus `extra`, already formatted lines, may be NULL) in Prometheus
- * text format into a malloc'd NUL-terminated string the caller frees; NULL on failure. */
-char *nt_metrics_render(const nt_metrics *m, const char *extra);
+/* Writes all of `m` in Prometheus text format to `w` (nt_prom.h), the process_* families
+ * and natter_build_info included. */
+void nt_metrics_render(const nt_metrics *m, nt_prom *w);
 
 #endif

@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,23 +84,13 @@ int nt_procstats_read(nt_procstats *out) {
   return 0;
 }
 
-static void add(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
-  if (*len >= cap) return;
-  va_list ap;
-  va_start(ap, fmt);
-  int w = vsnprintf(buf + *len, cap - *len, fmt, ap);
-  va_end(ap);
-  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
-  else buf[*len] = '\0'; /* a family that does not fit is left out whole */
-}
-
 #define FAMILY(name, type, help) "# HELP " name " " help "\n# TYPE " name " " type "\n" name
 
-void nt_procmetrics_render(char *buf, size_t cap, size_t *len, const char *version,
-                           const char *commit) {
+void nt_procmetrics_render(nt_prom *w, const char *version, const char *commit) {
   nt_procstats ps;
   if (nt_procstats_read(&ps) == 0) {
-    /* the client_golang / client_python names, types and help texts */
+    /* the client_golang / client_python names, types and help texts (not natter_: the
+     * standard families are spelled here, as nt_prom prefixes its own) */
     const struct { const char *head; double v; } rows[] = {
         {FAMILY("process_cpu_seconds_total", "counter",
                 "Total user and system CPU time spent in seconds."), ps.cpu_seconds},
@@ -117,10 +106,10 @@ void nt_procmetrics_render(char *buf, size_t cap, size_t *len, const char *versi
          (double)ps.max_fds},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
-      add(buf, cap, len, "%s %.15g\n", rows[i].head, rows[i].v); /* integers exact to 2^49 */
+      nt_prom_printf(w, "%s %.15g\n", rows[i].head, rows[i].v); /* integers exact to 2^49 */
   }
   /* version and commit are build constants without quotes or backslashes */
-  add(buf, cap, len,
+  nt_prom_printf(w,
       FAMILY("natter_build_info", "gauge",
              "Always 1; the labels name the build (version, git commit).") "{version=\"%s\",commit=\"%s\"} 1\n",
       version, commit);

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nt_prom.h"
+
 typedef struct nt_procstats {
   double cpu_seconds;        /* user + system CPU time */
   uint64_t resident_bytes;   /* RSS */
@@ -27,10 +29,8 @@ int nt_procstats_parse(const char *stat, long clk_tck, long page_size, uint64_t 
  * cannot be read (*out then holds zeros; the metrics are left out). */
 int nt_procstats_read(nt_procstats *out);
 
-/* Appends the process_* families (HELP, TYPE, one sample each) and
- * natter_build_info{version,commit} 1 to `buf` (capacity `cap`, NUL-terminated) from its
- * current length `*len`; stops before a family that would not fit. */
-void nt_procmetrics_render(char *buf, size_t cap, size_t *len, const char *version,
-                           const char *commit);
+/* Writes the process_* families (HELP, TYPE, one sample each; left out when /proc cannot
+ * be read) and natter_build_info{version,commit} 1 to `w` (nt_prom.h). */
+void nt_procmetrics_render(nt_prom *w, const char *version, const char *commit);
 
 #endif

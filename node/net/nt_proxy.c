@@ -75,7 +75,7 @@ static int list_match(const char *list, int family, const uint8_t *a) {
 }
 
 int nt_proxy_list_valid(const char *trusted) {
-  return trusted && list_match(trusted, 0, NULL) >= 0 ? 0 : -1;
+  return trusted && list_match(trusted, 0, NULL) >= 0;
 }
 
 int nt_proxy_client(const char *trusted, const uint8_t *peer, int peer_family,

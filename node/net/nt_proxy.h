@@ -24,7 +24,7 @@
 int nt_proxy_client(const char *trusted, const uint8_t *peer, int peer_family,
                     const char *xff, const char **ip, size_t *len);
 
-/* 0 when `trusted` is a valid list (as above), -1 otherwise. */
+/* 1 when `trusted` is a valid list (as above), 0 otherwise. */
 int nt_proxy_list_valid(const char *trusted);
 
 #endif

@@ -1,4 +1,4 @@
-/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (DESIGN §5). */
+/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (docs/api.md). */
 #include "nt_api.h"
 
 #include <http_parser.h>
@@ -17,6 +17,7 @@
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_pct.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_utf8.h"
@@ -63,7 +64,7 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
       route_fail(m, 404, "no such route");
       return;
     }
-    ok[ns] = nt_http_pct_decode(s, n, seg[ns], sizeof seg[ns]);
+    ok[ns] = nt_pct_decode(s, n, seg[ns], sizeof seg[ns], NT_PCT_NO_SLASH);
     if (ok[ns] < 0) seg[ns][0] = '\0';
     ns++;
     i += n + 1;
@@ -488,47 +489,39 @@ static void handle_presence(nt_chat *n, nt_conn *c, const nt_api_match *m,
 
 /* ================================================================ operations ===== */
 
-static void sb_add(char *buf, size_t cap, size_t *len, const char *name, const char *type,
-                   const char *help, unsigned long long v) {
-  int w = snprintf(buf + *len, cap - *len, "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s %llu\n",
-                   name, help, name, type, name, v);
-  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
-}
-
 static void handle_metrics(nt_chat *n, nt_conn *c, int ka) {
-  char extra[8192];
-  size_t l = 0;
-  extra[0] = '\0';
-  sb_add(extra, sizeof extra, &l, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
-  sb_add(extra, sizeof extra, &l, "http_connections", "gauge",
+  nt_prom w = NT_PROM_INIT;
+  nt_metrics_render(&n->m, &w);
+  nt_prom_metric(&w, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
+  nt_prom_metric(&w, "http_connections", "gauge",
          "Open connections not upgraded (API and pending HTTP).",
          (unsigned long long)(n->nconns - n->nws));
   if (n->bus) {
     nt_bus_stats bs;
     nt_bus_get_stats(n->bus, &bs);
-    sb_add(extra, sizeof extra, &l, "bus_connected", "gauge", "1 while connected to the message bus.",
+    nt_prom_metric(&w, "bus_connected", "gauge", "1 while connected to the message bus.",
            (unsigned)nt_bus_connected(n->bus));
-    sb_add(extra, sizeof extra, &l, "bus_messages_published_total", "counter", "Messages the bus client published.", bs.published);
-    sb_add(extra, sizeof extra, &l, "bus_messages_received_total", "counter", "Messages the bus client delivered to the node.", bs.received);
-    sb_add(extra, sizeof extra, &l, "bus_subscriptions", "gauge", "Live bus subscriptions.", bs.subscriptions);
-    sb_add(extra, sizeof extra, &l, "bus_client_reconnects_total", "counter", "Reconnections counted by the bus client.", bs.reconnects);
-    sb_add(extra, sizeof extra, &l, "bus_dropped_total", "counter", "Bus messages dropped by the client (slow delivery).", bs.dropped);
-    sb_add(extra, sizeof extra, &l, "bus_wakeups_total", "counter", "Loop wake-ups that delivered bus messages.", bs.wakeups);
+    nt_prom_metric(&w, "bus_messages_published_total", "counter", "Messages the bus client published.", bs.published);
+    nt_prom_metric(&w, "bus_messages_received_total", "counter", "Messages the bus client delivered to the node.", bs.received);
+    nt_prom_metric(&w, "bus_subscriptions", "gauge", "Live bus subscriptions.", bs.subscriptions);
+    nt_prom_metric(&w, "bus_client_reconnects_total", "counter", "Reconnections counted by the bus client.", bs.reconnects);
+    nt_prom_metric(&w, "bus_dropped_total", "counter", "Bus messages dropped by the client (slow delivery).", bs.dropped);
+    nt_prom_metric(&w, "bus_wakeups_total", "counter", "Loop wake-ups that delivered bus messages.", bs.wakeups);
   }
   if (n->pres) {
     nt_presence_stats ps;
     nt_presence_get_stats(n->pres, &ps);
-    sb_add(extra, sizeof extra, &l, "store_connected", "gauge", "1 while connected to the presence store.",
+    nt_prom_metric(&w, "store_connected", "gauge", "1 while connected to the presence store.",
            (unsigned)nt_presence_connected(n->pres));
-    sb_add(extra, sizeof extra, &l, "presence_ops_total", "counter", "Presence store operations.", ps.ops);
-    sb_add(extra, sizeof extra, &l, "presence_transitions_total", "counter", "Online/offline transitions decided.", ps.transitions);
-    sb_add(extra, sizeof extra, &l, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
-    sb_add(extra, sizeof extra, &l, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
-    sb_add(extra, sizeof extra, &l, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
-    sb_add(extra, sizeof extra, &l, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
+    nt_prom_metric(&w, "presence_ops_total", "counter", "Presence store operations.", ps.ops);
+    nt_prom_metric(&w, "presence_transitions_total", "counter", "Online/offline transitions decided.", ps.transitions);
+    nt_prom_metric(&w, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
+    nt_prom_metric(&w, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
+    nt_prom_metric(&w, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
+    nt_prom_metric(&w, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
   }
-  l += nt_resume_metrics(n, extra + l, sizeof extra - l);
-  char *body = nt_metrics_render(&n->m, extra);
+  nt_resume_metrics(n, &w);
+  char *body = nt_prom_take(&w);
   if (!body) {
     reply_error(n, c, 500, NULL, "out of memory", ka);
     return;

@@ -1,4 +1,4 @@
-/* nt_api: the HTTP API of --api-listen (DESIGN §5) — /@connections management, server push,
+/* nt_api: the HTTP API of --api-listen (docs/api.md) — /@connections management, server push,
  * room presence, /healthz, /readyz and /metrics, behind the admin bearer token.
  *
  * Two layers: pure functions (routing, token comparison, JSON bodies) that need no node

@@ -156,13 +156,13 @@ int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, si
     snprintf(body, cap, "dev tokens need an HS* --jwt-secret\n");
     return 404;
   }
-  if (nt_http_query_param(target, "user", user, sizeof user) <= 0 || nt_id_valid(user)) {
+  if (nt_http_query_param(target, "user", user, sizeof user) <= 0 || !nt_id_valid(user)) {
     snprintf(body, cap, "give ?user=<id> (1-128 bytes, no . * > spaces)\n");
     return 400;
   }
   if (nt_http_query_param(target, "tenant", tenant, sizeof tenant) <= 0)
     snprintf(tenant, sizeof tenant, "demo");
-  if (nt_id_valid(tenant)) {
+  if (!nt_id_valid(tenant)) {
     snprintf(body, cap, "invalid tenant\n");
     return 400;
   }

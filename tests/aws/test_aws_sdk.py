@@ -8,14 +8,11 @@ import datetime
 import json
 import os
 import subprocess
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import natter_harness as nh  # noqa: E402
-from natter_harness import Client, close_all, run, t  # noqa: E402
-from conftest import harness, natter_bin  # noqa: E402,F401  (fixtures)
+import natter_harness as nh
+from natter_harness import Client, close_all, run, t
 
 AKID = "AKIANATTERTEST000001"
 SECRET = "natter-test-secret/access+key0123456789"

@@ -4,14 +4,11 @@ route answering the caller and a broadcast through postToConnection. Run by run.
 
 import asyncio
 import os
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
-import natter_harness as nh  # noqa: E402
-from natter_harness import Client, close_all, run, t  # noqa: E402
-from conftest import harness, natter_bin  # noqa: E402,F401  (fixtures)
+import natter_harness as nh
+from natter_harness import Client, close_all, run, t
 
 EXAMPLE = os.path.join(HERE, "..", "..", "examples", "apigw-lambda")
 AKID, SECRET = "AKIAEXAMPLEAPP000001", "example-app-secret-key/0123456789"

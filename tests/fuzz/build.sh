@@ -50,7 +50,7 @@ SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fram
 # Every source folder of the layered tree (CMakeLists.txt), lowest first.
 LAYER_DIRS="lib/base lib/wire lib/bus lib/presence lib/history lib/httpc node/net node/chat node/ops node"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wno-unused-parameter $SAN
-  -DNATTER_VERSION=\"fuzz\" -DNATTER_COMMIT=\"fuzz\" -DNATTER_DEFAULT_STATIC_DIR=\"/nonexistent\"
+  -DNATTER_VERSION=\"fuzz\" -DNATTER_COMMIT=\"fuzz\" -DNATTER_DEFAULT_STATIC_DIR=\"/nonexistent\" -DNATTER_DEFAULT_CLIENT_JS=\"/nonexistent\"
   -I$OUT/proto $(for d in $LAYER_DIRS; do printf -- "-I$ROOT/%s " "$d"; done)-I$ROOT/tests/fuzz"
 LIBS="-luv -lprotobuf-c -lhiredis -ljansson -lnats -ljwt -lssl -lcrypto -lz -lwslay
   -lhttp_parser -lcurl -lm -lpthread"

@@ -44,7 +44,7 @@ nt_node *fz_node_start(const char *const *extra) {
   nt_bus_handler bh = nt_node_bus_handler(node);
   nt_presence_handler ph = nt_node_presence_handler(node);
   nt_bus *bus = nt_bus_mem_new(&loop, &bh);
-  nt_presence *pres = nt_presence_mem_new(&ph);
+  nt_presence *pres = nt_presence_mem_new(&loop, &ph);
   if (!bus || !pres) abort();
   bh.on_state(bh.ud, 1);
   nt_node_attach(node, bus, pres, auth);

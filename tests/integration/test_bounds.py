@@ -229,24 +229,26 @@ def test_tenant_presence_paged_keeps_redis_responsive(harness):
                 assert r["total"] == 100001  # the asker is online too
                 assert 0 < len(r["members"]) <= 200
                 assert r["cursor"]
-            # paging lists everyone
+            # paging lists everyone (another connection: the asker spent its burst)
+            walker = await Client.connect(node, "walker", tenant="big")
             seen, cursor, pages = set(), None, 0
             while True:
                 fields = {"limit": 1000}
                 if cursor:
                     fields["cursor"] = cursor
-                rid = await c.action("presence", **fields)
-                page = await c.expect_reply(rid, "members")
+                rid = await walker.action("presence", **fields)
+                page = await walker.expect_reply(rid, "members")
                 seen.update(m["userId"] for m in page["members"])
                 pages += 1
                 cursor = page.get("cursor")
                 if not cursor or pages > 500:
                     break
-            assert len(seen) == 100001 and pages >= 100, (len(seen), pages)
+            assert len(seen) == 100002 and pages >= 100, (len(seen), pages)
             # a bad cursor is a bad request, the connection stays
-            rid = await c.action("presence", cursor="abc")
-            err = await c.expect_reply(rid, "error")
+            rid = await walker.action("presence", cursor="abc")
+            err = await walker.expect_reply(rid, "error")
             assert err["code"] == "bad_request"
+            await close_all(walker)
             await chat_still_works(node)
         finally:
             await close_all(c)
@@ -637,4 +639,170 @@ def test_ids_fragment_token_and_history_before(harness):
     st, _, b = nh.http_request(node.url(f"{base}?before={2**63 - 1}", api=True), headers=auth)
     assert st == 200 and [m["id"] for m in json.loads(b)["messages"]] == ids, (st, b)
     assert time.monotonic() - t0 < 2
+    assert_healthy(node)
+
+
+# ---------------------------------------------------------------------------------------
+# Rows 1 and 2: peers that send without reading
+# ---------------------------------------------------------------------------------------
+
+def ws_frame(opcode, payload):
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126
+                                     else bytes([0x80 | 126]) + n.to_bytes(2, "big"))
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def flood(sock, chunk, seconds, limit):
+    """Sends `chunk` repeatedly without reading for at most `seconds` or `limit` bytes;
+    returns the bytes the kernel accepted (the node stops reading once its queue is full,
+    so this stalls instead of reaching the limit)."""
+    sock.setblocking(False)
+    sent, deadline = 0, time.monotonic() + seconds
+    while sent < limit and time.monotonic() < deadline:
+        try:
+            sent += sock.send(chunk)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except OSError:
+            break
+    return sent
+
+
+def test_pings_without_reading_pause_input(harness):
+    """An authenticated client sends 125-byte pings and never reads (SO_RCVBUF 4 KiB), for
+    up to 6 s or 150 MB: the pongs count toward --send-queue-bytes and the node stops
+    reading the client while its queue is full — RSS stays bounded, the node healthy,
+    others chat."""
+    node = bounded_node(harness)
+    s = raw_ws(node, "pinger")
+    rss0 = rss_bytes(node)
+    ping = ws_frame(0x9, b"p" * 125)
+    sent = flood(s, ping * 512, 6, 150 * MB)
+    rss1 = rss_bytes(node)
+    print(f"pings: {sent / MB:.1f} MiB accepted by the kernel; node RSS "
+          f"{rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+    assert rss1 - rss0 < 24 * MB, (rss0, rss1)
+    st, _ = node.get("/healthz", timeout=2)
+    assert st == 200
+
+    async def chat():
+        await chat_still_works(node)
+    run(chat(), timeout=t(30))
+    s.close()
+    assert_healthy(node)
+
+
+def test_pipelined_api_requests_without_reading(harness):
+    """No token: 20,000 pipelined `GET /metrics` on the API port, never read: the node
+    parses the next request only once the answers before it have left, so RSS stays
+    bounded; a pipeliner that reads gets every answer, in order."""
+    import socket
+    node = bounded_node(harness)
+    rss0 = rss_bytes(node)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((nh.HOST, node.api_port))
+    req = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+    sent = flood(s, req * 20000, 6, len(req) * 20000)
+    time.sleep(0.5)
+    rss1 = rss_bytes(node)
+    print(f"pipelined: {sent} bytes ({sent // len(req)} requests) accepted; node RSS "
+          f"{rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+    assert rss1 - rss0 < 24 * MB, (rss0, rss1)
+    assert nh.http_get(node.url("/healthz", api=True), timeout=2)[0] == 200
+
+    async def chat():
+        await chat_still_works(node)
+    run(chat(), timeout=t(30))
+    s.close()
+    # a reader gets all 3,000 answers of a pipelined burst, in order
+    r = socket.create_connection((nh.HOST, node.api_port), timeout=10)
+    burst = b"".join(b"GET /healthz?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(2999))
+    r.sendall(burst + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = r.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    r.close()
+    assert data.count(b"HTTP/1.1 200") == 3000, data.count(b"HTTP/1.1 200")
+    assert_healthy(node)
+
+
+# ---------------------------------------------------------------------------------------
+# Row 3: messages of many fragments
+# ---------------------------------------------------------------------------------------
+
+def ws_frag(opcode, payload, fin):
+    mask = os.urandom(4)
+    n = len(payload)
+    assert n < 126
+    return (bytes([(0x80 if fin else 0) | opcode, 0x80 | n]) + mask +
+            bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+
+def read_close_code(sock, timeout):
+    """Reads server frames until a close frame (returns its code) or EOF (None)."""
+    sock.settimeout(timeout)
+    buf = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            buf += chunk
+            while len(buf) >= 2:
+                n = buf[1] & 0x7f
+                off = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+                if n >= 126:
+                    n = int.from_bytes(buf[2:off], "big")
+                if len(buf) < off + n:
+                    break
+                if buf[0] & 0x0f == 0x8:
+                    return int.from_bytes(buf[off:off + 2], "big")
+                buf = buf[off + n:]
+    except OSError:
+        return None
+
+
+def test_fragment_flood_bounded(harness):
+    """10 connections each send one text message of `[` + 65,000 one-byte continuation
+    frames, never finished: each is closed with 1009 after NT_WS_MAX_FRAGMENTS (1024)
+    frames, node memory stays bounded; a message of 500 fragments still goes through."""
+    node = bounded_node(harness)
+    rss0 = rss_bytes(node)
+    socks = [raw_ws(node, f"frag{i}") for i in range(10)]
+    cont = ws_frag(0x0, b"1", False)
+    for s in socks:
+        s.sendall(ws_frag(0x1, b"[", False))
+    for s in socks:
+        flood(s, cont * 1000, 3, len(cont) * 65000)
+    codes = [read_close_code(s, 5) for s in socks]
+    rss1 = rss_bytes(node)
+    print(f"close codes {codes}; node RSS {rss0 / MB:.1f} -> {rss1 / MB:.1f} MiB")
+    assert codes == [1009] * 10, codes
+    assert rss1 - rss0 < 16 * MB, (rss0, rss1)
+    for s in socks:
+        s.close()
+
+    async def body():
+        a = await Client.connect(node, "fa")
+        b = await Client.connect(node, "fb")
+        try:
+            await a.join("frag")
+            await b.join("frag")
+            text = json.dumps({"action": "sendMessage", "roomId": "frag",
+                               "message": {"t": "x" * 480}, "requestId": "f1"})
+            parts = [text[i:i + 1] for i in range(len(text))]  # one byte per frame
+            assert 500 < len(parts) <= 1024
+            await a.ws.send(iter(parts))  # one message, one frame per part
+            ack = await a.expect_reply("f1", "ack")
+            await b.expect("message", roomId="frag", pred=lambda f: f["id"] == ack["id"])
+        finally:
+            await close_all(a, b)
+        await chat_still_works(node)
+    run(body(), timeout=t(30))
     assert_healthy(node)

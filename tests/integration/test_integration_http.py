@@ -5,8 +5,10 @@ Gateway WebSocket Lambda proxy events; see docs/integrations.md."""
 import asyncio
 import base64
 import json
+import os
 import random
 import re
+import sys
 import time
 
 import pytest
@@ -415,3 +417,37 @@ def test_refusing_and_garbage_backends(harness, b):
     # $connect against a refusing backend: 502
     B = harness.node("B", args=["--integration-url", f"http://{nh.HOST}:{dead}/x"])
     assert upgrade(B, "hank")[0] == 502
+
+
+def test_connect_after_the_external_authorizer(harness, b):
+    """--auth-request and a $connect route: the authorizer decides first, then $connect."""
+    backend_py = os.path.join(os.path.dirname(os.path.abspath(__file__)), "route_backend.py")
+    nats, _redis, (A,) = harness.cluster(1, args=[
+        "--auth-request", "on", "--auth-timeout", "2", "--integration-url", b.url,
+        "--integration-routes", ROUTES, "--integration-timeout", "1"])
+    log, name = harness._log("authz")
+    authz = harness._start(nh.Proc(name, [sys.executable, backend_py, "--nats", nats.url,
+                                          "--authz"], log))
+    nh.wait_until(lambda: any(r.get("ready") for r in authz.log_lines_json()), t(15),
+                  what="authorizer ready")
+
+    async def body():
+        # the authorizer denies mallory: 403 with its reason, $connect is never asked
+        st, body_ = await asyncio.to_thread(upgrade, A, "mallory")
+        assert st == 403 and b"banned" in body_, (st, body_)
+        assert not b.events("$connect"), b.events("$connect")
+        # allowed by the authorizer, then refused by $connect (banned* users)
+        assert (await asyncio.to_thread(upgrade, A, "banned2"))[0] == 403
+        (ev,) = b.events("$connect")
+        assert ev["requestContext"]["authorizer"]["principalId"] == "banned2"
+        # allowed by both
+        c = await Client.connect(A, "alice")
+        try:
+            await c.send({"action": "echo", "n": 1})
+            assert (await c.expect("echo"))["echo"]["n"] == 1
+            (ev,) = b.events("$connect", pred=lambda e: e["requestContext"]["authorizer"]
+                             ["principalId"] == "alice")
+            assert ev["requestContext"]["connectionId"] == c.welcome["connectionId"]
+        finally:
+            await close_all(c)
+    run(body())

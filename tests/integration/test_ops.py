@@ -1,4 +1,4 @@
-"""Operations of natter-node (DESIGN §5, §6): configuration by flags and environment,
+"""Operations of natter-node (docs/operations.md, docs/api.md, README "Configuration"): configuration by flags and environment,
 --help, SIGTERM drain, the HTTP API across nodes, /metrics, node crash and Redis restart.
 """
 

@@ -5,7 +5,6 @@ docs/integrations.md tells receivers to."""
 import asyncio
 import hashlib
 import hmac
-import json
 import signal
 import time
 

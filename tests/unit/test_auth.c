@@ -1113,47 +1113,6 @@ static void test_cfg_errors(void **state) {
   nt_auth_free(a);
 }
 
-/* ---------------------------------------------------------------- speed */
-
-static double seconds(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void rate(const char *name, const nt_auth *a, const char *tok, int n) {
-  double t0 = seconds();
-  for (int i = 0; i < n; i++) {
-    nt_identity id;
-    if (nt_auth_verify(a, tok, NOW, &id, NULL) != 0) fail_msg("%s verify failed", name);
-    nt_identity_clear(&id);
-  }
-  double dt = seconds() - t0;
-  print_message("  %s: %d verifications in %.3f s = %.0f/s\n", name, n, dt, n / dt);
-}
-
-static void test_verify_rate(void **state) {
-  const char *claims =
-      fmt("{\"sub\":\"alice\",\"tenant\":\"acme\",\"exp\":%lld,"
-          "\"rooms\":[\"lobby\",\"team-*\"]}",
-          NOW + 3600);
-  nt_auth *a = hs256();
-  char *t = mint_hs(claims);
-  rate("HS256", a, t, 20000);
-  free(t);
-  nt_auth_free(a);
-  a = auth_with("RS256", NULL, RSA_PUB, NULL, 0);
-  t = mint(JWT_ALG_RS256, RSA_PRIV, claims);
-  rate("RS256", a, t, 2000);
-  free(t);
-  nt_auth_free(a);
-  a = auth_with("ES256", NULL, EC_PUB, NULL, 0);
-  t = mint(JWT_ALG_ES256, EC_PRIV, claims);
-  rate("ES256", a, t, 2000);
-  free(t);
-  nt_auth_free(a);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_valid_hs256),
@@ -1178,7 +1137,6 @@ int main(void) {
       cmocka_unit_test(test_es384_es512),
       cmocka_unit_test(test_shared_between_threads),
       cmocka_unit_test(test_cfg_errors),
-      cmocka_unit_test(test_verify_rate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

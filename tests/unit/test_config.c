@@ -332,7 +332,7 @@ static void test_help_and_version(void **state) {
   PARSE(&r, "--help");
   assert_int_equal(r.rc, 1);
   assert_int_equal(r.errlen, 0);
-  /* every flag of DESIGN §6 is documented */
+  /* the core flags of README "Configuration" are in --help */
   const char *flags[] = {"--listen", "--api-listen", "--nats", "--redis", "--node-id",
                          "--jwt-secret", "--jwt-public-key", "--jwt-alg", "--admin-token",
                          "--allowed-origins", "--max-message-bytes", "--send-queue-bytes",
@@ -652,6 +652,17 @@ static void test_secret_files(void **state) {
   assert_int_equal(r.rc, 0);
   assert_string_equal(r.cfg.jwt_secret, GOOD_SECRET); /* trailing newline dropped */
   assert_string_equal(r.cfg.admin_token, "admin-tok"); /* CRLF too */
+  done(&r);
+  /* the secrets of SigV4 and webhooks have the same file form */
+  PARSE(&r, "--aws-access-key-id", "AK", "--aws-secret-access-key-file", tok,
+        "--webhook-url", "http://h/x", "--webhook-secret-file", sec);
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.cfg.aws_secret_access_key, "admin-tok");
+  assert_string_equal(r.cfg.webhook_secret, GOOD_SECRET);
+  done(&r);
+  PARSE(&r, "--webhook-secret", "x", "--webhook-secret-file", sec);
+  assert_int_equal(r.rc, -1);
+  assert_non_null(strstr(r.err, "--webhook-secret or --webhook-secret-file, not both"));
   done(&r);
   /* only one newline goes: the rest of the content is the secret */
   const char *two = write_tmp(" padded \n\n", 10);

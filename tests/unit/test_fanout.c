@@ -219,7 +219,7 @@ static int setup(void **state) {
   assert_null(bus_in.on_seq_msg); /* --history off: positions are not read */
   nt_presence_handler ph = nt_node_presence_handler(node);
   nt_bus *bus = nt_bus_mem_new(&loop, &bus_in);
-  nt_presence *pres = nt_presence_mem_new(&ph);
+  nt_presence *pres = nt_presence_mem_new(&loop, &ph);
   assert_non_null(bus);
   assert_non_null(pres);
   bus_in.on_state(bus_in.ud, 1);

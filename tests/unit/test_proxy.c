@@ -64,16 +64,16 @@ static void test_trusted_list(void **state) {
 
 static void test_list_validation(void **state) {
   (void)state;
-  assert_int_equal(nt_proxy_list_valid("10.0.0.0/8"), 0);
-  assert_int_equal(nt_proxy_list_valid("10.0.0.1, ::1, fd00::/8"), 0);
-  assert_int_equal(nt_proxy_list_valid(""), -1);
-  assert_int_equal(nt_proxy_list_valid("10.0.0.0/33"), -1);
-  assert_int_equal(nt_proxy_list_valid("::/129"), -1);
-  assert_int_equal(nt_proxy_list_valid("10.0.0.0/"), -1);
-  assert_int_equal(nt_proxy_list_valid("10.0.0.0/8,"), -1);
-  assert_int_equal(nt_proxy_list_valid("example.com"), -1);
-  assert_int_equal(nt_proxy_list_valid("10.0.0.0/8x"), -1);
-  assert_int_equal(nt_proxy_list_valid(NULL), -1);
+  assert_int_equal(nt_proxy_list_valid("10.0.0.0/8"), 1);
+  assert_int_equal(nt_proxy_list_valid("10.0.0.1, ::1, fd00::/8"), 1);
+  assert_int_equal(nt_proxy_list_valid(""), 0);
+  assert_int_equal(nt_proxy_list_valid("10.0.0.0/33"), 0);
+  assert_int_equal(nt_proxy_list_valid("::/129"), 0);
+  assert_int_equal(nt_proxy_list_valid("10.0.0.0/"), 0);
+  assert_int_equal(nt_proxy_list_valid("10.0.0.0/8,"), 0);
+  assert_int_equal(nt_proxy_list_valid("example.com"), 0);
+  assert_int_equal(nt_proxy_list_valid("10.0.0.0/8x"), 0);
+  assert_int_equal(nt_proxy_list_valid(NULL), 0);
 }
 
 int main(void) {

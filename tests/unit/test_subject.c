@@ -24,7 +24,7 @@ static void test_id_valid(void **state) {
       "~!@#$%^&()[]<=?;'\"\\`",            /* punctuation that is not special */
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-    assert_int_equal(nt_id_valid(ok[i]), 0);
+    assert_true(nt_id_valid(ok[i]));
     assert_int_equal(nt_id_check(ok[i], strlen(ok[i])), 0);
   }
 }
@@ -35,22 +35,22 @@ static void test_id_length(void **state) {
   memset(buf, 'a', sizeof buf);
   buf[NT_ID_MAX] = '\0';
   assert_int_equal(strlen(buf), 128);
-  assert_int_equal(nt_id_valid(buf), 0);
+  assert_true(nt_id_valid(buf));
   buf[NT_ID_MAX] = 'a';
   buf[NT_ID_MAX + 1] = '\0';
   assert_int_equal(strlen(buf), 129);
-  assert_int_equal(nt_id_valid(buf), NT_EINVAL);
+  assert_false(nt_id_valid(buf));
   assert_int_equal(nt_id_check(buf, 129), NT_EINVAL);
   assert_int_equal(nt_id_check(buf, 128), 0); /* a prefix of it is fine */
-  assert_int_equal(nt_id_valid(""), NT_EINVAL);
+  assert_false(nt_id_valid(""));
   assert_int_equal(nt_id_check("abc", 0), NT_EINVAL);
-  assert_int_equal(nt_id_valid(NULL), NT_EINVAL);
+  assert_false(nt_id_valid(NULL));
   assert_int_equal(nt_id_check(NULL, 3), NT_EINVAL);
   /* a 128-byte id made of multibyte characters (32 x U+1F600) */
   char mb[NT_ID_MAX + 1];
   for (int i = 0; i < 32; i++) memcpy(mb + 4 * i, "\xf0\x9f\x98\x80", 4);
   mb[128] = '\0';
-  assert_int_equal(nt_id_valid(mb), 0);
+  assert_true(nt_id_valid(mb));
 }
 
 static void test_id_rejects_specials(void **state) {
@@ -61,7 +61,7 @@ static void test_id_rejects_specials(void **state) {
       "\x1b[31m",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_id_valid(bad[i]) != NT_EINVAL) fail_msg("accepted bad id #%zu", i);
+    if (nt_id_valid(bad[i])) fail_msg("accepted bad id #%zu", i);
   }
   /* every control character, alone and inside an id */
   for (int c = 0; c < 0x20; c++) {
@@ -104,13 +104,13 @@ static void test_id_rejects_unicode_space_and_format(void **state) {
   };
   char buf[32];
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_id_valid(bad[i]) != NT_EINVAL) fail_msg("accepted U+ id #%zu", i);
+    if (nt_id_valid(bad[i])) fail_msg("accepted U+ id #%zu", i);
     snprintf(buf, sizeof buf, "admin%s", bad[i]);
-    if (nt_id_valid(buf) != NT_EINVAL) fail_msg("accepted suffix #%zu", i);
+    if (nt_id_valid(buf)) fail_msg("accepted suffix #%zu", i);
     snprintf(buf, sizeof buf, "%sadmin", bad[i]);
-    if (nt_id_valid(buf) != NT_EINVAL) fail_msg("accepted prefix #%zu", i);
+    if (nt_id_valid(buf)) fail_msg("accepted prefix #%zu", i);
     snprintf(buf, sizeof buf, "ad%smin", bad[i]);
-    if (nt_id_valid(buf) != NT_EINVAL) fail_msg("accepted infix #%zu", i);
+    if (nt_id_valid(buf)) fail_msg("accepted infix #%zu", i);
   }
   /* neighbours of the refused ranges stay valid */
   const char *ok[] = {
@@ -125,7 +125,7 @@ static void test_id_rejects_unicode_space_and_format(void **state) {
       "\xd9\x84\xd8\xb9", /* Arabic letters */
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-    if (nt_id_valid(ok[i]) != 0) fail_msg("refused valid id #%zu", i);
+    if (!nt_id_valid(ok[i])) fail_msg("refused valid id #%zu", i);
 }
 
 static void test_id_rejects_invalid_utf8(void **state) {
@@ -145,7 +145,7 @@ static void test_id_rejects_invalid_utf8(void **state) {
       "\xf0\x9f\x98",         /* truncated 4-byte */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_id_valid(bad[i]) != NT_EINVAL) fail_msg("accepted invalid UTF-8 #%zu", i);
+    if (nt_id_valid(bad[i])) fail_msg("accepted invalid UTF-8 #%zu", i);
   }
   /* a valid multibyte character cut by the length */
   assert_int_equal(nt_id_check("\xe6\x97\xa5", 2), NT_EINVAL);
@@ -198,6 +198,12 @@ static void test_subject_room(void **state) {
 static void test_subject_user(void **state) {
   (void)state;
   check_build2(nt_subject_user, "natter.user.");
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "acme"), (int)strlen("natter.user.acme.*"));
+  assert_string_equal(out, "natter.user.acme.*");
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "a.b"), NT_EINVAL);
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "*"), NT_EINVAL);
+  assert_int_equal(nt_subject_user_all(out, 8, "acme"), NT_ETOOLARGE);
 }
 
 static void test_subject_presence(void **state) {
@@ -388,6 +394,25 @@ static void test_key_presence_layout(void **state) {
   assert_int_equal(nt_key_prefix_check(longp), NT_EINVAL);
 }
 
+/* Room <-> live subjects: exactly "<prefix><tenant>.<room>" with valid ids, nothing else. */
+static void test_live_subjects(void **state) {
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_live_of(out, sizeof out, "natter.room.acme.lobby"),
+                   (int)strlen("natter.live.room.acme.lobby"));
+  assert_string_equal(out, "natter.live.room.acme.lobby");
+  assert_int_equal(nt_subject_room_of(out, sizeof out, "natter.live.room.acme.lobby"),
+                   (int)strlen("natter.room.acme.lobby"));
+  assert_string_equal(out, "natter.room.acme.lobby");
+  const char *bad[] = {"natter.room.acme", "natter.room.", "natter.room.acme.lobby.x",
+                       "natter.room.*.lobby", "natter.room.acme.>", "natter.room.acme.",
+                       "natter.user.acme.bob", "natter.live.room.acme.lobby", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (nt_subject_live_of(out, sizeof out, bad[i]) != NT_EINVAL)
+      fail_msg("live_of accepted \"%s\"", bad[i] ? bad[i] : "(null)");
+  assert_int_equal(nt_subject_room_of(out, sizeof out, "natter.live.room.a"), NT_EINVAL);
+  assert_int_equal(nt_subject_live_of(out, 10, "natter.room.acme.lobby"), NT_ETOOLARGE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_id_valid),
@@ -405,6 +430,7 @@ int main(void) {
       cmocka_unit_test(test_key_tenant),
       cmocka_unit_test(test_key_node),
       cmocka_unit_test(test_key_presence_layout),
+      cmocka_unit_test(test_live_subjects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
