@@ -12,12 +12,13 @@ BUILD_PKGS=(
   libcurl4-openssl-dev
 )
 PKGS=(
-  "${BUILD_PKGS[@]}" git curl
+  "${BUILD_PKGS[@]}" git curl openssl
   nats-server redis-server haproxy
   python3-websockets python3-pytest python3-pytest-timeout python3-jwt iproute2 procps
   chromium
   prometheus
 )
+# openssl (the command) makes the test certificates and CAs of the TLS and HTTPS tests.
 # prometheus ships promtool, which checks /metrics in tests/integration/test_ops.py.
 # Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh), its package
 # test (clients/js/test/package.sh) and the AWS SDK v3 suite (tests/aws/run.sh); npm

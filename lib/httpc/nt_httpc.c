@@ -21,6 +21,7 @@ struct hreq {
   size_t rlen, rcap;
   int too_big;
   uint64_t start, deadline; /* uv_now ms */
+  char errbuf[CURL_ERROR_SIZE]; /* libcurl's message for a failed transfer */
   nt_httpc_cb cb;
   void *ud;
 };
@@ -44,6 +45,7 @@ struct nt_httpc {
   uv_timer_t qtimer;       /* expires queued requests past their deadline */
   nt_httpc_opts o;
   char *user_agent;
+  char *ca_file;           /* NULL: the system's CAs */
   hlist queue, running;
   hsock *socks;
   int handles;             /* open uv handles; freed when the last closes */
@@ -117,6 +119,7 @@ static void finish(hreq *r, int err) {
       }
       if (code < 100) resp.err = NT_EPROTO;
     }
+    if (resp.err && r->errbuf[0]) resp.detail = r->errbuf;
   } else {
     list_del(&h->queue, r);
   }
@@ -168,6 +171,14 @@ static int start(nt_httpc *h, hreq *r) {
   bad |= curl_easy_setopt(e, CURLOPT_WRITEDATA, r) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_PRIVATE, r) != CURLE_OK;
   bad |= curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf) != CURLE_OK;
+  /* libcurl's defaults, stated: the peer's chain and its host name are always checked */
+  bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK;
+  bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK;
+  if (h->ca_file) { /* the bundle replaces the system's store: no default directory either */
+    bad |= curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK;
+    bad |= curl_easy_setopt(e, CURLOPT_CAPATH, NULL) != CURLE_OK;
+  }
   if (bad || curl_multi_add_handle(h->multi, e) != CURLM_OK) {
     curl_easy_cleanup(e);
     return NT_EINTERNAL;
@@ -221,6 +232,7 @@ static void on_handle_closed(uv_handle_t *hd) {
   }
   if (--h->handles == 0) {
     free(h->user_agent);
+    free(h->ca_file);
     free(h);
   }
 }
@@ -319,11 +331,14 @@ nt_httpc *nt_httpc_new(uv_loop_t *loop, const nt_httpc_opts *opts) {
   h->loop = loop;
   h->o = *opts;
   h->o.user_agent = NULL;
+  h->o.ca_file = NULL;
   h->user_agent = strdup(opts->user_agent ? opts->user_agent : "natter");
+  h->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
   h->multi = curl_multi_init();
-  if (!h->user_agent || !h->multi) {
+  if (!h->user_agent || !h->multi || (opts->ca_file && !h->ca_file)) {
     if (h->multi) curl_multi_cleanup(h->multi);
     free(h->user_agent);
+    free(h->ca_file);
     free(h);
     return NULL;
   }

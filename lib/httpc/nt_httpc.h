@@ -10,7 +10,13 @@
  *
  * Threading: loop thread only; callbacks run on the loop thread, never inside
  * nt_httpc_post. Ownership: everything passed in is copied; the response given to a
- * callback is valid only during the callback. */
+ * callback is valid only during the callback.
+ *
+ * TLS (https://): the peer's certificate is always verified, and so is its host name; there
+ * is no option to turn either off. `ca_file` names the PEM bundle of the CAs trusted — it
+ * replaces the system's store (libcurl's default bundle and directory) — or NULL for the
+ * system's. The file is read by libcurl at each new connection: a file that is missing or
+ * holds no certificate fails those requests with NT_EIO, it does not fail nt_httpc_new. */
 #ifndef NT_HTTPC_H
 #define NT_HTTPC_H
 
@@ -25,6 +31,7 @@ typedef struct nt_httpc_opts {
   size_t max_queued;       /* requests waiting for a slot (0: none wait) */
   size_t max_body;         /* response body cap in bytes (>= 1) */
   const char *user_agent;  /* NULL: "natter" */
+  const char *ca_file;     /* PEM bundle of trusted CAs for https:// (NULL: the system's) */
 } nt_httpc_opts;
 
 typedef struct nt_httpc_resp {
@@ -37,6 +44,8 @@ typedef struct nt_httpc_resp {
   size_t body_len;
   const char *content_type; /* NULL when absent */
   double elapsed_s;        /* from nt_httpc_post to completion */
+  const char *detail;      /* when err != 0: libcurl's words for it (e.g. "SSL certificate
+                            * problem: unable to get local issuer certificate"), or NULL */
 } nt_httpc_resp;
 
 /* Called exactly once per request accepted by nt_httpc_post. */

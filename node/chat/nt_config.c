@@ -102,6 +102,7 @@ static const opt opts[] = {
   {G_INTEG, "integration-timeout", OPT_SECS, O(integration_timeout_s), "10", "seconds an invocation may take (then error timeout; $connect: 503)", NULL},
   {G_INTEG, "integration-concurrency", OPT_LONG, O(integration_concurrency), "256", "invocations in flight per node (1..65536)", NULL},
   {G_INTEG, "integration-queue", OPT_LONG, O(integration_queue), "1024", "route invocations waiting beyond --integration-concurrency; past it: error rate_limited", NULL},
+  {G_INTEG, "integration-ca-file", OPT_STR, O(integration_ca_file), NULL, "PEM bundle of the CAs trusted for https:// --integration-url and --webhook-url, instead of the system's (verification is always on)", "FILE"},
   {G_INTEG, "integration-stage", OPT_STR, O(integration_stage), "natter", "requestContext.stage of the events", "STAGE"},
   {G_INTEG, "webhook-url", OPT_STR, O(webhook_url), NULL, "http(s) URL receiving signed batches of connect/disconnect/join/leave/online/offline events", "URL"},
   {G_INTEG, "webhook-secret", OPT_STR, O(webhook_secret), NULL, "HMAC-SHA256 key of X-Natter-Signature (required with --webhook-url)", "SECRET"},
@@ -397,7 +398,52 @@ int nt_config_check_nats(const char *list, char *why, size_t cap) {
   return 0;
 }
 
+/* --integration-ca-file must be a readable regular file holding a PEM certificate: libcurl
+ * reads it only when a connection is made, where a wrong path would fail every https://
+ * invocation instead of the start. */
+static int check_ca_file(const char *path, FILE *err) {
+  const char *flag = "natter-node: --integration-ca-file";
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    fprintf(err, "%s: cannot read %s: %s\n", flag, path, strerror(errno));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+    close(fd);
+    fprintf(err, "%s: %s is not a regular file\n", flag, path);
+    return -1;
+  }
+  /* a PEM bundle: look for a certificate's armour in its first 4 MiB */
+  static const char mark[] = "-----BEGIN CERTIFICATE-----";
+  char buf[65536 + sizeof mark];
+  size_t have = 0, total = 0;
+  int found = 0, rerr = 0;
+  while (!found && total < (4u << 20)) {
+    ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) rerr = errno;
+    if (r <= 0) break;
+    have += (size_t)r;
+    total += (size_t)r;
+    buf[have] = '\0';
+    found = memmem(buf, have, mark, sizeof mark - 1) != NULL;
+    if (have > sizeof mark) { /* keep the tail: the mark may straddle two reads */
+      memmove(buf, buf + have - (sizeof mark - 1), sizeof mark - 1);
+      have = sizeof mark - 1;
+    }
+  }
+  close(fd);
+  if (!found) {
+    fprintf(err, "%s: %s %s\n", flag, path,
+            rerr ? strerror(rerr) : "holds no PEM certificate (-----BEGIN CERTIFICATE-----)");
+    return -1;
+  }
+  return 0;
+}
+
 static int validate_integration(const nt_config *cfg, FILE *err) {
+  if (cfg->integration_ca_file && check_ca_file(cfg->integration_ca_file, err)) return -1;
   if (!cfg->aws_access_key_id != !cfg->aws_secret_access_key ||
       (cfg->aws_access_key_id && (!*cfg->aws_access_key_id || !*cfg->aws_secret_access_key))) {
     fprintf(err, "natter-node: --aws-access-key-id and --aws-secret-access-key go together\n");

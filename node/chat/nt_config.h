@@ -70,6 +70,8 @@ typedef struct nt_config {
   long integration_concurrency; /* in flight per node */
   long integration_queue;    /* waiting route invocations beyond the concurrency */
   char *integration_stage;   /* requestContext.stage */
+  char *integration_ca_file; /* PEM CAs for https:// integration and webhook URLs (NULL:
+                              * the system's); checked readable by nt_config_validate */
   /* signed webhooks (nt_webhook.c) */
   char *webhook_url, *webhook_secret;
   char *webhook_secret_file; /* read into webhook_secret by nt_config_parse */

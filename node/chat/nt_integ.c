@@ -214,8 +214,8 @@ static int retry_later(nt_integ *ig, iconn *ic, inv *v, int err, int status) {
 }
 
 /* The head invocation of `ic` finished with `err` / the response. */
-static void finish_head(nt_integ *ig, iconn *ic, int err, int http_status, const char *body,
-                        size_t len) {
+static void finish_head(nt_integ *ig, iconn *ic, int err, const char *detail, int http_status,
+                        const char *body, size_t len) {
   nt_chat *n = ig->n;
   inv *v = ic->head;
   nt_integ_result res = {.status = http_status, .body = body, .body_len = len};
@@ -225,11 +225,11 @@ static void finish_head(nt_integ *ig, iconn *ic, int err, int http_status, const
   int failed = err || status >= 500;
   if (failed && err != NT_ECLOSED) {
     n->m.integ_failures++;
-    nt_log_warn("integration invocation failed", "{s:s, s:s, s:s, s:i, s:i}", "conn", ic->id,
-                "type", v->type == NT_INTEG_CONNECT ? "connect"
-                        : v->type == NT_INTEG_MESSAGE ? "message" : "disconnect",
+    nt_log_warn("integration invocation failed", "{s:s, s:s, s:s, s:i, s:i, s:s}", "conn",
+                ic->id, "type", v->type == NT_INTEG_CONNECT ? "connect"
+                                : v->type == NT_INTEG_MESSAGE ? "message" : "disconnect",
                 "error", err ? nt_strerror(err) : "status", "status", status, "attempt",
-                v->attempts);
+                v->attempts, "detail", detail ? detail : "");
   }
   ic->busy = 0;
   if (v->type == NT_INTEG_DISCONNECT && failed && retry_later(ig, ic, v, err, status)) {
@@ -251,7 +251,7 @@ static void on_http(void *ud, const nt_httpc_resp *r) {
   iconn *ic = ud;
   nt_integ *ig = ic->ig;
   ic->holds++; /* dropping the last reference of a connection comes back to it */
-  finish_head(ig, ic, r->err, r->status, r->body, r->body_len);
+  finish_head(ig, ic, r->err, r->detail, r->status, r->body, r->body_len);
   pump(ig, ic);
   ic->holds--;
   maybe_free(ig, ic);
@@ -279,7 +279,7 @@ static void pump(nt_integ *ig, iconn *ic) {
     if (rc) {
       ic->busy = 0;
       if (v->type == NT_INTEG_MESSAGE && rc == NT_ELIMIT) n->m.integ_rate_limited++;
-      finish_head(ig, ic, rc, 0, "", 0);
+      finish_head(ig, ic, rc, NULL, 0, "", 0);
     }
   }
   gauge(ig);
@@ -331,7 +331,8 @@ int nt_integ_start(nt_chat *n) {
                                        &(nt_httpc_opts){.max_inflight = conc,
                                                         .max_queued = queue + (size_t)n->max_ws,
                                                         .max_body = cfg->max_message_bytes,
-                                                        .user_agent = "natter/" NATTER_VERSION})))
+                                                        .user_agent = "natter/" NATTER_VERSION,
+                                                        .ca_file = cfg->integration_ca_file})))
     rc = NT_ENOMEM;
   if (rc) {
     nt_log_error("integration not started", "{s:s}", "error", nt_strerror(rc));

@@ -134,9 +134,10 @@ static void on_sent(void *ud, const nt_httpc_resp *r) {
     n->m.webhook_retries++;
     w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_FIRST_MS;
     if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
-    nt_log_warn("webhook delivery failed", "{s:s, s:i, s:I, s:I}", "error",
+    nt_log_warn("webhook delivery failed", "{s:s, s:i, s:I, s:I, s:s}", "error",
                 r->err ? nt_strerror(r->err) : "status", "status", r->status, "events",
-                (json_int_t)w->body_events, "retry_ms", (json_int_t)w->backoff_ms);
+                (json_int_t)w->body_events, "retry_ms", (json_int_t)w->backoff_ms, "detail",
+                r->detail ? r->detail : "");
     schedule(w, w->backoff_ms);
     w->backing_off = 1;
   }
@@ -182,7 +183,8 @@ int nt_webhook_start(nt_chat *n) {
   w->max_queued = (size_t)cfg->webhook_queue;
   w->http = nt_httpc_new(n->loop, &(nt_httpc_opts){.max_inflight = 1, .max_queued = 0,
                                                    .max_body = 64 * 1024,
-                                                   .user_agent = "natter-webhook/" NATTER_VERSION});
+                                                   .user_agent = "natter-webhook/" NATTER_VERSION,
+                                                   .ca_file = cfg->integration_ca_file});
   if (!w->http) {
     free(w);
     nt_log_error("webhooks not started", "{s:s}", "error", "http client");

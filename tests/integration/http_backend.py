@@ -12,13 +12,15 @@ connection) for the HTTP client tests. Behaviour by path, for any method:
   /close         closes the connection without answering
   /stats         {"connections": accepted TCP connections, "requests": requests seen}
 
-  http_backend.py --port N     prints {"ready": true} once listening
+  http_backend.py --port N [--tls-cert PEM --tls-key PEM]
+                               prints {"ready": true} once listening (HTTPS with the cert)
 """
 
 import argparse
 import http.server
 import json
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -88,12 +90,23 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
     request_queue_size = 256
 
+    def handle_error(self, request, client_address):
+        pass  # a client that gave up the TLS handshake, or a port probe
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     a = ap.parse_args()
     srv = Server(("127.0.0.1", a.port), Handler)
+    if a.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        # the handshake runs in the connection's thread, on its first read
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True,
+                                     do_handshake_on_connect=False)
     print(json.dumps({"ready": True}), flush=True)
     try:
         srv.serve_forever()

@@ -3,7 +3,8 @@ HTTP/1.1 server (keep-alive, a thread per connection) on a free loopback port th
 every Lambda proxy event it receives and answers through a rule the test can swap.
 
     b = Backend(rule)          # rule(event) -> Answer | "hang" | "garbage" | "close"
-    b.url                      # give to --integration-url
+    b = Backend(rule, tls=(cert, key))   # the same over HTTPS (Python's ssl module)
+    b.url                      # give to --integration-url (https:// with tls)
     b.events(route=None)       # recorded requests (parsed JSON; "<raw>" body, "<headers>")
     b.close()
 
@@ -13,6 +14,7 @@ Answer(status, body, ctype, delay) is a plain HTTP response; body may be a dict 
 import json
 import socket
 import socketserver
+import ssl
 import threading
 import time
 import http.server
@@ -39,7 +41,8 @@ def default_rule(ev):
 
 
 class Backend:
-    def __init__(self, rule=default_rule, port=None):
+    def __init__(self, rule=default_rule, port=None, tls=None):
+        self.tls = tls
         self._start(rule, port)
 
     def _start(self, rule, port):
@@ -102,14 +105,24 @@ class Backend:
             allow_reuse_address = True
             request_queue_size = 512
 
+            def handle_error(self, request, client_address):
+                pass  # a client that gave up the TLS handshake (or a port probe)
+
         self.port = port or nh.free_port()
         self.server = Server((nh.HOST, self.port), Handler)
+        if self.tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*self.tls)
+            # the handshake runs in the connection's thread (on its first read), not in
+            # the accepting one
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return f"http://{nh.HOST}:{self.port}/invoke"
+        return f"{'https' if self.tls else 'http'}://{nh.HOST}:{self.port}/invoke"
 
     def events(self, route=None, pred=None):
         with self.lock:

@@ -1,5 +1,6 @@
 /* itest_httpc: nt_httpc against a real local HTTP server (http_backend.py): keep-alive,
- * bounded concurrency, deadlines, body caps, and servers that hang, refuse or talk garbage. */
+ * bounded concurrency, deadlines, body caps, and servers that hang, refuse or talk garbage;
+ * and the same server over HTTPS with a private CA (made with openssl for the run). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -19,12 +21,16 @@
 #endif
 
 static nt_testsrv g_srv;
+static nt_testsrv g_tls;     /* http_backend.py over HTTPS: a certificate for localhost only */
+static char g_dir[64];       /* the private CA and the server's certificate */
+static char g_ca[96];
 
 typedef struct res {
   int done, err, status;
   char body[2048];
   size_t body_len;
   char ctype[64];
+  char detail[256];
   double elapsed;
   uint64_t at;
 } res;
@@ -44,11 +50,43 @@ static int group_setup(void **st) {
   char *argv[] = {"/usr/bin/python3", NT_SOURCE_DIR "/tests/integration/http_backend.py",
                   "--port", ps, NULL};
   if (nt_testsrv_cmd_start(&g_srv, argv, port, 10000) != 0) return -1;
+  /* a CA, and a server certificate it signs for DNS:localhost only */
+  snprintf(g_dir, sizeof g_dir, "/tmp/itest_httpc.XXXXXX");
+  if (!mkdtemp(g_dir)) return -1;
+  snprintf(g_ca, sizeof g_ca, "%s/ca.crt", g_dir);
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd,
+           "cd %s && exec >/dev/null 2>&1 && "
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+           "-keyout ca.key -out ca.crt -subj /CN=itest-ca "
+           "-addext basicConstraints=critical,CA:TRUE "
+           "-addext keyUsage=critical,keyCertSign,cRLSign && "
+           "openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
+           "-keyout srv.key -out srv.csr -subj /CN=localhost && "
+           "printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > srv.ext && "
+           "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
+           "-extfile srv.ext -out srv.crt",
+           g_dir);
+  if (system(cmd) != 0) return -1;
+  char crt[96], key[96];
+  snprintf(crt, sizeof crt, "%s/srv.crt", g_dir);
+  snprintf(key, sizeof key, "%s/srv.key", g_dir);
+  port = nt_testsrv_free_port();
+  snprintf(ps, sizeof ps, "%d", port);
+  char *targv[] = {"/usr/bin/python3", NT_SOURCE_DIR "/tests/integration/http_backend.py",
+                   "--port", ps, "--tls-cert", crt, "--tls-key", key, NULL};
+  if (nt_testsrv_cmd_start(&g_tls, targv, port, 10000) != 0) return -1;
   return 0;
 }
 
 static int group_teardown(void **st) {
   nt_testsrv_stop(&g_srv);
+  nt_testsrv_stop(&g_tls);
+  if (g_dir[0]) {
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd) != 0) return -1;
+  }
   return 0;
 }
 
@@ -56,16 +94,21 @@ static void url(char *out, size_t cap, const char *path) {
   snprintf(out, cap, "http://127.0.0.1:%d%s", g_srv.port, path);
 }
 
-static fx *fx_new(size_t inflight, size_t queued, size_t max_body) {
+static fx *fx_new_ca(size_t inflight, size_t queued, size_t max_body, const char *ca_file) {
   fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
   f->h = nt_httpc_new(&f->loop, &(nt_httpc_opts){.max_inflight = inflight,
                                                  .max_queued = queued,
                                                  .max_body = max_body,
-                                                 .user_agent = "natter-itest"});
+                                                 .user_agent = "natter-itest",
+                                                 .ca_file = ca_file});
   assert_non_null(f->h);
   return f;
+}
+
+static fx *fx_new(size_t inflight, size_t queued, size_t max_body) {
+  return fx_new_ca(inflight, queued, max_body, NULL);
 }
 
 /* Closes the client and asserts that the loop ends with no handle left. */
@@ -84,6 +127,7 @@ static void on_resp(void *ud, const nt_httpc_resp *r) {
   x->body_len = r->body_len;
   snprintf(x->body, sizeof x->body, "%.*s", (int)r->body_len, r->body);
   snprintf(x->ctype, sizeof x->ctype, "%s", r->content_type ? r->content_type : "");
+  snprintf(x->detail, sizeof x->detail, "%s", r->detail ? r->detail : "");
   x->elapsed = r->elapsed_s;
 }
 
@@ -284,6 +328,49 @@ static void test_close_fails_pending(void **st) {
   free(f);
 }
 
+/* POSTs to the HTTPS server as https://<host>:<port><path>. */
+static int post_tls(fx *f, int i, const char *host, const char *path, const char *body) {
+  char u[128];
+  snprintf(u, sizeof u, "https://%s:%d%s", host, g_tls.port, path);
+  return nt_httpc_post(f->h, u, NULL, 0, body, strlen(body), 5000, on_resp, &f->r[i]);
+}
+
+static void test_https_with_the_private_ca(void **st) {
+  fx *f = fx_new_ca(4, 4, 4096, g_ca);
+  for (int i = 0; i < 3; i++) assert_int_equal(post_tls(f, i, "localhost", "/echo", "tls"), 0);
+  run_until(f, 3, 5000);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(f->r[i].err, 0);
+    assert_int_equal(f->r[i].status, 200);
+    assert_string_equal(f->r[i].body, "tls");
+    assert_string_equal(f->r[i].detail, "");
+  }
+  /* the certificate names localhost, not 127.0.0.1: the host name is checked */
+  assert_int_equal(post_tls(f, 3, "127.0.0.1", "/echo", "x"), 0);
+  run_until(f, 4, 5000);
+  assert_int_equal(f->r[3].err, NT_EIO);
+  assert_non_null(strstr(f->r[3].detail, "host name"));
+  fx_free(f);
+}
+
+static void test_https_untrusted_without_the_ca(void **st) {
+  fx *f = fx_new(4, 4, 4096); /* the system's CAs: the private one is not among them */
+  assert_int_equal(post_tls(f, 0, "localhost", "/echo", "x"), 0);
+  run_until(f, 1, 5000);
+  assert_int_equal(f->r[0].err, NT_EIO);
+  assert_non_null(strstr(f->r[0].detail, "certificate"));
+  fx_free(f);
+  /* a CA file that is not there fails the requests, not the client */
+  char missing[128];
+  snprintf(missing, sizeof missing, "%s/missing.crt", g_dir);
+  f = fx_new_ca(4, 4, 4096, missing);
+  assert_int_equal(post_tls(f, 0, "localhost", "/echo", "x"), 0);
+  run_until(f, 1, 5000);
+  assert_int_equal(f->r[0].err, NT_EIO);
+  assert_true(f->r[0].detail[0] != '\0');
+  fx_free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_echo_and_headers),
@@ -295,6 +382,8 @@ int main(void) {
       cmocka_unit_test(test_body_cap),
       cmocka_unit_test(test_bad_arguments_never_call_back),
       cmocka_unit_test(test_close_fails_pending),
+      cmocka_unit_test(test_https_with_the_private_ca),
+      cmocka_unit_test(test_https_untrusted_without_the_ca),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -494,6 +494,41 @@ def make_cert(directory, name="server", cn="natter-test", days=2):
     return cert, key
 
 
+def _openssl(*args):
+    subprocess.run(["openssl", *args], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=30)
+
+
+def make_ca(directory, name="ca", cn="natter test CA", days=2):
+    """Creates a private P-256 certificate authority with `openssl req` in `directory`;
+    returns (ca_cert_path, ca_key_path). Give ca_cert_path to whoever must trust it."""
+    os.makedirs(directory, exist_ok=True)
+    cert = os.path.join(directory, f"{name}.crt")
+    key = os.path.join(directory, f"{name}.key")
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", cert, "-days", str(days), "-subj", f"/CN={cn}",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    return cert, key
+
+
+def make_signed_cert(directory, ca, name="server", san="IP:127.0.0.1,DNS:localhost", days=2):
+    """Creates a server certificate for `san` signed by `ca` = (ca_cert, ca_key) from
+    make_ca; returns (cert_path, key_path)."""
+    cert = os.path.join(directory, f"{name}.crt")
+    key = os.path.join(directory, f"{name}.key")
+    csr = os.path.join(directory, f"{name}.csr")
+    ext = os.path.join(directory, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n")
+    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+             "-out", cert, "-days", str(days), "-extfile", ext)
+    return cert, key
+
+
 def client_ssl_context(cafile):
     """An ssl.SSLContext trusting `cafile` (a self-signed server certificate)."""
     import ssl

@@ -353,6 +353,34 @@ def test_refuses_secret_file_with_value(harness):
              defaults=False)
 
 
+def test_refuses_unreadable_integration_ca_file(harness):
+    """--integration-ca-file is checked at start: libcurl would read it only when a backend
+    is called, and fail every https:// invocation then."""
+    url = ["--integration-url", "https://127.0.0.1:9/x"]
+    missing = f"{harness.dir}/no-such-ca.pem"
+    _refused(harness, url + ["--integration-ca-file", missing], "--integration-ca-file",
+             f"cannot read {missing}", "No such file")
+    _refused(harness, url + ["--integration-ca-file", harness.dir], "is not a regular file")
+    notpem = f"{harness.dir}/not-a-ca.pem"
+    with open(notpem, "w") as f:
+        f.write("just some text\n")
+    _refused(harness, url + ["--integration-ca-file", notpem], "holds no PEM certificate")
+    unreadable = f"{harness.dir}/unreadable-ca.pem"
+    with open(unreadable, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\n")
+    os.chmod(unreadable, 0)
+    if os.geteuid() != 0:  # root reads it anyway
+        _refused(harness, url + ["--integration-ca-file", unreadable], "Permission denied")
+    # the environment form, and for webhooks too
+    _refused(harness, ["--webhook-url", "https://127.0.0.1:9/h", "--webhook-secret", "s"],
+             f"cannot read {missing}", env={"NATTER_INTEGRATION_CA_FILE": missing})
+    # a readable bundle starts
+    cert, _key = nh.make_cert(f"{harness.dir}/ca")
+    node = harness.node("ca-ok", args=url + ["--integration-ca-file", cert,
+                                             "--integration-routes", "echo"])
+    assert node.get("/healthz")[0] == 200
+
+
 def test_secrets_from_files(harness):
     """--jwt-secret-file / NATTER_ADMIN_TOKEN_FILE as Kubernetes mounts them: the trailing
     newline is not part of the secret."""
