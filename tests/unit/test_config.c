@@ -543,6 +543,55 @@ static void test_secret_length(void **state) {
   done(&r);
 }
 
+/* Writes `pad` bytes of 'x' then the PEM armour into a temporary file; returns its path. */
+static char *ca_file_with_mark_at(size_t pad) {
+  static char path[64];
+  snprintf(path, sizeof path, "/tmp/test_config_ca.XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  assert_non_null(f);
+  for (size_t i = 0; i < pad; i++) fputc('x', f);
+  fputs("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", f);
+  fclose(f);
+  return path;
+}
+
+static int validate_ca(const char *path, char **msg) {
+  run r = {0};
+  PARSE(&r, "--jwt-secret", "0123456789abcdef0123456789abcdef", "--integration-ca-file", path);
+  assert_int_equal(r.rc, 0);
+  int rc = validate(&r.cfg, msg);
+  done(&r);
+  return rc;
+}
+
+/* --integration-ca-file: the PEM armour is found wherever it is in the first 4 MiB (across
+ * the 64 KiB reads too); a file without one, a directory or a missing path is refused. */
+static void test_ca_file(void **state) {
+  (void)state;
+  /* 0, the read boundary (65563 bytes a read) straddled, far into the file */
+  static const size_t pads[] = {0, 65550, 65563 - 10, 3u << 20};
+  char *msg = NULL;
+  for (size_t i = 0; i < sizeof pads / sizeof pads[0]; i++) {
+    char *path = ca_file_with_mark_at(pads[i]);
+    if (validate_ca(path, &msg)) fail_msg("mark at %zu refused: %s", pads[i], msg);
+    free(msg);
+    unlink(path);
+  }
+  char *path = ca_file_with_mark_at(5u << 20); /* beyond the scanned 4 MiB */
+  assert_int_equal(validate_ca(path, &msg), -1);
+  assert_non_null(strstr(msg, "holds no PEM certificate"));
+  free(msg);
+  unlink(path);
+  assert_int_equal(validate_ca("/tmp", &msg), -1);
+  assert_non_null(strstr(msg, "not a regular file"));
+  free(msg);
+  assert_int_equal(validate_ca("/nonexistent/ca.pem", &msg), -1);
+  assert_non_null(strstr(msg, "--integration-ca-file: cannot read /nonexistent/ca.pem"));
+  free(msg);
+}
+
 typedef struct url_case { const char *url, *needle; } url_case;
 
 /* Every `good` value passes `check`; every `bad` one is refused with its needle and the
@@ -759,6 +808,7 @@ int main(void) {
       cmocka_unit_test_setup(test_empty_log_level, clean_env),
       cmocka_unit_test_setup(test_split_hostport, clean_env),
       cmocka_unit_test_setup(test_free_twice, clean_env),
+      cmocka_unit_test_setup(test_ca_file, clean_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
