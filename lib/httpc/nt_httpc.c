@@ -179,6 +179,8 @@ static int start(nt_httpc *h, hreq *r) {
     bad |= curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_file) != CURLE_OK;
     bad |= curl_easy_setopt(e, CURLOPT_CAPATH, NULL) != CURLE_OK;
   }
+  /* libcurl would keep the store it read for 24 h */
+  bad |= curl_easy_setopt(e, CURLOPT_CA_CACHE_TIMEOUT, (long)h->o.ca_reload_s) != CURLE_OK;
   if (bad || curl_multi_add_handle(h->multi, e) != CURLM_OK) {
     curl_easy_cleanup(e);
     return NT_EINTERNAL;
@@ -332,6 +334,7 @@ nt_httpc *nt_httpc_new(uv_loop_t *loop, const nt_httpc_opts *opts) {
   h->o = *opts;
   h->o.user_agent = NULL;
   h->o.ca_file = NULL;
+  if (!h->o.ca_reload_s) h->o.ca_reload_s = 60;
   h->user_agent = strdup(opts->user_agent ? opts->user_agent : "natter");
   h->ca_file = opts->ca_file ? strdup(opts->ca_file) : NULL;
   h->multi = curl_multi_init();

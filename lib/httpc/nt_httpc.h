@@ -15,8 +15,10 @@
  * TLS (https://): the peer's certificate is always verified, and so is its host name; there
  * is no option to turn either off. `ca_file` names the PEM bundle of the CAs trusted — it
  * replaces the system's store (libcurl's default bundle and directory) — or NULL for the
- * system's. The file is read by libcurl at each new connection: a file that is missing or
- * holds no certificate fails those requests with NT_EIO, it does not fail nt_httpc_new. */
+ * system's. libcurl reads the bundle when a connection is made and keeps what it read for
+ * new connections for `ca_reload_s` seconds (then reads it again: a renewed bundle is
+ * picked up without a restart). A file that is missing or holds no certificate fails those
+ * requests with NT_EIO; it does not fail nt_httpc_new. */
 #ifndef NT_HTTPC_H
 #define NT_HTTPC_H
 
@@ -32,6 +34,7 @@ typedef struct nt_httpc_opts {
   size_t max_body;         /* response body cap in bytes (>= 1) */
   const char *user_agent;  /* NULL: "natter" */
   const char *ca_file;     /* PEM bundle of trusted CAs for https:// (NULL: the system's) */
+  unsigned ca_reload_s;    /* the CA store read is reused this long (0: 60 s) */
 } nt_httpc_opts;
 
 typedef struct nt_httpc_resp {

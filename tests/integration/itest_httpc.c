@@ -65,7 +65,9 @@ static int group_setup(void **st) {
            "-keyout srv.key -out srv.csr -subj /CN=localhost && "
            "printf 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n' > srv.ext && "
            "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 "
-           "-extfile srv.ext -out srv.crt",
+           "-extfile srv.ext -out srv.crt && "
+           "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+           "-keyout other.key -out other.crt -subj /CN=another-ca",
            g_dir);
   if (system(cmd) != 0) return -1;
   char crt[96], key[96];
@@ -94,7 +96,8 @@ static void url(char *out, size_t cap, const char *path) {
   snprintf(out, cap, "http://127.0.0.1:%d%s", g_srv.port, path);
 }
 
-static fx *fx_new_ca(size_t inflight, size_t queued, size_t max_body, const char *ca_file) {
+static fx *fx_new_reload(size_t inflight, size_t queued, size_t max_body, const char *ca_file,
+                         unsigned ca_reload_s) {
   fx *f = calloc(1, sizeof *f);
   assert_non_null(f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
@@ -102,9 +105,14 @@ static fx *fx_new_ca(size_t inflight, size_t queued, size_t max_body, const char
                                                  .max_queued = queued,
                                                  .max_body = max_body,
                                                  .user_agent = "natter-itest",
-                                                 .ca_file = ca_file});
+                                                 .ca_file = ca_file,
+                                                 .ca_reload_s = ca_reload_s});
   assert_non_null(f->h);
   return f;
+}
+
+static fx *fx_new_ca(size_t inflight, size_t queued, size_t max_body, const char *ca_file) {
+  return fx_new_reload(inflight, queued, max_body, ca_file, 0);
 }
 
 static fx *fx_new(size_t inflight, size_t queued, size_t max_body) {
@@ -371,6 +379,31 @@ static void test_https_untrusted_without_the_ca(void **st) {
   fx_free(f);
 }
 
+/* Copies the file `from` over `to` (both in g_dir). */
+static void copy_in_dir(const char *from, const char *to) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "cp %s/%s %s/%s", g_dir, from, g_dir, to);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_https_ca_file_reread_after_ca_reload_s(void **st) {
+  char bundle[128];
+  snprintf(bundle, sizeof bundle, "%s/rotating.crt", g_dir);
+  copy_in_dir("other.crt", "rotating.crt"); /* a CA that did not sign the server's */
+  fx *f = fx_new_reload(4, 4, 4096, bundle, 1);
+  assert_int_equal(post_tls(f, 0, "localhost", "/echo", "a"), 0);
+  run_until(f, 1, 5000);
+  assert_int_equal(f->r[0].err, NT_EIO);
+  assert_non_null(strstr(f->r[0].detail, "certificate"));
+  copy_in_dir("ca.crt", "rotating.crt"); /* the bundle is renewed */
+  usleep(1200 * 1000);                   /* past ca_reload_s */
+  assert_int_equal(post_tls(f, 1, "localhost", "/echo", "b"), 0);
+  run_until(f, 2, 5000);
+  assert_int_equal(f->r[1].err, 0);
+  assert_string_equal(f->r[1].body, "b");
+  fx_free(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_echo_and_headers),
@@ -384,6 +417,7 @@ int main(void) {
       cmocka_unit_test(test_close_fails_pending),
       cmocka_unit_test(test_https_with_the_private_ca),
       cmocka_unit_test(test_https_untrusted_without_the_ca),
+      cmocka_unit_test(test_https_ca_file_reread_after_ca_reload_s),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
