@@ -90,9 +90,14 @@ int main(int argc, char **argv) {
       fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", cfg.nats);
       return 1;
     }
-    if (nt_presence_redis_new(loop, cfg.redis, cfg.redis_prefix, nt_node_id(g_node),
-                              cfg.node_ttl_s, cfg.node_refresh_s, &ph, &pres)) {
-      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n", cfg.redis);
+    nt_presence_redis_opts ro = {
+        .url = cfg.redis, .prefix = cfg.redis_prefix, .node_id = nt_node_id(g_node),
+        .node_ttl_s = cfg.node_ttl_s, .refresh_s = cfg.node_refresh_s,
+        .sentinels = cfg.redis_sentinel, .master = cfg.redis_master,
+        .sentinel_user = cfg.redis_sentinel_user, .sentinel_pass = cfg.redis_sentinel_password};
+    if (nt_presence_redis_open(loop, &ro, &ph, &pres)) {
+      fprintf(stderr, "natter-node: cannot set up the Redis client (--redis%s)\n",
+              cfg.redis_sentinel ? "-sentinel" : "");
       return 1;
     }
   } else {

@@ -12,6 +12,7 @@
 #include "nt_map.h"
 #include "nt_presence.h"
 #include "nt_presence_lua.h"
+#include "nt_sentinel.h"
 #include "nt_subject.h"
 
 #include <string.h>
@@ -113,6 +114,8 @@ struct rp {
   uv_timer_t tick, retry;
   uv_getaddrinfo_t gai;
   int gai_busy, timers_open;
+  nt_sentinel *sentinel;    /* NULL: the URL's fixed address */
+  int locating;             /* asked the sentinels, waiting for the answer */
   int ever_up, self_reaped, hb_busy, hb_wait, init_left, down_logged;
   int closing, in_destroy;
   char sha[NT_LUA_COUNT][48];

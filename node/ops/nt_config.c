@@ -1,6 +1,8 @@
 /* nt_config: one table of options drives parsing, environment lookup and --help. */
 #include "nt_config.h"
 
+#include "nt_sentinel.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -55,6 +57,10 @@ static const opt opts[] = {
   {"history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)"},
   {"dev-tokens", OPT_BOOL, O(dev_tokens), "off", "serve GET /dev/token?user=&tenant= minting tokens (DEVELOPMENT ONLY)"},
   {"trust-proxy", OPT_BOOL, O(trust_proxy), "off", "take the client address from X-Forwarded-For (behind a proxy you run)"},
+  {"redis-sentinel", OPT_STR, O(redis_sentinel), NULL, "Redis Sentinel addresses host:port,... (needs --redis-master; --redis then gives only user, password, db)"},
+  {"redis-master", OPT_STR, O(redis_master), NULL, "name of the primary the sentinels monitor (with --redis-sentinel)"},
+  {"redis-sentinel-user", OPT_STR, O(redis_sentinel_user), NULL, "ACL user for AUTH to the sentinels (with --redis-sentinel-password)"},
+  {"redis-sentinel-password", OPT_STR, O(redis_sentinel_password), NULL, "password for AUTH to the sentinels (default: none)"},
   {"redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key"},
   {"node-ttl", OPT_SECS, O(node_ttl_s), "3", "seconds without refresh after which a node is considered dead"},
   {"node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record"},
@@ -232,11 +238,25 @@ int nt_config_split_hostport(const char *s, char *host, size_t hostcap, int *por
 int nt_config_validate(const nt_config *cfg, FILE *err) {
   char host[256];
   int port;
-  if ((cfg->nats != NULL) != (cfg->redis != NULL)) {
+  if ((cfg->redis_sentinel != NULL) != (cfg->redis_master != NULL)) {
+    fprintf(err, "natter-node: --redis-sentinel and --redis-master go together (got only "
+                 "--%s)\n", cfg->redis_sentinel ? "redis-sentinel" : "redis-master");
+    return -1;
+  }
+  if (cfg->redis_sentinel && nt_sentinel_check_addrs(cfg->redis_sentinel)) {
+    fprintf(err, "natter-node: --redis-sentinel must be host:port[,host:port...] (at most 16)\n");
+    return -1;
+  }
+  if (cfg->redis_sentinel_user && !cfg->redis_sentinel_password) {
+    fprintf(err, "natter-node: --redis-sentinel-user needs --redis-sentinel-password\n");
+    return -1;
+  }
+  int has_redis = cfg->redis != NULL || cfg->redis_sentinel != NULL;
+  if ((cfg->nats != NULL) != has_redis) {
     fprintf(err,
-            "natter-node: --nats and --redis go together: give both to join a cluster, "
-            "or neither to run standalone (got only --%s)\n",
-            cfg->nats ? "nats" : "redis");
+            "natter-node: --nats and --redis go together (--redis-sentinel counts as --redis): "
+            "give both to join a cluster, or neither to run standalone (got only --%s)\n",
+            cfg->nats ? "nats" : cfg->redis ? "redis" : "redis-sentinel");
     return -1;
   }
   if (!cfg->jwt_secret && !cfg->jwt_public_key) {

@@ -20,6 +20,9 @@ typedef struct nt_config {
   char *static_dir;
   char *client_js;           /* served at /natter.js instead of static_dir's file */
   char *redis_prefix;
+  char *redis_sentinel;      /* Sentinel host:port list, NULL: --redis's fixed address */
+  char *redis_master;        /* the sentinels' name of the primary */
+  char *redis_sentinel_user, *redis_sentinel_password;
   char *log_level;
   size_t max_message_bytes;
   size_t send_queue_bytes;
