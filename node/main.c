@@ -10,6 +10,7 @@
 #include "nt_config.h"
 #include "nt_history.h"
 #include "nt_log.h"
+#include "nt_nats_opts.h"
 #include "nt_node.h"
 #include "nt_presence.h"
 #include "nt_resume.h"
@@ -85,8 +86,10 @@ int main(int argc, char **argv) {
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
   nt_presence *pres = NULL;
+  nt_nats_sec nsec = {cfg.nats_creds, cfg.nats_nkey_seed, cfg.nats_tls_ca, cfg.nats_tls_cert,
+                      cfg.nats_tls_key};
   if (cfg.nats) {
-    if (nt_bus_nats_new(loop, cfg.nats, nt_node_id(g_node), &bh, &bus)) {
+    if (nt_bus_nats_open(loop, cfg.nats, nt_node_id(g_node), &nsec, &bh, &bus)) {
       fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", cfg.nats);
       return 1;
     }
@@ -110,7 +113,7 @@ int main(int argc, char **argv) {
   if (history) {
     nt_hist_cfg hc = {cfg.history_max_age_s, cfg.history_max_per_room,
                       !strcmp(cfg.history_storage, "memory"), (int)cfg.history_replicas,
-                      NULL, 0};
+                      NULL, 0, &nsec};
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
         fprintf(stderr, "natter-node: cannot set up the history on %s\n", cfg.nats);

@@ -40,6 +40,7 @@ typedef struct nt_hist_cfg {
   int replicas;          /* JetStream: stream replicas, 1..5 */
   const char *stream;    /* JetStream stream name; NULL: NT_HISTORY_STREAM */
   size_t max_bytes;      /* memory history: bound of all rooms together; 0: 64 MiB */
+  const struct nt_nats_sec *nats_sec; /* JetStream: credentials and TLS (NULL: none) */
 } nt_hist_cfg;
 
 /* One stored message. `data` is what was published (the envelope), borrowed. */

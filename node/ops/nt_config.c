@@ -1,6 +1,7 @@
 /* nt_config: one table of options drives parsing, environment lookup and --help. */
 #include "nt_config.h"
 
+#include "nt_nats_opts.h"
 #include "nt_sentinel.h"
 
 #include <ctype.h>
@@ -26,6 +27,11 @@ static const opt opts[] = {
   {"listen", OPT_STR, O(listen), "0.0.0.0:8080", "WebSocket upgrades on /ws, demo files, /healthz, /readyz"},
   {"api-listen", OPT_STR, O(api_listen), "0.0.0.0:8081", "HTTP API, /metrics, /healthz, /readyz"},
   {"nats", OPT_STR, O(nats), NULL, "NATS server URL(s), comma-separated (cluster mode; needs --redis)"},
+  {"nats-creds", OPT_STR, O(nats_creds), NULL, "NATS .creds file (user JWT + NKey seed) for every NATS connection"},
+  {"nats-nkey-seed", OPT_STR, O(nats_nkey_seed), NULL, "file with the NATS user NKey seed (SU...) for every NATS connection"},
+  {"nats-tls-ca", OPT_STR, O(nats_tls_ca), NULL, "PEM CA bundle: connect to NATS over TLS and verify the servers with it"},
+  {"nats-tls-cert", OPT_STR, O(nats_tls_cert), NULL, "PEM client certificate for NATS (mutual TLS; with --nats-tls-key)"},
+  {"nats-tls-key", OPT_STR, O(nats_tls_key), NULL, "PEM private key of --nats-tls-cert"},
   {"redis", OPT_STR, O(redis), NULL, "Redis URL, redis://host:port[/db] (cluster mode; needs --nats)"},
   {"node-id", OPT_STR, O(node_id), NULL, "this node's id, unique in the cluster (default: generated)"},
   {"jwt-secret", OPT_STR, O(jwt_secret), NULL, "HS256/384/512 shared secret for client tokens"},
@@ -258,6 +264,38 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
             "give both to join a cluster, or neither to run standalone (got only --%s)\n",
             cfg->nats ? "nats" : cfg->redis ? "redis" : "redis-sentinel");
     return -1;
+  }
+  if (cfg->nats_creds && cfg->nats_nkey_seed) {
+    fprintf(err, "natter-node: give --nats-creds or --nats-nkey-seed, not both\n");
+    return -1;
+  }
+  if ((cfg->nats_tls_cert != NULL) != (cfg->nats_tls_key != NULL)) {
+    fprintf(err, "natter-node: --nats-tls-cert and --nats-tls-key go together\n");
+    return -1;
+  }
+  const char *files[][2] = {{"nats-creds", cfg->nats_creds}, {"nats-nkey-seed", cfg->nats_nkey_seed},
+                            {"nats-tls-ca", cfg->nats_tls_ca}, {"nats-tls-cert", cfg->nats_tls_cert},
+                            {"nats-tls-key", cfg->nats_tls_key}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    FILE *f = files[i][1] ? fopen(files[i][1], "rb") : NULL;
+    if (files[i][1] && !f) {
+      fprintf(err, "natter-node: cannot read --%s %s\n", files[i][0], files[i][1]);
+      return -1;
+    }
+    if (f && files[i][1] == cfg->nats_nkey_seed) {
+      char text[4096], pub[64];
+      size_t n = fread(text, 1, sizeof text - 1, f);
+      text[n] = '\0';
+      int bad = nt_nkey_public_from_text(text, pub, sizeof pub);
+      memset(text, 0, sizeof text);
+      if (bad) {
+        fclose(f);
+        fprintf(err, "natter-node: --nats-nkey-seed %s holds no valid user NKey seed (SU...)\n",
+                cfg->nats_nkey_seed);
+        return -1;
+      }
+    }
+    if (f) fclose(f);
   }
   if (!cfg->jwt_secret && !cfg->jwt_public_key) {
     fprintf(err, "natter-node: give --jwt-secret (HS*) or --jwt-public-key (RS*/ES*) to verify client tokens\n");

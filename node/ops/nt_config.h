@@ -12,6 +12,8 @@ typedef struct nt_config {
   char *api_listen;          /* host:port of the HTTP API */
   char *nats;                /* NATS URL(s), NULL: standalone */
   char *redis;               /* Redis URL, NULL: standalone */
+  char *nats_creds, *nats_nkey_seed; /* NATS credentials files (one or neither) */
+  char *nats_tls_ca, *nats_tls_cert, *nats_tls_key; /* NATS TLS (CA; client cert + key) */
   char *node_id;             /* generated when not given */
   char *jwt_secret, *jwt_public_key, *jwt_alg;
   char *default_tenant;

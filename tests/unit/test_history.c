@@ -112,7 +112,7 @@ static hfix *hfix_new(long per_room, double max_age, size_t max_bytes) {
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_non_null(f->bus);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
-  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes};
+  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, NULL};
   f->h = nt_history_mem_new(&f->loop, f->bus, &cfg, NULL);
   assert_non_null(f->h);
   return f;
@@ -529,7 +529,7 @@ static env *env_start(const char *per_room) {
   nt_presence_handler ph = nt_node_presence_handler(e->node);
   nt_presence *pres = nt_presence_mem_new(&ph);
   if (bh.on_state) bh.on_state(bh.ud, 1);
-  nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0};
+  nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0, NULL};
   e->park = calloc(1, sizeof *e->park);
   e->park->base.vt = &park_vtab;
   e->park->inner = nt_history_mem_new(&e->loop, e->tap, &hc, NULL);

@@ -1,0 +1,202 @@
+"""Credentials and TLS to NATS against nats-server instances that require them: an NKey
+user (seed and public key made here from an openssl Ed25519 key, encoded as the NKey
+format says: base32 of prefix + key + CRC-16/XMODEM), TLS with a CA made here and client
+certificate verification. Every NATS connection of the node (the bus and the history's)
+uses them. Bad or missing files are refused at start (exit 2)."""
+
+import base64
+import json
+import os
+import subprocess
+import time
+
+from natter_harness import HOST, Client, Proc, close_all, free_port, http_get, run, t, \
+    wait_until
+
+
+def crc16(data):
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def b32(data):
+    return base64.b32encode(data).decode().rstrip("=")
+
+
+def make_nkey(directory, name="user"):
+    """(seed, public key) of a fresh NKey user: Ed25519 from openssl, NKey-encoded."""
+    pem = os.path.join(directory, f"{name}.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", pem], check=True,
+                   capture_output=True, timeout=30)
+    priv = subprocess.run(["openssl", "pkey", "-in", pem, "-outform", "DER"], check=True,
+                          capture_output=True, timeout=30).stdout[-32:]
+    pub = subprocess.run(["openssl", "pkey", "-in", pem, "-pubout", "-outform", "DER"],
+                         check=True, capture_output=True, timeout=30).stdout[-32:]
+    user = 20 << 3
+    raw = bytes([(18 << 3) | (user >> 5), (user & 31) << 3]) + priv
+    seed = b32(raw + crc16(raw).to_bytes(2, "little"))
+    raw = bytes([user]) + pub
+    return seed, b32(raw + crc16(raw).to_bytes(2, "little"))
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=30)
+
+
+def make_ca(directory, name):
+    key, crt = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.crt")
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={name}")
+    return crt, key
+
+
+def make_signed(directory, name, ca, san=None):
+    key, csr = os.path.join(directory, f"{name}.key"), os.path.join(directory, f"{name}.csr")
+    crt, ext = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.ext")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    with open(ext, "w") as f:
+        f.write(f"subjectAltName={san}\n" if san else "extendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
+            "-out", crt, "-days", "2", "-extfile", ext)
+    return crt, key
+
+
+class ConfNats(Proc):
+    """nats-server from a config file (what the auth and TLS blocks need)."""
+
+    def __init__(self, log_path, body):
+        self.port, self.mport = free_port(), free_port()
+        d = os.path.splitext(log_path)[0]
+        os.makedirs(d, exist_ok=True)
+        conf = os.path.join(d, "nats.conf")
+        with open(conf, "w") as f:
+            f.write(f"listen: {HOST}:{self.port}\nhttp: {HOST}:{self.mport}\n"
+                    f"jetstream {{ store_dir: \"{d}/js\" }}\n{body}\n")
+        super().__init__("nats", ["nats-server", "-c", conf], log_path)
+
+    @property
+    def url(self):
+        return f"nats://{HOST}:{self.port}"
+
+    def wait_ready(self):
+        wait_until(lambda: self.alive() and http_get(f"http://{HOST}:{self.mport}/healthz",
+                                                     timeout=1)[0] == 200,
+                   t(10), what="nats-server ready")
+        return self
+
+    def conns(self):
+        _, body = http_get(f"http://{HOST}:{self.mport}/connz?auth=1", timeout=2)
+        return {c.get("name", ""): c for c in json.loads(body).get("connections") or []}
+
+
+def start_nats(harness, body):
+    log, _ = harness._log("nats")
+    return harness._start(ConfNats(log, body)).wait_ready()
+
+
+def file_with(harness, name, text):
+    path = os.path.join(harness.dir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o600)
+    return path
+
+
+async def chat(a, b):
+    """A message from a client on one node reaches one on the other, and the history
+    (JetStream, over the history's own connection) has it."""
+    alice = await Client.connect(a, "alice")
+    bob = await Client.connect(b, "bob")
+    try:
+        await alice.join("r")
+        await bob.join("r")
+        await alice.say("r", "hello over the secured bus")
+        await bob.expect("message", message="hello over the secured bus", timeout=t(5))
+        rid = await bob.action("history", roomId="r")
+        f = await bob.expect_reply(rid, "history", timeout=t(10))
+        assert [m["message"] for m in f["messages"]] == ["hello over the secured bus"], f
+    finally:
+        await close_all(alice, bob)
+
+
+def not_ready(harness, node):
+    wait_until(lambda: node.alive() and node.get("/healthz", timeout=1)[0] == 200, t(10),
+               what="node up")
+    time.sleep(1.5)
+    assert node.get("/readyz")[0] == 503 and node.alive()
+
+
+def test_nkey_user(harness):
+    seed, public = make_nkey(harness.dir)
+    other_seed, _ = make_nkey(harness.dir, "other")
+    nats = start_nats(harness, f"authorization {{ users: [ {{ nkey: {public} }} ] }}")
+    seed_file = file_with(harness, "user.nk", seed + "\n")
+    redis = harness.redis()
+    a = harness.node("A", nats=nats, redis=redis, args=["--nats-nkey-seed", seed_file])
+    # the nats.c "-----BEGIN USER NKEY SEED-----" block form works too
+    block = file_with(harness, "block.nk", "-----BEGIN USER NKEY SEED-----\n" + seed +
+                      "\n------END USER NKEY SEED------\n")
+    b = harness.node("B", nats=nats, redis=redis, args=["--nats-nkey-seed", block])
+    run(chat(a, b))
+    conns = nats.conns()
+    for name in ("A", "A-history", "B", "B-history"):  # the bus's and the history's
+        assert conns[name].get("authorized_user") == public, (name, conns.get(name))
+    # no credentials, or another user's seed: refused by the server, the node not ready
+    c = harness.node("C", nats=nats, redis=redis, wait=False)
+    d = harness.node("D", nats=nats, redis=redis, wait=False,
+                     args=["--nats-nkey-seed", file_with(harness, "o.nk", other_seed)])
+    not_ready(harness, c)
+    not_ready(harness, d)
+    assert "C" not in nats.conns() and "D" not in nats.conns()
+
+
+def test_nkey_and_creds_files_refused_at_start(harness):
+    seed, _ = make_nkey(harness.dir)
+    good = file_with(harness, "good.nk", seed)
+    bad = file_with(harness, "bad.nk", seed[:-1] + ("A" if seed[-1] != "A" else "B"))
+    base = ["--nats", "nats://127.0.0.1:1", "--redis", "redis://127.0.0.1:1"]
+    for args, needle in (
+            (["--nats-nkey-seed", bad], "holds no valid user NKey seed"),
+            (["--nats-nkey-seed", "/nonexistent/x.nk"], "cannot read --nats-nkey-seed"),
+            (["--nats-creds", "/nonexistent/x.creds"], "cannot read --nats-creds"),
+            (["--nats-creds", good, "--nats-nkey-seed", good], "not both"),
+            (["--nats-tls-cert", good], "--nats-tls-cert and --nats-tls-key go together"),
+            (["--nats-tls-ca", "/nonexistent/ca.pem"], "cannot read --nats-tls-ca")):
+        rc, out = harness.run_node(base + args)
+        assert rc == 2 and needle in out, (args, rc, out)
+        assert seed not in out
+
+
+def test_tls_with_client_certificate(harness):
+    ca = make_ca(harness.dir, "ca")
+    server = make_signed(harness.dir, "server", ca, san="IP:127.0.0.1,DNS:localhost")
+    client = make_signed(harness.dir, "client", ca)
+    other_ca = make_ca(harness.dir, "other-ca")
+    nats = start_nats(harness, f"tls {{ cert_file: \"{server[0]}\", key_file: \"{server[1]}\","
+                               f" ca_file: \"{ca[0]}\", verify: true, timeout: 3 }}")
+    redis = harness.redis()
+    tls = ["--nats-tls-ca", ca[0], "--nats-tls-cert", client[0], "--nats-tls-key", client[1]]
+    a = harness.node("A", nats=nats, redis=redis, args=tls)
+    b = harness.node("B", nats=nats, redis=redis,
+                     env={"NATTER_NATS_TLS_CA": ca[0], "NATTER_NATS_TLS_CERT": client[0],
+                          "NATTER_NATS_TLS_KEY": client[1]})
+    run(chat(a, b))
+    conns = nats.conns()
+    for name in ("A", "A-history", "B", "B-history"):
+        assert conns[name].get("tls_version"), (name, conns.get(name))
+    # without a client certificate (verify: true), or trusting another CA: not ready
+    c = harness.node("C", nats=nats, redis=redis, wait=False, args=["--nats-tls-ca", ca[0]])
+    d = harness.node("D", nats=nats, redis=redis, wait=False,
+                     args=["--nats-tls-ca", other_ca[0], "--nats-tls-cert", client[0],
+                           "--nats-tls-key", client[1]])
+    e = harness.node("E", nats=nats, redis=redis, wait=False)  # plain: refused by TLS
+    for n in (c, d, e):
+        not_ready(harness, n)
+    names = nats.conns().keys()
+    assert not {"C", "D", "E"} & set(names), names
