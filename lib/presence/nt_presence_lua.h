@@ -17,6 +17,7 @@ enum {
   NT_LUA_HEARTBEAT,   /* ARGV node ttl_ms reclaim_ms may_claim -> {status, {claimed}} */
   NT_LUA_CLAIM_SELF,  /* ARGV node -> 1 */
   NT_LUA_FINISH,      /* ARGV node -> 1 */
+  NT_LUA_GONE,        /* ARGV base room user px -> 1 when this call announces the offline */
   NT_LUA_COUNT
 };
 

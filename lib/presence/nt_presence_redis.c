@@ -15,6 +15,7 @@
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_presence_redis_int.h"
+#include "nt_resolve.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
@@ -472,14 +473,8 @@ static void do_connect(rp *p, const char *ip) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   rp *p = req->data;
   p->gai_busy = 0;
-  char ip[64] = "";
-  if (status == 0 && res) {
-    if (res->ai_family == AF_INET6)
-      uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
-    else
-      uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
-  }
-  uv_freeaddrinfo(res);
+  char ip[64];
+  nt_resolve_result(status, res, ip, sizeof ip);
   if (p->closing) {
     maybe_free(p);
     return;
@@ -499,18 +494,13 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
  * hiredis's own connect would call getaddrinfo on the loop. */
 static void connect_host(rp *p) {
   if (p->closing || p->ac || p->gai_busy) return;
-  unsigned char buf[sizeof(struct in6_addr)];
-  if (uv_inet_pton(AF_INET, p->host, buf) == 0 || uv_inet_pton(AF_INET6, p->host, buf) == 0) {
+  if (nt_resolve_is_numeric(p->host)) {
     do_connect(p, p->host);
     return;
   }
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
   p->gai.data = p;
   p->state = RP_RESOLVING;
-  if (uv_getaddrinfo(p->loop, &p->gai, on_resolved, p->host, NULL, &hints) == 0) {
+  if (nt_resolve_start(p->loop, &p->gai, on_resolved, p->host) == 0) {
     p->gai_busy = 1;
   } else {
     p->state = RP_DOWN;
@@ -541,6 +531,7 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   if (p->state == RP_UP || (p->state == RP_INIT && p->hb_wait)) nt_rp_heartbeat(p);
+  nt_rp_departed_tick(p);
   if (poll_failed(p)) {
     drop_conn(p);
     return;
@@ -606,6 +597,7 @@ static int r_join(nt_presence *base, const char *tenant, const char *room, const
   p->st.ops++;
   rp_conn *c = nt_rp_mirror_ensure(p, conn_id, tenant, user, NULL, NULL);
   if (!c || nt_rp_mirror_add_room(p, c, room) < 0) return NT_ENOMEM;
+  nt_rp_departed_del(p, tenant, room, user); /* back before anyone was told it left */
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
     p->st.errors++;
@@ -622,6 +614,7 @@ static int r_join(nt_presence *base, const char *tenant, const char *room, const
 }
 
 static void on_leave(rp *p, rop *op, redisReply *r) {
+  if (!r && op->room[0]) nt_rp_departed_add(p, op->tenant, op->room, op->id);
   if (!r || r->type != REDIS_REPLY_INTEGER) return;
   if (r->integer == 1) p->st.transitions++;
   op->cbkind = CB_NONE;
@@ -635,17 +628,23 @@ static int r_leave(nt_presence *base, const char *tenant, const char *room, cons
   if (!valid4(tenant, room, user, conn_id)) return NT_EINVAL;
   p->st.ops++;
   rp_conn *c = nt_rp_conn(p, conn_id);
+  int known = 0; /* the cluster heard of the membership: its end must be heard too */
   if (c) {
-    nt_rp_mirror_del_room(p, c, room);
+    known = nt_rp_mirror_del_room(p, c, room);
     if (!c->nrooms && !c->registered) nt_rp_mirror_drop(p, c);
   }
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
+    if (known) nt_rp_departed_add(p, tenant, room, user);
     p->st.errors++;
     return NT_ESTORE;
   }
   rop *op = user_op(p, on_leave, CB_LEAVE, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
+  if (known && nt_rp_op_ids(op, tenant, user, room)) { /* recorded if the leave fails */
+    op_free(op);
+    return NT_ENOMEM;
+  }
   const char *a[] = {ck, b, conn_id, room, p->node};
   return nt_rp_script(p, op, NT_LUA_LEAVE, 1, 5, a, NULL);
 }
@@ -724,6 +723,9 @@ static int r_conn_remove(nt_presence *base, const char *tenant, const char *conn
   if (!valid4(tenant, conn_id, NULL, NULL)) return NT_EINVAL;
   p->st.ops++;
   rp_conn *c = nt_rp_conn(p, conn_id);
+  for (size_t i = 0; c && !nt_rp_up(p) && i < c->nrooms; i++) /* rooms it did not leave */
+    if (rp_room_confirmed(c->rooms[i]))
+      nt_rp_departed_add(p, tenant, rp_room_name(c->rooms[i]), rp_conn_user(c));
   if (c) nt_rp_mirror_drop(p, c);
   char b[NT_KEY_MAX], ck[NT_KEY_MAX], rk[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck) ||

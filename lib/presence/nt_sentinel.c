@@ -12,6 +12,7 @@
 
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_resolve.h"
 
 #define MAX_SENTINELS 16
 #define ATTEMPT_MS 1000   /* one sentinel's time to connect and answer */
@@ -260,14 +261,8 @@ static void maybe_free(nt_sentinel *s);
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   slink *l = req->data;
   l->gai_busy = 0;
-  char ip[64] = "";
-  if (status == 0 && res) {
-    if (res->ai_family == AF_INET6)
-      uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
-    else
-      uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
-  }
-  uv_freeaddrinfo(res);
+  char ip[64];
+  nt_resolve_result(status, res, ip, sizeof ip);
   if (l->s->closing) return maybe_free(l->s);
   if (!ip[0]) return link_failed(l, "host not resolved");
   link_connect(l, ip);
@@ -278,16 +273,10 @@ static void link_try(slink *l) {
   nt_sentinel *s = l->s;
   if (s->closing || l->ac || l->gai_busy) return;
   const char *host = s->addr[l->idx].host;
-  unsigned char buf[sizeof(struct in6_addr)];
-  if (uv_inet_pton(AF_INET, host, buf) == 0 || uv_inet_pton(AF_INET6, host, buf) == 0)
-    return link_connect(l, host);
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
+  if (nt_resolve_is_numeric(host)) return link_connect(l, host);
   l->gai.data = l;
   l->since = uv_now(s->loop);
-  if (uv_getaddrinfo(s->loop, &l->gai, on_resolved, host, NULL, &hints) == 0)
+  if (nt_resolve_start(s->loop, &l->gai, on_resolved, host) == 0)
     l->gai_busy = 1;
   else
     uv_timer_start(&l->timer, on_fail_later, 0, 0);
