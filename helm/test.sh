@@ -56,6 +56,8 @@ stamp "rendering with default and non-default values"
 render default
 render external values-external.yaml
 render ingress values-ingress.yaml
+render production values-production.yaml
+render sentinel values-sentinel.yaml
 passed=$((passed + 1))
 
 stamp "yamllint (values, Chart.yaml, rendered manifests)"
@@ -64,7 +66,8 @@ yamllint -s -c "$HELM/test/yamllint.yaml" "$HELM/natter/Chart.yaml" "$HELM/natte
 passed=$((passed + 1))
 
 stamp "schema validation (kubernetes-models) and chart invariants"
-node "$HELM/test/validate.mjs" "$OUT/default.yaml" "$OUT/external.yaml" "$OUT/ingress.yaml" ||
+node "$HELM/test/validate.mjs" "$OUT/default.yaml" "$OUT/external.yaml" "$OUT/ingress.yaml" \
+  "$OUT/production.yaml" "$OUT/sentinel.yaml" ||
   die "validation"
 passed=$((passed + 1))
 
@@ -79,6 +82,28 @@ if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-nats.values.yaml" -o /dev/nu
   die "NATS disabled without externalNats.urls rendered"
 fi
 grep -q "externalNats.urls is required" "$OUT/bad-nats.log" || die "no clear message for missing NATS URLs"
+cat >"$OUT/bad-natsauth.values.yaml" <<'V'
+natsAuth:
+  secret: s
+  credsKey: a.creds
+  nkeySeedKey: user.nk
+V
+if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-natsauth.values.yaml" -o /dev/null 2>"$OUT/bad-natsauth.log"; then
+  die "natsAuth with both a creds file and an NKey seed rendered"
+fi
+grep -q "credsKey or nkeySeedKey, not both" "$OUT/bad-natsauth.log" || die "no clear message for natsAuth"
+cat >"$OUT/bad-sentinel.values.yaml" <<'V'
+redis:
+  enabled: false
+externalRedis:
+  url: redis://r/0
+  sentinel:
+    addrs: "s1:26379"
+V
+if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-sentinel.values.yaml" -o /dev/null 2>"$OUT/bad-sentinel.log"; then
+  die "Sentinel addresses without a master name rendered"
+fi
+grep -q "externalRedis.sentinel.master is required" "$OUT/bad-sentinel.log" || die "no clear message for the Sentinel master"
 cat >"$OUT/bad-grace.values.yaml" <<'V'
 terminationGracePeriodSeconds: 5
 V
