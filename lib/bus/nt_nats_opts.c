@@ -27,7 +27,8 @@ static uint16_t crc16(const unsigned char *p, size_t n) {
   return c;
 }
 
-/* RFC 4648 base32 without padding; returns the decoded length or -1. */
+/* RFC 4648 base32 without padding; returns the decoded length or -1. The bits past the
+ * last whole byte must be zero: one text per key. */
 static int b32_decode(const char *s, size_t n, unsigned char *out, size_t cap) {
   uint32_t acc = 0;
   int bits = 0;
@@ -43,6 +44,7 @@ static int b32_decode(const char *s, size_t n, unsigned char *out, size_t cap) {
       bits -= 8;
     }
   }
+  if (acc & ((1u << bits) - 1)) return -1;
   return (int)len;
 }
 

@@ -1,8 +1,10 @@
 """Credentials and TLS to NATS against nats-server instances that require them: an NKey
 user (seed and public key made here from an openssl Ed25519 key, encoded as the NKey
 format says: base32 of prefix + key + CRC-16/XMODEM), TLS with a CA made here and client
-certificate verification. Every NATS connection of the node (the bus and the history's)
-uses them. Bad or missing files are refused at start (exit 2)."""
+certificate verification, and operator (JWT) mode with a .creds file whose operator,
+account and user JWTs are signed here with openssl (what nsc would make; nsc and nk are
+not in Debian). Every NATS connection of the node (the bus and the history's) uses them.
+Bad or missing files are refused at start (exit 2)."""
 
 import base64
 import json
@@ -28,8 +30,12 @@ def b32(data):
     return base64.b32encode(data).decode().rstrip("=")
 
 
-def make_nkey(directory, name="user"):
-    """(seed, public key) of a fresh NKey user: Ed25519 from openssl, NKey-encoded."""
+PREFIX = {"user": 20 << 3, "account": 0, "operator": 14 << 3}
+
+
+def make_nkey(directory, name="user", kind="user", with_pem=False):
+    """(seed, public key) of a fresh NKey (user unless `kind` says account/operator):
+    Ed25519 from openssl, NKey-encoded; with_pem adds the openssl key file (to sign)."""
     pem = os.path.join(directory, f"{name}.pem")
     subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", pem], check=True,
                    capture_output=True, timeout=30)
@@ -37,11 +43,56 @@ def make_nkey(directory, name="user"):
                           capture_output=True, timeout=30).stdout[-32:]
     pub = subprocess.run(["openssl", "pkey", "-in", pem, "-pubout", "-outform", "DER"],
                          check=True, capture_output=True, timeout=30).stdout[-32:]
-    user = 20 << 3
-    raw = bytes([(18 << 3) | (user >> 5), (user & 31) << 3]) + priv
+    pfx = PREFIX[kind]
+    raw = bytes([(18 << 3) | (pfx >> 5), (pfx & 31) << 3]) + priv
     seed = b32(raw + crc16(raw).to_bytes(2, "little"))
-    raw = bytes([user]) + pub
-    return seed, b32(raw + crc16(raw).to_bytes(2, "little"))
+    raw = bytes([pfx]) + pub
+    public = b32(raw + crc16(raw).to_bytes(2, "little"))
+    return (seed, public, pem) if with_pem else (seed, public)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def nats_jwt(directory, issuer_pem, issuer_pub, subject, name, nats):
+    """A NATS JWT (v2, alg ed25519-nkey) signed with openssl by the issuer's key."""
+    head = b64url(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    claims = {"jti": b32(os.urandom(32)), "iat": int(time.time()), "iss": issuer_pub,
+              "name": name, "sub": subject, "nats": dict(nats, version=2)}
+    body = b64url(json.dumps(claims).encode())
+    data = os.path.join(directory, f"{name}.jwt-input")
+    with open(data, "w") as f:
+        f.write(f"{head}.{body}")
+    sig = subprocess.run(["openssl", "pkeyutl", "-sign", "-inkey", issuer_pem, "-rawin",
+                          "-in", data], check=True, capture_output=True, timeout=30).stdout
+    return f"{head}.{body}.{b64url(sig)}"
+
+
+def operator_setup(directory):
+    """Operator, account and user keys and JWTs made here (what nsc would make): returns
+    (server config body, creds file text, the user's public key)."""
+    _, op_pub, op_pem = make_nkey(directory, "operator", "operator", with_pem=True)
+    _, acc_pub, acc_pem = make_nkey(directory, "account", "account", with_pem=True)
+    user_seed, user_pub = make_nkey(directory, "creds-user")
+    unlimited = {k: -1 for k in ("subs", "data", "payload", "imports", "exports", "conn",
+                                 "leaf", "mem_storage", "disk_storage", "streams",
+                                 "consumer")}
+    op_jwt = nats_jwt(directory, op_pem, op_pub, op_pub, "op", {"type": "operator"})
+    acc_jwt = nats_jwt(directory, op_pem, op_pub, acc_pub, "chat",
+                       {"type": "account", "limits": dict(unlimited, wildcards=True),
+                        "default_permissions": {"pub": {}, "sub": {}}})
+    user_jwt = nats_jwt(directory, acc_pem, acc_pub, user_pub, "natter",
+                        {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1,
+                         "payload": -1})
+    _, sys_pub, _ = make_nkey(directory, "system", "account", with_pem=True)
+    sys_jwt = nats_jwt(directory, op_pem, op_pub, sys_pub, "SYS",
+                       {"type": "account", "limits": {"subs": -1, "conn": -1}})
+    conf = (f"operator: {op_jwt}\nsystem_account: {sys_pub}\nresolver: MEMORY\n"
+            f"resolver_preload: {{ {acc_pub}: {acc_jwt}, {sys_pub}: {sys_jwt} }}\n")
+    creds = ("-----BEGIN NATS USER JWT-----\n" + user_jwt + "\n------END NATS USER JWT------\n\n"
+             "-----BEGIN USER NKEY SEED-----\n" + user_seed + "\n------END USER NKEY SEED------\n")
+    return conf, creds, user_pub
 
 
 def openssl(*args):
@@ -200,3 +251,21 @@ def test_tls_with_client_certificate(harness):
         not_ready(harness, n)
     names = nats.conns().keys()
     assert not {"C", "D", "E"} & set(names), names
+
+
+def test_creds_file_operator_mode(harness):
+    """A .creds file (user JWT + seed) against nats-server in operator mode with a memory
+    resolver: the operator, account and user JWTs are made here with openssl (no nsc)."""
+    conf, creds, user_pub = operator_setup(harness.dir)
+    nats = start_nats(harness, conf)
+    creds_file = file_with(harness, "natter.creds", creds)
+    redis = harness.redis()
+    a = harness.node("A", nats=nats, redis=redis, args=["--nats-creds", creds_file])
+    b = harness.node("B", nats=nats, redis=redis, env={"NATTER_NATS_CREDS": creds_file})
+    run(chat(a, b))
+    conns = nats.conns()
+    for name in ("A", "A-history", "B", "B-history"):
+        assert conns[name].get("authorized_user") == user_pub, (name, conns.get(name))
+    c = harness.node("C", nats=nats, redis=redis, wait=False)  # no creds: refused
+    not_ready(harness, c)
+    assert "C" not in nats.conns()

@@ -48,6 +48,10 @@ static void test_bad_seeds(void **state) {
   memcpy(s, SEED, sizeof SEED);
   s[20] = s[20] == 'A' ? 'B' : 'A';
   assert_int_equal(nt_nkey_public_from_seed(s, out, sizeof out), NT_EINVAL);
+  /* the last character's unused bits set: same bytes, but not the canonical text */
+  memcpy(s, SEED, sizeof SEED);
+  s[57] = 'Z'; /* 'Y' = 24 = 0b11000: 3 data bits 110, unused 00; 'Z' sets an unused bit */
+  assert_int_equal(nt_nkey_public_from_seed(s, out, sizeof out), NT_EINVAL);
   /* truncated, too long, not base32, empty, NULL */
   memcpy(s, SEED, sizeof SEED);
   s[57] = '\0';
