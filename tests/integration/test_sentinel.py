@@ -132,7 +132,7 @@ def offline_events(client):
             if f["status"] == "offline"]
 
 
-def failover_run(harness, nats):
+def failover_run(harness, nats, sentinel_down=False):
     primary, replica, sentinels = topology(harness)
     A = harness.node("A", nats=nats, args=sentinel_args(sentinels), ready=True)
     B = harness.node("B", nats=nats, args=sentinel_args(sentinels), ready=True)
@@ -150,7 +150,10 @@ def failover_run(harness, nats):
             for obs in (alice, bob):
                 await obs.expect("presence", userId="dave", status="online", timeout=t(5))
             assert await presence_ok(alice, "lobby") == ["alice", "bob", "carol", "dave"]
-            watch, writer = await switch_watcher(sentinels[0].port)
+            if sentinel_down:  # the first sentinel of every node's list: lookups and
+                sentinels[0].kill()  # subscriptions move to the others; quorum 2 of 2
+                await asyncio.sleep(1.0)
+            watch, writer = await switch_watcher(sentinels[-1].port)
             await asyncio.sleep(0.3)  # replication of the last writes
 
             t_kill = time.monotonic()
@@ -365,3 +368,13 @@ def test_sentinel_wrong_password_is_not_ready(harness):
         assert "redis sentinel refused AUTH" in node.log_text()
     finally:
         fake.close()
+
+
+def test_sentinel_failover_with_one_sentinel_down(harness):
+    """The first sentinel of the nodes' list killed before the primary: they find the
+    primary and the switch through the other two."""
+    nats = harness.nats()
+    r = failover_run(harness, nats, sentinel_down=True)
+    print(f"one sentinel down: presence answered {r['answer_s']:.2f}s after +switch-master "
+          f"(sentinels agreed {r['agree_s']:.2f}s after kill -9)")
+    assert r["answer_s"] <= 5.0, r
