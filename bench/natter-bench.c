@@ -93,7 +93,7 @@ static struct opts {
     .src_addrs = -1,
     .concurrency = 256,
     .connect_timeout = 60,
-    .secret = "bench-secret",
+    .secret = "bench-secret-0123456789abcdef0123456789", /* HS256: >= 32 bytes */
     .tenant = "bench",
     .rooms_per_conn = 1,
     .spread = 0,
@@ -1232,7 +1232,7 @@ static void usage(FILE *f) {
 "  --eager-join              natter: send joinRoom right after the upgrade, without waiting\n"
 "                            for welcome (as browsers do); ready once every join is confirmed\n"
 "  --connect-timeout S       give up on connections not ready after S s (default 60)\n"
-"  --secret S                HS256 secret of the tokens (default bench-secret)\n"
+"  --secret S                HS256 secret of the tokens (default bench-secret-0123456789abcdef0123456789)\n"
 "  --tenant T                tenant claim (default bench)\n"
 "  --rooms R                 rooms r0..r(R-1); connection i joins r(i%%R) (default 0: no joins)\n"
 "  --rooms-per-conn K        rooms joined by each connection (default 1)\n"

@@ -204,21 +204,25 @@ def table(path):
                                          fmt(r.get("history_live_only"), 0)) for r in on)
             p("| %s | per run: deliveries/s on/off; messages stored/live-only | | | %s; %s |" % (
                 title, " ".join(pairs) or "—", stored))
-    n, s = sel(scenario="s3", system="natter"), sel(scenario="s3", system="socketio")
-    if n or s:
-        for label, key, inv, dg in (("idle joined connections", "ready", None, 0),
-                                    ("RSS per connection (bytes)", "rss_per_conn", True, 0),
-                                    ("RSS before / after (MiB)", None, None, 1)):
-            if key is None:
-                a = "%s / %s" % (fmt(med(n, "rss_before_kb") and med(n, "rss_before_kb") / 1024),
-                                 fmt(med(n, "rss_after_kb") and med(n, "rss_after_kb") / 1024))
-                b = "%s / %s" % (fmt(med(s, "rss_before_kb") and med(s, "rss_before_kb") / 1024),
-                                 fmt(med(s, "rss_after_kb") and med(s, "rss_after_kb") / 1024))
-                p("| 3 memory | %s | %s | %s | |" % (label, a, b))
-                continue
-            a, b = med(n, key), med(s, key)
-            r = "" if inv is None else ratio(a, b, inverse=inv)
-            p("| 3 memory | %s | %s | %s | %s |" % (label, fmt(a, dg), fmt(b, dg), r))
+    for pattern, what in (("steady", ""), ("storm", ", storm")):
+        # rows written before arrival patterns existed are the steady pattern
+        n = [r for r in sel(scenario="s3", system="natter") if r.get("pattern", "steady") == pattern]
+        s = [r for r in sel(scenario="s3", system="socketio") if r.get("pattern", "steady") == pattern]
+        if n or s:
+            for label, key, inv, dg in (("idle joined connections", "ready", None, 0),
+                                        ("RSS per connection (bytes)", "rss_per_conn", True, 0),
+                                        ("RSS per connection at the peak (bytes)", "rss_peak_per_conn", True, 0),
+                                        ("RSS before / after (MiB)", None, None, 1)):
+                if key is None:
+                    a = "%s / %s" % (fmt(med(n, "rss_before_kb") and med(n, "rss_before_kb") / 1024),
+                                     fmt(med(n, "rss_after_kb") and med(n, "rss_after_kb") / 1024))
+                    b = "%s / %s" % (fmt(med(s, "rss_before_kb") and med(s, "rss_before_kb") / 1024),
+                                     fmt(med(s, "rss_after_kb") and med(s, "rss_after_kb") / 1024))
+                    p("| 3 memory%s | %s | %s | %s | |" % (what, label, a, b))
+                    continue
+                a, b = med(n, key), med(s, key)
+                r = "" if inv is None else ratio(a, b, inverse=inv)
+                p("| 3 memory%s | %s | %s | %s | %s |" % (what, label, fmt(a, dg), fmt(b, dg), r))
     lim = sel(scenario="s3limit", system="natter")
     if lim:
         r = lim[-1]

@@ -37,7 +37,7 @@ OUT=""
 HCOMPARE=0
 BUILD=${NB_BUILD_DIR:-$ROOT/build-bench}
 PB=${NB_PORT_BASE:-27000}
-SECRET=bench-secret
+SECRET=bench-secret-0123456789abcdef0123456789  # HS256: at least 32 bytes
 MAX_STEAL=${NB_MAX_STEAL:-0.02}   # cores; see gen_fanout
 MAX_REPEATS=${NB_MAX_REPEATS:-3}
 # Scenario 3's connections send what a browser sends (both systems store it per
@@ -64,7 +64,7 @@ if [ $HCOMPARE = 1 ]; then
   case "$SCEN" in 1,2,3,4,5) SCEN="1,2" ;; esac
   case ",$SCEN," in *,[345],*) echo "run.sh: --history-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
 fi
-[ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 1 ] && echo -smoke)
+[ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 0 ] || echo -smoke)
 mkdir -p "$OUT"
 RES=$OUT/results.jsonl
 : > "$RES"
@@ -388,21 +388,31 @@ scenario_fanout() { # scenario_fanout s1|s2 RATE-ARGS...
   fi
 }
 
-# memory_run SYSTEM PID URL
+# memory_run SYSTEM PID URL PATTERN: PATTERN steady (256 handshakes in flight, joinRoom
+# after welcome) or storm (natter: 1,000 in flight, joinRoom right after the upgrade, as
+# browsers do). RSS is read before, at its peak while connecting (every 0.1 s) and 5 s
+# after the last connection joined.
 memory_run() {
-  local system=$1 pid=$2 url=$3 tag=s3.$1.$RUN
-  local ready=$OUT/ready.$tag before after
+  local system=$1 pid=$2 url=$3 pattern=$4 tag=s3.$1.$4.$RUN
+  local ready=$OUT/ready.$tag before after peak r
+  local pargs=(--concurrency 256)
+  [ "$pattern" = storm ] && pargs=(--concurrency 1000 --eager-join)
   sleep 1
   before=$(rss_kb "$pid")
+  peak=$before
   rm -f "$ready"
   "$GEN" --proto "$system" --url "$url" --conns "$C3" --rooms "$R3" --src-addrs 4 \
-    --concurrency 256 --connect-timeout 120 --warmup 0 --duration 4 --drain 0 --quiet \
+    "${pargs[@]}" --connect-timeout 120 --warmup 0 --duration 7 --drain 0 --quiet \
     "${UA_ARGS[@]+"${UA_ARGS[@]}"}" --ready-file "$ready" > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" &
   local gpid=$!
   PIDS+=("$gpid")
-  while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.1; done
-  sleep 2
+  while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do
+    r=$(rss_kb "$pid"); [ "$r" -gt "$peak" ] && peak=$r
+    sleep 0.1
+  done
+  sleep 5
   after=$(rss_kb "$pid")
+  [ "$after" -gt "$peak" ] && peak=$after
   wait "$gpid" || true
   local keep=() p
   for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
@@ -411,18 +421,23 @@ memory_run() {
   ready_n=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("ready",0))' "$OUT/gen.$tag.json" 2>/dev/null || echo 0)
   local per=0
   [ "$ready_n" -gt 0 ] && per=$(( (after - before) * 1024 / ready_n ))
+  local peak_per=0
+  [ "$ready_n" -gt 0 ] && peak_per=$(( (peak - before) * 1024 / ready_n ))
   python3 "$ROOT/bench/report.py" annotate "$RES" "$OUT/gen.$tag.json" scenario=s3 system="$system" \
-    run="$RUN" rss_before_kb="$before" rss_after_kb="$after" rss_per_conn="$per" > /dev/null
-  log "s3 $system: $ready_n idle joined connections, RSS $before -> $after KiB, $per bytes/connection"
+    run="$RUN" pattern="$pattern" rss_before_kb="$before" rss_after_kb="$after" rss_peak_kb="$peak" \
+    rss_per_conn="$per" rss_peak_per_conn="$peak_per" > /dev/null
+  log "s3 $system $pattern: $ready_n idle joined connections, RSS $before -> peak $peak -> $after KiB, $per bytes/connection ($peak_per at the peak)"
 }
 
 scenario_memory() {
   stop_nodes; start_nodes 1
-  memory_run natter "${NODE_PIDS[0]}" "$(urls natter 1)"
+  memory_run natter "${NODE_PIDS[0]}" "$(urls natter 1)" steady
+  stop_nodes; start_nodes 1
+  memory_run natter "${NODE_PIDS[0]}" "$(urls natter 1)" storm
   stop_nodes
   if [ $SIO = yes ]; then
     start_sio 1
-    memory_run socketio "${SIO_PIDS[0]}" "$(urls socketio 1)"
+    memory_run socketio "${SIO_PIDS[0]}" "$(urls socketio 1)" steady
     stop_sio
   fi
   # the node at its own limit: 503 past --max-connections, the others keep being served

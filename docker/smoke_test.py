@@ -5,6 +5,8 @@ through haproxy's one published port on 127.0.0.1:
   2. WebSocket clients land on different nodes, join one room, and a message sent on one
      node reaches the clients on the others (NATS between the nodes);
   3. the demo page is served (when web/index.html exists), and /natter.js is the client;
+     the public port refuses the HTTP API (/v1/..., /@connections/..., /metrics: 404),
+     haproxy's internal API listener serves it;
   4. one node container is stopped (`podman stop`: SIGTERM to natter-node as PID 1): its
      /readyz turns 503 during the drain, its client is closed with 1001 after the grace,
      reconnects through haproxy to another node and rejoins, messages flow again, and the
@@ -55,12 +57,12 @@ def container(service):
     return out[0]
 
 
-def node_get(service, path):
+def node_get(service, path, port=8080):
     """GET http://<service>:8080<path> from inside the haproxy container (bash /dev/tcp:
     the images have no curl; `podman exec` into a container that is being stopped is
     refused, so the draining node is probed from its neighbour). Returns the status code,
     or None when nothing answers."""
-    script = (f"exec 3<>/dev/tcp/{service}/8080 || exit 7; "
+    script = (f"exec 3<>/dev/tcp/{service}/{port} || exit 7; "
               f"printf 'GET {path} HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n' >&3; "
               "IFS= read -r -t 3 line <&3; echo \"$line\"")
     r = podman("exec", container("haproxy"), "bash", "-c", script, check=False, timeout=10)
@@ -132,6 +134,14 @@ async def main():
         log(f"/natter.js served through haproxy ({len(body)} bytes, = clients/js/natter.js)")
     else:
         log(f"GET / -> {status} (web/index.html not in the tree yet)")
+    for path in ("/v1/tenants/demo/rooms/lobby/messages", "/@connections/abc", "/metrics"):
+        status, _ = nh.http_get(BASE + path, timeout=5)
+        if status != 404:
+            raise AssertionError(f"the public port answered {path} with {status}, not 404")
+    status = node_get("127.0.0.1", "/metrics", port=8081)  # inside the haproxy container
+    if status != 200:
+        raise AssertionError(f"haproxy's internal API listener answered /metrics with {status}")
+    log("public port refuses /v1/, /@connections/, /metrics; the internal API listener serves them")
 
     # 4. drain one node: stop its container, as docker/podman/compose would
     victim_node = first.welcome["node"]

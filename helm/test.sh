@@ -112,6 +112,14 @@ if node "$HELM/test/validate.mjs" "$OUT/bad-grace.rendered" >"$OUT/bad-grace.log
   die "a termination budget shorter than the drain passed validation"
 fi
 grep -q "terminationGracePeriodSeconds 5" "$OUT/bad-grace.log" || die "bad-grace refused for the wrong reason: $(cat "$OUT/bad-grace.log")"
+cat >"$OUT/bad-secret.values.yaml" <<'V'
+auth:
+  jwtSecret: too-short-for-hs256
+V
+if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-secret.values.yaml" -o /dev/null 2>"$OUT/bad-secret.log"; then
+  die "an HS256 jwtSecret of 19 bytes rendered"
+fi
+grep -q "auth.jwtSecret is 19 bytes; HS256 needs at least 32" "$OUT/bad-secret.log" || die "no clear message for a short jwtSecret: $(cat "$OUT/bad-secret.log")"
 passed=$((passed + 1))
 
 echo "rendered manifests in $OUT; $(( $(date +%s) - T0 ))s"

@@ -14,6 +14,7 @@
 #include "nt_node.h"
 #include "nt_presence.h"
 #include "nt_resume.h"
+#include "nt_url.h"
 
 static nt_node *g_node;
 
@@ -71,7 +72,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-node: cannot read --jwt-public-key %s\n", cfg.jwt_public_key);
     return 2;
   }
-  nt_auth_cfg acfg = {cfg.jwt_alg, pem ? NULL : cfg.jwt_secret, pem, cfg.default_tenant, 0};
+  nt_auth_cfg acfg = {.alg = cfg.jwt_alg,
+                      .secret = pem ? NULL : cfg.jwt_secret,
+                      .public_key_pem = pem,
+                      .default_tenant = cfg.default_tenant,
+                      .audience = cfg.jwt_audience,
+                      .issuer = cfg.jwt_issuer};
   nt_auth *auth = NULL;
   char err[256] = "";
   if (nt_auth_new(&acfg, &auth, err, sizeof err)) {
@@ -86,11 +92,14 @@ int main(int argc, char **argv) {
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
   nt_presence *pres = NULL;
+  char nats_shown[NT_URL_REDACTED_MAX], redis_shown[NT_URL_REDACTED_MAX];
+  nt_url_redact(cfg.nats, nats_shown, sizeof nats_shown);
+  nt_url_redact(cfg.redis, redis_shown, sizeof redis_shown);
   nt_nats_sec nsec = {cfg.nats_creds, cfg.nats_nkey_seed, cfg.nats_tls_ca, cfg.nats_tls_cert,
                       cfg.nats_tls_key};
   if (cfg.nats) {
     if (nt_bus_nats_open(loop, cfg.nats, nt_node_id(g_node), &nsec, &bh, &bus)) {
-      fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", cfg.nats);
+      fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", nats_shown);
       return 1;
     }
     nt_presence_redis_opts ro = {
@@ -99,24 +108,32 @@ int main(int argc, char **argv) {
         .sentinels = cfg.redis_sentinel, .master = cfg.redis_master,
         .sentinel_user = cfg.redis_sentinel_user, .sentinel_pass = cfg.redis_sentinel_password};
     if (nt_presence_redis_open(loop, &ro, &ph, &pres)) {
-      fprintf(stderr, "natter-node: cannot set up the Redis client (--redis%s)\n",
-              cfg.redis_sentinel ? "-sentinel" : "");
+      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n",
+              cfg.redis_sentinel ? cfg.redis_sentinel : redis_shown);
       return 1;
     }
   } else {
     bus = nt_bus_mem_new(loop, &bh);
-    pres = nt_presence_mem_new(&ph);
+    pres = nt_presence_mem_new(loop, &ph);
     if (bus && bh.on_state) bh.on_state(bh.ud, 1);
   }
   if (!bus || !pres) return 1;
   nt_history *hist = NULL;
   if (history) {
-    nt_hist_cfg hc = {cfg.history_max_age_s, cfg.history_max_per_room,
-                      !strcmp(cfg.history_storage, "memory"), (int)cfg.history_replicas,
-                      NULL, 0, &nsec};
+    nt_hist_cfg hc = {
+        .max_age_s = cfg.history_max_age_s,
+        .max_per_room = cfg.history_max_per_room,
+        .memory_storage = !strcmp(cfg.history_storage, "memory"),
+        .replicas = (int)cfg.history_replicas,
+        .max_bytes = cfg.history_max_bytes,
+        .max_msg_bytes = cfg.history_max_msg_bytes ? cfg.history_max_msg_bytes
+                                                   : cfg.max_message_bytes + 4096,
+        .tenant_bytes = cfg.history_tenant_bytes,
+        .nats_sec = &nsec,
+    };
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
-        fprintf(stderr, "natter-node: cannot set up the history on %s\n", cfg.nats);
+        fprintf(stderr, "natter-node: cannot set up the history on %s\n", nats_shown);
         return 1;
       }
     } else if (!(hist = nt_history_mem_new(loop, bus, &hc, NULL))) {

@@ -12,13 +12,18 @@
 
 #include "nt_api.h"
 #include "nt_authz.h"
+#include "nt_integ.h"
+#include "nt_webhook.h"
 #include "nt_deflate.h"
 #include "nt_drain.h"
 #include "nt_err.h"
 #include "nt_handshake.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_proxy.h"
+#include "nt_rand.h"
 #include "nt_sock.h"
 #include "nt_static.h"
 #include "nt_tls.h"
@@ -37,29 +42,8 @@ int64_t nt_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(uint64_t s[4]) { /* xoshiro256** */
-  uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-  s[2] ^= s[0];
-  s[3] ^= s[1];
-  s[1] ^= s[2];
-  s[0] ^= s[3];
-  s[2] ^= t;
-  s[3] = rotl(s[3], 45);
-  return r;
-}
-
-void nt_node_random_id(nt_node *n, char *out, size_t len) {
-  static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-  uint64_t r = 0;
-  for (size_t i = 0; i < len; i++) {
-    if (i % 10 == 0) r = rng_next(n->rng);
-    out[i] = abc[r % 62];
-    r /= 62;
-  }
-  out[len] = '\0';
-}
+/* Connection and message ids: the OS CSPRNG, buffered (nt_rand.h). */
+void nt_node_random_id(nt_node *n, char *out, size_t len) { nt_rand_id(n->rand, out, len); }
 
 const char *nt_node_id(const nt_node *n) { return n->id; }
 const nt_metrics *nt_node_metrics(const nt_node *n) { return &n->m; }
@@ -135,11 +119,9 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->cfg = cfg;
   nt_hub_init(&n->hub);
   nt_map_init_borrowed(&n->uas);
-  if (getrandom(n->rng, sizeof n->rng, 0) != sizeof n->rng) {
-    n->rng[0] = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)n;
-    n->rng[1] = 0x9e3779b97f4a7c15ull;
-    n->rng[2] = (uint64_t)getpid();
-    n->rng[3] = 0xda3e39cb94b95bdbull;
+  if (!(n->rand = calloc(1, sizeof *n->rand))) {
+    free(n);
+    return NULL;
   }
   if (cfg->node_id && *cfg->node_id) {
     snprintf(n->id, sizeof n->id, "%s", cfg->node_id);
@@ -152,8 +134,9 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
     nt_node_random_id(n, rnd, 8);
     snprintf(n->id, sizeof n->id, "%s-%s", host, rnd);
   }
-  if (nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
+  if (!nt_id_valid(n->id) || nt_subject_node(n->node_subject, sizeof n->node_subject, n->id) < 0) {
     nt_log_error("invalid node id", "{s:s}", "node_id", n->id);
+    free(n->rand);
     free(n);
     return NULL;
   }
@@ -287,6 +270,8 @@ int nt_node_start(nt_node *n) {
   if (nt_bus_subscribe(n->bus, n->node_subject, NULL, &n->node_sub))
     nt_log_warn("cannot subscribe node subject", "{s:s}", "subject", n->node_subject);
   int r = start_tls_pmd(n);
+  if (!r) r = nt_integ_start(n);
+  if (!r) r = nt_webhook_start(n);
   if (r) return r;
   r = listen_on(n, &n->listener, n->cfg->listen, "websocket");
   if (!r) r = listen_on(n, &n->api_listener, n->cfg->api_listen, "api");
@@ -387,6 +372,8 @@ void nt_node_on_conn_free(nt_node *n, nt_conn *c) {
   else if (n->all == c) n->all = c->next;
   if (c->next) c->next->prev = c->prev;
   n->nconns--;
+  if (c->api) nt_accesslog_forget(c);
+  if (n->integ) nt_integ_conn_free(n, c);
   if (c->user_agent) nt_unintern(&n->uas, c->user_agent);
   c->user_agent = NULL;
 }
@@ -427,9 +414,7 @@ static int path_is(const nt_http_req *r, const char *path) {
 
 static void reject_upgrade(nt_node *n, nt_conn *c, int status, const char *why) {
   n->m.upgrades_rejected++;
-  char peer[NT_CONN_PEER_STRLEN];
-  nt_log_debug("upgrade refused", "{s:i, s:s, s:s}", "status", status, "reason", why, "peer",
-               nt_conn_peer(c, peer));
+  nt_accesslog_upgrade_refused(c, status, why);
   respond_text(c, status, why);
 }
 
@@ -440,6 +425,7 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     respond(c, st, "text/plain", nt_http_reason(st), strlen(nt_http_reason(st)),
             st == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
     n->m.upgrades_rejected++;
+    nt_accesslog_upgrade_refused(c, st, nt_http_reason(st));
     return;
   }
   if (!origin_allowed(n, req->hdr[NT_HDR_ORIGIN])) {
@@ -471,9 +457,16 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
   const char *ua = req->hdr[NT_HDR_USER_AGENT];
   /* browsers send a few dozen distinct strings of ≈ 120 bytes: one shared copy each */
   if (ua) c->user_agent = nt_intern(&n->uas, ua, strnlen(ua, 256));
-  if (n->cfg->trust_proxy && req->hdr[NT_HDR_X_FORWARDED_FOR]) {
-    const char *x = req->hdr[NT_HDR_X_FORWARDED_FOR];
-    nt_conn_set_peer(c, x, strcspn(x, ", ")); /* not an address: the socket's stays */
+  const char *xip;
+  size_t xlen;
+  if ((n->cfg->trust_proxy || n->cfg->trusted_proxies) &&
+      nt_proxy_client(n->cfg->trusted_proxies, c->peer, c->peer_family,
+                      req->hdr[NT_HDR_X_FORWARDED_FOR], &xip, &xlen))
+    nt_conn_set_peer(c, xip, xlen); /* the hop a trusted proxy added (nt_proxy.h) */
+  if (n->integ && nt_integ_upgrade(n, c, req, token)) {
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 503, "integration unavailable");
+    return;
   }
   if (n->cfg->auth_request) { /* the authorizer's reply accepts or refuses, later */
     if (nt_authz_start(n, c, req, rest, rest_len)) {
@@ -482,6 +475,12 @@ static void handle_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const
     }
     return;
   }
+  int ir = n->integ ? nt_integ_connect(n, c, req, rest, rest_len) : 0;
+  if (ir < 0) {
+    nt_identity_clear(&c->ident);
+    reject_upgrade(n, c, 503, "integration unavailable");
+  }
+  if (ir) return; /* $connect accepts or refuses, later */
   nt_node_accept_upgrade(n, c, req, rest, rest_len);
 }
 
@@ -511,6 +510,7 @@ void nt_node_accept_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, cons
   n->nws++;
   n->m.connections = n->nws;
   n->m.connections_total++;
+  nt_accesslog_conn_open(c);
   nt_client_welcome(n, c);
 }
 
@@ -565,6 +565,7 @@ static uint32_t age_ms(double s) {
 static void on_sweep(uv_timer_t *t) {
   nt_node *n = t->data;
   uint64_t now = uv_now(n->loop);
+  nt_accesslog_tick();
   uint32_t ping_ms = age_ms(n->cfg->ping_interval_s);
   uint32_t idle_ms = age_ms(n->cfg->idle_timeout_s);
   uint64_t http_ms = nt_limits_handshake_ms(n);
@@ -640,6 +641,8 @@ static void close_node_handles(nt_node *n) {
   nt_presence *p = n->pres;
   n->pres = NULL;
   if (p) nt_presence_destroy(p);
+  nt_webhook_close(n); /* after presence: its last callbacks may still emit */
+  nt_integ_close(n);
   nt_resume_close(n); /* the history publishes on the bus: it goes first */
   nt_bus *b = n->bus;
   n->bus = NULL;
@@ -735,5 +738,6 @@ void nt_node_free(nt_node *n) {
   for (size_t i = 0; i < n->norigins; i++) free(n->origins[i]);
   free(n->origins);
   if (n->auth) nt_auth_free(n->auth);
+  free(n->rand);
   free(n);
 }

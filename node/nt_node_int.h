@@ -27,6 +27,8 @@ struct nt_node {
   struct nt_resume *res;   /* room history (nt_resume.c); NULL with --history off */
   struct nt_tls_ctx *tls;  /* TLS of --listen (and of --api-listen with --api-tls); NULL: off */
   struct nt_deflate *pmd;  /* permessage-deflate streams; NULL with --compression off */
+  struct nt_integ *integ;  /* HTTP integration (nt_integ.c); NULL without --integration-url */
+  struct nt_webhook *webhook; /* signed webhooks (nt_webhook.c); NULL without --webhook-url */
   int api_tls;             /* the API listener speaks TLS */
   nt_hub hub;
   nt_map uas;              /* interned User-Agent strings of the connections (nt_intern) */
@@ -56,7 +58,7 @@ struct nt_node {
   nt_frame *ping;
   char **origins;
   size_t norigins;
-  uint64_t rng[4];
+  struct nt_rand *rand;     /* ids clients see (nt_rand.h) */
   uint8_t rbuf[NT_READ_BUF];
 };
 

@@ -9,16 +9,20 @@ BUILD_PKGS=(
   build-essential cmake pkg-config ca-certificates
   libuv1-dev libwslay-dev libnats-dev libprotobuf-c-dev protobuf-c-compiler
   libhiredis-dev libcmocka-dev libjwt-dev libjansson-dev libhttp-parser-dev libssl-dev zlib1g-dev
+  libcurl4-openssl-dev
 )
 PKGS=(
   "${BUILD_PKGS[@]}" git curl
   nats-server redis-server redis-sentinel haproxy
   python3-websockets python3-pytest python3-pytest-timeout python3-jwt iproute2 procps
   chromium
+  prometheus
 )
-# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh) and its package
-# test (clients/js/test/package.sh; npm packages come pinned from each package-lock.json).
-# The machine image ships them; only where they are missing fall back to Debian's packages.
+# prometheus ships promtool, which checks /metrics in tests/integration/test_ops.py.
+# Node.js >= 20 and npm run the web client's tests (tests/browser/run.sh), its package
+# test (clients/js/test/package.sh) and the AWS SDK v3 suite (tests/aws/run.sh); npm
+# packages come pinned from each package-lock.json. The machine image ships them; only
+# where they are missing fall back to Debian's packages.
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 
 case "${1:-}" in
@@ -43,7 +47,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # Debian starts these services on install; natter's scripts and tests start their own
 # instances on free ports, so the packaged daemons are not needed.
-for svc in redis-server redis-sentinel nats-server haproxy; do
+for svc in redis-server redis-sentinel nats-server haproxy prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
   fi

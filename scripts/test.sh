@@ -75,6 +75,8 @@ run_suite() {  # name, timeout (s), command...
 # The JavaScript client as a package: npm pack, install into a scratch project, tsc --strict,
 # run the example under Node with ws against a real node.
 [ -f clients/js/test/package.sh ] && run_suite client-package 600 bash clients/js/test/package.sh
+# The AWS SDK v3 ApiGatewayManagementApi client against a node (SigV4, stage, exceptions).
+[ -f tests/aws/run.sh ] && run_suite aws-sdk 600 bash tests/aws/run.sh
 # Fuzzing: each libFuzzer target a few seconds from its seed corpus (the long runs are
 # tests/fuzz/run.sh --long N, not part of the suite).
 [ -f tests/fuzz/run.sh ] && run_suite fuzz-smoke 900 bash tests/fuzz/run.sh --build --smoke 5

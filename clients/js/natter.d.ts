@@ -83,7 +83,12 @@ export interface JoinedFrame {
 export interface MembersFrame {
   type: 'members';
   roomId?: string;
+  /** One page of the online members (at most `limit`, default 100). */
   members: Member[];
+  /** How many members are online in all (the room's or the tenant's). */
+  total?: number;
+  /** Present when more pages follow: pass it back to `presencePage`. */
+  cursor?: string;
   requestId?: string;
 }
 
@@ -399,7 +404,10 @@ export class NatterClient<M = Json> {
   /** Sends to every connection of a user of the same tenant (a `direct` frame there). */
   sendToUser(userId: string, message: M): Promise<AckFrame>;
   /** The online members of a room, or of the tenant without `roomId`. */
+  /** The first page (about 100) of the online members of the room (or of the tenant). */
   presence(roomId?: string): Promise<Member[]>;
+  /** One page of presence; pass the frame's `cursor` back for the next (none on the last). */
+  presencePage(roomId?: string, page?: { cursor?: string; limit?: number }): Promise<MembersFrame>;
   /** A page of stored messages, oldest first (the newest `limit` below `before`). */
   history(roomId: string, options?: { limit?: number; before?: number }): Promise<HistoryFrame<M>>;
   /** A heartbeat round trip. */

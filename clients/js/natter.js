@@ -1,4 +1,4 @@
-// natter.js — client library for natter (client protocol v1, see docs/client.md).
+// natter.js — client library for natter (client protocol v1: docs/protocol.md; this library: docs/client.md).
 //
 // A plain ES module with no runtime dependencies. Works in browsers and in Node >= 20:
 // it uses the global WebSocket when there is one (browsers, Node >= 22) and otherwise the
@@ -604,11 +604,22 @@ export class NatterClient {
     const entry = this._rooms.get(roomId);
     if (!entry) return Promise.resolve();
     const frame = { action: 'joinRoom', roomId };
-    const since = entry.lastSeq ?? entry.since;
+    let since = entry.lastSeq ?? entry.since;
+    // Resuming from the same seq a third time means the last two resumes brought nothing
+    // (e.g. the connection dropped during the replay): join plainly instead of looping,
+    // reported as not recovered.
+    entry.stalls = since != null && since === entry.resumedFrom ? (entry.stalls || 0) + 1 : 0;
+    entry.resumedFrom = since;
+    const gaveUp = since != null && entry.stalls >= 2;
+    if (gaveUp) {
+      since = undefined;
+      entry.resumedFrom = undefined;
+    }
     if (since != null) frame.since = since;
     return this._request(frame, 'join').then(
       (joined) => {
         if (this._rooms.get(roomId) !== entry) return;
+        if (gaveUp) joined = { ...joined, recovered: false };
         entry.joined = true;
         for (const w of entry.waiters.splice(0)) w.resolve(joined);
       },
@@ -697,11 +708,20 @@ export class NatterClient {
     return this._call({ action: 'sendToUser', userId, message });
   }
 
-  /** Online members of a room (or of the tenant without roomId): resolves with [{userId}]. */
+  /** Online members of a room (or of the tenant without roomId): resolves with the first
+   *  page, [{userId}]; presencePage() walks the rest. */
   presence(roomId) {
+    return this.presencePage(roomId).then((f) => f.members || []);
+  }
+
+  /** One page of presence: resolves with the `members` frame {members, total, cursor?};
+   *  pass its `cursor` back for the next page (none on the last). */
+  presencePage(roomId, { cursor, limit } = {}) {
     const frame = { action: 'presence' };
     if (roomId != null) frame.roomId = roomId;
-    return this._call(frame).then((f) => f.members || []);
+    if (cursor != null) frame.cursor = cursor;
+    if (limit != null) frame.limit = limit;
+    return this._call(frame);
   }
 
   /** Stored messages of a room (when history is on); resolves with the `history` frame. */

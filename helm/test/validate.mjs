@@ -114,10 +114,18 @@ async function validateFile(file) {
     const path = cm.data[k];
     if (path && !(ctr.volumeMounts ?? []).some((m) => path.startsWith(m.mountPath + "/"))) fail(file, `${k} ${path} is not mounted`);
   }
-  if (!env.NATTER_JWT_SECRET && !env.NATTER_JWT_PUBLIC_KEY) fail(file, "no token verification key");
-  if (env.NATTER_JWT_PUBLIC_KEY) {
-    const path = env.NATTER_JWT_PUBLIC_KEY.value;
-    if (!(ctr.volumeMounts ?? []).some((m) => path.startsWith(m.mountPath + "/"))) fail(file, `${path} is not mounted`);
+  const keyVar = env.NATTER_JWT_PUBLIC_KEY ?? env.NATTER_JWT_SECRET_FILE;
+  if (!env.NATTER_JWT_SECRET && !keyVar) fail(file, "no token verification key");
+  if (env.NATTER_JWT_SECRET && env.NATTER_JWT_SECRET_FILE) fail(file, "NATTER_JWT_SECRET and NATTER_JWT_SECRET_FILE together are refused by natter");
+  if (keyVar) {
+    const path = keyVar.value;
+    const mount = (ctr.volumeMounts ?? []).find((m) => path.startsWith(m.mountPath + "/"));
+    if (!mount) fail(file, `${path} is not mounted`);
+    const vol = (pod.spec.volumes ?? []).find((v) => v.name === mount?.name);
+    const item = vol?.secret?.items?.find((i) => mount.mountPath + "/" + i.path === path);
+    if (!item) fail(file, `${path}: no Secret item is mounted there`);
+    else if (secret && vol.secret.secretName === secret.metadata.name && !(item.key in (secret.data ?? {})))
+      fail(file, `${path}: the chart's Secret has no key ${item.key}`);
   }
   for (const [v, want] of Object.entries(cm.data))
     if (/e\+\d+$/.test(want)) fail(file, `ConfigMap ${v}=${want}: a number rendered in exponent notation`);

@@ -28,7 +28,7 @@ typedef enum nt_err {
 /* Returns a static, human-readable description of `err` (never NULL). */
 const char *nt_strerror(int err);
 
-/* Returns the client protocol error code (DESIGN §2: "bad_request", "not_found", ...)
+/* Returns the client protocol error code (docs/protocol.md §8: "bad_request", "not_found", ...)
  * that best describes `err` (never NULL, static). */
 const char *nt_err_client_code(int err);
 

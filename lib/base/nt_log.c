@@ -27,8 +27,17 @@ int nt_log_level_parse(const char *s) {
   return -1;
 }
 
+int nt_log_enabled(int level) { return level >= g_min_level && level >= 0 && level <= NT_LOG_ERROR; }
+
 void nt_log(int level, const char *msg, const char *fmt, ...) {
-  if (level < g_min_level || level < 0 || level > NT_LOG_ERROR) return;
+  va_list ap;
+  va_start(ap, fmt);
+  nt_vlog(level, msg, fmt, ap);
+  va_end(ap);
+}
+
+void nt_vlog(int level, const char *msg, const char *fmt, va_list ap) {
+  if (!nt_log_enabled(level)) return;
 
   struct timeval tv;
   gettimeofday(&tv, NULL);
@@ -40,11 +49,8 @@ void nt_log(int level, const char *msg, const char *fmt, ...) {
 
   json_t *obj = NULL;
   if (fmt) {
-    va_list ap;
-    va_start(ap, fmt);
     json_error_t jerr;
     obj = json_vpack_ex(&jerr, 0, fmt, ap);
-    va_end(ap);
   }
   if (!obj || !json_is_object(obj)) {
     json_decref(obj);
@@ -58,7 +64,8 @@ void nt_log(int level, const char *msg, const char *fmt, ...) {
   json_object_update(line, obj);
   json_decref(obj);
 
-  char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  /* 10 significant digits: 0.482 ms reads "0.482", not its binary expansion */
+  char *s = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
   json_decref(line);
   if (!s) return;
   size_t len = strlen(s);

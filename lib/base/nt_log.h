@@ -2,6 +2,8 @@
 #ifndef NT_LOG_H
 #define NT_LOG_H
 
+#include <stdarg.h>
+
 enum { NT_LOG_DEBUG = 0, NT_LOG_INFO = 1, NT_LOG_WARN = 2, NT_LOG_ERROR = 3 };
 
 /* Sets the minimum level written (default NT_LOG_INFO) and the node id added to every line
@@ -15,6 +17,12 @@ int nt_log_level_parse(const char *s);
  * `fmt` is a jansson json_pack() format for an object ("{s:s, s:i}") followed by its
  * arguments, or NULL for no extra fields. Thread-safe (one write(2) per line). */
 void nt_log(int level, const char *msg, const char *fmt, ...);
+
+/* nt_log with the fields' arguments as a va_list (for wrappers such as rate limiters). */
+void nt_vlog(int level, const char *msg, const char *fmt, va_list ap);
+
+/* 1 when a line of `level` would be written (callers skip building costly fields). */
+int nt_log_enabled(int level);
 
 #define nt_log_info(msg, ...) nt_log(NT_LOG_INFO, msg, __VA_ARGS__)
 #define nt_log_warn(msg, ...) nt_log(NT_LOG_WARN, msg, __VA_ARGS__)

@@ -146,10 +146,10 @@ static inline void nt_bus_destroy(nt_bus *b) { b->vt->destroy(b); }
  * are assumed valid (see nt_bus_subject_valid). */
 int nt_bus_subject_match(const char *pattern, const char *subject);
 
-/* Returns 0 when `subject` is a valid NATS subject: non-empty dot-separated tokens, no
+/* Returns 1 when `subject` is a valid NATS subject: non-empty dot-separated tokens, no
  * empty token, no whitespace or control characters. With `wildcards` set, a token may be
  * `*`, and `>` may be the last token; without it those tokens are rejected (publish and
- * reply subjects). Returns NT_EINVAL otherwise. */
+ * reply subjects). Returns 0 otherwise (NULL included). */
 int nt_bus_subject_valid(const char *subject, int wildcards);
 
 /* In-memory bus: subjects matched with NATS wildcard rules, queue groups (round robin),

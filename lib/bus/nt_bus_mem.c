@@ -16,22 +16,22 @@
 /* ---------------------------------------------------------------- subjects */
 
 int nt_bus_subject_valid(const char *subject, int wildcards) {
-  if (subject == NULL || *subject == '\0') return NT_EINVAL;
+  if (subject == NULL || *subject == '\0') return 0;
   const char *tok = subject;
   for (const char *p = subject;; p++) {
     unsigned char c = (unsigned char)*p;
     if (c == '.' || c == '\0') {
       size_t n = (size_t)(p - tok);
-      if (n == 0) return NT_EINVAL; /* leading, trailing or doubled dot */
+      if (n == 0) return 0; /* leading, trailing or doubled dot */
       if (n == 1 && (*tok == '*' || *tok == '>')) {
-        if (!wildcards) return NT_EINVAL;
-        if (*tok == '>' && c != '\0') return NT_EINVAL; /* '>' only as the last token */
+        if (!wildcards) return 0;
+        if (*tok == '>' && c != '\0') return 0; /* '>' only as the last token */
       }
-      if (c == '\0') return 0;
+      if (c == '\0') return 1;
       tok = p + 1;
     } else if (c <= ' ' || c == 0x7f) {
       /* whitespace would split the protocol line: "PUB a b 1" means reply subject b */
-      return NT_EINVAL;
+      return 0;
     }
   }
 }
@@ -365,7 +365,7 @@ static int mem_publish(nt_bus *bb, const char *subject, const void *data, size_t
                        const char *reply) {
   nt_bus_mem *b = (nt_bus_mem *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (nt_bus_subject_valid(subject, 0) || (reply && nt_bus_subject_valid(reply, 0)) ||
+  if (!nt_bus_subject_valid(subject, 0) || (reply && !nt_bus_subject_valid(reply, 0)) ||
       (len && !data))
     return NT_EINVAL;
   int rc = route(b, subject, data, len, reply, NULL);
@@ -377,7 +377,7 @@ static int mem_publish_seq(nt_bus *bb, const char *subject, const void *data, si
                            const nt_bus_seq *seq) {
   nt_bus_mem *b = (nt_bus_mem *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!seq || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (!seq || !nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
   int rc = route(b, subject, data, len, NULL, seq);
   if (rc == 0) b->st.published++;
   return rc;
@@ -387,7 +387,7 @@ static int mem_subscribe(nt_bus *bb, const char *subject, const char *queue_grou
                          nt_bus_sub **out) {
   nt_bus_mem *b = (nt_bus_mem *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!out || nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
+  if (!out || !nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
   if (queue_group) {
     if (!*queue_group) return NT_EINVAL;
     for (const char *p = queue_group; *p; p++)
@@ -402,7 +402,7 @@ static int mem_subscribe(nt_bus *bb, const char *subject, const char *queue_grou
   if (queue_group) s->queue = memcpy(s->subject + sl, queue_group, ql);
   s->refs = 1;
   s->live = 1;
-  s->wildcard = nt_bus_subject_valid(subject, 0) != 0;
+  s->wildcard = !nt_bus_subject_valid(subject, 0);
   s->hash = hash_str(subject);
   if (s->wildcard) {
     /* appended for the same reason as literal_link */
@@ -455,7 +455,7 @@ static int mem_request(nt_bus *bb, const char *subject, const void *data, size_t
                        uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
   nt_bus_mem *b = (nt_bus_mem *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!cb || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (!cb || !nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
   size_t n;
   int rc = collect(b, subject, &n);
   if (rc) return rc;

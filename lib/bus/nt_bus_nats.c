@@ -13,6 +13,7 @@
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_nats_opts.h"
+#include "nt_url.h"
 #include "nt_nats_uv.h"
 
 /* Tuning. The connect timeout also bounds how long a loop-thread call into nats.c can
@@ -281,8 +282,15 @@ static void reply_arrived(nt_bus_nats *b, natsMsg *msg) {
 
 /* ================================================================ loop side */
 
+/* The URL of the current server, credentials redacted: b->url is only ever logged. */
+static void take_url(nt_bus_nats *b) {
+  char raw[sizeof b->url];
+  if (natsConnection_GetConnectedUrl(b->nc, raw, sizeof raw) == NATS_OK)
+    nt_url_redact(raw, b->url, sizeof b->url);
+}
+
 static void set_state(nt_bus_nats *b, int connected, const char *msg) {
-  if (connected) natsConnection_GetConnectedUrl(b->nc, b->url, sizeof b->url);
+  if (connected) take_url(b);
   if (connected == b->connected) return;
   b->connected = connected;
   if (connected) nt_log_info(msg, "{s:s}", "url", b->url);
@@ -403,7 +411,7 @@ static int nats_subscribe(nt_bus *bb, const char *subject, const char *queue_gro
                           nt_bus_sub **out) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!out || nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
+  if (!out || !nt_bus_subject_valid(subject, 1)) return NT_EINVAL;
   return sub_start(b, subject, queue_group, 0, out);
 }
 
@@ -430,7 +438,7 @@ static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_
                         const char *reply) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (nt_bus_subject_valid(subject, 0) || (reply && nt_bus_subject_valid(reply, 0)) ||
+  if (!nt_bus_subject_valid(subject, 0) || (reply && !nt_bus_subject_valid(reply, 0)) ||
       (len && !data))
     return NT_EINVAL;
   if (len > INT_MAX) return NT_ETOOLARGE;
@@ -446,7 +454,7 @@ static int nats_publish_seq(nt_bus *bb, const char *subject, const void *data, s
                             const nt_bus_seq *seq) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!seq || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (!seq || !nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
   if (len > INT_MAX) return NT_ETOOLARGE;
   char sv[24], lv[24];
   snprintf(sv, sizeof sv, "%" PRIu64, seq->seq);
@@ -516,7 +524,7 @@ static int nats_request(nt_bus *bb, const char *subject, const void *data, size_
                         uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud) {
   nt_bus_nats *b = (nt_bus_nats *)bb;
   if (b->closing) return NT_ECLOSED;
-  if (!cb || nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
+  if (!cb || !nt_bus_subject_valid(subject, 0) || (len && !data)) return NT_EINVAL;
   if (len > INT_MAX) return NT_ETOOLARGE;
   return req_send(b, subject, data, len, timeout_ms, cb, ud);
 }
@@ -705,16 +713,18 @@ int nt_bus_nats_open(uv_loop_t *loop, const char *urls, const char *name,
     natsOptions_Destroy(opts);
   }
   if (s == NATS_OK) {
-    natsConnection_GetConnectedUrl(b->nc, b->url, sizeof b->url);
+    take_url(b);
     b->connected = 1;
     nt_log_info("bus connected", "{s:s}", "url", b->url);
   } else if (s == NATS_NOT_YET_CONNECTED) {
-    nt_log_warn("bus not connected yet, retrying", "{s:s}", "urls", urls);
+    nt_log_warn("bus not connected yet, retrying", "{s:s}", "urls",
+                nt_url_redact(urls, (char[NT_URL_REDACTED_MAX]){0}, NT_URL_REDACTED_MAX));
   } else {
     /* The connection's reference on q is not dropped: on some failure paths nats.c still
      * posts a closed callback, and a leak at a failed startup beats a use after free. */
-    nt_log_error("bus cannot start", "{s:s, s:s}", "urls", urls, "error",
-                 nats_GetLastError(NULL));
+    char ru[NT_URL_REDACTED_MAX], re[512];
+    nt_log_error("bus cannot start", "{s:s, s:s}", "urls", nt_url_redact(urls, ru, sizeof ru),
+                 "error", nt_url_redact(nats_GetLastError(NULL), re, sizeof re));
     q->async = NULL;
     nt_nats_uv_close(b->nle);
     uv_close((uv_handle_t *)&b->async, bus_closed);

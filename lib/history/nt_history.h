@@ -39,7 +39,13 @@ typedef struct nt_hist_cfg {
   int memory_storage;    /* JetStream: memory instead of file storage */
   int replicas;          /* JetStream: stream replicas, 1..5 */
   const char *stream;    /* JetStream stream name; NULL: NT_HISTORY_STREAM */
-  size_t max_bytes;      /* memory history: bound of all rooms together; 0: 64 MiB */
+  size_t max_bytes;      /* all rooms together (JetStream: the stream's max_bytes, oldest
+                          * messages leave first); 0: 1 GiB on JetStream, 64 MiB in memory */
+  size_t max_msg_bytes;  /* largest stored message (JetStream: max_msg_size); a larger one
+                          * is delivered live-only; 0: no limit */
+  uint64_t tenant_bytes; /* bytes one tenant may store through this node per max_age_s
+                          * (nt_hist_quota.h; a day when max_age_s is 0); past it the
+                          * tenant's messages are delivered live-only; 0: no quota */
   const struct nt_nats_sec *nats_sec; /* JetStream: credentials and TLS (NULL: none) */
 } nt_hist_cfg;
 
@@ -77,6 +83,8 @@ typedef struct nt_hist_stats {
   uint64_t published;    /* room messages given to nt_history_publish */
   uint64_t stored;       /* ... confirmed stored */
   uint64_t live_only;    /* ... published live without being stored (history down) */
+  uint64_t over_quota;   /* ... published live-only: over their tenant's budget or the
+                          * message size limit (also counted in live_only) */
   uint64_t resent;       /* unconfirmed ones re-sent live-only after a failure or timeout */
   uint64_t untracked;    /* published without confirmation tracking (tracking full) */
   uint64_t outages;      /* changes from storing to live-only */

@@ -12,10 +12,12 @@
 #include <string.h>
 
 #include "nt_err.h"
+#include "nt_hist_quota.h"
 #include "nt_history.h"
 #include "nt_history_js_int.h"
 #include "nt_log.h"
 #include "nt_nats_opts.h"
+#include "nt_url.h"
 #include "nt_nats_uv.h"
 #include "nt_subject.h"
 
@@ -28,6 +30,7 @@
 #define RING_CAP 65536           /* publications awaiting their ack (power of two) */
 #define CONNECT_TIMEOUT_MS 1000
 #define ERR_LOG_INTERVAL_MS 5000
+#define DEFAULT_MAX_BYTES ((int64_t)1 << 30) /* stream max_bytes when the config says 0 */
 
 /* A publication awaiting its acknowledgment: its copy is resent live-only on failure. */
 typedef struct pend {
@@ -59,6 +62,8 @@ typedef struct hist_js {
   uint64_t next_probe;
   uint64_t err_log_at;
   nt_hist_stats st;
+  nt_hist_quota *quota;  /* per-tenant budget (nt_hist_quota.h) */
+  size_t max_msg_bytes;  /* 0: none */
   int closing, tick_open;
 } hist_js;
 
@@ -172,9 +177,11 @@ static void finish_job(hist_js *j, job *jb, int closed) {
           nt_log_warn("history stream exists with another configuration, kept as is",
                       "{s:s, s:s}", "stream", j->q->stream, "error", jb->err);
         else if (!jb->probe || !j->storing)
-          nt_log_info("history stream ready", "{s:s, s:f, s:I, s:s, s:i}", "stream",
-                      j->q->stream, "max_age_s", j->q->max_age_s, "max_per_room",
-                      (json_int_t)j->q->max_per_room, "storage",
+          nt_log_info("history stream ready", "{s:s, s:f, s:I, s:I, s:I, s:s, s:i}",
+                      "stream", j->q->stream, "max_age_s", j->q->max_age_s, "max_per_room",
+                      (json_int_t)j->q->max_per_room, "max_bytes",
+                      (json_int_t)j->q->max_bytes, "max_msg_bytes",
+                      (json_int_t)j->q->max_msg_bytes, "storage",
                       j->q->memory_storage ? "memory" : "file", "replicas", j->q->replicas);
         j->confirmed = 1;
         set_storing(j, 1, NULL);
@@ -324,9 +331,11 @@ static int js_publish(nt_history *hh, const char *subject, const void *data, siz
   int ll = nt_subject_live_of(live, sizeof live, subject);
   if (ll < 0 || (len && !data)) return NT_EINVAL;
   j->st.published++;
-  if (!j->storing) {
+  int over = nt_hist_over_quota(j->quota, j->max_msg_bytes, subject, len, uv_now(j->loop));
+  if (!j->storing || over) {
     int rc = nt_bus_publish(j->bus, live, data, len, NULL);
     if (rc == 0) j->st.live_only++;
+    if (rc == 0 && over) j->st.over_quota++;
     return rc;
   }
   if (j->next_tok - j->head_tok >= RING_CAP) { /* not expected: the tick drains it */
@@ -402,6 +411,7 @@ static void js_stats(nt_history *hh, nt_hist_stats *out) {
 static void hist_closed(uv_handle_t *h) {
   hist_js *j = h->data;
   xq_release(j->q);
+  nt_hist_quota_free(j->quota);
   free(j->ring);
   free(j);
 }
@@ -498,12 +508,14 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
       cfg->replicas > 5 || cfg->max_age_s < 0)
     return NT_EINVAL;
   const char *stream = cfg->stream ? cfg->stream : NT_HISTORY_STREAM;
-  if (strlen(stream) >= 64 || nt_bus_subject_valid(stream, 0) || strchr(stream, '.'))
+  if (strlen(stream) >= 64 || !nt_bus_subject_valid(stream, 0) || strchr(stream, '.'))
     return NT_EINVAL;
   hist_js *j = calloc(1, sizeof *j);
   xq *q = calloc(1, sizeof *q);
   pend *ring = calloc(RING_CAP, sizeof *ring);
-  if (!j || !q || !ring || uv_mutex_init(&q->mu) != 0) {
+  nt_hist_quota *quota = nt_hist_quota_new(cfg->tenant_bytes, nt_hist_quota_window_ms(cfg));
+  if (!j || !q || !ring || !quota || uv_mutex_init(&q->mu) != 0) {
+    nt_hist_quota_free(quota);
     free(j);
     free(q);
     free(ring);
@@ -511,6 +523,7 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   }
   if (uv_cond_init(&q->cv) != 0) {
     uv_mutex_destroy(&q->mu);
+    nt_hist_quota_free(quota);
     free(j);
     free(q);
     free(ring);
@@ -520,6 +533,8 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   snprintf(q->stream, sizeof q->stream, "%s", stream);
   q->max_age_s = cfg->max_age_s;
   q->max_per_room = cfg->max_per_room;
+  q->max_bytes = cfg->max_bytes ? (int64_t)cfg->max_bytes : DEFAULT_MAX_BYTES;
+  q->max_msg_bytes = cfg->max_msg_bytes ? (int64_t)cfg->max_msg_bytes : -1;
   q->memory_storage = cfg->memory_storage;
   q->replicas = cfg->replicas;
   j->base.vt = &js_vtab;
@@ -528,6 +543,8 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   if (h) j->h = *h;
   j->q = q;
   j->ring = ring;
+  j->quota = quota;
+  j->max_msg_bytes = cfg->max_msg_bytes;
   j->head_tok = j->next_tok = 1;
   j->storing = 1; /* until the stream says otherwise: early publications are tracked */
   uv_async_init(loop, &j->async, on_async);
@@ -557,8 +574,11 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
     j->nthreads++;
   }
   if (s != NATS_OK || j->nthreads == 0) {
-    nt_log_error("history cannot start", "{s:s, s:s}", "urls", urls, "error",
-                 nats_GetLastError(NULL) ? nats_GetLastError(NULL) : natsStatus_GetText(s));
+    char ru[NT_URL_REDACTED_MAX], re[512];
+    nt_log_error("history cannot start", "{s:s, s:s}", "urls", nt_url_redact(urls, ru, sizeof ru),
+                 "error", nt_url_redact(nats_GetLastError(NULL) ? nats_GetLastError(NULL)
+                                                                : natsStatus_GetText(s),
+                                        re, sizeof re));
     js_destroy(&j->base); /* frees in the async close callback */
     return s == NATS_INVALID_ARG ? NT_EINVAL : NT_EBUS;
   }

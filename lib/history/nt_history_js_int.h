@@ -69,6 +69,7 @@ typedef struct xq {
   char stream[64];
   double max_age_s;
   long max_per_room;
+  int64_t max_bytes, max_msg_bytes; /* stream max_bytes, max_msg_size (-1: none) */
   int memory_storage, replicas;
 } xq;
 

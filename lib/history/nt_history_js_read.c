@@ -56,6 +56,8 @@ static void run_ensure(xq *q, job *j) {
   sc.SubjectsLen = 1;
   sc.MaxAge = (int64_t)(q->max_age_s * 1e9);
   sc.MaxMsgsPerSubject = q->max_per_room;
+  sc.MaxBytes = q->max_bytes;
+  sc.MaxMsgSize = (int32_t)q->max_msg_bytes;
   sc.Storage = q->memory_storage ? js_MemoryStorage : js_FileStorage;
   sc.Replicas = q->replicas;
   sc.Discard = js_DiscardOld;
@@ -141,7 +143,9 @@ static void run_page(xq *q, job *j) {
   size_t need = j->max + 1; /* one more tells whether older ones exist */
   uint64_t hi = j->a;
   natsStatus s;
-  if (hi == 0) {
+  /* `before` past the room's newest message is the newest page: walking down to it from
+   * far above would cost a read per empty window */
+  {
     jsDirectGetMsgOptions dg;
     jsDirectGetMsgOptions_Init(&dg);
     dg.LastBySubject = j->subject;
@@ -152,8 +156,9 @@ static void run_page(xq *q, job *j) {
       j->status = js_err(s);
       return;
     }
-    hi = natsMsg_GetSequence(m) + 1;
+    uint64_t top = natsMsg_GetSequence(m) + 1;
     natsMsg_Destroy(m);
+    if (hi == 0 || hi > top) hi = top;
   }
   uint64_t w = need * 2;
   size_t reads = 0;

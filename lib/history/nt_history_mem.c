@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "nt_err.h"
+#include "nt_hist_quota.h"
 #include "nt_history.h"
 #include "nt_map.h"
 #include "nt_subject.h"
@@ -56,7 +57,8 @@ typedef struct hist_mem {
   nt_bus *bus;
   nt_hist_handler h;
   double max_age_s;
-  size_t max_per_room, max_bytes;
+  size_t max_per_room, max_bytes, max_msg_bytes;
+  nt_hist_quota *quota; /* per-tenant budget */
   nt_map rooms;    /* subject -> mroom* */
   mmsg *ghead, *gtail;
   uint64_t gseq;
@@ -120,6 +122,15 @@ static int mem_publish(nt_history *hh, const char *subject, const void *data, si
   if (m->closing) return NT_ECLOSED;
   char live[NT_SUBJECT_MAX];
   if (nt_subject_live_of(live, sizeof live, subject) < 0 || (len && !data)) return NT_EINVAL;
+  if (nt_hist_over_quota(m->quota, m->max_msg_bytes, subject, len, uv_now(m->loop))) {
+    m->st.published++;
+    int rc = nt_bus_publish(m->bus, live, data, len, NULL);
+    if (rc == 0) {
+      m->st.live_only++;
+      m->st.over_quota++;
+    }
+    return rc;
+  }
   expire(m);
   mroom *r = room_get(m, subject, 1);
   mmsg *x = r ? malloc(sizeof *x + len) : NULL;
@@ -312,7 +323,11 @@ static void mem_stats(nt_history *hh, nt_hist_stats *out) {
   out->storing = !m->closing;
 }
 
-static void mem_closed(uv_handle_t *hd) { free(hd->data); }
+static void mem_closed(uv_handle_t *hd) {
+  hist_mem *m = hd->data;
+  nt_hist_quota_free(m->quota);
+  free(m);
+}
 
 static void mem_destroy(nt_history *hh) {
   hist_mem *m = (hist_mem *)hh;
@@ -349,7 +364,9 @@ nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *
   if (!loop || !bus || !cfg || cfg->max_per_room < 1) return NULL;
   hist_mem *m = calloc(1, sizeof *m);
   if (!m) return NULL;
-  if (uv_idle_init(loop, &m->idle) != 0) {
+  m->quota = nt_hist_quota_new(cfg->tenant_bytes, nt_hist_quota_window_ms(cfg));
+  if (!m->quota || uv_idle_init(loop, &m->idle) != 0) {
+    nt_hist_quota_free(m->quota);
     free(m);
     return NULL;
   }
@@ -361,5 +378,6 @@ nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *
   m->max_age_s = cfg->max_age_s;
   m->max_per_room = (size_t)cfg->max_per_room;
   m->max_bytes = cfg->max_bytes ? cfg->max_bytes : DEFAULT_MAX_BYTES;
+  m->max_msg_bytes = cfg->max_msg_bytes;
   return &m->base;
 }

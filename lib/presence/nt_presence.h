@@ -2,9 +2,9 @@
  *
  * Two implementations: Redis (nt_presence_redis.c; shared by the cluster) and in-memory
  * (nt_presence_mem.c; unit tests and the standalone node). Only main.c chooses one.
- * Threading: loop thread only; callbacks run on the loop thread. The in-memory
- * implementation may invoke a callback before the call returns, the Redis one never does:
- * callers must not depend on either. Strings passed in are borrowed (copied if kept);
+ * Threading: loop thread only; callbacks run on the loop thread, never inside the call
+ * that caused them (both implementations: the in-memory one queues them for a later loop
+ * turn). Strings passed in are borrowed (copied if kept);
  * strings passed to callbacks are borrowed for the duration of the callback. */
 #ifndef NT_PRESENCE_H
 #define NT_PRESENCE_H
@@ -15,7 +15,8 @@
 
 typedef struct nt_presence nt_presence;
 
-/* One connection's registry record (DESIGN §4). */
+/* One connection's registry record (docs/presence.md "Key layout"; what
+ * GET /@connections/{id} describes, docs/api.md). */
 typedef struct nt_conn_info {
   const char *conn_id;
   const char *tenant;
@@ -33,11 +34,37 @@ typedef void (*nt_presence_join_cb)(void *ud, int status, int transition,
                                     const char *const *members, size_t n);
 /* leave: `transition` is 1 when it was the user's last connection in the room. */
 typedef void (*nt_presence_leave_cb)(void *ud, int status, int transition);
-typedef void (*nt_presence_members_cb)(void *ud, int status, const char *const *members,
-                                       size_t n);
+/* One page of a member list (borrowed for the callback): about `limit` users (Redis may
+ * return a few more, and a set of up to 512 members — a listpack — whole), `cursor` to pass for the next page (NULL: this was the last page),
+ * `total` the number of members now. A user present during the whole scan is listed at
+ * least once; one that comes or goes meanwhile may be missing or listed twice. */
+typedef struct nt_presence_page {
+  const char *const *members;
+  size_t n;
+  const char *cursor;
+  uint64_t total;
+} nt_presence_page;
+typedef void (*nt_presence_members_cb)(void *ud, int status, const nt_presence_page *pg);
+
+/* Largest `limit` of one page: what one request may cost the store. */
+#define NT_PRESENCE_PAGE_MAX 1000
+/* Page size of a `presence` request without a limit. */
+#define NT_PRESENCE_PAGE_DEFAULT 100
+/* Members listed in `joined`; the rest are paged with `members`. */
+#define NT_PRESENCE_JOINED_MAX 100
 /* conn_get: status NT_ENOTFOUND when the connection is gone. */
 typedef void (*nt_presence_conn_cb)(void *ud, int status, const nt_conn_info *info);
 typedef void (*nt_presence_done_cb)(void *ud, int status);
+
+/* One caller's callback of any of the kinds above (implementations keep it until the
+ * outcome is known, with a tag saying which member is set). */
+typedef union nt_presence_cb {
+  nt_presence_join_cb join;
+  nt_presence_leave_cb leave;
+  nt_presence_members_cb members;
+  nt_presence_done_cb done;
+  nt_presence_conn_cb conn;
+} nt_presence_cb;
 
 typedef struct nt_presence_handler {
   /* A dead node's connection was reaped by this node (exactly one survivor reports each). */
@@ -72,8 +99,8 @@ typedef struct nt_presence_vtab {
               const char *conn_id, nt_presence_join_cb cb, void *ud);
   int (*leave)(nt_presence *p, const char *tenant, const char *room, const char *user,
                const char *conn_id, nt_presence_leave_cb cb, void *ud);
-  int (*members)(nt_presence *p, const char *tenant, const char *room,
-                 nt_presence_members_cb cb, void *ud);
+  int (*members)(nt_presence *p, const char *tenant, const char *room, const char *cursor,
+                 size_t limit, nt_presence_members_cb cb, void *ud);
   int (*conn_add)(nt_presence *p, const nt_conn_info *info, nt_presence_done_cb cb,
                   void *ud);
   int (*conn_remove)(nt_presence *p, const char *tenant, const char *conn_id,
@@ -101,10 +128,24 @@ static inline int nt_presence_leave(nt_presence *p, const char *tenant, const ch
                                     nt_presence_leave_cb cb, void *ud) {
   return p->vt->leave(p, tenant, room, user, conn_id, cb, ud);
 }
-/* room == NULL: the tenant's online users. */
+/* A page of a room's online users, or of the tenant's (room NULL): the first one with
+ * cursor NULL, the next with the cursor the previous page gave. `limit` 1..
+ * NT_PRESENCE_PAGE_MAX; a store never does more than O(limit) work for one page.
+ * NT_EINVAL for a bad id, limit or cursor (cursors are decimal, at most 20 digits). */
 static inline int nt_presence_members(nt_presence *p, const char *tenant, const char *room,
+                                      const char *cursor, size_t limit,
                                       nt_presence_members_cb cb, void *ud) {
-  return p->vt->members(p, tenant, room, cb, ud);
+  return p->vt->members(p, tenant, room, cursor, limit, cb, ud);
+}
+
+/* 0 when `cursor` is NULL or a valid cursor and limit is in 1..NT_PRESENCE_PAGE_MAX. */
+static inline int nt_presence_page_args_ok(const char *cursor, size_t limit) {
+  if (limit < 1 || limit > NT_PRESENCE_PAGE_MAX) return -1;
+  if (!cursor) return 0;
+  size_t i = 0;
+  for (; cursor[i]; i++)
+    if (cursor[i] < '0' || cursor[i] > '9' || i >= 20) return -1;
+  return i ? 0 : -1;
 }
 static inline int nt_presence_conn_add(nt_presence *p, const nt_conn_info *info,
                                        nt_presence_done_cb cb, void *ud) {
@@ -127,12 +168,15 @@ static inline void nt_presence_get_stats(nt_presence *p, nt_presence_stats *out)
  * NT_ECLOSED before it returns. The caller then runs the loop until handles are closed. */
 static inline void nt_presence_destroy(nt_presence *p) { p->vt->destroy(p); }
 
-/* In-memory presence for one process. Returns NULL on allocation failure. */
-nt_presence *nt_presence_mem_new(const nt_presence_handler *h);
+/* In-memory presence for one process on `loop`: state changes at the call, callbacks run
+ * on a later turn of `loop` in call order (an idle handle, active only while callbacks
+ * are queued, so a loop with nothing else to do returns from uv_run). Never disconnected,
+ * never calls on_state or on_online. Returns NULL on allocation failure or a NULL loop. */
+nt_presence *nt_presence_mem_new(uv_loop_t *loop, const nt_presence_handler *h);
 
 /* In-memory presence only (tests): reaps every connection registered with info.node ==
- * `node` the way survivors reap a dead node in Redis: on_conn_lost per connection,
- * on_offline once per user and room left without a connection, before it returns.
+ * `node` the way survivors reap a dead node in Redis: on_offline once per user and room
+ * left without a connection, then on_conn_lost per connection, all on a later loop turn.
  * Returns the number of connections reaped. */
 size_t nt_presence_mem_reap_node(nt_presence *p, const char *node);
 

@@ -7,7 +7,11 @@
  * reconnect without creating transitions that did not happen. */
 #include "nt_presence_lua.h"
 
+#include "nt_presence.h"
 #include "nt_subject.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* Helpers shared by the tenant scripts (B = tenant key base). */
 #define PRELUDE                                                                          \
@@ -47,6 +51,13 @@
   "  end\n"                                                                              \
   "  return true\n"                                                                      \
   "end\n"                                                                                \
+  /* page(k, cursor, n): {next cursor, {field...}} of one HSCAN of hash k. */          \
+  "local function page(k, cur, n)\n"                                                     \
+  "  local s = redis.call('HSCAN', k, cur, 'COUNT', n)\n"                                \
+  "  local f = {}\n"                                                                     \
+  "  for i = 1, #s[2], 2 do f[#f + 1] = s[2][i] end\n"                                   \
+  "  return {s[1], f}\n"                                                                 \
+  "end\n"                                                                                \
   /* forget(c, idx, off): removes everything of connection c; appends room, user pairs  \
    * of the offline transitions to off. */                                               \
   "local function forget(c, idx, off)\n"                                                 \
@@ -71,7 +82,14 @@ static const char join_lua[] = PRELUDE
     "local tr = add(c, u, r) and 1 or 0\n"
     "redis.call('SADD', B .. '" NT_KEY_CROOMS ":' .. c, r)\n"
     "redis.call('HSET', B .. '" NT_KEY_NODEIDX ":' .. ARGV[5], c, u)\n"
-    "return {tr, redis.call('HKEYS', B .. '" NT_KEY_ROOMU ":' .. r)}\n";
+    "return {tr, page(B .. '" NT_KEY_ROOMU ":' .. r, '0', " STR(NT_PRESENCE_JOINED_MAX) ")[2]}\n";
+
+/* One page of a member hash (online, or roomu:<room>): O(count) whatever the hash holds,
+ * where HKEYS would be O(tenant). */
+static const char members_lua[] = PRELUDE
+    "local k = B .. ARGV[2]\n"
+    "local s = page(k, ARGV[3], tonumber(ARGV[4]))\n"
+    "return {s[1], s[2], redis.call('HLEN', k)}\n";
 
 /* A connection that was only joined (never registered) leaves the node index with its
  * last room, so the index never keeps a connection that holds nothing. */
@@ -223,6 +241,7 @@ const char *const nt_presence_lua[NT_LUA_COUNT] = {
     [NT_LUA_HEARTBEAT] = heartbeat_lua,
     [NT_LUA_CLAIM_SELF] = claim_self_lua,
     [NT_LUA_FINISH] = finish_lua,
+    [NT_LUA_MEMBERS] = members_lua,
     [NT_LUA_GONE] = gone_lua,
 };
 
@@ -236,5 +255,6 @@ const char *const nt_presence_lua_name[NT_LUA_COUNT] = {
     [NT_LUA_HEARTBEAT] = "heartbeat",
     [NT_LUA_CLAIM_SELF] = "claim_self",
     [NT_LUA_FINISH] = "finish",
+    [NT_LUA_MEMBERS] = "members",
     [NT_LUA_GONE] = "gone",
 };

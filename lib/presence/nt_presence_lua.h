@@ -8,7 +8,8 @@
  * slot. Liveness scripts take KEYS = live, reaping, reaped (nt_key_cluster). Replies are
  * documented beside each script in nt_presence_lua.c. */
 enum {
-  NT_LUA_JOIN,        /* ARGV base conn user room node -> {transition, {members}} */
+  NT_LUA_JOIN,        /* ARGV base conn user room node -> {transition, {members}}: the
+                       * first NT_PRESENCE_JOINED_MAX or so members (HSCAN) */
   NT_LUA_LEAVE,       /* ARGV base conn room node -> transition */
   NT_LUA_CONN_ADD,    /* ARGV base conn user node -> 1 */
   NT_LUA_CONN_REMOVE, /* ARGV base conn node -> {found, {room, user, ...}} */
@@ -17,6 +18,7 @@ enum {
   NT_LUA_HEARTBEAT,   /* ARGV node ttl_ms reclaim_ms may_claim -> {status, {claimed}} */
   NT_LUA_CLAIM_SELF,  /* ARGV node -> 1 */
   NT_LUA_FINISH,      /* ARGV node -> 1 */
+  NT_LUA_MEMBERS,     /* ARGV base hash cursor count -> {cursor, {user...}, total} */
   NT_LUA_GONE,        /* ARGV base room user px -> 1 when this call announces the offline */
   NT_LUA_COUNT
 };

@@ -14,6 +14,7 @@
 
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_pct.h"
 #include "nt_presence_redis_int.h"
 #include "nt_resolve.h"
 
@@ -111,16 +112,19 @@ static void op_unlink(rop *op) {
   op->prev = op->next = NULL;
 }
 
-/* Calls the caller's callback of a failed op with `status`, at most once. */
+/* Calls the caller's callback of a failed op with `status`, at most once: the callback is
+ * forgotten, so a reply that still arrives (after destroy failed the op) reaches nobody. */
 static void op_fail(rop *op, int status) {
   int kind = op->cbkind;
+  nt_presence_cb cb = op->cb;
   op->cbkind = CB_NONE;
+  memset(&op->cb, 0, sizeof op->cb);
   switch (kind) {
-  case CB_JOIN: op->cb.join(op->ud, status, 0, NULL, 0); break;
-  case CB_LEAVE: op->cb.leave(op->ud, status, 0); break;
-  case CB_MEMBERS: op->cb.members(op->ud, status, NULL, 0); break;
-  case CB_DONE: op->cb.done(op->ud, status); break;
-  case CB_CONN: op->cb.conn(op->ud, status, NULL); break;
+  case CB_JOIN: cb.join(op->ud, status, 0, NULL, 0); break;
+  case CB_LEAVE: cb.leave(op->ud, status, 0); break;
+  case CB_MEMBERS: cb.members(op->ud, status, NULL); break;
+  case CB_DONE: cb.done(op->ud, status); break;
+  case CB_CONN: cb.conn(op->ud, status, NULL); break;
   default: break;
   }
 }
@@ -549,8 +553,8 @@ static void on_tick(uv_timer_t *t) {
 /* ---------------------------------------------------------------- operations - */
 
 static int valid4(const char *a, const char *b, const char *c, const char *d) {
-  return !nt_id_valid(a) && !nt_id_valid(b) && (!c || !nt_id_valid(c)) &&
-         (!d || !nt_id_valid(d));
+  return nt_id_valid(a) && nt_id_valid(b) && (!c || nt_id_valid(c)) &&
+         (!d || nt_id_valid(d));
 }
 
 /* Members from a reply array of strings; NULL entries for non-strings are skipped. */
@@ -650,31 +654,40 @@ static int r_leave(nt_presence *base, const char *tenant, const char *room, cons
 }
 
 static void on_members(rp *p, rop *op, redisReply *r) {
-  if (!r || r->type != REDIS_REPLY_ARRAY) return;
+  (void)p;
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+      r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_INTEGER)
+    return; /* op_fail follows */
   const char **m;
-  size_t n = reply_strings(r, &m);
+  size_t n = reply_strings(r->element[1], &m);
+  const char *next = r->element[0]->str;
+  nt_presence_page pg = {m, n, strcmp(next, "0") ? next : NULL,
+                         (uint64_t)(r->element[2]->integer > 0 ? r->element[2]->integer : 0)};
   op->cbkind = CB_NONE;
-  op->cb.members(op->ud, 0, m, n);
+  if (op->cb.members) op->cb.members(op->ud, 0, &pg);
   free(m);
 }
 
 static int r_members(nt_presence *base, const char *tenant, const char *room,
-                     nt_presence_members_cb cb, void *ud) {
+                     const char *cursor, size_t limit, nt_presence_members_cb cb, void *ud) {
   rp *p = (rp *)base;
   if (p->closing) return NT_ECLOSED;
-  if (nt_id_valid(tenant) || (room && nt_id_valid(room)) || !cb) return NT_EINVAL;
+  if (!nt_id_valid(tenant) || (room && !nt_id_valid(room)) || !cb ||
+      nt_presence_page_args_ok(cursor, limit))
+    return NT_EINVAL;
   p->st.ops++;
-  char k[NT_KEY_MAX];
-  if (!nt_rp_up(p)) {
+  char b[NT_KEY_MAX], ck[NT_KEY_MAX], what[NT_ID_MAX + 16], count[24];
+  if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
     p->st.errors++;
     return NT_ESTORE;
   }
-  if (nt_key_tenant(k, sizeof k, p->prefix, tenant, room ? NT_KEY_ROOMU : NT_KEY_ONLINE,
-                    room) < 0)
-    return NT_EINVAL;
+  if (room) snprintf(what, sizeof what, NT_KEY_ROOMU ":%s", room);
+  else snprintf(what, sizeof what, NT_KEY_ONLINE);
+  snprintf(count, sizeof count, "%zu", limit);
   rop *op = user_op(p, on_members, CB_MEMBERS, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
-  return nt_rp_send(p, op, 2, (const char *[]){"HKEYS", k}, NULL);
+  const char *a[] = {ck, b, what, cursor ? cursor : "0", count};
+  return nt_rp_script(p, op, NT_LUA_MEMBERS, 1, 5, a, NULL);
 }
 
 static void on_done(rp *p, rop *op, redisReply *r) {
@@ -747,6 +760,7 @@ static int r_conn_remove(nt_presence *base, const char *tenant, const char *conn
 static void on_conn_get(rp *p, rop *op, redisReply *r) {
   if (!r || r->type != REDIS_REPLY_ARRAY) return;
   op->cbkind = CB_NONE;
+  if (!op->cb.conn) return; /* failed by destroy already */
   if (!r->elements) {
     op->cb.conn(op->ud, NT_ENOTFOUND, NULL);
     return;
@@ -854,26 +868,14 @@ static void r_destroy(nt_presence *base) {
 
 /* ---------------------------------------------------------------- setup ------ */
 
-static int unhex(int c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Copies [s, e) percent-decoded (user info may be URL-encoded). */
+/* Copies [s, e) percent-decoded (user info may be URL-encoded); NULL when malformed. */
 static char *dup_decoded(const char *s, const char *e) {
-  char *out = malloc((size_t)(e - s) + 1), *d = out;
-  if (!out) return NULL;
-  while (s < e) {
-    if (*s == '%' && e - s >= 3 && unhex(s[1]) >= 0 && unhex(s[2]) >= 0) {
-      *d++ = (char)(unhex(s[1]) * 16 + unhex(s[2]));
-      s += 3;
-    } else {
-      *d++ = *s++;
-    }
+  size_t cap = (size_t)(e - s) + 1;
+  char *out = malloc(cap);
+  if (out && nt_pct_decode(s, cap - 1, out, cap, 0) < 0) {
+    free(out);
+    out = NULL;
   }
-  *d = '\0';
   return out;
 }
 
@@ -889,7 +891,7 @@ static int parse_url(rp *p, const char *url) {
   if (at) {
     const char *colon = memchr(s, ':', (size_t)(at - s));
     if (colon) {
-      if (colon > s) p->user = dup_decoded(s, colon);
+      if (colon > s && !(p->user = dup_decoded(s, colon))) return NT_EINVAL;
       p->pass = dup_decoded(colon + 1, at);
     } else {
       p->pass = dup_decoded(s, at);
@@ -935,7 +937,7 @@ int nt_presence_redis_open(uv_loop_t *loop, const nt_presence_redis_opts *o,
                            const nt_presence_handler *h, nt_presence **out) {
   const char *prefix = o && o->prefix ? o->prefix : "natter:", *node_id = o ? o->node_id : NULL;
   if (!loop || !o || (!o->url && !o->sentinels) || !o->sentinels != !o->master ||
-      nt_id_valid(node_id) || nt_key_prefix_check(prefix) || o->node_ttl_s <= 0 ||
+      !nt_id_valid(node_id) || nt_key_prefix_check(prefix) || o->node_ttl_s <= 0 ||
       o->refresh_s <= 0)
     return NT_EINVAL;
   double node_ttl_s = o->node_ttl_s, refresh_s = o->refresh_s;

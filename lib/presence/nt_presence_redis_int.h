@@ -77,13 +77,7 @@ struct rop {
   int urgent;               /* sent past the window (the liveness heartbeat) */
   uint64_t sent_ms;
   int cbkind;               /* CB_*: which member of cb the caller gave */
-  union {
-    nt_presence_join_cb join;
-    nt_presence_leave_cb leave;
-    nt_presence_members_cb members;
-    nt_presence_done_cb done;
-    nt_presence_conn_cb conn;
-  } cb;
+  nt_presence_cb cb;
   void *ud;
   void *ctx;                /* handler-specific */
   /* What the reply handler needs to know ("" unless nt_rp_op_ids set them): one block of

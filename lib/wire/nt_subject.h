@@ -9,11 +9,13 @@
 
 /* Returns 0 when `id` (length `len`) is a valid room/user/tenant/node id: 1..NT_ID_MAX bytes,
  * none of '.', '*', '>', whitespace, control characters (< 0x20, 0x7f), '{', '}' or ':'
- * (the last three would break Redis hash tags and key separators) and valid UTF-8.
+ * (the last three would break Redis hash tags and key separators), valid UTF-8, and no
+ * Unicode whitespace (U+00A0, U+2000..U+200A, U+3000...), C1 control or format character
+ * (U+200B zero-width space, U+202E right-to-left override, U+FEFF, tags...).
  * Returns NT_EINVAL otherwise. */
 int nt_id_check(const char *id, size_t len);
 
-/* Same, for a NUL-terminated string. */
+/* Returns 1 when the NUL-terminated `id` passes nt_id_check, 0 otherwise (NULL included). */
 int nt_id_valid(const char *id);
 
 /* Subject builders. Each writes a NUL-terminated subject into `out` (capacity `cap`) and
@@ -21,6 +23,8 @@ int nt_id_valid(const char *id);
  * small. Ids are validated here, so a built subject can never contain a wildcard. */
 int nt_subject_room(char *out, size_t cap, const char *tenant, const char *room);
 int nt_subject_user(char *out, size_t cap, const char *tenant, const char *user);
+/* "natter.user.<tenant>.*": every user of a tenant (one subscription instead of many). */
+int nt_subject_user_all(char *out, size_t cap, const char *tenant);
 int nt_subject_node(char *out, size_t cap, const char *node_id);
 int nt_subject_presence(char *out, size_t cap, const char *tenant, const char *room);
 /* kind: "connect" | "disconnect" | "join" | "leave". */
@@ -41,7 +45,7 @@ int nt_key_tenant(char *out, size_t cap, const char *prefix, const char *tenant,
 int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
                 const char *node_id);
 
-/* Presence key layout (DESIGN §4; nt_presence_redis.c and its Lua scripts). One tenant's
+/* Presence key layout (docs/presence.md "Key layout"; nt_presence_redis.c and its Lua scripts). One tenant's
  * keys are "<prefix>{<tenant>}:<name>" and share a Redis Cluster slot:
  *   conns              hash connId -> user: the tenant's registered connections
  *   online             hash user -> registered connections (the tenant's online users)
@@ -87,10 +91,13 @@ int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what);
  * republishes each stored message, with its sequence, on
  * natter.live.room.<tenant>.<room>, where nodes subscribe while history is on.
  * nt_subject_live_of() maps a room subject to its live subject and nt_subject_room_of()
- * back (both return the length, or NT_EINVAL for a subject of another kind, or
- * NT_ETOOLARGE). The stream's RePublish rule is spelled from the two prefixes. */
+ * back (both return the length, or NT_EINVAL for a subject of another kind or one that is
+ * not exactly "<prefix><tenant>.<room>" with valid ids, or NT_ETOOLARGE). The stream's RePublish rule is spelled from the two prefixes. */
 #define NT_SUBJECT_ROOM_PREFIX "natter.room."
 #define NT_SUBJECT_LIVE_PREFIX "natter.live.room."
+/* The prefixes of the other subject kinds, for code that dispatches on a subject's kind. */
+#define NT_SUBJECT_USER_PREFIX "natter.user."
+#define NT_SUBJECT_PRESENCE_PREFIX "natter.presence."
 int nt_subject_live_of(char *out, size_t cap, const char *room_subject);
 int nt_subject_room_of(char *out, size_t cap, const char *live_subject);
 

@@ -49,6 +49,8 @@ struct nt_auth {
   size_t ec_half; /* ES*: bytes of r (and of s) in the raw JWS signature */
   char default_tenant[NT_ID_MAX + 1]; /* "" when tokens must name their tenant */
   int64_t leeway_s;
+  char *audience; /* NULL: not checked */
+  char *issuer;   /* NULL: not checked */
 };
 
 static const struct {
@@ -134,7 +136,7 @@ int nt_auth_new(const nt_auth_cfg *cfg, nt_auth **out, char *err, size_t errcap)
     return cfg_fail(err, errcap, "leeway must be 0..%d seconds", LEEWAY_MAX_S);
 
   const char *dt = cfg->default_tenant ? cfg->default_tenant : "";
-  if (dt[0] && nt_id_valid(dt) != 0)
+  if (dt[0] && !nt_id_valid(dt))
     return cfg_fail(err, errcap, "default tenant is not a valid id");
 
   nt_auth *a = calloc(1, sizeof *a);
@@ -147,6 +149,11 @@ int nt_auth_new(const nt_auth_cfg *cfg, nt_auth **out, char *err, size_t errcap)
   memcpy(a->default_tenant, dt, strlen(dt) + 1);
 
   int rc = 0;
+  if ((cfg->audience && cfg->audience[0] && !(a->audience = strdup(cfg->audience))) ||
+      (cfg->issuer && cfg->issuer[0] && !(a->issuer = strdup(cfg->issuer)))) {
+    nt_auth_free(a);
+    return NT_ENOMEM;
+  }
   if (a->kind == KEY_HMAC) {
     /* Never hand libjwt an empty key: jwt_decode() without one skips signature
      * verification altogether and accepts any token. */
@@ -185,6 +192,8 @@ void nt_auth_free(nt_auth *a) {
   free(a->key);
   EVP_PKEY_free(a->pkey);
   EVP_MD_free(a->md);
+  free(a->audience);
+  free(a->issuer);
   free(a);
 }
 
@@ -339,6 +348,20 @@ static int internal_error(const char **why) {
   return NT_ENOMEM;
 }
 
+static int string_is(const json_t *v, const char *want) {
+  return json_is_string(v) && json_string_length(v) == strlen(want) &&
+         !memcmp(json_string_value(v), want, json_string_length(v));
+}
+
+/* RFC 7519 §4.1.3: `aud` is one string or an array of them; the token is for us when one
+ * of them is our audience. */
+static int audience_ok(const json_t *aud, const char *want) {
+  if (string_is(aud, want)) return 1;
+  for (size_t i = 0; json_is_array(aud) && i < json_array_size(aud); i++)
+    if (string_is(json_array_get(aud, i), want)) return 1;
+  return 0;
+}
+
 /* Claims are read from our own decode of the payload segment: the signature covers the
  * segment's text, and that text has one decoding, so these are the bytes that were signed
  * (and the ones libjwt parsed, on the HS* path). */
@@ -355,6 +378,11 @@ static int check_claims(const nt_auth *a, json_t *claims, int64_t now_s, nt_iden
     if (numeric_date(v, &nbf) != 0) return reject(why, "malformed");
     if (now_s < nbf - a->leeway_s) return reject(why, "not_yet_valid");
   }
+
+  if (a->issuer && !string_is(json_object_get(claims, "iss"), a->issuer))
+    return reject(why, "wrong_issuer");
+  if (a->audience && !audience_ok(json_object_get(claims, "aud"), a->audience))
+    return reject(why, "wrong_audience");
 
   char user[NT_ID_MAX + 1], tenant[NT_ID_MAX + 1];
   v = json_object_get(claims, "sub");

@@ -23,6 +23,9 @@ typedef struct nt_auth_cfg {
   const char *default_tenant; /* tenant used when a token has neither `tenant` nor `tid`;
                                  NULL or "" means such tokens are rejected */
   int64_t leeway_s;           /* clock skew tolerated on exp/nbf (default 0) */
+  const char *audience;       /* NULL or "": `aud` not checked; else `aud` (a string or an
+                                 array of strings) must hold exactly this value */
+  const char *issuer;         /* NULL or "": `iss` not checked; else it must equal this */
 } nt_auth_cfg;
 
 /* The identity a verified token carries. `user` and `tenant` are NULL until set (verify,
@@ -56,7 +59,9 @@ int nt_auth_verify(const nt_auth *a, const char *token, int64_t now_s, nt_identi
 /* Notes on nt_auth_verify beyond the contract above:
  * - *id is written only on success and is overwritten without being cleared first, so
  *   clear an identity before reusing it. On success *why is set to NULL.
- * - More reasons: "not_yet_valid" (nbf), "invalid_sub", "invalid_tenant", "invalid_rooms";
+ * - More reasons: "not_yet_valid" (nbf), "invalid_sub", "invalid_tenant", "invalid_rooms",
+ *   "wrong_audience" (an audience is configured and `aud` is missing or does not hold it),
+ *   "wrong_issuer" (an issuer is configured and `iss` is missing or differs);
  *   a `crit` header, a `typ` other than "JWT", or an `exp`/`nbf` that is not a number
  *   give "malformed".
  * - Returns NT_ENOMEM (why "internal") when an allocation fails, NT_EINVAL when `a`,

@@ -5,10 +5,11 @@
 #include <string.h>
 
 #include "natter.pb-c.h"
-#include "nt_api.h"
 #include "nt_err.h"
+#include "nt_integ.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_pct.h"
 
 /* ================================================================ pure part ====== */
 
@@ -27,7 +28,7 @@ char *nt_authz_query_without_token(const char *target) {
     /* Keys are compared decoded, as the token lookup does ("%74oken" is "token"); a key
      * that does not decode is dropped rather than risk forwarding a token. */
     char key[16];
-    int kl = nt_api_pct_decode(p, klen, key, sizeof key);
+    int kl = nt_pct_decode(p, klen, key, sizeof key, NT_PCT_PLUS);
     int drop = kl == NT_EINVAL || (kl == 5 && !memcmp(key, "token", 5));
     if (!drop && plen) {
       if (o) out[o++] = '&';
@@ -112,6 +113,18 @@ int nt_authz_apply(const uint8_t *data, size_t len, nt_identity *id, char *reaso
 
 /* ================================================================ round trip ===== */
 
+void nt_authz_accept(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+                     size_t rest_len) {
+  if (n->draining || n->stopping || (long)n->nws >= n->max_ws) {
+    n->m.capacity_rejected++;
+    nt_identity_clear(&c->ident);
+    nt_node_refuse_upgrade(n, c, 503, n->draining ? "draining" : "at capacity");
+    return;
+  }
+  nt_node_accept_upgrade(n, c, req, rest, rest_len);
+  nt_conn_resume(c);
+}
+
 typedef struct authz_op {
   nt_node *n;
   nt_conn *c;        /* referenced until the reply */
@@ -127,13 +140,14 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
   if (nt_conn_is_open(c) && c->state == NT_CONN_HTTP && req && !n->stopped) {
     char reason[NT_AUTHZ_REASON_MAX] = "";
     int r = status ? status : nt_authz_apply(data, len, &c->ident, reason, sizeof reason);
-    if (r == 0 && (n->draining || n->stopping || (long)n->nws >= n->max_ws)) {
-      n->m.capacity_rejected++;
+    int ir = r == 0 && n->integ ? nt_integ_connect(n, c, req, op->rest, op->rest_len) : 0;
+    if (ir < 0) {
       nt_identity_clear(&c->ident);
-      nt_node_refuse_upgrade(n, c, 503, n->draining ? "draining" : "at capacity");
+      nt_node_refuse_upgrade(n, c, 503, "integration unavailable");
+    } else if (r == 0 && ir == 0) {
+      nt_authz_accept(n, c, req, op->rest, op->rest_len);
     } else if (r == 0) {
-      nt_node_accept_upgrade(n, c, req, op->rest, op->rest_len);
-      nt_conn_resume(c);
+      /* $connect decides (nt_integ.c) */
     } else {
       int st = r == NT_EFORBIDDEN ? 403 : 503;
       const char *why = r == NT_EFORBIDDEN ? (reason[0] ? reason : "denied by the authorizer")

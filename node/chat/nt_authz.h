@@ -45,4 +45,10 @@ char *nt_authz_query_without_token(const char *target);
 int nt_authz_start(struct nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                    size_t rest_len);
 
+/* Completes an upgrade decided outside the read callback (this authorizer's reply, or the
+ * integration's $connect): 503 when the node filled up or started draining meanwhile,
+ * else 101 and reading resumes. */
+void nt_authz_accept(struct nt_node *n, nt_conn *c, const nt_http_req *req,
+                     const uint8_t *rest, size_t rest_len);
+
 #endif

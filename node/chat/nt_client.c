@@ -6,10 +6,13 @@
 
 #include "nt_envelope.h"
 #include "nt_err.h"
+#include "nt_integ.h"
 #include "nt_limits.h"
+#include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
 #include "nt_proto.h"
+#include "nt_webhook.h"
 
 /* ---------------------------------------------------------------- helpers ---- */
 
@@ -42,11 +45,19 @@ static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *
 }
 
 static const char *const event_names[] = {"", "connect", "disconnect", "join", "leave"};
+/* DisconnectReason names, for webhooks */
+static const char *const reason_names[] = {"", "client_close", "timeout", "slow_consumer",
+                                           "kicked", "node_lost", "protocol_error",
+                                           "server_shutdown"};
 
 /* `node` is the node that held the connection: the reaper reports a dead node's ones. */
 static void publish_event_of(nt_node *n, const char *node, int kind, const nt_conn *c,
                              const char *tenant, const char *user, const char *conn_id,
                              const char *room, int reason) {
+  if (n->webhook) /* the event kinds are the first four webhook types */
+    nt_webhook_emit(n, kind, tenant, user, room, conn_id, node,
+                    reason > 0 && reason < (int)(sizeof reason_names / sizeof *reason_names)
+                        ? reason_names[reason] : NULL);
   char subject[NT_SUBJECT_MAX];
   if (!n->bus || nt_subject_event(subject, sizeof subject, tenant, event_names[kind]) < 0) return;
   Natter__Event ev = NATTER__EVENT__INIT;
@@ -61,7 +72,7 @@ static void publish_event_of(nt_node *n, const char *node, int kind, const nt_co
   char peer[NT_CONN_PEER_STRLEN];
   if (c && kind == NATTER__EVENT_KIND__CONNECT) {
     ev.source_ip = (char *)nt_conn_peer(c, peer);
-    ev.user_agent = c->user_agent ? c->user_agent : "";
+    ev.user_agent = (char *)(c->user_agent ? c->user_agent : "");
   }
   uint8_t buf[1024], *out;
   size_t len = nt_event_encode(&ev, buf, sizeof buf, &out);
@@ -78,6 +89,9 @@ void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char 
 
 static void publish_presence(nt_node *n, const char *tenant, const char *room,
                              const char *user, const char *conn_id, int online) {
+  if (n->webhook) /* a presence transition: decided once in the cluster */
+    nt_webhook_emit(n, online ? NT_WH_ONLINE : NT_WH_OFFLINE, tenant, user, room, conn_id,
+                    NULL, NULL);
   char subject[NT_SUBJECT_MAX];
   if (nt_subject_presence(subject, sizeof subject, tenant, room) < 0) return;
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
@@ -165,8 +179,8 @@ static void user_subscribe(nt_node *n, nt_userset *u) {
   if (t && t->wild) return;
   if (t && t->nusers > (uint32_t)n->cfg->max_user_subs) {
     char wild[NT_SUBJECT_MAX];
-    snprintf(wild, sizeof wild, "natter.user.%s.*", t->name);
-    if (nt_bus_subscribe(n->bus, wild, NULL, &t->wild) == 0) {
+    if (nt_subject_user_all(wild, sizeof wild, t->name) > 0 &&
+        nt_bus_subscribe(n->bus, wild, NULL, &t->wild) == 0) {
       n->m.user_wildcards = ++n->hub.nwild;
       nt_log_info("user wildcard subscription", "{s:s, s:I}", "subject", wild, "users",
                   (json_int_t)t->nusers);
@@ -209,6 +223,7 @@ static const int reason_map[] = {
 
 void nt_client_closing(nt_node *n, nt_conn *c) {
   if (!c->welcomed) return;
+  nt_accesslog_conn_close(c, uv_now(n->loop));
   while (c->nrooms) {
     nt_room *r = c->rooms[c->nrooms - 1].room;
     char room[NT_ID_MAX + 1];
@@ -236,7 +251,11 @@ void nt_client_closing(nt_node *n, nt_conn *c) {
   n->m.connections = n->nws;
 }
 
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c) { nt_client_closing(n, c); }
+void nt_node_on_conn_closing(nt_node *n, nt_conn *c) {
+  int welcomed = c->welcomed;
+  nt_client_closing(n, c);
+  if (n->integ) nt_integ_closing(n, c, welcomed);
+}
 
 /* ---------------------------------------------------------------- actions ---- */
 
@@ -283,22 +302,21 @@ static void on_joined(void *ud, int status, int transition, const char *const *m
   conn_op_free(op);
 }
 
-static void on_members(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c)) {
     if (status == 0)
-      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, members, n_members,
-                                         op->reqid));
+      send_frame(op->c, nt_proto_members(op->room[0] ? op->room : NULL, pg, op->reqid));
     else
       nt_client_send_error(op->n, op->c, "internal", "presence unavailable", op->reqid);
   }
   conn_op_free(op);
 }
 
-static void on_rejoined(void *ud, int status, const char *const *members, size_t n_members) {
+static void on_rejoined(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
   if (nt_conn_is_open(op->c) && status == 0)
-    send_frame(op->c, nt_proto_joined(op->room, members, n_members, op->reqid));
+    send_frame(op->c, nt_proto_joined(op->room, pg->members, pg->n, op->reqid));
   conn_op_free(op);
 }
 
@@ -327,7 +345,8 @@ static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
   if (nt_hub_conn_room(c, rq->room)) { /* already a member: answer with the members */
     conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
-    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, on_rejoined, op))
+    if (op && nt_presence_members(n->pres, c->ident.tenant, rq->room, NULL,
+                                  NT_PRESENCE_JOINED_MAX, on_rejoined, op))
       conn_op_free(op);
     return;
   }
@@ -421,8 +440,10 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
   conn_op *op = conn_op_new(n, c, rq->room, rq->reqid);
   if (!op) return;
-  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, on_members, op))
-    on_members(op, NT_ESTORE, NULL, 0);
+  if (nt_presence_members(n->pres, c->ident.tenant, rq->room, rq->cursor,
+                          rq->limit ? (size_t)rq->limit : NT_PRESENCE_PAGE_DEFAULT, on_members,
+                          op))
+    on_members(op, NT_ESTORE, NULL);
 }
 
 /* ---- $default: a NATS request on natter.route.<action>, the reply relayed ---- */
@@ -430,6 +451,11 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
 static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
   conn_op *op = ud;
   nt_node *n = op->n;
+  nt_metrics_count_route(&n->m, op->action,
+                         status == 0                 ? NT_ROUTE_REPLIED
+                         : status == NT_ENORESPONDER ? NT_ROUTE_UNKNOWN
+                         : status == NT_ETIMEOUT     ? NT_ROUTE_TIMEOUT
+                                                     : NT_ROUTE_FAILED);
   if (nt_conn_is_open(op->c)) {
     if (status == 0) {
       json_error_t jerr;
@@ -461,6 +487,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
                        size_t len) {
   char subject[NT_SUBJECT_MAX];
   if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
+    nt_metrics_count_route(&n->m, rq->action_name, NT_ROUTE_UNKNOWN);
     nt_client_send_error(n, c, "unknown_action", "unknown action", rq->reqid);
     return;
   }
@@ -519,5 +546,6 @@ void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *da
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");
     return;
   }
+  if (n->integ && nt_integ_on_message(n, c, data, len)) return; /* --integration-routes */
   nt_client_on_message(n, c, data, len);
 }

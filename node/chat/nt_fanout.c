@@ -95,7 +95,7 @@ static int renderable(const Natter__Envelope *env) {
   int needs_payload = env->kind == NATTER__KIND__ROOM_MESSAGE ||
                       env->kind == NATTER__KIND__DIRECT_MESSAGE;
   return (!needs_payload || env->payload.len > 0) && nt_utf8_valid(env->id, strlen(env->id)) &&
-         (!env->sender_user[0] || nt_id_valid(env->sender_user) == 0) &&
+         (!env->sender_user[0] || nt_id_valid(env->sender_user)) &&
          nt_utf8_valid(env->payload.data, env->payload.len);
 }
 
@@ -112,9 +112,9 @@ void nt_fanout_on_bus_msg(void *ud, const char *subject, const uint8_t *data, si
     nt_resume_on_live(n, subject, data, len, NULL);
     return;
   }
-  if (has_prefix(subject, "natter.room.") || has_prefix(subject, "natter.presence.")) {
+  if (has_prefix(subject, NT_SUBJECT_ROOM_PREFIX) || has_prefix(subject, NT_SUBJECT_PRESENCE_PREFIX)) {
     if (!(r = nt_hub_room(&n->hub, subject))) return; /* raced with the last leave */
-  } else if (has_prefix(subject, "natter.user.")) {
+  } else if (has_prefix(subject, NT_SUBJECT_USER_PREFIX)) {
     if (!(u = nt_hub_userset(&n->hub, subject))) return;
     /* a user with its own subscription gets the message through it; the tenant
      * wildcard's copy of the same message is dropped (nt_hub.h) */

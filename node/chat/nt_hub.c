@@ -45,17 +45,25 @@ nt_room *nt_hub_room(nt_hub *h, const char *subject) {
   return nt_map_get(&h->rooms, subject, strlen(subject));
 }
 
-#define USER_PREFIX_LEN (sizeof "natter.user." - 1)
+#define USER_PREFIX_LEN (sizeof NT_SUBJECT_USER_PREFIX - 1)
 
 nt_userset *nt_hub_userset(nt_hub *h, const char *subject) {
   size_t n = strlen(subject);
-  if (n <= USER_PREFIX_LEN || memcmp(subject, "natter.user.", USER_PREFIX_LEN)) return NULL;
+  if (n <= USER_PREFIX_LEN || memcmp(subject, NT_SUBJECT_USER_PREFIX, USER_PREFIX_LEN))
+    return NULL;
   return nt_map_get(&h->users, subject + USER_PREFIX_LEN, n - USER_PREFIX_LEN);
 }
 
+static const char *key_tenant(const char *key, size_t *len);
+
 int nt_hub_user_subject(const nt_userset *u, char *out, size_t cap) {
-  int n = snprintf(out, cap, "natter.user.%s", u->key);
-  return n < 0 || (size_t)n >= cap ? NT_ETOOLARGE : n;
+  size_t tl;
+  const char *t = key_tenant(u->key, &tl);
+  char tenant[NT_ID_MAX + 1];
+  if (tl > NT_ID_MAX) return NT_EINVAL;
+  memcpy(tenant, t, tl);
+  tenant[tl] = '\0';
+  return nt_subject_user(out, cap, tenant, u->key + tl + 1);
 }
 
 nt_conn *nt_hub_conn(nt_hub *h, const char *conn_id) {

@@ -65,8 +65,8 @@ void nt_hub_free(nt_hub *h);
 
 nt_room *nt_hub_room(nt_hub *h, const char *subject);     /* by room or presence subject */
 nt_userset *nt_hub_userset(nt_hub *h, const char *subject);   /* by user subject */
-/* Writes the user set's bus subject natter.user.<tenant>.<user>; returns its length or
- * NT_ETOOLARGE. */
+/* Writes the user set's bus subject natter.user.<tenant>.<user> (nt_subject_user);
+ * returns its length, NT_EINVAL or NT_ETOOLARGE. */
 int nt_hub_user_subject(const nt_userset *u, char *out, size_t cap);
 nt_conn *nt_hub_conn(nt_hub *h, const char *conn_id);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "nt_err.h"
+#include "nt_presence.h"
 #include "nt_subject.h"
 
 /* ---------------------------------------------------------------- parsing ---- */
@@ -20,6 +21,12 @@ static const struct {
     {"heartbeat", NT_ACT_HEARTBEAT}, {"presence", NT_ACT_PRESENCE},
     {"history", NT_ACT_HISTORY},
 };
+
+int nt_proto_action_of(const char *name) {
+  for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
+    if (!strcmp(actions[i].name, name)) return actions[i].action;
+  return NT_ACT_CUSTOM;
+}
 
 static int get_id(json_t *root, const char *field, int required, const char **out,
                   const char **why, const char *bad) {
@@ -46,6 +53,18 @@ static int get_u64(json_t *root, const char *field, int *has, uint64_t *out,
   if (!json_is_integer(v) || json_integer_value(v) < 0) { *why = bad; return NT_EINVAL; }
   *has = 1;
   *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+/* `limit`: absent (0) or a positive integer; above `max` it is clamped to `max`. */
+static int get_limit(json_t *root, nt_req *req, int64_t max, const char **why) {
+  json_t *l = json_object_get(root, "limit");
+  if (!l || json_is_null(l)) return 0;
+  if (!json_is_integer(l) || json_integer_value(l) < 1) {
+    *why = "limit must be a positive integer";
+    return NT_EINVAL;
+  }
+  req->limit = json_integer_value(l) > max ? max : json_integer_value(l);
   return 0;
 }
 
@@ -81,9 +100,7 @@ int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why) 
     return NT_EINVAL;
   }
   req->action_name = json_string_value(act);
-  req->action = NT_ACT_CUSTOM;
-  for (size_t i = 0; i < sizeof actions / sizeof actions[0]; i++)
-    if (!strcmp(actions[i].name, req->action_name)) req->action = actions[i].action;
+  req->action = nt_proto_action_of(req->action_name);
 
   switch (req->action) {
   case NT_ACT_JOIN:
@@ -108,22 +125,27 @@ int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why) 
     req->message = json_object_get(root, "message");
     if (!req->message) { *why = "missing message"; return NT_EINVAL; }
     return 0;
-  case NT_ACT_PRESENCE:
-    return get_id(root, "roomId", 0, &req->room, why, "invalid roomId");
-  case NT_ACT_HISTORY: {
-    if (get_id(root, "roomId", 1, &req->room, why, "invalid roomId")) return NT_EINVAL;
-    json_t *l = json_object_get(root, "limit");
-    if (l && !json_is_null(l)) {
-      if (!json_is_integer(l) || json_integer_value(l) < 1) {
-        *why = "limit must be a positive integer";
+  case NT_ACT_PRESENCE: {
+    if (get_id(root, "roomId", 0, &req->room, why, "invalid roomId") ||
+        get_limit(root, req, NT_PRESENCE_PAGE_MAX, why))
+      return NT_EINVAL;
+    json_t *cur = json_object_get(root, "cursor");
+    if (cur && !json_is_null(cur)) {
+      if (!json_is_string(cur) || nt_presence_page_args_ok(json_string_value(cur), 1)) {
+        *why = "invalid cursor";
         return NT_EINVAL;
       }
-      req->limit = json_integer_value(l);
+      req->cursor = json_string_value(cur);
     }
-    return get_u64(root, "before", &req->has_before, &req->before, why, "invalid before");
+    return 0;
   }
+  case NT_ACT_HISTORY:
+    if (get_id(root, "roomId", 1, &req->room, why, "invalid roomId") ||
+        get_limit(root, req, INT64_MAX, why))
+      return NT_EINVAL;
+    return get_u64(root, "before", &req->has_before, &req->before, why, "invalid before");
   case NT_ACT_CUSTOM:
-    if (nt_id_valid(req->action_name)) { *why = "invalid action"; return NT_EINVAL; }
+    if (!nt_id_valid(req->action_name)) { *why = "invalid action"; return NT_EINVAL; }
     return 0;
   default:
     return 0;
@@ -305,9 +327,25 @@ nt_frame *nt_proto_joined_resume(const char *room, const char *const *members, s
   return sb_frame(&b);
 }
 
-nt_frame *nt_proto_members(const char *room, const char *const *members, size_t n,
-                           const char *reqid) {
-  return room_list("members", room, members, n, reqid);
+nt_frame *nt_proto_members(const char *room, const nt_presence_page *pg, const char *reqid) {
+  sb b;
+  sb_init(&b, 96 + pg->n * 24);
+  sb_lit(&b, "{\"type\":\"members\"");
+  if (room) {
+    sb_lit(&b, ",\"roomId\":");
+    sb_str(&b, room);
+  }
+  sb_members(&b, pg->members, pg->n);
+  char num[48];
+  snprintf(num, sizeof num, ",\"total\":%llu", (unsigned long long)pg->total);
+  sb_lit(&b, num);
+  if (pg->cursor) {
+    sb_lit(&b, ",\"cursor\":");
+    sb_str(&b, pg->cursor);
+  }
+  sb_reqid(&b, reqid);
+  sb_lit(&b, "}");
+  return sb_frame(&b);
 }
 
 nt_frame *nt_proto_left(const char *room, const char *reqid) {

@@ -1,4 +1,4 @@
-/* nt_proto: client protocol v1 (DESIGN §2) — JSON text frames in, rendered frames out.
+/* nt_proto: client protocol v1 (docs/protocol.md) — JSON text frames in, rendered frames out.
  * Pure: no sockets, no node state, so every action and error is unit-tested directly. */
 #ifndef NT_PROTO_H
 #define NT_PROTO_H
@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "nt_frame.h"
+#include "nt_presence.h"
 
 enum nt_action {
   NT_ACT_JOIN = 1,
@@ -33,7 +34,8 @@ typedef struct nt_req {
   int exclude_self;
   int has_since;
   uint64_t since;
-  int64_t limit;                /* history: 0 when absent */
+  int64_t limit;                /* history, presence: 0 when absent */
+  const char *cursor;           /* presence: the page cursor (decimal) or NULL */
   int has_before;
   uint64_t before;
   json_t *root;
@@ -44,6 +46,8 @@ typedef struct nt_req {
  * filled whenever the requestId could be read, so the error can echo it. Never crashes on
  * any input (fuzzed). */
 int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why);
+/* The built-in action called `name` (NT_ACT_JOIN...), or NT_ACT_CUSTOM. Pure. */
+int nt_proto_action_of(const char *name);
 void nt_req_free(nt_req *req);
 
 /* Renders server frames (each returned with refs = 1; NULL on allocation failure).
@@ -56,8 +60,8 @@ nt_frame *nt_proto_joined(const char *room, const char *const *members, size_t n
 /* `joined` after a joinRoom with `since` (history): adds "recovered": true|false. */
 nt_frame *nt_proto_joined_resume(const char *room, const char *const *members, size_t n,
                                  int recovered, const char *reqid);
-nt_frame *nt_proto_members(const char *room, const char *const *members, size_t n,
-                           const char *reqid);
+/* `members`: one page of a presence list — members, total, and cursor when more follow. */
+nt_frame *nt_proto_members(const char *room, const nt_presence_page *pg, const char *reqid);
 nt_frame *nt_proto_left(const char *room, const char *reqid);
 nt_frame *nt_proto_ack(const char *id, const char *reqid);
 nt_frame *nt_proto_heartbeat(const char *reqid);

@@ -18,6 +18,9 @@
 #define BUF_MAX_ITEMS 10000   /* live messages held for one resume or one room repair */
 #define RH_COPIES 64          /* messages remembered per room to drop a late second copy */
 #define LOG_INTERVAL_MS 5000
+#define PACE_MS 5             /* a paced replay is topped up this often */
+#define PACE_STALL_MS 10000   /* a paced replay that makes no progress this long is sent at
+                               * once (and so closes a reader that does not read) */
 
 /* ================================================================ state
  *
@@ -38,10 +41,11 @@ typedef struct rh_queue {
   size_t head, len, cap;
 } rh_queue;
 
-enum { RS_BUFFER, RS_FILTER };
+enum { RS_BUFFER, RS_FILTER, RS_PACED };
 
 /* A connection resuming in a room. RS_BUFFER: its replay (or a repair of it) is being
- * read, live items are buffered. RS_FILTER: caught up, but it may have been shown
+ * read, live items are buffered. RS_PACED: `joined` is sent and the replay goes out as
+ * the socket takes it (rs_pump), live items are buffered behind it. RS_FILTER: caught up, but it may have been shown
  * messages (from the replay) that the room's live sequence has not reached yet; those are
  * skipped until the room passes `cur`, then the resumer is dropped (a plain member). */
 typedef struct resumer {
@@ -52,6 +56,7 @@ typedef struct resumer {
   int state;
   int force;                  /* accept the next item whatever its predecessor */
   int fetched, have_members, recovered;
+  uint64_t pace_at;           /* RS_PACED: last time part of the replay went out */
   char **members;
   size_t nmembers;
   char reqid[NT_REQID_MAX + 1];
@@ -227,25 +232,46 @@ static void rs_drain(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
   if (may_finish) rs_maybe_done(h, rs);
 }
 
+static void pace_start(nt_node *n);
+
+/* Sends the replay while the connection's queue is under half its bound — a replay of
+ * large messages never makes a reader that reads a slow consumer — and the buffered live
+ * items once the replay is out. What the socket does not take yet waits (RS_PACED) for the
+ * pace timer; `force` sends everything at once. */
+static void rs_pump(nt_node *n, nt_room *r, resumer *rs, int force, int may_finish) {
+  nt_resume *res = n->res;
+  size_t pace = n->cfg->send_queue_bytes / 2;
+  rh_item *it;
+  int sent = 0;
+  while ((it = q_front(&rs->replay)) != NULL) {
+    if (!force && rs->c->qbytes >= pace) break;
+    if (it->seq > rs->cur) {
+      send_item(n, rs->c, it);
+      rs->cur = it->seq;
+      res->m.replayed++;
+      sent = 1;
+    }
+    q_pop(&rs->replay);
+  }
+  if (sent || rs->state != RS_PACED) rs->pace_at = uv_now(n->loop);
+  if (rs->replay.len) {
+    if (rs->state != RS_PACED) res->m.paced++;
+    rs->state = RS_PACED;
+    pace_start(n);
+    return;
+  }
+  rs_drain(n, r, rs, may_finish);
+}
+
 /* Replay read and members known: `joined`, the replay, then what arrived meanwhile. */
 static void rs_complete(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
-  nt_resume *res = n->res;
   nt_frame *jf = nt_proto_joined_resume(r->name, (const char *const *)rs->members,
                                         rs->nmembers, rs->recovered, rs->reqid);
   if (jf) {
     nt_conn_send(rs->c, jf);
     nt_frame_unref(jf);
   }
-  rh_item *it;
-  while ((it = q_front(&rs->replay)) != NULL) {
-    if (it->seq > rs->cur) {
-      send_item(n, rs->c, it);
-      rs->cur = it->seq;
-      res->m.replayed++;
-    }
-    q_pop(&rs->replay);
-  }
-  rs_drain(n, r, rs, may_finish);
+  rs_pump(n, r, rs, 0, may_finish);
 }
 
 /* A resumer that would hold too much: give up its replay (recovered: false) and go on
@@ -274,8 +300,18 @@ static void rs_give_up(nt_node *n, nt_room *r, resumer *rs) {
   rs_complete(n, r, rs, 0);
 }
 
-/* A live item reached the room: buffered for a resumer still reading, else filtered. */
+/* A live item reached the room: buffered for a resumer still reading or replaying, else
+ * filtered. */
 static void rs_live(nt_node *n, nt_room *r, resumer *rs, const rh_item *it) {
+  if (rs->state == RS_PACED) {
+    if (rs->buf.len < BUF_MAX_ITEMS) {
+      rh_item copy = *it;
+      if (copy.f) nt_frame_ref(copy.f);
+      if (q_push(&rs->buf, &copy) == 0) return;
+      nt_frame_unref(copy.f);
+    }
+    rs_pump(n, r, rs, 1, 0); /* too much arrives meanwhile: the rest of the replay at once */
+  }
   if (rs->state == RS_BUFFER) {
     if (rs->buf.len < BUF_MAX_ITEMS) {
       rh_item copy = *it;
@@ -568,6 +604,52 @@ void nt_resume_on_fetched(void *ud, const nt_hist_result *hr) {
   free(op);
 }
 
+/* ---------------------------------------------------------------- pacing */
+
+/* Every PACE_MS while a replay is paced: tops up each paced resumer (rooms with
+ * resumers only); stops once none is left. */
+static void on_pace(uv_timer_t *t) {
+  nt_node *n = t->data;
+  uint64_t now = uv_now(n->loop);
+  int any = 0;
+  size_t iter = 0;
+  const char *k;
+  void *v;
+  while (n->res && nt_map_next(&n->hub.rooms, &iter, &k, &v)) {
+    nt_room *r = v;
+    for (resumer *rs = r->hist ? r->hist->rs : NULL, *next; rs; rs = next) {
+      next = rs->next;
+      if (rs->state != RS_PACED) continue;
+      any = 1;
+      rs_pump(n, r, rs, now - rs->pace_at > PACE_STALL_MS, 1);
+      if (!r->hist) break;
+    }
+  }
+  if (!any) uv_timer_stop(t);
+}
+
+static void pace_closed(uv_handle_t *h) { free(h); }
+
+static void pace_start(nt_node *n) {
+  nt_resume *res = n->res;
+  if (!res->pace) {
+    res->pace = malloc(sizeof *res->pace);
+    if (!res->pace || uv_timer_init(n->loop, res->pace)) {
+      free(res->pace);
+      res->pace = NULL;
+      return; /* the replay goes on with the next live item or the buffer's overflow */
+    }
+    res->pace->data = n;
+  }
+  if (!uv_is_active((uv_handle_t *)res->pace))
+    uv_timer_start(res->pace, on_pace, PACE_MS, PACE_MS);
+}
+
+static void pace_close(nt_resume *res) {
+  if (res->pace) uv_close((uv_handle_t *)res->pace, pace_closed);
+  res->pace = NULL;
+}
+
 /* ================================================================ public */
 
 int nt_resume_attach(nt_node *n, nt_history *h) {
@@ -588,6 +670,7 @@ void nt_resume_close(nt_node *n) {
   nt_resume *res = n->res;
   if (!res || !res->h) return;
   nt_history *h = res->h;
+  pace_close(res);
   res->h = NULL; /* reads failing now find no history to start more */
   nt_history_destroy(h);
 }
@@ -616,6 +699,7 @@ void nt_resume_free(nt_node *n) {
       r->hist = NULL;
     }
   }
+  pace_close(res);
   if (res->h) nt_history_destroy(res->h);
   free(res);
   n->res = NULL;
@@ -707,57 +791,42 @@ int nt_resume_joined(nt_node *n, nt_conn *c, const char *room, const char *const
   return 1;
 }
 
-static void metric(char *buf, size_t cap, size_t *len, const char *name, const char *type,
-                   const char *help, const char *labels, unsigned long long v, int head) {
-  if (*len >= cap) return;
-  int w = head ? snprintf(buf + *len, cap - *len,
-                          "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s%s %llu\n",
-                          name, help, name, type, name, labels ? labels : "", v)
-               : snprintf(buf + *len, cap - *len, "natter_%s%s %llu\n", name,
-                          labels ? labels : "", v);
-  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
-  else buf[*len] = '\0';
-}
-
-size_t nt_resume_metrics(nt_node *n, char *buf, size_t cap) {
+void nt_resume_metrics(nt_node *n, nt_prom *w) {
   nt_resume *res = n->res;
-  size_t l = 0;
-  if (!res || cap == 0) return 0;
-  buf[0] = '\0';
+  if (!res) return;
   nt_hist_stats hs = {0};
   if (res->h) nt_history_get_stats(res->h, &hs);
-  metric(buf, cap, &l, "history_storing", "gauge",
-         "1 while room messages are stored (0: history down, live-only delivery).", NULL,
-         (unsigned)hs.storing, 1);
-  metric(buf, cap, &l, "history_outages_total", "counter",
-         "Changes from storing to live-only delivery.", NULL, hs.outages, 1);
-  metric(buf, cap, &l, "history_published_total", "counter",
-         "Room messages published through the history.", NULL, hs.published, 1);
-  metric(buf, cap, &l, "history_stored_total", "counter",
-         "Room messages confirmed stored.", NULL, hs.stored, 1);
-  metric(buf, cap, &l, "history_live_only_total", "counter",
-         "Room messages published live-only while the history was down.", NULL,
-         hs.live_only + hs.resent, 1);
-  metric(buf, cap, &l, "history_fetch_errors_total", "counter",
-         "History reads that failed.", NULL, hs.fetch_errors, 1);
-  metric(buf, cap, &l, "history_gaps_total", "counter",
-         "Missed live messages detected by sequence.", NULL, res->m.gaps, 1);
-  metric(buf, cap, &l, "history_gaps_repaired_total", "counter",
-         "Gaps filled from the history before delivering further.", NULL,
-         res->m.gaps_repaired, 1);
-  metric(buf, cap, &l, "history_gaps_unrepaired_total", "counter",
-         "Gaps that could not be filled (expired, history down, too slow).", NULL,
-         res->m.gaps_unrepaired, 1);
-  metric(buf, cap, &l, "history_duplicates_dropped_total", "counter",
+  nt_prom_metric(w, "history_storing", "gauge",
+         "1 while room messages are stored (0: history down, live-only delivery).", (unsigned)hs.storing);
+  nt_prom_metric(w, "history_outages_total", "counter",
+         "Changes from storing to live-only delivery.", hs.outages);
+  nt_prom_metric(w, "history_published_total", "counter",
+         "Room messages published through the history.", hs.published);
+  nt_prom_metric(w, "history_stored_total", "counter",
+         "Room messages confirmed stored.", hs.stored);
+  nt_prom_metric(w, "history_live_only_total", "counter",
+         "Room messages published live-only while the history was down.", hs.live_only + hs.resent);
+  nt_prom_metric(w, "history_over_quota_total", "counter",
+         "Room messages published live-only because their tenant was over "
+         "--history-tenant-bytes or the message over --history-max-msg-bytes.", hs.over_quota);
+  nt_prom_metric(w, "history_fetch_errors_total", "counter",
+         "History reads that failed.", hs.fetch_errors);
+  nt_prom_metric(w, "history_gaps_total", "counter",
+         "Missed live messages detected by sequence.", res->m.gaps);
+  nt_prom_metric(w, "history_gaps_repaired_total", "counter",
+         "Gaps filled from the history before delivering further.", res->m.gaps_repaired);
+  nt_prom_metric(w, "history_gaps_unrepaired_total", "counter",
+         "Gaps that could not be filled (expired, history down, too slow).", res->m.gaps_unrepaired);
+  nt_prom_metric(w, "history_duplicates_dropped_total", "counter",
          "Messages not delivered again (sequence already delivered, or the second copy of a "
-         "late-acknowledged message).", NULL, res->m.dups, 1);
-  metric(buf, cap, &l, "history_resumes_total", "counter",
-         "joinRoom with since, by outcome.", "{recovered=\"true\"}", res->m.recovered, 1);
-  metric(buf, cap, &l, "history_resumes_total", "counter", NULL, "{recovered=\"false\"}",
-         res->m.not_recovered, 0);
-  metric(buf, cap, &l, "history_replayed_total", "counter",
-         "Stored messages replayed to resuming connections.", NULL, res->m.replayed, 1);
-  metric(buf, cap, &l, "history_pages_total", "counter",
-         "History pages requested (action and HTTP API).", NULL, res->m.pages, 1);
-  return l;
+         "late-acknowledged message).", res->m.dups);
+  nt_prom_head(w, "history_resumes_total", "counter", "joinRoom with since, by outcome.");
+  nt_prom_sample(w, "history_resumes_total", "{recovered=\"true\"}", res->m.recovered);
+  nt_prom_sample(w, "history_resumes_total", "{recovered=\"false\"}", res->m.not_recovered);
+  nt_prom_metric(w, "history_replayed_total", "counter",
+         "Stored messages replayed to resuming connections.", res->m.replayed);
+  nt_prom_metric(w, "history_replays_paced_total", "counter",
+         "Replays larger than half the send queue, sent as the socket took them.", res->m.paced);
+  nt_prom_metric(w, "history_pages_total", "counter",
+         "History pages requested (action and HTTP API).", res->m.pages);
 }

@@ -20,6 +20,7 @@
 
 #include "nt_bus.h"
 #include "nt_history.h"
+#include "nt_prom.h"
 
 struct nt_node;
 struct nt_room;
@@ -93,9 +94,8 @@ typedef void (*nt_resume_page_cb)(void *ud, int status, const char *body, size_t
 int nt_resume_api_page(struct nt_node *n, const char *tenant, const char *room,
                        uint64_t before, size_t limit, nt_resume_page_cb cb, void *ud);
 
-/* Appends the history metrics (Prometheus text) to buf (capacity cap, NUL-terminated);
- * returns the bytes written. */
-size_t nt_resume_metrics(struct nt_node *n, char *buf, size_t cap);
+/* Writes the history metrics (Prometheus text) to `w`; nothing when history is off. */
+void nt_resume_metrics(struct nt_node *n, nt_prom *w);
 
 #define NT_HISTORY_LIMIT_DEFAULT 50
 #define NT_HISTORY_LIMIT_MAX 500

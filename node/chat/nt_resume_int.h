@@ -18,9 +18,10 @@ struct nt_resume {
   size_t replay_max;
   uint64_t next_id;
   uint64_t log_at;
+  uv_timer_t *pace;            /* tops up paced replays (nt_resume.c); NULL until needed */
   struct {
     uint64_t resumes, recovered, not_recovered, replayed, gaps, gaps_repaired,
-        gaps_unrepaired, dups, live_only, pages, page_errors, overflows;
+        gaps_unrepaired, dups, live_only, pages, page_errors, overflows, paced;
   } m;
 };
 

@@ -2,6 +2,7 @@
  * GET /v1/tenants/{t}/rooms/{r}/messages (docs/history.md). Loop thread only. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nt_envelope.h"
 #include "nt_err.h"
@@ -29,6 +30,25 @@ static size_t page_items(const nt_hist_result *hr, nt_proto_hist_item *items,
   return k;
 }
 
+/* A page is cut to what fits in half a connection's send queue, so the reply never closes
+ * its reader as a slow consumer: the oldest messages are dropped (the page still ends at
+ * the newest, `hasMore` says older ones exist, and `before` = the first seq shown goes
+ * on). At least one message is kept — it is at most --max-message-bytes. Returns the
+ * index of the first item kept. */
+static size_t page_fit(const nt_node *n, const nt_proto_hist_item *items, size_t k,
+                       int *more) {
+  size_t budget = n->cfg->send_queue_bytes / 2, used = 0, first = k;
+  while (first > 0) {
+    const nt_proto_hist_item *it = &items[first - 1];
+    size_t sz = it->len + strlen(it->id) + (it->user ? strlen(it->user) : 0) + 96;
+    if (first < k && used + sz > budget) break;
+    used += sz;
+    first--;
+  }
+  if (first > 0) *more = 1;
+  return first;
+}
+
 static const char *page_error(int status) {
   return status == NT_ETIMEOUT ? "timeout" : "internal";
 }
@@ -40,11 +60,13 @@ void nt_resume_page_done(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
   int status = hr->status;
   if (status == 0 && hr->n && (!items || !envs)) status = NT_ENOMEM;
   size_t k = status == 0 ? page_items(hr, items, envs) : 0;
+  int more = hr->more;
+  size_t first = k ? page_fit(n, items, k, &more) : 0;
   if (status && res) res->m.page_errors++;
   if (op->kind == F_PAGE) {
     if (nt_conn_is_open(op->c)) {
       if (status == 0) {
-        nt_frame *f = nt_proto_history(op->room, items, k, hr->more, op->reqid);
+        nt_frame *f = nt_proto_history(op->room, items + first, k - first, more, op->reqid);
         if (f) {
           nt_conn_send(op->c, f);
           nt_frame_unref(f);
@@ -59,8 +81,8 @@ void nt_resume_page_done(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
     nt_conn_unref(op->c);
   } else {
     size_t len = 0;
-    char *body = status == 0 ? nt_proto_history_json(op->tenant, op->room, items, k,
-                                                     hr->more, &len)
+    char *body = status == 0 ? nt_proto_history_json(op->tenant, op->room, items + first,
+                                                     k - first, more, &len)
                              : NULL;
     if (status == 0 && !body) status = NT_ENOMEM;
     op->cb(op->ud, status, body, len);

@@ -170,6 +170,31 @@ void nt_conn_close_after_flush(nt_conn *c, int why) {
 
 /* ---------------------------------------------------------------- queue ------ */
 
+/* What may wait in the queue before reading pauses: the send queue bound on WebSockets;
+ * on the API, one answer's worth — pipelined requests are parsed only while the answers
+ * before them have (nearly) left. */
+#define API_PIPELINE_BYTES (64u << 10)
+static size_t pause_bound(const nt_conn *c) {
+  return c->api ? API_PIPELINE_BYTES : nt_node_send_queue_bytes(c->node);
+}
+
+static void http_input(nt_conn *c, const uint8_t *data, size_t len);
+static void take_held(nt_conn *c, void (*input)(nt_conn *, const uint8_t *, size_t));
+
+/* After a flush: reading resumes once the queue is down to half its bound, and an API
+ * connection parses what it held back. */
+static void queue_resume(nt_conn *c) {
+  if (!c->qpaused || c->handle_closing || c->qbytes > pause_bound(c) / 2) return;
+  c->qpaused = 0;
+  nt_conn_ref(c);
+  if (c->state == NT_CONN_HTTP && c->api && !c->http_busy && !c->shutdown_after_flush)
+    take_held(c, http_input);
+  if (!c->qpaused && !c->handle_closing && !c->http_busy && !c->shutdown_after_flush &&
+      (c->state == NT_CONN_WS || c->state == NT_CONN_HTTP))
+    nt_conn_set_reading(c, 1);
+  nt_conn_unref(c);
+}
+
 static int queue_push(nt_conn *c, nt_frame *f) {
   if (c->qtail == c->qcap) {
     if (c->qhead > 0 && c->qhead >= c->qcap / 2) {
@@ -189,6 +214,13 @@ static int queue_push(nt_conn *c, nt_frame *f) {
   c->q[c->qtail++] = nt_frame_ref(f);
   c->qbytes += f->len;
   nt_node_mark_dirty(c->node, c);
+  /* Output natter is not allowed to refuse (pongs and closes wslay writes, API answers)
+   * still counts: past the bound the connection stops being read, so a peer that sends
+   * without reading (125-byte pings, pipelined requests) cannot make the queue grow. */
+  if (!c->qpaused && c->qbytes > pause_bound(c)) {
+    c->qpaused = 1;
+    nt_conn_set_reading(c, 0);
+  }
   return 0;
 }
 
@@ -264,7 +296,10 @@ static size_t fill_iov(nt_conn *c, struct iovec *iov, size_t max) {
   return n;
 }
 
-void nt_conn_flush(nt_conn *c) { c->tp->flush(c); }
+void nt_conn_flush(nt_conn *c) {
+  c->tp->flush(c);
+  queue_resume(c);
+}
 
 static void tcp_flush(nt_conn *c) {
   if (c->handle_closing) return;
@@ -404,7 +439,8 @@ static int ws_ensure(nt_conn *c) {
   return 0;
 }
 
-static void fb_scan(nt_conn *c, const uint8_t *p, size_t n) {
+/* Returns 0, or -1 when a message has more than NT_WS_MAX_FRAGMENTS frames. */
+static int fb_scan(nt_conn *c, const uint8_t *p, size_t n) {
   while (n) {
     if (c->fb_left) {
       size_t k = n < c->fb_left ? n : (size_t)c->fb_left;
@@ -426,11 +462,17 @@ static void fb_scan(nt_conn *c, const uint8_t *p, size_t n) {
       for (size_t i = 0; i < ext; i++) len = (len << 8) | c->fb_hdr[2 + i];
     }
     int fin = c->fb_hdr[0] & 0x80, op = c->fb_hdr[0] & 0x0f;
-    if (op == 0x1 || op == 0x2) c->fb_frag = !fin;
-    else if (op == 0x0 && fin) c->fb_frag = 0;
+    if (op == 0x1 || op == 0x2) {
+      c->fb_frag = !fin;
+      c->fb_nfrag = 1;
+    } else if (op == 0x0) {
+      if (fin) c->fb_frag = 0;
+      if (++c->fb_nfrag > NT_WS_MAX_FRAGMENTS) return -1;
+    }
     c->fb_left = len;
     c->fb_have = 0;
   }
+  return 0;
 }
 
 /* Frees the context when nothing is half-parsed, nothing waits to be written by wslay and
@@ -475,7 +517,12 @@ static void ws_pump(nt_conn *c, const uint8_t *data, size_t len) {
     nt_conn_abort(c, NT_CLOSE_PROTOCOL);
     return;
   }
-  fb_scan(c, data, len);
+  if (c->shutdown_after_flush) return; /* closing: nothing more is parsed */
+  if (fb_scan(c, data, len)) {
+    nt_conn_ws_close(c, 1009, "message too fragmented", NT_CLOSE_PROTOCOL);
+    nt_conn_close_after_flush(c, NT_CLOSE_PROTOCOL);
+    return;
+  }
   ws_input outer = ws_in;
   ws_in.p = data;
   ws_in.n = len;
@@ -598,6 +645,10 @@ static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
       break;
     }
     nt_http_parser_reset(c->http);
+    if (c->qpaused) { /* answers are waiting: the rest is parsed once they have left */
+      if (hold_input(c, data, len)) nt_conn_abort(c, NT_CLOSE_CLIENT);
+      break;
+    }
   }
   c->http_dispatching = 0;
 }
@@ -630,7 +681,7 @@ void nt_conn_http_done(nt_conn *c, int keep_alive) {
   nt_http_parser_reset(c->http);
   c->connected_at = uv_now(nt_node_loop(c->node));
   take_held(c, http_input);
-  if (c->state == NT_CONN_HTTP && !c->http_busy && !c->shutdown_after_flush)
+  if (c->state == NT_CONN_HTTP && !c->http_busy && !c->shutdown_after_flush && !c->qpaused)
     nt_conn_set_reading(c, 1);
   nt_conn_unref(c);
 }

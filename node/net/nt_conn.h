@@ -113,6 +113,8 @@ typedef struct nt_conn {
                                    ciphertext): flushed on UV_WRITABLE, not per loop turn */
   unsigned events : 2;          /* UV_READABLE | UV_WRITABLE the poll handle watches now */
   unsigned ping_sent : 1;       /* a ping went out since the client was last heard */
+  unsigned qpaused : 1;         /* reading paused: the queue is over its bound (pongs,
+                                   pipelined API answers), resumed once it drains */
   uint8_t fb_hdr[14];           /* frame tracker: header bytes of the current frame */
 
   /* outbound queue: frames[qhead..qtail), first one partly written at qoff; q is qin
@@ -153,7 +155,14 @@ typedef struct nt_conn {
   uint8_t peer[16];             /* source address, binary (nt_conn_peer formats it): the
                                    socket's, or the trusted X-Forwarded-For first hop */
   uint8_t peer_family;          /* 0 unknown, 4 (peer[0..3]) or 6 */
+  uint16_t fb_nfrag;            /* frame tracker: frames of the fragmented message so far
+                                   (fits in the struct's tail padding) */
 } nt_conn;
+
+/* Frames one fragmented message may have: wslay keeps a buffer per fragment, so 65,000
+ * one-byte continuations would cost ~100 bytes each against a 64 KiB message limit. Past
+ * it the connection is closed with 1009 ("message too fragmented"). */
+#define NT_WS_MAX_FRAGMENTS 1024
 
 /* Liveness stamps keep the low 32 bits of uv_now() (ms): ages are unsigned differences,
  * exact below 49 days. Every stamp is young by construction: the idle timeout closes a

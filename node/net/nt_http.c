@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "nt_err.h"
+#include "nt_pct.h"
 
 /* Longest name in the table below is "Sec-WebSocket-Extensions" (24): a name that does not
  * fit cannot be one we keep, so it is skipped without being stored. */
@@ -36,9 +37,16 @@ struct nt_http_parser {
   char name[NAME_MAX_LEN];
   sbuf target;
   sbuf hdr[NT_HDR_COUNT];
+  sbuf all;          /* every header as sent: "name:value" lines joined by '\n' */
   uint8_t *body;
   size_t body_cap;
   size_t body_expect; /* announced Content-Length, 0 when chunked or absent */
+  /* the head's line scanner (strict_head): what http_parser lets through */
+  uint32_t sc_line;   /* bytes of the current line so far */
+  uint32_t sc_lines;  /* complete non-empty lines */
+  uint8_t sc_cr;      /* the previous byte was CR */
+  uint8_t sc_colon;   /* the current line has had its ':' */
+  uint8_t sc_done;    /* the empty line ending the head was seen */
   nt_http_req req;
 };
 
@@ -126,7 +134,9 @@ static int on_header_field(http_parser *hp, const char *at, size_t n) {
     if (p->last_cb == CB_VALUE) trim_value(p);
     p->name_len = 0;
     p->last_cb = CB_FIELD;
+    if (p->all.len && sbuf_append(&p->all, "\n", 1) != 0) return fail(p, 500);
   }
+  if (sbuf_append(&p->all, at, n) != 0) return fail(p, 500);
   /* A name longer than the buffer cannot be one we keep: mark it and stop copying. */
   if (p->name_len > NAME_MAX_LEN || n > NAME_MAX_LEN - p->name_len) {
     p->name_len = NAME_MAX_LEN + 1;
@@ -149,6 +159,9 @@ static int lookup_header(const nt_http_parser *p) {
 static int on_header_value(http_parser *hp, const char *at, size_t n) {
   nt_http_parser *p = hp->data;
   if (p->state != ST_HEAD) return 0;
+  if ((p->last_cb == CB_FIELD && sbuf_append(&p->all, ":", 1) != 0) ||
+      (n && sbuf_append(&p->all, at, n) != 0))
+    return fail(p, 500);
   if (p->last_cb == CB_FIELD) {
     p->last_cb = CB_VALUE;
     p->cur = lookup_header(p);
@@ -169,6 +182,8 @@ static int on_header_value(http_parser *hp, const char *at, size_t n) {
 static int on_headers_complete(http_parser *hp) {
   nt_http_parser *p = hp->data;
   if (check_version(p) != 0) return -1;
+  /* RFC 9112 §3.2: a 1.1 request without Host is 400 */
+  if (hp->http_minor >= 1 && !p->hdr[NT_HDR_HOST].s) return fail(p, 400);
   if (p->last_cb == CB_VALUE) trim_value(p);
   p->state = ST_BODY;
   /* Refuse an announced oversized body before reading any of it. */
@@ -208,6 +223,8 @@ static int on_message_complete(http_parser *hp) {
   r->target = p->target.s;
   r->path_len = r->target ? strcspn(r->target, "?#") : 0;
   for (int i = 0; i < NT_HDR_COUNT; i++) r->hdr[i] = p->hdr[i].s;
+  r->headers = p->all.s ? p->all.s : "";
+  r->headers_len = p->all.len;
   r->body = r->body_len ? p->body : NULL;
   r->keep_alive = http_should_keep_alive(hp) ? 1 : 0;
   r->upgrade = hp->upgrade ? 1 : 0;
@@ -247,6 +264,7 @@ nt_http_parser *nt_http_parser_new(size_t max_header_bytes, size_t max_body_byte
 static void release(nt_http_parser *p) {
   sbuf_free(&p->target);
   for (int i = 0; i < NT_HDR_COUNT; i++) sbuf_free(&p->hdr[i]);
+  sbuf_free(&p->all);
   free(p->body);
   p->body = NULL;
   p->body_cap = 0;
@@ -270,6 +288,37 @@ void nt_http_parser_reset(nt_http_parser *p) {
   http_parser_init(&p->hp, HTTP_REQUEST);
   p->hp.data = p;
   p->cur = -1;
+}
+
+/* RFC 9112 strictness http_parser does not have: every head line ends with CRLF (a bare
+ * LF is 400, §2.2), and a header field name is followed by ':' directly — whitespace
+ * before the colon (`Transfer-Encoding : chunked`, which proxies may read differently, a
+ * smuggling vector) or a line that starts with whitespace (obs-fold) is 400 (§5.1, §5.2).
+ * Scans data[0..n) up to the end of the head only; returns 0, or -1 after fail(). */
+static int strict_head(nt_http_parser *p, const char *data, size_t n) {
+  for (size_t i = 0; i < n && !p->sc_done; i++) {
+    char ch = data[i];
+    if (ch == '\n') {
+      if (!p->sc_cr) return fail(p, 400);
+      p->sc_cr = 0;
+      if (p->sc_line == 1) { /* just "\r": an empty line */
+        if (p->sc_lines) p->sc_done = 1; /* (empty lines before the request line are skipped) */
+      } else {
+        p->sc_lines++;
+      }
+      p->sc_line = 0;
+      p->sc_colon = 0;
+      continue;
+    }
+    if (p->sc_cr) return fail(p, 400); /* a CR not followed by LF */
+    p->sc_cr = ch == '\r';
+    if (p->sc_lines > 0 && !p->sc_colon && !p->sc_cr) { /* a header field name */
+      if (ch == ':') p->sc_colon = 1;
+      else if (ch == ' ' || ch == '\t') return fail(p, 400);
+    }
+    p->sc_line++;
+  }
+  return 0;
 }
 
 /* Status for an error http_parser found itself (not one of our callbacks). */
@@ -304,6 +353,7 @@ int nt_http_feed(nt_http_parser *p, const char *data, size_t len, size_t *consum
       if (chunk > p->max_header - p->head_bytes) chunk = p->max_header - p->head_bytes;
     }
     int was_head = p->state == ST_HEAD;
+    if (was_head && strict_head(p, data + off, chunk)) break;
     size_t n = http_parser_execute(&p->hp, &settings, data + off, chunk);
     off += n;
     if (was_head) p->head_bytes += n;
@@ -344,50 +394,19 @@ size_t nt_http_parser_held(const nt_http_parser *p) {
  * Query strings and token lists
  * ------------------------------------------------------------------------------------- */
 
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-/* Decodes one character of a query component at s[*i] (ending at `end`); returns the
- * byte, or -1 for a malformed escape. %00 is refused: values end up as C strings (tokens,
- * ids) and an embedded NUL would silently cut them. */
-static int decode_at(const char *s, size_t end, size_t *i) {
-  char c = s[*i];
-  if (c == '+') {
-    (*i)++;
-    return ' ';
-  }
-  if (c != '%') {
-    (*i)++;
-    return (unsigned char)c;
-  }
-  if (*i + 2 >= end) return -1;
-  int hi = hexval(s[*i + 1]), lo = hexval(s[*i + 2]);
-  if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) return -1;
-  *i += 3;
-  return hi * 16 + lo;
-}
-
-/* Compares the (encoded) key s[0..n) with the plain `name`, decoding as it goes so that
- * "room%5Fid" names the same parameter as "room_id". */
+/* Compares the (encoded) key s[0..n) with the plain `name`, decoded as the value is, so
+ * that "room%5Fid" names the same parameter as "room_id". */
 static int key_equals(const char *s, size_t n, const char *name) {
-  size_t i = 0, j = 0;
-  while (i < n) {
-    int c = decode_at(s, n, &i);
-    if (c < 0 || name[j] == '\0' || (unsigned char)name[j] != c) return 0;
-    j++;
-  }
-  return name[j] == '\0';
+  char key[256];
+  return nt_pct_decode(s, n, key, sizeof key, NT_PCT_PLUS) >= 0 && strcmp(key, name) == 0;
 }
 
 int nt_http_query_param(const char *target, const char *name, char *out, size_t cap) {
   if (!target || !name || !out || cap == 0 || cap > INT_MAX) return NT_EINVAL;
   out[0] = '\0';
-  const char *q = strchr(target, '?');
-  if (!q) return NT_ENOTFOUND;
+  /* a '?' inside the fragment starts no query: "/ws#?token=x" has no token */
+  const char *q = target + strcspn(target, "?#");
+  if (*q != '?') return NT_ENOTFOUND;
   q++;
   size_t qlen = strcspn(q, "#");
   size_t pos = 0;
@@ -400,21 +419,7 @@ int nt_http_query_param(const char *target, const char *name, char *out, size_t 
     if (klen > 0 && key_equals(param, klen, name)) {
       /* First occurrence wins; a repeated parameter cannot override an earlier one. */
       const char *v = eq ? eq + 1 : param + plen;
-      size_t vlen = (size_t)(param + plen - v), i = 0, o = 0;
-      while (i < vlen) {
-        int c = decode_at(v, vlen, &i);
-        if (c < 0) {
-          out[0] = '\0';
-          return NT_EINVAL;
-        }
-        if (o + 1 >= cap) {
-          out[0] = '\0';
-          return NT_ETOOLARGE;
-        }
-        out[o++] = (char)c;
-      }
-      out[o] = '\0';
-      return (int)o;
+      return nt_pct_decode(v, (size_t)(param + plen - v), out, cap, NT_PCT_PLUS);
     }
     pos += plen + 1;
   }
@@ -508,4 +513,27 @@ char *nt_http_response(int status, const char *content_type, const void *body,
   out[(size_t)h + body_len] = '\0';
   if (out_len) *out_len = (size_t)h + body_len;
   return out;
+}
+
+int nt_http_header_next(const nt_http_req *r, size_t *pos, const char **name, size_t *nlen,
+                        const char **val, size_t *vlen) {
+  const char *h = r->headers;
+  size_t len = r->headers_len;
+  while (h && *pos < len) {
+    const char *line = h + *pos;
+    const char *nl = memchr(line, '\n', len - *pos);
+    size_t ll = nl ? (size_t)(nl - line) : len - *pos;
+    *pos += ll + (nl ? 1 : 0);
+    const char *colon = memchr(line, ':', ll);
+    if (!colon) continue;
+    const char *v = colon + 1, *e = line + ll;
+    while (v < e && is_ows(*v)) v++;
+    while (e > v && (is_ows(e[-1]) || e[-1] == '\r')) e--;
+    *name = line;
+    *nlen = (size_t)(colon - line);
+    *val = v;
+    *vlen = (size_t)(e - v);
+    return 1;
+  }
+  return 0;
 }

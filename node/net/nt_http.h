@@ -27,6 +27,9 @@ typedef struct nt_http_req {
   int keep_alive;             /* 1 when the connection may carry another request */
   int upgrade;                /* 1 when the request asks for a protocol upgrade */
   int http_minor;             /* 0 for HTTP/1.0, 1 for HTTP/1.1 */
+  const char *headers;        /* every header as sent, "name:value" lines joined by '\n'
+                                 (read with nt_http_header_next; SigV4 needs them all) */
+  size_t headers_len;
 } nt_http_req;
 
 typedef struct nt_http_parser nt_http_parser;
@@ -54,8 +57,16 @@ int nt_http_parser_status(const nt_http_parser *p);
 /* Forgets the current request and prepares for the next one on the same connection. */
 void nt_http_parser_reset(nt_http_parser *p);
 
-/* Bytes held by the parser for the request in progress (for memory accounting). */
+/* Bytes held by the parser for the request in progress: what bounds a connection's HTTP
+ * memory (at most about twice --max-header-bytes plus twice the body limit). The unit
+ * tests and tests/fuzz/fuzz_http.c check that bound with it. */
 size_t nt_http_parser_held(const nt_http_parser *p);
+
+/* Iterates over every header of `r` in the order sent: start with *pos = 0; returns 1 with
+ * the name and the value (without surrounding whitespace; neither NUL-terminated) while
+ * headers remain, then 0. Pure. */
+int nt_http_header_next(const nt_http_req *r, size_t *pos, const char **name, size_t *nlen,
+                        const char **val, size_t *vlen);
 
 /* Finds query parameter `name` in `target` and percent-decodes its value into `out`
  * (capacity `cap`, NUL-terminated). Returns the decoded length, NT_ENOTFOUND when absent,

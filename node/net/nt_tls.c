@@ -460,7 +460,3 @@ int nt_tls_attach(nt_conn *c, nt_tls_ctx *t) {
   return 0;
 }
 
-const char *nt_tls_version(const nt_conn *c) {
-  const nt_tls *s = c->tls;
-  return s && s->established ? SSL_get_version(s->ssl) : NULL;
-}

@@ -51,10 +51,6 @@ struct ssl_ctx_st *nt_tls_ctx_ssl(nt_tls_ctx *t);
  * connection is then still plain TCP, and the caller closes it). */
 int nt_tls_attach(nt_conn *c, nt_tls_ctx *t);
 
-/* "TLSv1.3" / "TLSv1.2" of an established TLS connection; NULL for TCP or before the
- * handshake completed. */
-const char *nt_tls_version(const nt_conn *c);
-
 extern const nt_transport nt_transport_tls;
 
 #endif

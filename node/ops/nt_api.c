@@ -1,7 +1,8 @@
-/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (DESIGN §5). */
+/* nt_api: HTTP API routing, admin token, and the handlers of --api-listen (docs/api.md). */
 #include "nt_api.h"
 
 #include <http_parser.h>
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -10,10 +11,13 @@
 #include <string.h>
 #include <strings.h>
 
+#include "nt_accesslog.h"
+#include "nt_api_aws.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_node_int.h"
+#include "nt_pct.h"
 #include "nt_proto.h"
 #include "nt_utf8.h"
 
@@ -27,35 +31,6 @@
 #define REGISTRY_RETRY_MS 100
 
 /* ================================================================ pure part ====== */
-
-static int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-int nt_api_pct_decode(const char *in, size_t n, char *out, size_t cap) {
-  if (!in || !out || cap == 0) return NT_EINVAL;
-  size_t o = 0;
-  for (size_t i = 0; i < n;) {
-    int ch = (unsigned char)in[i];
-    if (ch == '%') {
-      if (i + 2 >= n) return NT_EINVAL;
-      int hi = hexval(in[i + 1]), lo = hexval(in[i + 2]);
-      if (hi < 0 || lo < 0) return NT_EINVAL;
-      ch = hi * 16 + lo;
-      if (ch == 0 || ch == '/') return NT_EINVAL;
-      i += 3;
-    } else {
-      i++;
-    }
-    if (o + 1 >= cap) return NT_ETOOLARGE;
-    out[o++] = (char)ch;
-  }
-  out[o] = '\0';
-  return (int)o;
-}
 
 static void route_fail(nt_api_match *m, int status, const char *why) {
   m->route = NT_API_NONE;
@@ -88,7 +63,7 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
       route_fail(m, 404, "no such route");
       return;
     }
-    ok[ns] = nt_api_pct_decode(s, n, seg[ns], sizeof seg[ns]);
+    ok[ns] = nt_pct_decode(s, n, seg[ns], sizeof seg[ns], NT_PCT_NO_SLASH);
     if (ok[ns] < 0) seg[ns][0] = '\0';
     ns++;
     i += n + 1;
@@ -105,12 +80,14 @@ void nt_api_route(int method, const char *path, size_t path_len, nt_api_match *m
                                                                       : NT_API_METRICS;
     return;
   }
-  if (ns == 2 && LIT(0, "@connections")) {
+  /* /@connections/{id}, or /{stage}/@connections/{id} as the gateway's endpoints have it */
+  int st = ns == 3 && LIT(1, "@connections") && ok[0] > 0;
+  if ((ns == 2 && LIT(0, "@connections")) || st) {
     if (method == HTTP_GET) m->route = NT_API_CONN_GET;
     else if (method == HTTP_POST) m->route = NT_API_CONN_POST;
     else if (method == HTTP_DELETE) m->route = NT_API_CONN_DELETE;
     else return route_fail(m, 405, "use GET, POST or DELETE");
-    if (take_id(m->id, seg[1], ok[1])) route_fail(m, 400, "invalid connection id");
+    if (take_id(m->id, seg[1 + st], ok[1 + st])) route_fail(m, 400, "invalid connection id");
     return;
   }
   if (ns == 6 && LIT(0, "v1") && LIT(1, "tenants")) {
@@ -184,7 +161,9 @@ char *nt_api_error_response(int status, size_t *len) {
   size_t bl = 0;
   char *body = nt_api_error_json(nt_api_error_code(status), nt_http_reason(status), &bl);
   if (!body) return NULL;
-  char *resp = nt_http_response(status, "application/json", body, bl, NULL, 0, len);
+  char extra[96];
+  snprintf(extra, sizeof extra, "x-amzn-ErrorType: %s\r\n", nt_api_aws_error_type(status));
+  char *resp = nt_http_response(status, "application/json", body, bl, extra, 0, len);
   free(body);
   return resp;
 }
@@ -196,6 +175,7 @@ char *nt_api_error_response(int status, size_t *len) {
 static void reply(nt_node *n, nt_conn *c, int status, const char *type, const char *body,
                   size_t len, const char *extra, int keep_alive) {
   nt_metrics_count_api_status(&n->m, status);
+  nt_accesslog_end(c, status);
   if (nt_conn_is_open(c)) {
     size_t out_len;
     char *resp = nt_http_response(status, type, body, len, extra, keep_alive, &out_len);
@@ -222,9 +202,10 @@ static void reply_error(nt_node *n, nt_conn *c, int status, const char *code, co
                         int keep_alive) {
   size_t len = 0;
   char *body = nt_api_error_json(code ? code : nt_api_error_code(status), msg, &len);
-  reply(n, c, status, JSON_TYPE, body, body ? len : 0,
-        status == 401 ? "WWW-Authenticate: Bearer realm=\"natter\"\r\n" : NULL,
-        body ? keep_alive : 0);
+  char extra[160]; /* the gateway's error type, which the AWS SDKs map to their exceptions */
+  snprintf(extra, sizeof extra, "x-amzn-ErrorType: %s\r\n%s", nt_api_aws_error_type(status),
+           status == 401 ? "WWW-Authenticate: Bearer realm=\"natter\"\r\n" : "");
+  reply(n, c, status, JSON_TYPE, body, body ? len : 0, extra, body ? keep_alive : 0);
   free(body);
 }
 
@@ -288,10 +269,13 @@ char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
   json_t *rooms = json_array();
   for (uint16_t i = 0; rooms && i < c->nrooms; i++)
     json_array_append_new(rooms, json_string(c->rooms[i].room->name));
-  json_t *o = json_pack("{s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
-                        "connectionId", c->id,
-                        "connectedAt", (json_int_t)(wall - (mono - (int64_t)c->connected_at)),
-                        "lastActiveAt", (json_int_t)(wall - nt_conn_age((uint64_t)mono, c->last_active)),
+  int64_t at = wall - (mono - (int64_t)c->connected_at);
+  int64_t active = wall - nt_conn_age((uint64_t)mono, c->last_active);
+  char at_s[32], active_s[32]; /* RFC 3339, as the gateway (and its SDKs) have them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
+                        "connectionId", c->id, "connectedAt", nt_api_rfc3339(at, at_s),
+                        "lastActiveAt", nt_api_rfc3339(active, active_s),
+                        "connectedAtMs", (json_int_t)at, "lastActiveAtMs", (json_int_t)active,
                         "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
                         "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
                         "rooms", rooms);
@@ -498,74 +482,82 @@ static void handle_push(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_
   reply_json(n, c, 202, json_pack("{s:s}", "id", id), ka);
 }
 
-static void on_members(void *ud, int status, const char *const *members, size_t count) {
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
   api_op *op = ud;
   if (status) {
     op_error(op, 503, "presence store unavailable");
     return;
   }
   json_t *arr = json_array();
-  for (size_t i = 0; arr && i < count; i++)
-    json_array_append_new(arr, json_pack("{s:s}", "userId", members[i]));
+  for (size_t i = 0; arr && i < pg->n; i++)
+    json_array_append_new(arr, json_pack("{s:s}", "userId", pg->members[i]));
   reply_json(op->n, op->c, 200,
-             json_pack("{s:s, s:s, s:o*}", "tenantId", op->id, "roomId", op->sub, "members", arr),
+             json_pack("{s:s, s:s, s:o*, s:I, s:s*}", "tenantId", op->id, "roomId", op->sub,
+                       "members", arr, "total", (json_int_t)pg->total, "cursor", pg->cursor),
              op->keep_alive);
   op_free(op);
 }
 
-static void handle_presence(nt_node *n, nt_conn *c, const nt_api_match *m, int ka) {
+static int query_u64(const nt_http_req *req, const char *name, uint64_t *out);
+
+/* GET .../presence?limit=&cursor= : one page (docs/api.md). */
+static void handle_presence(nt_node *n, nt_conn *c, const nt_api_match *m,
+                            const nt_http_req *req, int ka) {
+  uint64_t limit = NT_PRESENCE_PAGE_DEFAULT;
+  char cursor[24];
+  int cl = nt_http_query_param(req->target, "cursor", cursor, sizeof cursor);
+  int has_cursor = cl != NT_ENOTFOUND;
+  if (query_u64(req, "limit", &limit) || limit < 1 || limit > NT_PRESENCE_PAGE_MAX ||
+      (has_cursor && (cl <= 0 || nt_presence_page_args_ok(cursor, 1)))) {
+    reply_error(n, c, 400, NULL, "limit must be 1..1000 and cursor a cursor a page gave", ka);
+    return;
+  }
   api_op *op = n->pres ? op_new(n, c, m, ka) : NULL;
   if (!op) {
     reply_error(n, c, 503, NULL, "presence store unavailable", ka);
     return;
   }
-  if (nt_presence_members(n->pres, m->id, m->sub, on_members, op))
-    op_error(op, 503, "presence store unavailable");
+  int rc = nt_presence_members(n->pres, m->id, m->sub, has_cursor ? cursor : NULL,
+                               (size_t)limit, on_members, op);
+  if (rc == NT_EINVAL) op_error(op, 400, "invalid cursor");
+  else if (rc) op_error(op, 503, "presence store unavailable");
 }
 
 /* ================================================================ operations ===== */
 
-static void sb_add(char *buf, size_t cap, size_t *len, const char *name, const char *type,
-                   const char *help, unsigned long long v) {
-  int w = snprintf(buf + *len, cap - *len, "# HELP natter_%s %s\n# TYPE natter_%s %s\nnatter_%s %llu\n",
-                   name, help, name, type, name, v);
-  if (w > 0 && (size_t)w < cap - *len) *len += (size_t)w;
-}
-
 static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
-  char extra[8192];
-  size_t l = 0;
-  extra[0] = '\0';
-  sb_add(extra, sizeof extra, &l, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
-  sb_add(extra, sizeof extra, &l, "http_connections", "gauge",
+  nt_prom w = NT_PROM_INIT;
+  nt_metrics_render(&n->m, &w);
+  nt_prom_metric(&w, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
+  nt_prom_metric(&w, "http_connections", "gauge",
          "Open connections not upgraded (API and pending HTTP).",
          (unsigned long long)(n->nconns - n->nws));
   if (n->bus) {
     nt_bus_stats bs;
     nt_bus_get_stats(n->bus, &bs);
-    sb_add(extra, sizeof extra, &l, "bus_connected", "gauge", "1 while connected to the message bus.",
+    nt_prom_metric(&w, "bus_connected", "gauge", "1 while connected to the message bus.",
            (unsigned)nt_bus_connected(n->bus));
-    sb_add(extra, sizeof extra, &l, "bus_messages_published_total", "counter", "Messages the bus client published.", bs.published);
-    sb_add(extra, sizeof extra, &l, "bus_messages_received_total", "counter", "Messages the bus client delivered to the node.", bs.received);
-    sb_add(extra, sizeof extra, &l, "bus_subscriptions", "gauge", "Live bus subscriptions.", bs.subscriptions);
-    sb_add(extra, sizeof extra, &l, "bus_client_reconnects_total", "counter", "Reconnections counted by the bus client.", bs.reconnects);
-    sb_add(extra, sizeof extra, &l, "bus_dropped_total", "counter", "Bus messages dropped by the client (slow delivery).", bs.dropped);
-    sb_add(extra, sizeof extra, &l, "bus_wakeups_total", "counter", "Loop wake-ups that delivered bus messages.", bs.wakeups);
+    nt_prom_metric(&w, "bus_messages_published_total", "counter", "Messages the bus client published.", bs.published);
+    nt_prom_metric(&w, "bus_messages_received_total", "counter", "Messages the bus client delivered to the node.", bs.received);
+    nt_prom_metric(&w, "bus_subscriptions", "gauge", "Live bus subscriptions.", bs.subscriptions);
+    nt_prom_metric(&w, "bus_client_reconnects_total", "counter", "Reconnections counted by the bus client.", bs.reconnects);
+    nt_prom_metric(&w, "bus_dropped_total", "counter", "Bus messages dropped by the client (slow delivery).", bs.dropped);
+    nt_prom_metric(&w, "bus_wakeups_total", "counter", "Loop wake-ups that delivered bus messages.", bs.wakeups);
   }
   if (n->pres) {
     nt_presence_stats ps;
     nt_presence_get_stats(n->pres, &ps);
-    sb_add(extra, sizeof extra, &l, "store_connected", "gauge", "1 while connected to the presence store.",
+    nt_prom_metric(&w, "store_connected", "gauge", "1 while connected to the presence store.",
            (unsigned)nt_presence_connected(n->pres));
-    sb_add(extra, sizeof extra, &l, "presence_ops_total", "counter", "Presence store operations.", ps.ops);
-    sb_add(extra, sizeof extra, &l, "presence_transitions_total", "counter", "Online/offline transitions decided.", ps.transitions);
-    sb_add(extra, sizeof extra, &l, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
-    sb_add(extra, sizeof extra, &l, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
-    sb_add(extra, sizeof extra, &l, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
-    sb_add(extra, sizeof extra, &l, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
+    nt_prom_metric(&w, "presence_ops_total", "counter", "Presence store operations.", ps.ops);
+    nt_prom_metric(&w, "presence_transitions_total", "counter", "Online/offline transitions decided.", ps.transitions);
+    nt_prom_metric(&w, "presence_reaped_nodes_total", "counter", "Dead nodes reaped by this node.", ps.reaped_nodes);
+    nt_prom_metric(&w, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
+    nt_prom_metric(&w, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
+    nt_prom_metric(&w, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
   }
-  l += nt_resume_metrics(n, extra + l, sizeof extra - l);
-  char *body = nt_metrics_render(&n->m, extra);
+  nt_resume_metrics(n, &w);
+  char *body = nt_prom_take(&w);
   if (!body) {
     reply_error(n, c, 500, NULL, "out of memory", ka);
     return;
@@ -602,8 +594,9 @@ static int query_u64(const nt_http_req *req, const char *name, uint64_t *out) {
   if (l == NT_ENOTFOUND) return 0;
   char *end;
   if (l <= 0 || v[0] < '0' || v[0] > '9') return -1;
+  errno = 0;
   unsigned long long x = strtoull(v, &end, 10);
-  if (*end) return -1;
+  if (*end || errno == ERANGE) return -1;
   *out = x;
   return 0;
 }
@@ -611,8 +604,10 @@ static int query_u64(const nt_http_req *req, const char *name, uint64_t *out) {
 static void handle_history(nt_node *n, nt_conn *c, const nt_api_match *m,
                            const nt_http_req *req, int ka) {
   uint64_t limit = 0, before = 0;
-  if (query_u64(req, "limit", &limit) || query_u64(req, "before", &before)) {
-    reply_error(n, c, 400, NULL, "limit and before must be non-negative integers", ka);
+  /* the client protocol's range (a JSON integer): nothing above is a sequence */
+  if (query_u64(req, "limit", &limit) || query_u64(req, "before", &before) ||
+      before > INT64_MAX) {
+    reply_error(n, c, 400, NULL, "limit and before must be integers from 0 to 2^63-1", ka);
     return;
   }
   api_op *op = op_new(n, c, m, ka);
@@ -634,9 +629,14 @@ void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
   int ka = req->keep_alive && !req->upgrade && !n->draining && !n->stopping;
   nt_api_match m;
   nt_api_route(req->method, req->target, req->path_len, &m);
-  nt_log_debug("api request", "{s:s, s:s%}", "method", http_method_str(req->method), "path",
-               req->target ? req->target : "", (size_t)req->path_len);
-  if (!m.is_public) {
+  nt_accesslog_begin(c, req, &m, n->cfg->admin_token); /* the line: nt_accesslog_end */
+  const char *aws_why = NULL;
+  int aws = m.is_public ? 1 : nt_api_aws_access(n->cfg, req, nt_now_ms() / 1000, &aws_why);
+  if (aws == 403) { /* logged as "api auth failed" (warn, rate-limited) by the access log */
+    reply_error(n, c, 403, NULL, aws_why, ka);
+    return;
+  }
+  if (!m.is_public && aws) { /* not SigV4-signed: the bearer admin token */
     const char *tok = n->cfg->admin_token;
     int st = nt_api_check_auth(tok, req->hdr[NT_HDR_AUTHORIZATION]);
     if (st) {
@@ -663,7 +663,7 @@ void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
   case NT_API_CONN_DELETE: handle_conn(n, c, &m, req, ka); break;
   case NT_API_ROOM_MESSAGE:
   case NT_API_USER_MESSAGE: handle_push(n, c, &m, req, ka); break;
-  case NT_API_ROOM_PRESENCE: handle_presence(n, c, &m, ka); break;
+  case NT_API_ROOM_PRESENCE: handle_presence(n, c, &m, req, ka); break;
   case NT_API_ROOM_HISTORY: handle_history(n, c, &m, req, ka); break;
   default: reply_error(n, c, 404, NULL, "no such route", ka); break;
   }

@@ -1,4 +1,4 @@
-/* nt_api: the HTTP API of --api-listen (DESIGN §5) — /@connections management, server push,
+/* nt_api: the HTTP API of --api-listen (docs/api.md) — /@connections management, server push,
  * room presence, /healthz, /readyz and /metrics, behind the admin bearer token.
  *
  * Two layers: pure functions (routing, path decoding, token comparison, JSON bodies) that
@@ -70,11 +70,6 @@ char *nt_api_error_json(const char *code, const char *message, size_t *len);
 /* A complete HTTP response (Connection: close) with the JSON error for `status`, for a
  * request the parser refused on an API connection (400, 413, 431, 505). Caller frees. */
 char *nt_api_error_response(int status, size_t *len);
-
-/* Percent-decodes `in` (`n` bytes) into out (capacity `cap`, NUL-terminated). Refuses
- * malformed escapes, %00 and an encoded '/' (a segment never spans two). Returns the
- * decoded length, NT_EINVAL or NT_ETOOLARGE. Pure. */
-int nt_api_pct_decode(const char *in, size_t n, char *out, size_t cap);
 
 /* Node glue: answers one complete request on API connection `c` (now or later) and then
  * calls nt_conn_http_done. `req` is borrowed for the call. */

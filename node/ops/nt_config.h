@@ -16,8 +16,14 @@ typedef struct nt_config {
   char *nats_tls_ca, *nats_tls_cert, *nats_tls_key; /* NATS TLS (CA; client cert + key) */
   char *node_id;             /* generated when not given */
   char *jwt_secret, *jwt_public_key, *jwt_alg;
+  char *jwt_secret_file;     /* read into jwt_secret by nt_config_parse */
+  char *jwt_audience;        /* NULL: aud not checked */
+  char *jwt_issuer;          /* NULL: iss not checked */
   char *default_tenant;
   char *admin_token;
+  char *admin_token_file;    /* read into admin_token by nt_config_parse */
+  char *aws_access_key_id, *aws_secret_access_key; /* SigV4 access to the HTTP API */
+  char *aws_secret_access_key_file; /* read into aws_secret_access_key by nt_config_parse */
   char *allowed_origins;     /* comma-separated, NULL: any */
   char *static_dir;
   char *client_js;           /* served at /natter.js instead of static_dir's file */
@@ -39,10 +45,14 @@ typedef struct nt_config {
   long history_max_per_room; /* messages kept per room */
   char *history_storage;     /* "file" | "memory" (JetStream) */
   long history_replicas;     /* JetStream stream replicas (1..5) */
+  size_t history_max_bytes;  /* all rooms together (0: 1 GiB JetStream, 64 MiB memory) */
+  size_t history_max_msg_bytes; /* largest stored envelope (0: max_message_bytes + 4 KiB) */
+  size_t history_tenant_bytes;  /* per tenant and node per max age (0: no quota) */
   char *tls_cert, *tls_key;
   char *tls_min_version;     /* "1.3" | "1.2" */
   int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */
-  int trust_proxy;           /* take the source ip from X-Forwarded-For */
+  int trust_proxy;           /* take the source ip from X-Forwarded-For (its last entry) */
+  char *trusted_proxies;     /* addresses/CIDRs of trusted proxies (nt_proxy.h), NULL: none */
   double node_ttl_s;         /* node liveness record TTL in Redis */
   double node_refresh_s;     /* node liveness refresh interval */
   int auth_request;          /* bool: ask natter.auth.connect before accepting an upgrade */
@@ -55,21 +65,50 @@ typedef struct nt_config {
   long max_conns_per_user;   /* connections of one user on this node (0: unlimited; 429) */
   size_t max_header_bytes;   /* HTTP request line + headers (431 beyond) */
   double handshake_timeout_s; /* a complete HTTP request must arrive within this */
+  /* HTTP integration (docs/integrations.md; nt_integ.c) */
+  char *integration_url;     /* NULL: off */
+  char *integration_routes;  /* comma-separated route keys sent to the integration */
+  char *route_selection_expression; /* "$request.body.<path>" */
+  double integration_timeout_s;
+  long integration_concurrency; /* in flight per node */
+  long integration_queue;    /* waiting route invocations beyond the concurrency */
+  char *integration_stage;   /* requestContext.stage */
+  /* signed webhooks (nt_webhook.c) */
+  char *webhook_url, *webhook_secret;
+  char *webhook_secret_file; /* read into webhook_secret by nt_config_parse */
+  long webhook_queue;        /* events waiting; past it new ones are dropped */
+  double webhook_timeout_s;
   long max_user_subs;        /* per tenant: users with their own bus subscription before the
                               * tenant's user wildcard takes over (nt_hub.h) */
 } nt_config;
 
-/* Parses argv and the environment into *cfg (defaults first). Returns 0 on success, 1 when
+/* Parses argv and the environment into *cfg (defaults first), then reads the secret
+ * files (--jwt-secret-file, --admin-token-file: one trailing newline, LF or CRLF, is
+ * dropped; a file given together with its value is refused). Returns 0 on success, 1 when
  * --help or --version was printed (exit 0), or -1 after printing an error to `err`. */
 int nt_config_parse(nt_config *cfg, int argc, char **argv, FILE *out, FILE *err);
 
-/* Checks option combinations (NATS without Redis, missing key...). Returns 0 or -1 after
- * printing why to `err`. */
+/* Checks option combinations (NATS without Redis, missing key...), the NATS and Redis
+ * URLs (scheme, host, port) and the HS* secret length (at least the hash output: 32, 48
+ * or 64 bytes). Returns 0 or -1 after printing why to `err` (credentials in URLs
+ * redacted). */
 int nt_config_validate(const nt_config *cfg, FILE *err);
 
 void nt_config_free(nt_config *cfg);
 
 /* Splits "host:port" ("[v6]:port" too) into the parts. Returns 0 or -1. */
 int nt_config_split_hostport(const char *s, char *host, size_t hostcap, int *port);
+
+/* Checks a --nats value: one or more nats:// or tls:// URLs, comma-separated, each with a
+ * host and an optional port 1..65535. Returns 0, or -1 with the reason and the expected
+ * form in `why` (capacity `cap`, the URL redacted). */
+int nt_config_check_nats(const char *list, char *why, size_t cap);
+
+/* Checks a --redis value: redis://[[user]:password@]host[:port][/db] or host:port. Same
+ * contract as nt_config_check_nats. */
+int nt_config_check_redis(const char *url, char *why, size_t cap);
+
+/* The least HS* secret length for `alg` (32, 48, 64), or 0 for other algorithms. */
+size_t nt_config_hmac_min_bytes(const char *alg);
 
 #endif

@@ -39,8 +39,9 @@ static int d_join(nt_presence *p, const char *tenant, const char *room, const ch
 }
 
 static int d_members(nt_presence *p, const char *tenant, const char *room,
-                     nt_presence_members_cb cb, void *ud) {
-  return nt_presence_members(((drain_presence *)p)->inner, tenant, room, cb, ud);
+                     const char *cursor, size_t limit, nt_presence_members_cb cb, void *ud) {
+  return nt_presence_members(((drain_presence *)p)->inner, tenant, room, cursor, limit, cb,
+                             ud);
 }
 
 static int d_conn_add(nt_presence *p, const nt_conn_info *info, nt_presence_done_cb cb,

@@ -19,8 +19,7 @@
 nt_presence *nt_drain_hold(nt_presence *inner);
 
 /* Sends the queued calls to the inner store in the order they were made and calls
- * done(ud) once each has completed (before returning when nothing was queued or the store
- * answers synchronously). Calls made after this pass straight through. Call at most once.
+ * done(ud) once each has completed (before returning when nothing was queued). Calls made after this pass straight through. Call at most once.
  * If the wrapper is destroyed first, `done` is never called. */
 void nt_drain_release(nt_presence *held, void (*done)(void *ud), void *ud);
 

@@ -6,8 +6,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nt_prom.h"
+
 #define NT_LAT_BUCKETS 16
 #define NT_API_STATUS_SLOTS 18
+
+/* Custom routes ($default, natter.route.<action>) are counted per action for the first
+ * NT_ROUTE_KEYS well-formed actions (1..NT_ROUTE_KEY_MAX bytes of [A-Za-z0-9_-]); every
+ * other action, and those past the cap, count as route="other", so a client sending
+ * random action names cannot grow the metrics. */
+#define NT_ROUTE_KEYS 64
+#define NT_ROUTE_KEY_MAX 64
+
+enum nt_route_outcome {
+  NT_ROUTE_REPLIED = 0,  /* the backend answered */
+  NT_ROUTE_TIMEOUT,      /* no answer within --route-timeout */
+  NT_ROUTE_UNKNOWN,      /* no backend subscribed, --routes off, or an action that cannot
+                            be a subject: error unknown_action */
+  NT_ROUTE_FAILED,       /* the request could not be sent (bus down, memory) */
+  NT_ROUTE_OUTCOMES
+};
+
+typedef struct nt_route_stats {
+  uint32_t nkeys;
+  char keys[NT_ROUTE_KEYS][NT_ROUTE_KEY_MAX + 1];
+  uint64_t counts[NT_ROUTE_KEYS + 1][NT_ROUTE_OUTCOMES]; /* the last row: "other" */
+} nt_route_stats;
 
 typedef struct nt_metrics {
   uint64_t connections;          /* gauge: open WebSocket connections */
@@ -52,6 +76,23 @@ typedef struct nt_metrics {
   uint64_t tls_handshake_failures; /* ... failed (protocol version, ciphers, garbage) */
   uint64_t tls_reloads;          /* certificate reloads (SIGHUP) that took effect */
   uint64_t tls_reload_failures;  /* ... that failed (the old certificate stays) */
+  nt_route_stats routes;         /* custom route requests by action and outcome */
+  /* HTTP integration (nt_integ.c) */
+  uint64_t integ_invocations;    /* invocations sent (retries not counted) */
+  uint64_t integ_failures;       /* ... failed: refused, garbage, too large, 5xx or timeout */
+  uint64_t integ_timeouts;       /* ... of which timed out */
+  uint64_t integ_rate_limited;   /* frames refused with rate_limited: queue full */
+  uint64_t integ_connect_refused; /* upgrades refused by $connect */
+  uint64_t integ_retries;        /* $disconnect retries */
+  uint64_t integ_dropped;        /* $disconnect given up after its retries */
+  uint64_t integ_inflight;       /* gauge: invocations in flight or waiting */
+  /* signed webhooks (nt_webhook.c) */
+  uint64_t webhook_events;       /* events emitted */
+  uint64_t webhook_delivered;    /* ... taken by the endpoint (2xx) */
+  uint64_t webhook_dropped;      /* ... dropped: queue full */
+  uint64_t webhook_rejected;     /* ... dropped: the endpoint answered 4xx */
+  uint64_t webhook_retries;      /* batch requests retried (5xx, timeout, refused) */
+  uint64_t webhook_queue;        /* gauge: events waiting */
   /* publish -> deliver latency on this node (origin timestamp to local fan-out), ms */
   uint64_t lat_bucket[NT_LAT_BUCKETS];
   uint64_t lat_count;
@@ -70,8 +111,12 @@ extern const int nt_api_status_codes[NT_API_STATUS_SLOTS];
 /* Counts one API response with `status`. */
 void nt_metrics_count_api_status(nt_metrics *m, int status);
 
-/* Renders all metrics (plus `extra`, already formatted lines, may be NULL) in Prometheus
- * text format into a malloc'd NUL-terminated string the caller frees; NULL on failure. */
-char *nt_metrics_render(const nt_metrics *m, const char *extra);
+/* Counts one custom route request for `action` (may be NULL) that ended with `outcome`
+ * (enum nt_route_outcome). */
+void nt_metrics_count_route(nt_metrics *m, const char *action, int outcome);
+
+/* Writes all of `m` in Prometheus text format to `w` (nt_prom.h), the process_* families
+ * and natter_build_info included. */
+void nt_metrics_render(const nt_metrics *m, nt_prom *w);
 
 #endif

@@ -3,11 +3,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <jwt.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <http_parser.h>
@@ -72,10 +76,32 @@ static int safe_path(const char *p, size_t len) {
   return 1;
 }
 
-/* Answers 200 with the regular file at `path` (no symlink as its last component), 404
- * when it is missing or too large. */
-static void serve_file(nt_conn *c, const char *path, int head) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+/* Opens `rel` (relative, no leading '/') for reading strictly beneath `dir`: openat2 with
+ * RESOLVE_BENEATH refuses any resolution — "..", an absolute or a symlink target — that
+ * leaves the directory; kernels without openat2 (before 5.6) get the same rule from a
+ * realpath check. O_NONBLOCK: opening a FIFO (or a device) never waits for a writer, and
+ * serve_file's fstat then refuses anything that is not a regular file. -1 on failure. */
+static int open_beneath(const char *dir, const char *rel) {
+  const int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+  int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return -1;
+  struct open_how how = {.flags = flags, .resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(SYS_openat2, dfd, rel, &how, sizeof how);
+  int err = errno;
+  close(dfd);
+  if (fd >= 0 || err != ENOSYS) return fd;
+  char full[PATH_MAX], rdir[PATH_MAX], rfile[PATH_MAX];
+  int n = snprintf(full, sizeof full, "%s/%s", dir, rel);
+  if (n < 0 || (size_t)n >= sizeof full || !realpath(dir, rdir) || !realpath(full, rfile))
+    return -1;
+  size_t dl = strlen(rdir);
+  if (strncmp(rfile, rdir, dl) || rfile[dl] != '/') return -1;
+  return open(rfile, flags | O_NOFOLLOW);
+}
+
+/* Answers 200 with the opened file `fd` (closed here) named `name` when it is a regular
+ * file, 404 when it is missing (fd < 0), not regular or too large. */
+static void serve_file(nt_conn *c, int fd, const char *name, int head) {
   struct stat st;
   if (fd < 0 || fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > STATIC_MAX_BYTES) {
     if (fd >= 0) close(fd);
@@ -90,7 +116,7 @@ static void serve_file(nt_conn *c, const char *path, int head) {
     answer(c, 500, "text/plain", "read error\n", 11, 0);
     return;
   }
-  answer(c, 200, nt_static_content_type(path), buf, (size_t)got, head);
+  answer(c, 200, nt_static_content_type(name), buf, (size_t)got, head);
   free(buf);
 }
 
@@ -104,7 +130,8 @@ void nt_static_serve(const char *dir, const char *client_js, nt_conn *c,
   static const char client_path[] = "/natter.js";
   if (client_js && *client_js && req->path_len == sizeof client_path - 1 &&
       !memcmp(req->target, client_path, sizeof client_path - 1)) {
-    serve_file(c, client_js, head);
+    /* the operator's own file (--client-js): symlinks allowed, never a blocking open */
+    serve_file(c, open(client_js, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC), client_js, head);
     return;
   }
   if (!dir || !safe_path(req->target, req->path_len) || req->path_len > 512) {
@@ -112,15 +139,14 @@ void nt_static_serve(const char *dir, const char *client_js, nt_conn *c,
     return;
   }
   char path[1024];
-  const char *rel = req->target;
   size_t rl = req->path_len;
-  int n = (rl == 1) ? snprintf(path, sizeof path, "%s/index.html", dir)
-                    : snprintf(path, sizeof path, "%s%.*s", dir, (int)rl, rel);
+  int n = (rl == 1) ? snprintf(path, sizeof path, "index.html")
+                    : snprintf(path, sizeof path, "%.*s", (int)rl - 1, req->target + 1);
   if (n < 0 || (size_t)n >= sizeof path) {
     not_found(c);
     return;
   }
-  serve_file(c, path, head);
+  serve_file(c, open_beneath(dir, path), path, head);
 }
 
 int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, size_t cap) {
@@ -130,13 +156,13 @@ int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, si
     snprintf(body, cap, "dev tokens need an HS* --jwt-secret\n");
     return 404;
   }
-  if (nt_http_query_param(target, "user", user, sizeof user) <= 0 || nt_id_valid(user)) {
+  if (nt_http_query_param(target, "user", user, sizeof user) <= 0 || !nt_id_valid(user)) {
     snprintf(body, cap, "give ?user=<id> (1-128 bytes, no . * > spaces)\n");
     return 400;
   }
   if (nt_http_query_param(target, "tenant", tenant, sizeof tenant) <= 0)
     snprintf(tenant, sizeof tenant, "demo");
-  if (nt_id_valid(tenant)) {
+  if (!nt_id_valid(tenant)) {
     snprintf(body, cap, "invalid tenant\n");
     return 400;
   }
@@ -153,8 +179,16 @@ int nt_static_dev_token(const nt_config *cfg, const char *target, char *body, si
     snprintf(body, cap, "cannot mint token\n");
     return 500;
   }
-  snprintf(body, cap, "{\"token\":\"%s\",\"userId\":\"%s\",\"tenantId\":\"%s\",\"expiresIn\":3600}",
-           tok, user, tenant);
+  /* ids may hold '"' and '\\' (nt_id_check): jansson escapes them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "token", tok, "userId", user, "tenantId",
+                        tenant, "expiresIn", 3600);
   free(tok);
+  size_t n = o ? json_dumpb(o, body, cap - 1, JSON_COMPACT | JSON_PRESERVE_ORDER) : 0;
+  json_decref(o);
+  if (!n || n > cap - 1) { /* json_dumpb says what it needed: more means cut */
+    snprintf(body, cap, "cannot mint token\n");
+    return 500;
+  }
+  body[n] = '\0';
   return 200;
 }

@@ -10,11 +10,13 @@
 
 /* Answers GET/HEAD of a file under `dir` ("/" serves index.html) and closes after the
  * response: 200 with the content type of its extension, 404 for anything missing, any
- * path with "..", a NUL or a backslash, dotfiles, or non-regular files; 405 for other
- * methods. Files are read with one blocking read (demo assets are small; large files
- * above 4 MiB are refused with 404). "/natter.js" is answered from the file `client_js`
- * (--client-js, the JavaScript client's package) when it is set and not empty, and
- * from `dir` otherwise. */
+ * path with "..", a NUL or a backslash, dotfiles, anything that resolves outside `dir`
+ * (a symlink to elsewhere, even through a symlinked directory: openat2 RESOLVE_BENEATH),
+ * or non-regular files (FIFOs, devices, directories: opened O_NONBLOCK, so never waited
+ * on); 405 for other methods. Regular files are read with one read (demo assets are
+ * small; files above 4 MiB are refused with 404). "/natter.js" is answered from the file
+ * `client_js` (--client-js, the JavaScript client's package) when it is set and not
+ * empty, and from `dir` otherwise. */
 void nt_static_serve(const char *dir, const char *client_js, nt_conn *c,
                      const nt_http_req *req);
 

@@ -49,6 +49,22 @@ describe('demo page in chromium against a 2-node cluster', { timeout: T(120000) 
     assert.equal(fs.existsSync(path.join(ROOT, 'web/natter.js')), false);
   });
 
+  test('the public port serves no part of the HTTP API; the internal port does', async () => {
+    const auth = { Authorization: `Bearer ${cluster.adminToken}` };
+    for (const p of ['v1/tenants/demo/rooms/lobby/messages', '@connections/abc', 'metrics', 'v1/']) {
+      for (const method of ['GET', 'POST']) {
+        const res = await fetch(cluster.url + p, { method, headers: auth, body: method === 'POST' ? '{"message":"x"}' : undefined });
+        assert.equal(res.status, 404, `public ${method} /${p}`);
+      }
+    }
+    const api = `http://127.0.0.1:${cluster.apiPort}`;
+    const metrics = await fetch(`${api}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.match(await metrics.text(), /^natter_connections /m);
+    const noToken = await fetch(`${api}/v1/tenants/demo/rooms/lobby/messages`, { method: 'POST', body: '{"message":"x"}' });
+    assert.equal(noToken.status, 401);
+  });
+
   test('two users in one room: each sees the other online and they exchange messages', async () => {
     const alice = await openAs('alice');
     const bob = await openAs('bob');

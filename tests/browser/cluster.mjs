@@ -1,8 +1,10 @@
 // A whole natter cluster on loopback for the browser tests: nats-server (JetStream on),
-// redis-server, N natter-node processes and haproxy in front of them on one port — the same
-// layout and flags as scripts/run-local.sh, on free 127.0.0.1 ports, each process tracked
-// by PID and stopped by PID (SIGTERM, then SIGKILL) in stop().
-import { spawn } from 'node:child_process';
+// redis-server, N natter-node processes and haproxy in front of them (public port and
+// internal API port, configuration rendered from the one template by
+// scripts/haproxy-cfg.sh) — the same layout and flags as scripts/run-local.sh, on free
+// 127.0.0.1 ports, each process tracked by PID and stopped by PID (SIGTERM, then SIGKILL) in
+// stop().
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -72,7 +74,7 @@ export class Cluster {
     fs.mkdirSync(this.logDir, { recursive: true });
     this.procs = []; // { name, child, pid, exited }
     this.nodes = []; // { id, port, apiPort, proc }
-    this.secret = `browser-test-${process.pid}-${Date.now()}`;
+    this.secret = `browser-test-${process.pid}-${Date.now()}-0123456789abcdef`; // HS256: >= 32 bytes
     this.adminToken = `admin-${process.pid}`;
   }
 
@@ -113,8 +115,9 @@ export class Cluster {
 
   async start() {
     if (this.standalone) return this._startStandalone();
-    const [natsPort, natsMon, redisPort, haPort, ...nodePorts] = await freePorts(4 + 2 * this.nodeCount);
+    const [natsPort, natsMon, redisPort, haPort, haApiPort, ...nodePorts] = await freePorts(5 + 2 * this.nodeCount);
     this.port = haPort;
+    this.apiPort = haApiPort; // haproxy's internal API listener
     this.url = `http://${HOST}:${haPort}/`;
     // A fresh JetStream store: rooms' history from an earlier run would show on the pages.
     fs.rmSync(path.join(this.logDir, 'jetstream'), { recursive: true, force: true });
@@ -140,51 +143,15 @@ export class Cluster {
     }
     for (const n of this.nodes) await this._waitFor(n.id, () => httpOk(`http://${HOST}:${n.port}/readyz`));
 
-    // Same haproxy setup as scripts/run-local.sh.
-    const servers = (key) => this.nodes.map((n) => `    server ${n.id} ${HOST}:${n[key]} check`).join('\n');
-    const cfg = `global
-    maxconn 2000
-    log stdout format raw local0 info
-
-defaults
-    mode http
-    log global
-    option httplog
-    option dontlognull
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout tunnel 1h
-    timeout client-fin 5s
-    timeout http-request 10s
-    default-server inter 2s fall 2 rise 2
-    retries 3
-    option redispatch 1
-    retry-on conn-failure empty-response 503
-
-frontend natter
-    bind ${HOST}:${haPort}
-    option forwardfor
-    acl is_api path_beg /v1/ /@connections /metrics
-    use_backend natter_api if is_api
-    default_backend natter_ws
-
-backend natter_ws
-    balance leastconn
-    option httpchk GET /readyz
-    http-check expect status 200
-${servers('port')}
-
-backend natter_api
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-${servers('apiPort')}
-`;
+    // The same haproxy configuration as scripts/run-local.sh, from the same template.
+    const cfg = execFileSync('sh', [path.join(ROOT, 'scripts', 'haproxy-cfg.sh'),
+      '--public', `${HOST}:${haPort}`, '--api', `${HOST}:${haApiPort}`, '--maxconn', '2000',
+      ...this.nodes.map((n) => `${n.id}=${HOST}:${n.port},${HOST}:${n.apiPort}`)], { encoding: 'utf8' });
     const cfgPath = path.join(this.logDir, 'haproxy.cfg');
     fs.writeFileSync(cfgPath, cfg);
     this._start('haproxy', 'haproxy', ['-db', '-f', cfgPath]);
     await this._waitFor('haproxy', () => httpOk(`http://${HOST}:${haPort}/healthz`));
+    await this._waitFor('haproxy (API)', () => httpOk(`http://${HOST}:${haApiPort}/healthz`));
     return this;
   }
 

@@ -195,12 +195,27 @@ class Cluster:
         return http_status(name, "/readyz") == 200
 
     def start_lb(self):
-        servers = "".join(f"    server {n} {IP[n]}:8080 check\n" for n in NODES)
+        """haproxy from the one template (scripts/haproxy-cfg.sh): the public frontend on
+        the lb host, the API frontend on the lb host's 127.0.0.1 only (internal), health
+        checks every 500 ms, a stats page for lb_up()."""
         cfg = os.path.join(ART, "haproxy.cfg")
+        text = subprocess.run(
+            ["sh", os.path.join(ROOT, "scripts", "haproxy-cfg.sh"),
+             "--public", f"{IP['lb']}:8080", "--api", "127.0.0.1:8081", "--inter", "500ms",
+             "--stats", f"{IP['lb']}:8404",
+             *[f"{n}={IP[n]}:8080,{IP[n]}:8081" for n in NODES]],
+            check=True, capture_output=True, text=True).stdout
         with open(cfg, "w") as f:
-            f.write(HAPROXY_CFG.format(bind=IP["lb"], servers=servers))
+            f.write(text)
         self.lb = NsProc("haproxy", "lb", ["haproxy", "-db", "-f", cfg]).start()
         nh.wait_until(lambda: http_status("lb", "/healthz") == 200, 15, 0.1, "haproxy")
+        # The public frontend serves no part of the HTTP API; the API frontend is not
+        # reachable from other hosts.
+        for path in ("/v1/tenants/t/rooms/r/messages", "/@connections/x", "/metrics"):
+            st = http_status("lb", path)
+            check(st == 404, f"haproxy's public frontend answered {path} with {st}")
+        check(http_status("lb", "/metrics", port=8081) is None,
+              "haproxy's API frontend is reachable from another host")
 
     def fresh(self, node_args=(), before_nodes=None):
         """Every NATS server up, Redis empty, 3 new nodes ready, haproxy seeing them all.
@@ -252,45 +267,6 @@ class Cluster:
 
     def logs_json(self, name):
         return self.nodes[name].log_lines_json() if name in self.nodes else []
-
-
-HAPROXY_CFG = """
-global
-    log stdout format raw local0 info
-
-defaults
-    mode http
-    log global
-    option httplog
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-    timeout tunnel 1h
-    timeout client-fin 2s
-    timeout http-request 10s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure empty-response 503
-    # No on-marked-down shutdown-sessions: a draining node is not ready but must keep its
-    # clients until it closes them with 1001.
-    default-server inter 500ms fall 2 rise 2
-
-listen stats
-    bind {bind}:8404
-    stats enable
-    stats uri /stats
-
-frontend natter
-    bind {bind}:8080
-    option forwardfor
-    default_backend natter_ws
-
-backend natter_ws
-    balance leastconn
-    option httpchk GET /readyz
-    http-check expect status 200
-{servers}
-"""
 
 
 def cut(host):

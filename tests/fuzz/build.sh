@@ -48,12 +48,12 @@ fi
 mkdir -p "$OUT/obj" "$OUT/proto"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 # Every source folder of the layered tree (CMakeLists.txt), lowest first.
-LAYER_DIRS="lib/base lib/wire lib/bus lib/presence lib/history node/net node/chat node/ops node"
+LAYER_DIRS="lib/base lib/wire lib/bus lib/presence lib/history lib/httpc node/net node/chat node/ops node"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wno-unused-parameter $SAN
-  -DNATTER_VERSION=\"fuzz\" -DNATTER_DEFAULT_STATIC_DIR=\"/nonexistent\"
+  -DNATTER_VERSION=\"fuzz\" -DNATTER_COMMIT=\"fuzz\" -DNATTER_DEFAULT_STATIC_DIR=\"/nonexistent\" -DNATTER_DEFAULT_CLIENT_JS=\"/nonexistent\"
   -I$OUT/proto $(for d in $LAYER_DIRS; do printf -- "-I$ROOT/%s " "$d"; done)-I$ROOT/tests/fuzz"
 LIBS="-luv -lprotobuf-c -lhiredis -ljansson -lnats -ljwt -lssl -lcrypto -lz -lwslay
-  -lhttp_parser -lm -lpthread"
+  -lhttp_parser -lcurl -lm -lpthread"
 
 # protoc-c output, regenerated when the schema changes
 if [ ! -f "$OUT/proto/natter.pb-c.c" ] || [ "$ROOT/lib/wire/natter.proto" -nt "$OUT/proto/natter.pb-c.c" ]; then

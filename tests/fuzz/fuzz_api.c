@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nt_api.h"
+#include "nt_pct.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1) return 0;
@@ -26,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     __builtin_trap(); /* every resource route names an id */
   }
   char out[256];
-  nt_api_pct_decode(p, plen, out, sizeof out);
+  nt_pct_decode(p, plen, out, sizeof out, NT_PCT_NO_SLASH);
   char *auth = nul ? strndup(nul + 1, n - plen - 1) : NULL;
   int st = nt_api_check_auth("admin-token", auth);
   if (st != 0 && st != 401 && st != 403) __builtin_trap();

@@ -50,7 +50,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (used > n) __builtin_trap();
     if (r == 1) {
       use_request(nt_http_parser_req(p));
-      nt_http_parser_held(p);
+      /* What a request may hold: the head within max_header and the body within
+       * max_body, each buffer at most doubled by growth (plus its first 32 bytes). */
+      if (nt_http_parser_held(p) > 2 * (max_header + max_body) + 32 * (NT_HDR_COUNT + 2))
+        __builtin_trap();
       nt_http_parser_reset(p); /* keep-alive: the rest is the next request */
       off += used;
       if (!(ctl & 0x80)) break;

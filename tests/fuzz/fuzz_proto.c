@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     const char *members[2] = {user, "other"};
     drop(nt_proto_joined(room, members, 2, rq.reqid));
-    drop(nt_proto_members(rq.room, members, 2, rq.reqid));
+    nt_presence_page pg = {members, 2, rq.cursor, 2};
+    drop(nt_proto_members(rq.room, &pg, rq.reqid));
     drop(nt_proto_left(room, rq.reqid));
     drop(nt_proto_ack("id", rq.reqid));
     drop(nt_proto_heartbeat(rq.reqid));

@@ -14,6 +14,7 @@
 
 #include "nt_err.h"
 #include "nt_presence.h"
+#include "nt_subject.h"
 #include "nt_testsrv.h"
 
 #define MAXEV 1024
@@ -95,8 +96,8 @@ static void cb_leave(void *ud, int status, int tr) {
   r->transition = tr;
 }
 
-static void cb_members(void *ud, int status, const char *const *m, size_t n) {
-  cb_join(ud, status, 0, m, n);
+static void cb_members(void *ud, int status, const nt_presence_page *pg) {
+  cb_join(ud, status, 0, pg ? pg->members : NULL, pg ? pg->n : 0);
 }
 
 static void cb_done(void *ud, int status) {
@@ -204,7 +205,7 @@ static res leave(pnode *n, const char *room, const char *user, const char *conn)
 
 static res members(pnode *n, const char *room) {
   res r = {0};
-  assert_int_equal(nt_presence_members(n->p, "t1", room, cb_members, &r), 0);
+  assert_int_equal(nt_presence_members(n->p, "t1", room, NULL, NT_PRESENCE_PAGE_MAX, cb_members, &r), 0);
   assert_true(run_until(n->loop, res_done, &r, 3000));
   assert_int_equal(r.status, 0);
   return r;
@@ -244,6 +245,29 @@ static long long redis_int(fx *f, const char *cmd) {
   return v;
 }
 
+typedef struct pager {
+  int done, status, has_cursor;
+  size_t n, total, max_n;
+  char cursor[32];
+  unsigned char *seen;
+} pager;
+
+static int pager_done(void *ud) { return ((pager *)ud)->done > 0; }
+
+static void cb_page(void *ud, int status, const nt_presence_page *pg) {
+  pager *g = ud;
+  g->done++;
+  g->status = status;
+  if (status) return;
+  g->n = pg->n;
+  g->total = pg->total;
+  if (pg->n > g->max_n) g->max_n = pg->n;
+  g->has_cursor = pg->cursor != NULL;
+  if (pg->cursor) snprintf(g->cursor, sizeof g->cursor, "%s", pg->cursor);
+  for (size_t i = 0; i < pg->n; i++)
+    if (pg->members[i][0] == 'u') g->seen[atoi(pg->members[i] + 1)] = 1;
+}
+
 /* ---------------------------------------------------------------- fixture ---- */
 
 static int setup(void **state) {
@@ -272,6 +296,48 @@ static int teardown(void **state) {
 }
 
 /* ---------------------------------------------------------------- tests ------ */
+
+/* A tenant of 20,000 online users (written straight into the `online` hash): pages of
+ * 200 go through HSCAN — each page about the limit, never the tenant — and together list
+ * every user; the last page has no cursor. */
+static void test_members_paged_hscan(void **state) {
+  fx *f = *state;
+  start_node(f, 0, &f->loop, "nodeA");
+  pnode *a = &f->n[0];
+  enum { USERS = 20000 };
+  char key[NT_SUBJECT_MAX];
+  assert_true(nt_key_tenant(key, sizeof key, "it:", "t1", NT_KEY_ONLINE, NULL) > 0);
+  redisContext *c = redisConnect("127.0.0.1", f->srv.port);
+  assert_non_null(c);
+  for (int i = 0; i < USERS; i++) redisAppendCommand(c, "HSET %s u%d 1", key, i);
+  for (int i = 0; i < USERS; i++) {
+    redisReply *r = NULL;
+    assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
+    freeReplyObject(r);
+  }
+  redisFree(c);
+  pager g = {0};
+  g.seen = calloc(USERS, 1);
+  char cursor[32] = "";
+  int pages = 0;
+  do {
+    g.done = 0;
+    assert_int_equal(nt_presence_members(a->p, "t1", NULL, cursor[0] ? cursor : NULL, 200,
+                                         cb_page, &g), 0);
+    assert_true(run_until(a->loop, pager_done, &g, 3000));
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.total, USERS);
+    snprintf(cursor, sizeof cursor, "%s", g.has_cursor ? g.cursor : "");
+    pages++;
+  } while (cursor[0] && pages < 1000);
+  size_t seen = 0;
+  for (int i = 0; i < USERS; i++) seen += g.seen[i];
+  assert_int_equal(seen, USERS);
+  assert_true(pages >= USERS / 400);  /* pages, not one reply */
+  assert_true(g.max_n <= 2 * 200);    /* HSCAN's COUNT is a hint, kept close */
+  free(g.seen);
+  assert_int_equal(nt_presence_members(a->p, "t1", NULL, "x", 200, cb_page, &g), NT_EINVAL);
+}
 
 static void test_transitions_and_dedupe(void **state) {
   fx *f = *state;
@@ -457,7 +523,7 @@ static void test_redis_restart_reasserts(void **state) {
   nt_conn_info in = {"c3", "t1", "u3", "nodeA", "", "", 0, 0};
   assert_int_equal(nt_presence_conn_add(a->p, &in, cb_done, &r), NT_ESTORE);
   assert_int_equal(nt_presence_join(a->p, "t1", "r1", "u3", "c3", cb_join, &r), NT_ESTORE);
-  assert_int_equal(nt_presence_members(a->p, "t1", "r1", cb_members, &r), NT_ESTORE);
+  assert_int_equal(nt_presence_members(a->p, "t1", "r1", NULL, NT_PRESENCE_PAGE_MAX, cb_members, &r), NT_ESTORE);
   assert_int_equal(r.done, 0);
   assert_int_equal(nt_testsrv_restart(&f->srv, 5000), 0); /* empty: --save '' */
   assert_true(run_until(&f->loop, node_up, a, 5000));
@@ -575,9 +641,9 @@ static void test_password_and_db(void **state) {
                                          &b->p), 0);
   f->count = 2;
   assert_false(run_until(&f->loop, node_up, b, 1500));
-  assert_int_equal(nt_presence_members(b->p, "t1", NULL, NULL, NULL), NT_EINVAL);
+  assert_int_equal(nt_presence_members(b->p, "t1", NULL, NULL, NT_PRESENCE_PAGE_MAX, NULL, NULL), NT_EINVAL);
   res m = {0};
-  assert_int_equal(nt_presence_members(b->p, "t1", NULL, cb_members, &m), NT_ESTORE);
+  assert_int_equal(nt_presence_members(b->p, "t1", NULL, NULL, NT_PRESENCE_PAGE_MAX, cb_members, &m), NT_ESTORE);
   authed_int(f, "s3cr@t", "CONFIG SET requirepass \"\"");
 
   nt_presence *bad_url = NULL;
@@ -670,6 +736,7 @@ static void test_storm_window(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_transitions_and_dedupe, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_members_paged_hscan, setup, teardown),
       cmocka_unit_test_setup_teardown(test_two_nodes_multi_tab, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dead_node_reaped_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_redis_restart_reasserts, setup, teardown),

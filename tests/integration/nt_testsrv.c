@@ -90,6 +90,8 @@ int nt_testsrv_wait_port(int port, int timeout_ms) {
   return 0;
 }
 
+static int await_child(nt_testsrv *s, pid_t pid, int timeout_ms);
+
 static int start(nt_testsrv *s, int timeout_ms) {
   /* someone else on the port would answer our readiness probe */
   if (port_open(s->port) || (s->mon_port && port_open(s->mon_port))) return -1;
@@ -111,6 +113,19 @@ static int start(nt_testsrv *s, int timeout_ms) {
                     "--appendonly", "no", NULL};
     pid = spawn(argv);
   }
+  return await_child(s, pid, timeout_ms);
+}
+
+int nt_testsrv_cmd_start(nt_testsrv *s, char *const argv[], int port, int timeout_ms) {
+  memset(s, 0, sizeof *s);
+  s->kind = NT_TESTSRV_CMD;
+  s->port = port;
+  if (port <= 0 || port_open(port)) return -1;
+  return await_child(s, spawn(argv), timeout_ms);
+}
+
+/* Waits until the child `pid` listens on s->port; stops it on timeout. */
+static int await_child(nt_testsrv *s, pid_t pid, int timeout_ms) {
   if (pid < 0) return -1;
   s->pid = pid;
   long deadline = now_ms() + timeout_ms;
@@ -159,7 +174,7 @@ int nt_testsrv_redis_start(nt_testsrv *s, int port, int timeout_ms) {
 }
 
 int nt_testsrv_restart(nt_testsrv *s, int timeout_ms) {
-  if (s->pid || !s->kind) return -1;
+  if (s->pid || !s->kind || s->kind == NT_TESTSRV_CMD) return -1;
   return start(s, timeout_ms);
 }
 

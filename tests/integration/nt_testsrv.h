@@ -1,4 +1,5 @@
-/* nt_testsrv: starts and stops real nats-server / redis-server children on loopback ports. */
+/* nt_testsrv: starts and stops real nats-server / redis-server (or any) children on loopback
+ * ports. */
 #ifndef NT_TESTSRV_H
 #define NT_TESTSRV_H
 
@@ -13,7 +14,7 @@ typedef struct nt_testsrv {
   char js_dir[256]; /* nats-server with JetStream: its store directory ("" without) */
 } nt_testsrv;
 
-enum { NT_TESTSRV_NATS = 1, NT_TESTSRV_REDIS = 2 };
+enum { NT_TESTSRV_NATS = 1, NT_TESTSRV_REDIS = 2, NT_TESTSRV_CMD = 3 };
 
 /* Returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port 0 and
  * released), or -1. Another process may take it before the caller binds; tests accept
@@ -34,6 +35,10 @@ int nt_testsrv_nats_start_js(nt_testsrv *s, int port, int mon_port, const char *
 /* Starts `redis-server --port <port> --bind 127.0.0.1 --save '' --appendonly no`, same
  * rules. */
 int nt_testsrv_redis_start(nt_testsrv *s, int port, int timeout_ms);
+
+/* Starts any server `argv` (argv[0] looked up in PATH) that listens on 127.0.0.1:`port`,
+ * same rules (kind NT_TESTSRV_CMD; it cannot be restarted). */
+int nt_testsrv_cmd_start(nt_testsrv *s, char *const argv[], int port, int timeout_ms);
 
 /* Starts the same kind of server again on the same ports (after nt_testsrv_stop). */
 int nt_testsrv_restart(nt_testsrv *s, int timeout_ms);

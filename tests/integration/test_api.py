@@ -8,6 +8,7 @@ run as its own process.
 """
 
 import asyncio
+import datetime
 import json
 import os
 import socket
@@ -219,9 +220,14 @@ def test_connection_push_get_delete_across_nodes(cluster):
                     info["tenantId"] == "t1" and info["node"] == "B", info
                 assert info["identity"]["sourceIp"] == "127.0.0.1", info
                 assert "websockets" in (info["identity"]["userAgent"] or ""), info
-                assert isinstance(info["connectedAt"], int) and \
-                    abs(info["connectedAt"] - now_ms()) < 60_000, info
-                assert info["lastActiveAt"] >= info["connectedAt"], info
+                assert isinstance(info["connectedAtMs"], int) and \
+                    abs(info["connectedAtMs"] - now_ms()) < 60_000, info
+                assert info["lastActiveAtMs"] >= info["connectedAtMs"], info
+                # the gateway's shape: RFC 3339 strings of the same instants
+                for k in ("connectedAt", "lastActiveAt"):
+                    ts = datetime.datetime.strptime(info[k], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                        tzinfo=datetime.timezone.utc).timestamp()
+                    assert abs(ts * 1000 - info[k + "Ms"]) < 1, info
                 assert info.get("rooms") == ["room-x"], info
 
             # DELETE through A: 204, the client is closed normally.
@@ -431,9 +437,23 @@ def test_custom_route_backend_unknown_and_timeout(harness):
             await alice.assert_open()
             seen = [r for r in backend.log_lines_json() if r.get("route")]
             assert {r["route"] for r in seen} >= {"echo", "slowpoke"}, seen
+            # a valid action that is no metric label: unknown, counted as route="other"
+            await alice.send({"action": 'say"hi', "requestId": "q4"})
+            e = await alice.expect("error", requestId="q4")
+            assert e["code"] == "unknown_action", e
         finally:
             await close_all(alice)
     run(body())
+    # natter_route_*_total{route=...}: one sample per action, by outcome (on B only)
+    m = nh.node_metrics(B)
+    want = {("requests", "echo"): 1, ("replies", "echo"): 1, ("requests", "nobodyHome"): 1,
+            ("unknown", "nobodyHome"): 1, ("requests", "slowpoke"): 1,
+            ("timeouts", "slowpoke"): 1, ("replies", "slowpoke"): 0,
+            ("requests", "other"): 1, ("unknown", "other"): 1, ("failures", "echo"): 0}
+    for (family, route), n in want.items():
+        key = f'natter_route_{family}_total{{route="{route}"}}'
+        assert m.get(key) == n, f"{key} = {m.get(key)}, wanted {n}"
+    assert nh.node_metrics(A).get('natter_route_requests_total{route="echo"}') is None
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,9 +21,19 @@ def presence_events(client, status=None):
 
 
 async def members(client, room=None):
+    """Every member, walking the pages of `presence` (docs/presence.md)."""
     fields = {"roomId": room} if room else {}
-    rid = await client.action("presence", **fields)
-    return member_ids(await client.expect_reply(rid, "members"))
+    out, cursor = set(), None
+    for _ in range(1000):
+        if cursor:
+            fields["cursor"] = cursor
+        rid = await client.action("presence", **fields)
+        page = await client.expect_reply(rid, "members")
+        out.update(member_ids(page))
+        cursor = page.get("cursor")
+        if not cursor:
+            return sorted(out)
+    raise AssertionError("presence pages never ended")
 
 
 async def connect_many(node, users, rooms_of, tenant="t1", batch=50):

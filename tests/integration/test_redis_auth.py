@@ -21,7 +21,7 @@ def acl_redis(harness, acl, password="pw"):
     log, _ = harness._log("redis-acl")
     r = Redis(log)
     acl = [a if a != ">pw" else ">" + password for a in acl]
-    r.argv += ["--user", *acl, "--user", "default", "off"]
+    r.argv += ["--user", *acl, "--user", "default", "off", "--dir", harness.dir]
     harness._start(r)
     wait_until(lambda: r.alive() and b"NOAUTH" in command(r.port, "PING"), t(10),
                what="ACL redis up (default user off)")

@@ -1,5 +1,8 @@
-"""scripts/run-local.sh, the run command: a cluster behind haproxy on one port, dev tokens,
-chat across nodes through the load balancer, and a clean stop on SIGTERM."""
+"""scripts/run-local.sh, the run command: a cluster behind haproxy (rendered from the one
+template, scripts/haproxy.cfg.in), dev tokens, chat across nodes through the public port,
+the HTTP API only on the internal port (the public one refuses /v1/, /@connections/ and
+/metrics), and a clean stop on SIGTERM."""
+import re
 
 import json
 import os
@@ -35,10 +38,13 @@ def _alive(pid):
 
 
 def test_run_local_cluster_behind_haproxy(harness):
-    port = nh.free_port()
+    port, api_port = nh.free_port(), nh.free_port()
+    while api_port == port:
+        api_port = nh.free_port()
     run_dir = os.path.join(harness.dir, "run")
     script = nh.Proc("run-local", ["bash", os.path.join(ROOT, "scripts", "run-local.sh"),
                                    "--no-install", "--bin", harness.binary, "--port", str(port),
+                                   "--api-port", str(api_port),
                                    "--nodes", "2", "--run-dir", run_dir],
                      os.path.join(harness.dir, "run-local.log"))
     harness._start(script)
@@ -51,6 +57,24 @@ def test_run_local_cluster_behind_haproxy(harness):
         st, page = nh.http_get(base + "/")
         assert st == 200 and b"<" in page, f"demo page answered {st}"
         assert f"http://127.0.0.1:{port}/" in script.log_text(), "demo URL not printed"
+        api = f"http://127.0.0.1:{api_port}"
+        admin = re.search(r"Admin token:\s+(\S+)", script.log_text()).group(1)
+        auth = {"Authorization": f"Bearer {admin}"}
+
+        # The public port serves no part of the HTTP API, token or not.
+        for path in ("/v1/tenants/demo/rooms/lobby/messages", "/@connections/abc",
+                     "/metrics", "/v1/", "/@connections"):
+            st, _ = nh.http_get(base + path, headers=auth)
+            assert st == 404, f"public port answered {path} with {st}"
+            st, _, _ = nh.http_request(base + path, method="POST", body={"message": "x"},
+                                       headers=auth)
+            assert st == 404, f"public port answered POST {path} with {st}"
+        # The internal port does: metrics, and the API with the admin token only.
+        st, body = nh.http_get(api + "/metrics")
+        assert st == 200 and b"natter_connections " in body, f"API /metrics answered {st}"
+        st, _, _ = nh.http_request(api + "/v1/tenants/demo/rooms/lobby/messages",
+                                   method="POST", body={"message": "x"})
+        assert st == 401, f"API without a token answered {st}"
 
         def dev_token(user):
             st, body = nh.http_get(base + "/dev/token?" + urllib.parse.urlencode(
@@ -81,6 +105,12 @@ def test_run_local_cluster_behind_haproxy(harness):
                         continue
                 else:
                     raise AssertionError("no message delivered through haproxy")
+                # a backend posts through the internal API port; members get it
+                st, _, body = nh.http_request(api + "/v1/tenants/demo/rooms/lobby/messages",
+                                              method="POST", body={"message": "from the API"},
+                                              headers=auth)
+                assert st in (200, 202), f"API post answered {st}: {body!r}"
+                await bob.expect("message", message="from the API", timeout=t(5))
             finally:
                 await close_all(alice, bob)
         run(chat())

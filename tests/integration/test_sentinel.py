@@ -59,6 +59,9 @@ class Sentinel(Proc):
 def start_redis(harness, name, replica_of=None):
     log, _ = harness._log(name)
     r = Redis(log)
+    # its own directory: a replica's full sync writes dump.rdb there (not into the cwd,
+    # where every later redis-server of the suite would load it)
+    r.argv += ["--dir", os.path.dirname(log)]
     if replica_of is not None:
         r.argv += ["--replicaof", HOST, str(replica_of.port)]
     harness._start(r)

@@ -140,25 +140,6 @@ static void test_percent_decoded_segments(void **state) {
   assert_int_equal(m.route, NT_API_HEALTHZ);
 }
 
-static void test_pct_decode(void **state) {
-  char out[8];
-  assert_int_equal(nt_api_pct_decode("a%41b", 5, out, sizeof out), 3);
-  assert_string_equal(out, "aAb");
-  assert_int_equal(nt_api_pct_decode("", 0, out, sizeof out), 0);
-  assert_string_equal(out, "");
-  assert_int_equal(nt_api_pct_decode("%2f", 3, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%00", 3, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%", 1, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%4", 2, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("%g0", 3, out, sizeof out), NT_EINVAL);
-  assert_int_equal(nt_api_pct_decode("12345678", 8, out, sizeof out), NT_ETOOLARGE);
-  assert_int_equal(nt_api_pct_decode("1234567", 7, out, sizeof out), 7);
-  /* `n` bounds the input: bytes past it are not read. */
-  assert_int_equal(nt_api_pct_decode("ab%41", 2, out, sizeof out), 2);
-  assert_string_equal(out, "ab");
-  assert_int_equal(nt_api_pct_decode("x", 1, NULL, 4), NT_EINVAL);
-}
-
 /* ---------------------------------------------------------------- auth ------- */
 
 static void test_admin_token(void **state) {
@@ -364,7 +345,6 @@ int main(void) {
       cmocka_unit_test(test_wrong_method),
       cmocka_unit_test(test_bad_ids),
       cmocka_unit_test(test_percent_decoded_segments),
-      cmocka_unit_test(test_pct_decode),
       cmocka_unit_test(test_admin_token),
       cmocka_unit_test(test_error_json),
       cmocka_unit_test(test_error_response),

@@ -139,17 +139,16 @@ static void test_subject_valid(void **state) {
     const char *s;
     int wild, want;
   } t[] = {
-      {"a", 0, 0},          {"a.b.c", 0, 0},    {"", 0, NT_EINVAL},  {".a", 0, NT_EINVAL},
-      {"a.", 0, NT_EINVAL}, {"a..b", 0, NT_EINVAL}, {"a b", 0, NT_EINVAL},
-      {"a\tb", 0, NT_EINVAL}, {"a\nb", 1, NT_EINVAL}, {"a.*", 0, NT_EINVAL},
-      {"a.*", 1, 0},        {"a.>", 0, NT_EINVAL}, {"a.>", 1, 0},    {">", 1, 0},
-      {"a.>.b", 1, NT_EINVAL}, {"*.*.>", 1, 0}, {"a*.b>", 0, 0},
+      {"a", 0, 1},     {"a.b.c", 0, 1},  {"", 0, 0},      {".a", 0, 0},    {"a.", 0, 0},
+      {"a..b", 0, 0},  {"a b", 0, 0},    {"a\tb", 0, 0},  {"a\nb", 1, 0},  {"a.*", 0, 0},
+      {"a.*", 1, 1},   {"a.>", 0, 0},    {"a.>", 1, 1},   {">", 1, 1},     {"a.>.b", 1, 0},
+      {"*.*.>", 1, 1}, {"a*.b>", 0, 1},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
     if (nt_bus_subject_valid(t[i].s, t[i].wild) != t[i].want)
       fail_msg("valid(\"%s\", %d) != %d", t[i].s, t[i].wild, t[i].want);
   }
-  assert_int_equal(nt_bus_subject_valid(NULL, 1), NT_EINVAL);
+  assert_false(nt_bus_subject_valid(NULL, 1));
 }
 
 /* ---------------------------------------------------------------- delivery */

@@ -112,7 +112,7 @@ static hfix *hfix_new(long per_room, double max_age, size_t max_bytes) {
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_non_null(f->bus);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
-  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, NULL};
+  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, 0, 0, NULL};
   f->h = nt_history_mem_new(&f->loop, f->bus, &cfg, NULL);
   assert_non_null(f->h);
   return f;
@@ -261,6 +261,39 @@ static void test_mem_retention(void **state) {
   pub(f, "a", "new");
   after(f, "a", 0, 0, 10);
   expect_seqs(f, (const uint64_t[]){2}, 1);
+  hfix_free(f);
+}
+
+/* The per-tenant budget and the message size limit: past them a publication goes out
+ * live-only (no seq, not stored) and the tenant's stored history stays as it was; another
+ * tenant is not affected. */
+static void test_mem_tenant_quota_and_msg_size(void **state) {
+  (void)state;
+  hfix *f = calloc(1, sizeof *f);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  nt_bus_handler bh = {on_plain, NULL, f, on_seq};
+  f->bus = nt_bus_mem_new(&f->loop, &bh);
+  assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
+  nt_hist_cfg cfg = {.max_age_s = 3600, .max_per_room = 1000, .replicas = 1,
+                     .max_msg_bytes = 15, .tenant_bytes = 25};
+  f->h = nt_history_mem_new(&f->loop, f->bus, &cfg, NULL);
+  assert_non_null(f->h);
+  pub(f, "a", "0123456789");         /* t: 10 of 25 */
+  pub(f, "b", "0123456789");         /* t: 20 */
+  pub(f, "a", "0123456789");         /* t would be 30: live-only */
+  pub(f, "a", "0123456789abcdef");   /* 16 > 15 bytes: live-only */
+  assert_int_equal(nt_history_publish(f->h, "natter.room.u.a", "0123456789", 10), 0);
+  uv_run(&f->loop, UV_RUN_NOWAIT);
+  nt_hist_stats st;
+  nt_history_get_stats(f->h, &st);
+  assert_int_equal(st.published, 5);
+  assert_int_equal(st.stored, 3);
+  assert_int_equal(st.over_quota, 2);
+  assert_int_equal(st.live_only, 2);
+  assert_int_equal(f->ngot, 3);   /* sequenced: the stored ones */
+  assert_int_equal(f->nplain, 2); /* live-only copies still reach members */
+  after(f, "a", 0, 0, 10);
+  expect_seqs(f, (const uint64_t[]){1}, 1);
   hfix_free(f);
 }
 
@@ -527,9 +560,9 @@ static env *env_start(const char *per_room) {
   e->tap = nt_bus_mem_new(&e->loop, &th);
   assert_int_equal(nt_bus_subscribe(e->tap, "natter.live.room.>", NULL, &e->tap_sub), 0);
   nt_presence_handler ph = nt_node_presence_handler(e->node);
-  nt_presence *pres = nt_presence_mem_new(&ph);
+  nt_presence *pres = nt_presence_mem_new(&e->loop, &ph);
   if (bh.on_state) bh.on_state(bh.ud, 1);
-  nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0, NULL};
+  nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0, 0, 0, NULL};
   e->park = calloc(1, sizeof *e->park);
   e->park->base.vt = &park_vtab;
   e->park->inner = nt_history_mem_new(&e->loop, e->tap, &hc, NULL);
@@ -819,8 +852,13 @@ static void expect_messages(cli *c, const int *want, size_t n) {
 }
 
 static unsigned long long metric_value(const char *name) {
-  char buf[8192];
-  nt_resume_metrics(g->node, buf, sizeof buf);
+  static char buf[16384];
+  nt_prom w = NT_PROM_INIT;
+  nt_resume_metrics(g->node, &w);
+  char *text = nt_prom_take(&w);
+  assert_non_null(text);
+  snprintf(buf, sizeof buf, "%s", text);
+  free(text);
   const char *p = buf;
   size_t nl = strlen(name);
   while ((p = strstr(p, name)) != NULL) {
@@ -1125,6 +1163,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_mem_sequences_and_reads),
       cmocka_unit_test(test_mem_retention),
+      cmocka_unit_test(test_mem_tenant_quota_and_msg_size),
       cmocka_unit_test(test_mem_async_and_destroy),
       cmocka_unit_test(test_seq_rule),
       cmocka_unit_test(test_bus_mem_positions),

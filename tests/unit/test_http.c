@@ -275,16 +275,58 @@ static void test_400(void **state) {
   expect_status("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", MAX_HEAD, MAX_BODY, 400);
 }
 
+/* RFC 9112 strictness: whitespace before the colon, obs-fold, bare LF or CR, and a 1.1
+ * request without Host are 400 — whole or byte by byte — while the same requests written
+ * correctly parse; a body containing bare LFs is not a head. */
+static void test_400_strict_rfc9112(void **state) {
+  (void)state;
+  static const char *const bad[] = {
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding\t: chunked\r\n\r\n0\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+      "GET / HTTP/1.1\nHost: h\n\n",
+      "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: h\r\n\n",
+      "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n", /* obs-fold */
+      "GET / HTTP/1.1\r\n\r\n",                             /* no Host */
+      "GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    expect_status(bad[i], MAX_HEAD, MAX_BODY, 400);
+    /* byte by byte too: the scanner keeps its state across feeds */
+    nt_http_parser *p = nt_http_parser_new(MAX_HEAD, MAX_BODY);
+    size_t used = 0;
+    int rc = 0;
+    for (size_t k = 0; bad[i][k] && rc == 0; k++) rc = nt_http_feed(p, bad[i] + k, 1, &used);
+    assert_int_equal(rc, NT_EPROTO);
+    assert_int_equal(nt_http_parser_status(p), 400);
+    nt_http_parser_free(p);
+  }
+  /* HTTP/1.0 needs no Host; spaces inside values are fine; a body may hold bare LFs */
+  nt_http_parser *p = parse_ok("GET / HTTP/1.0\r\n\r\n", 18);
+  nt_http_parser_free(p);
+  static const char ok[] = "POST / HTTP/1.1\r\nHost: h\r\nX-A: b : c\r\n"
+                           "Content-Length: 4\r\n\r\na\nb\n";
+  p = parse_ok(ok, sizeof ok - 1);
+  assert_int_equal(nt_http_parser_req(p)->body_len, 4);
+  nt_http_parser_free(p);
+  static const char lead[] = "\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"; /* leading CRLF */
+  p = parse_ok(lead, sizeof lead - 1);
+  nt_http_parser_free(p);
+}
+
 static void test_413(void **state) {
   (void)state;
-  expect_status("POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", MAX_HEAD, 10, 413);
-  expect_status("POST / HTTP/1.1\r\nContent-Length: 99999999999999999\r\n\r\n", MAX_HEAD,
-                10, 413);
-  expect_status("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+  expect_status("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\n", MAX_HEAD, 10,
+                413);
+  expect_status("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999\r\n\r\n",
+                MAX_HEAD, 10, 413);
+  expect_status("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                 "6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n",
                 MAX_HEAD, 10, 413);
   /* Exactly at the limit is fine. */
-  static const char ok[] = "POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
+  static const char ok[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789";
   nt_http_parser *p = nt_http_parser_new(MAX_HEAD, 10);
   size_t used = 0;
   assert_int_equal(nt_http_feed(p, ok, sizeof ok - 1, &used), 1);
@@ -390,6 +432,15 @@ static void test_query_param_errors(void **state) {
   assert_int_equal(nt_http_query_param("/?t=abcdefgh", "t", out, sizeof out), NT_ETOOLARGE);
   assert_int_equal(nt_http_query_param(NULL, "t", out, sizeof out), NT_EINVAL);
   assert_int_equal(nt_http_query_param("/?t=1", "t", out, 0), NT_EINVAL);
+  /* a query inside the fragment is no query: a token there is never honoured */
+  assert_int_equal(nt_http_query_param("/ws#?token=x", "token", out, sizeof out),
+                   NT_ENOTFOUND);
+  assert_int_equal(nt_http_query_param("/ws#a?token=x", "token", out, sizeof out),
+                   NT_ENOTFOUND);
+  assert_int_equal(nt_http_query_param("/ws?a=1#&token=x", "token", out, sizeof out),
+                   NT_ENOTFOUND);
+  assert_int_equal(nt_http_query_param("/ws?token=ok#?token=x", "token", out, sizeof out), 2);
+  assert_string_equal(out, "ok");
 }
 
 static void test_has_token(void **state) {
@@ -468,6 +519,7 @@ int main(void) {
       cmocka_unit_test(test_unknown_headers_not_stored),
       cmocka_unit_test(test_keep_alive),
       cmocka_unit_test(test_400),
+      cmocka_unit_test(test_400_strict_rfc9112),
       cmocka_unit_test(test_413),
       cmocka_unit_test(test_431),
       cmocka_unit_test(test_505),

@@ -11,6 +11,9 @@
 #include <string.h>
 
 #include "nt_config.h"
+
+/* HS256 wants 32 bytes at least (nt_config_validate) */
+#define GOOD_SECRET "unit-test-secret-0123456789abcdef0123"
 #include "nt_limits.h"
 
 static int take_n(nt_ratelimit *rl, uint64_t now, uint32_t rate, uint32_t burst, int n) {
@@ -81,7 +84,7 @@ static void test_strikes_close_after_n_within_window(void **state) {
 /* ---- the flags (nt_config.c) ---- */
 
 static int parse(nt_config *cfg, const char *const *extra) {
-  const char *argv[32] = {"natter-node", "--jwt-secret", "s"};
+  const char *argv[32] = {"natter-node", "--jwt-secret", GOOD_SECRET};
   int argc = 3;
   for (const char *const *a = extra; a && *a; a++) argv[argc++] = *a;
   FILE *null = fopen("/dev/null", "w");

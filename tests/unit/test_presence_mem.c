@@ -1,6 +1,7 @@
-/* test_presence_mem: presence transition rules on the in-memory implementation —
- * multi-tab dedupe, leaving one tab of two, tenant members, registry, reap of a dead
- * node's entries. */
+/* test_presence_mem: what only the in-memory presence has — the reap of a dead node's
+ * entries (nt_presence_mem_reap_node), reported on a later loop turn, once per user and
+ * room. The rules it shares with Redis are checked by the presence contract suite
+ * (tests/contract/presence_contract.c, run by test_contract_mem). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,263 +11,134 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <uv.h>
 
 #include "nt_err.h"
 #include "nt_presence.h"
 
-typedef struct rec {
-  int calls, status, transition;
-  char members[512];   /* sorted, comma-separated */
-  char offline[1024];  /* "room/user;" in report order */
-  int noffline, nlost;
-  nt_conn_info info;
-  char user[32], node[32], ip[32], ua[32];
-} rec;
-
-static int cmp(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-static void put_members(rec *r, const char *const *m, size_t n) {
-  const char *v[64];
-  for (size_t i = 0; i < n && i < 64; i++) v[i] = m[i];
-  qsort(v, n, sizeof v[0], cmp);
-  r->members[0] = '\0';
-  for (size_t i = 0; i < n; i++) {
-    if (i) strcat(r->members, ",");
-    strcat(r->members, v[i]);
-  }
-}
-
-static void on_join(void *ud, int status, int tr, const char *const *m, size_t n) {
-  rec *r = ud;
-  r->calls++;
-  r->status = status;
-  r->transition = tr;
-  put_members(r, m, n);
-}
-
-static void on_leave(void *ud, int status, int tr) {
-  rec *r = ud;
-  r->calls++;
-  r->status = status;
-  r->transition = tr;
-}
-
-static void on_members(void *ud, int status, const char *const *m, size_t n) {
-  on_join(ud, status, 0, m, n);
-}
-
-static void on_done(void *ud, int status) {
-  rec *r = ud;
-  r->calls++;
-  r->status = status;
-}
-
-static void on_conn(void *ud, int status, const nt_conn_info *i) {
-  rec *r = ud;
-  r->calls++;
-  r->status = status;
-  if (i) {
-    snprintf(r->user, sizeof r->user, "%s", i->user);
-    snprintf(r->node, sizeof r->node, "%s", i->node);
-    snprintf(r->ip, sizeof r->ip, "%s", i->source_ip);
-    snprintf(r->ua, sizeof r->ua, "%s", i->user_agent);
-    r->info = *i;
-  }
-}
+typedef struct fx {
+  uv_loop_t loop;
+  nt_presence *p;
+  char offline[1024]; /* "tenant/room/user;" in report order */
+  int noffline, nlost, calls;
+  char lost_node[32];
+} fx;
 
 static void h_offline(void *ud, const char *tenant, const char *room, const char *user) {
-  rec *r = ud;
-  r->noffline++;
+  fx *f = ud;
+  f->noffline++;
   char s[128];
   snprintf(s, sizeof s, "%s/%s/%s;", tenant, room, user);
-  strcat(r->offline, s);
+  strcat(f->offline, s);
 }
 
-static void h_lost(void *ud, const nt_conn_info *i) { ((rec *)ud)->nlost++; }
-
-/* ---------------------------------------------------------------- helpers ---- */
-
-static rec join(nt_presence *p, const char *t, const char *room, const char *user,
-                const char *conn) {
-  rec r = {0};
-  assert_int_equal(nt_presence_join(p, t, room, user, conn, on_join, &r), 0);
-  assert_int_equal(r.calls, 1);
-  assert_int_equal(r.status, 0);
-  return r;
+static void h_lost(void *ud, const nt_conn_info *i) {
+  fx *f = ud;
+  f->nlost++;
+  snprintf(f->lost_node, sizeof f->lost_node, "%s", i->node);
 }
 
-static int leave(nt_presence *p, const char *t, const char *room, const char *user,
-                 const char *conn) {
-  rec r = {0};
-  assert_int_equal(nt_presence_leave(p, t, room, user, conn, on_leave, &r), 0);
-  assert_int_equal(r.calls, 1);
-  return r.transition;
+static void on_any(void *ud, int status) { ((fx *)ud)->calls++; }
+
+static void on_members(void *ud, int status, const nt_presence_page *pg) {
+  char *out = ud;
+  out[0] = '\0';
+  for (size_t i = 0; pg && i < pg->n; i++) {
+    if (i) strcat(out, ",");
+    strcat(out, pg->members[i]);
+  }
 }
 
-static const char *members(nt_presence *p, const char *t, const char *room) {
-  static rec r;
-  memset(&r, 0, sizeof r);
-  assert_int_equal(nt_presence_members(p, t, room, on_members, &r), 0);
-  assert_int_equal(r.calls, 1);
-  return r.members;
+static void settle(fx *f) { uv_run(&f->loop, UV_RUN_DEFAULT); }
+
+static void add(fx *f, const char *user, const char *conn, const char *node) {
+  nt_conn_info in = {.conn_id = conn, .tenant = "t1", .user = user, .node = node};
+  assert_int_equal(nt_presence_conn_add(f->p, &in, on_any, f), 0);
 }
 
-static void add(nt_presence *p, const char *t, const char *user, const char *conn,
-                const char *node) {
-  rec r = {0};
-  nt_conn_info in = {conn, t, user, node, "10.0.0.1", "ua/1", 111, 222};
-  assert_int_equal(nt_presence_conn_add(p, &in, on_done, &r), 0);
-  assert_int_equal(r.status, 0);
+static void join(fx *f, const char *room, const char *user, const char *conn) {
+  assert_int_equal(nt_presence_join(f->p, "t1", room, user, conn, NULL, NULL), 0);
+}
+
+static const char *members(fx *f, const char *room) {
+  static char out[256];
+  assert_int_equal(nt_presence_members(f->p, "t1", room, NULL, NT_PRESENCE_PAGE_MAX, on_members, out), 0);
+  settle(f);
+  return out;
 }
 
 static int setup(void **state) {
-  static rec handler_rec;
-  memset(&handler_rec, 0, sizeof handler_rec);
-  nt_presence_handler h = {h_lost, h_offline, NULL, &handler_rec, NULL};
-  nt_presence *p = nt_presence_mem_new(&h);
-  assert_non_null(p);
-  *state = p;
+  fx *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  nt_presence_handler h = {.on_conn_lost = h_lost, .on_offline = h_offline, .ud = f};
+  f->p = nt_presence_mem_new(&f->loop, &h);
+  assert_non_null(f->p);
+  *state = f;
   return 0;
 }
 
 static int teardown(void **state) {
-  nt_presence_destroy(*state);
+  fx *f = *state;
+  nt_presence_destroy(f->p);
+  settle(f);
+  assert_int_equal(uv_loop_close(&f->loop), 0); /* no leaked handle */
+  free(f);
   return 0;
 }
 
-static rec *handler_rec(nt_presence *p) { return p->h.ud; }
-
-/* ---------------------------------------------------------------- tests ------ */
-
-static void test_multi_tab_dedupe(void **state) {
-  nt_presence *p = *state;
-  rec r = join(p, "t1", "r1", "u1", "c1");
-  assert_int_equal(r.transition, 1);
-  assert_string_equal(r.members, "u1");
-  r = join(p, "t1", "r1", "u1", "c2"); /* second tab */
-  assert_int_equal(r.transition, 0);
-  assert_string_equal(r.members, "u1");
-  r = join(p, "t1", "r1", "u1", "c2"); /* the same tab again changes nothing */
-  assert_int_equal(r.transition, 0);
-  r = join(p, "t1", "r1", "u2", "c3");
-  assert_int_equal(r.transition, 1);
-  assert_string_equal(r.members, "u1,u2");
-  assert_string_equal(members(p, "t1", "r1"), "u1,u2");
-}
-
-static void test_leave_one_tab_of_two(void **state) {
-  nt_presence *p = *state;
-  join(p, "t1", "r1", "u1", "c1");
-  join(p, "t1", "r1", "u1", "c2");
-  join(p, "t1", "r1", "u2", "c3");
-  assert_int_equal(leave(p, "t1", "r1", "u1", "c1"), 0);
-  assert_string_equal(members(p, "t1", "r1"), "u1,u2");
-  assert_int_equal(leave(p, "t1", "r1", "u1", "c1"), 0); /* c1 is not there any more */
-  assert_string_equal(members(p, "t1", "r1"), "u1,u2");
-  assert_int_equal(leave(p, "t1", "r1", "u1", "c2"), 1);
-  assert_string_equal(members(p, "t1", "r1"), "u2");
-  assert_int_equal(leave(p, "t1", "r1", "u2", "c9"), 0); /* never joined */
-  assert_int_equal(leave(p, "t1", "r1", "u2", "c3"), 1);
-  assert_string_equal(members(p, "t1", "r1"), "");
-  assert_int_equal(leave(p, "t1", "nowhere", "u2", "c3"), 0);
-  nt_presence_stats st;
-  nt_presence_get_stats(p, &st);
-  assert_int_equal(st.transitions, 4);
-  assert_int_equal(st.ops, 3 + 6 + 4); /* joins, leaves, members */
-}
-
-static void test_tenants_isolated(void **state) {
-  nt_presence *p = *state;
-  join(p, "t1", "r1", "u1", "c1");
-  rec r = join(p, "t2", "r1", "u2", "c2");
-  assert_int_equal(r.transition, 1);
-  assert_string_equal(r.members, "u2");
-  assert_string_equal(members(p, "t1", "r1"), "u1");
-}
-
-static void test_tenant_members_and_registry(void **state) {
-  nt_presence *p = *state;
-  add(p, "t1", "u1", "c1", "A");
-  add(p, "t1", "u1", "c2", "B");
-  add(p, "t1", "u2", "c3", "A");
-  add(p, "t2", "u9", "c4", "A");
-  add(p, "t1", "u1", "c1", "A"); /* re-registration does not double-count */
-  assert_string_equal(members(p, "t1", NULL), "u1,u2");
-  rec g = {0};
-  assert_int_equal(nt_presence_conn_get(p, "c3", on_conn, &g), 0);
-  assert_int_equal(g.status, 0);
-  assert_string_equal(g.user, "u2");
-  assert_string_equal(g.node, "A");
-  assert_string_equal(g.ip, "10.0.0.1");
-  assert_string_equal(g.ua, "ua/1");
-  assert_int_equal(g.info.connected_at_ms, 111);
-  assert_int_equal(g.info.last_active_ms, 222);
-  rec d = {0};
-  assert_int_equal(nt_presence_conn_remove(p, "t1", "c1", on_done, &d), 0);
-  assert_int_equal(d.status, 0);
-  assert_string_equal(members(p, "t1", NULL), "u1,u2"); /* u1 still has c2 */
-  assert_int_equal(nt_presence_conn_remove(p, "t1", "c2", on_done, &d), 0);
-  assert_string_equal(members(p, "t1", NULL), "u2");
-  assert_int_equal(nt_presence_conn_remove(p, "t1", "c2", on_done, &d), 0);
-  assert_int_equal(d.status, NT_ENOTFOUND);
-  memset(&g, 0, sizeof g);
-  assert_int_equal(nt_presence_conn_get(p, "c1", on_conn, &g), 0);
-  assert_int_equal(g.status, NT_ENOTFOUND);
-}
-
-static void test_invalid_ids(void **state) {
-  nt_presence *p = *state;
-  assert_int_equal(nt_presence_join(p, "t1", "a.b", "u1", "c1", NULL, NULL), NT_EINVAL);
-  assert_int_equal(nt_presence_join(p, "t1", "r1", "", "c1", NULL, NULL), NT_EINVAL);
-  assert_int_equal(nt_presence_join(p, "t*", "r1", "u1", "c1", NULL, NULL), NT_EINVAL);
-  assert_int_equal(nt_presence_leave(p, "t1", "r 1", "u1", "c1", NULL, NULL), NT_EINVAL);
-  assert_int_equal(nt_presence_members(p, "t1", "{r}", on_members, NULL), NT_EINVAL);
-}
-
 /* Node A dies: u1 (tabs on A and B) stays online, u2 (A only) goes offline in both of its
- * rooms, u3 (B only) is untouched — each report exactly once. */
+ * rooms, u3 (B only) is untouched — each report exactly once, after the call. */
 static void test_reap_dead_node(void **state) {
-  nt_presence *p = *state;
-  rec *h = handler_rec(p);
-  add(p, "t1", "u1", "a1", "A");
-  add(p, "t1", "u1", "b1", "B");
-  add(p, "t1", "u2", "a2", "A");
-  add(p, "t1", "u3", "b3", "B");
-  join(p, "t1", "r1", "u1", "a1");
-  join(p, "t1", "r1", "u1", "b1");
-  join(p, "t1", "r1", "u2", "a2");
-  join(p, "t1", "r2", "u2", "a2");
-  join(p, "t1", "r2", "u3", "b3");
-  assert_int_equal(nt_presence_mem_reap_node(p, "A"), 2);
-  assert_int_equal(h->nlost, 2);
-  assert_int_equal(h->noffline, 2);
-  assert_non_null(strstr(h->offline, "t1/r1/u2;"));
-  assert_non_null(strstr(h->offline, "t1/r2/u2;"));
-  assert_null(strstr(h->offline, "u1"));
-  assert_string_equal(members(p, "t1", "r1"), "u1");
-  assert_string_equal(members(p, "t1", "r2"), "u3");
-  assert_string_equal(members(p, "t1", NULL), "u1,u3");
+  fx *f = *state;
+  add(f, "u1", "a1", "A");
+  add(f, "u1", "b1", "B");
+  add(f, "u2", "a2", "A");
+  add(f, "u3", "b3", "B");
+  join(f, "r1", "u1", "a1");
+  join(f, "r1", "u1", "b1");
+  join(f, "r1", "u2", "a2");
+  join(f, "r2", "u2", "a2");
+  join(f, "r2", "u3", "b3");
+  settle(f);
+  assert_int_equal(f->calls, 4);
+  assert_int_equal(nt_presence_mem_reap_node(f->p, "A"), 2);
+  assert_int_equal(f->nlost + f->noffline, 0); /* never inside the call */
+  settle(f);
+  assert_int_equal(f->nlost, 2);
+  assert_string_equal(f->lost_node, "A");
+  assert_int_equal(f->noffline, 2);
+  assert_non_null(strstr(f->offline, "t1/r1/u2;"));
+  assert_non_null(strstr(f->offline, "t1/r2/u2;"));
+  assert_null(strstr(f->offline, "u1"));
+  assert_string_equal(members(f, "r1"), "u1");
+  assert_string_equal(members(f, "r2"), "u3");
   /* a second reap (another survivor) finds nothing */
-  assert_int_equal(nt_presence_mem_reap_node(p, "A"), 0);
-  assert_int_equal(h->noffline, 2);
+  assert_int_equal(nt_presence_mem_reap_node(f->p, "A"), 0);
+  settle(f);
+  assert_int_equal(f->noffline, 2);
   nt_presence_stats st;
-  nt_presence_get_stats(p, &st);
+  nt_presence_get_stats(f->p, &st);
   assert_int_equal(st.reaped_nodes, 1);
-  /* the survivor's user leaves normally afterwards */
-  assert_int_equal(leave(p, "t1", "r1", "u1", "b1"), 1);
-  assert_string_equal(members(p, "t1", "r1"), "");
+}
+
+/* Reap reports still queued when the store is destroyed are dropped, not delivered. */
+static void test_destroy_drops_reap_reports(void **state) {
+  fx *f = *state;
+  add(f, "u1", "a1", "A");
+  join(f, "r1", "u1", "a1");
+  settle(f);
+  assert_int_equal(nt_presence_mem_reap_node(f->p, "A"), 1);
+  nt_presence_destroy(f->p);
+  f->p = nt_presence_mem_new(&f->loop, NULL); /* for teardown */
+  settle(f);
+  assert_int_equal(f->nlost + f->noffline, 0);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_multi_tab_dedupe, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_leave_one_tab_of_two, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_tenants_isolated, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_tenant_members_and_registry, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_invalid_ids, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reap_dead_node, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_destroy_drops_reap_reports, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

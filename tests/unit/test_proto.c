@@ -491,7 +491,7 @@ static void test_render_request_id_round_trip(void **state) {
       frame_json(nt_proto_ack("id1", rq.reqid)),
       frame_json(nt_proto_left("r", rq.reqid)),
       frame_json(nt_proto_joined("r", NULL, 0, rq.reqid)),
-      frame_json(nt_proto_members("r", NULL, 0, rq.reqid)),
+      frame_json(nt_proto_members("r", &(nt_presence_page){0}, rq.reqid)),
       frame_json(nt_proto_reply("act", "1", 1, rq.reqid)),
   };
   for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
@@ -519,13 +519,19 @@ static void test_render_joined_members(void **state) {
   assert_int_equal(json_array_size(json_object_get(v, "members")), 0);
   json_decref(v);
 
-  v = frame_json(nt_proto_members("lobby", members, 2, NULL));
+  nt_presence_page pg = {members, 2, "1234", 7};
+  v = frame_json(nt_proto_members("lobby", &pg, NULL));
   assert_string_equal(jstr(v, "type"), "members");
   assert_string_equal(jstr(v, "roomId"), "lobby");
   assert_int_equal(json_array_size(json_object_get(v, "members")), 2);
+  assert_int_equal(jint(v, "total"), 7);
+  assert_string_equal(jstr(v, "cursor"), "1234");
   json_decref(v);
-  v = frame_json(nt_proto_members(NULL, members, 1, NULL)); /* tenant-wide */
+  pg = (nt_presence_page){members, 1, NULL, 1};
+  v = frame_json(nt_proto_members(NULL, &pg, NULL)); /* tenant-wide, last page */
   assert_null(json_object_get(v, "roomId"));
+  assert_null(json_object_get(v, "cursor"));
+  assert_int_equal(jint(v, "total"), 1);
   json_decref(v);
 
   /* many members: the builder grows */

@@ -24,7 +24,7 @@ static void test_id_valid(void **state) {
       "~!@#$%^&()[]<=?;'\"\\`",            /* punctuation that is not special */
   };
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-    assert_int_equal(nt_id_valid(ok[i]), 0);
+    assert_true(nt_id_valid(ok[i]));
     assert_int_equal(nt_id_check(ok[i], strlen(ok[i])), 0);
   }
 }
@@ -35,22 +35,22 @@ static void test_id_length(void **state) {
   memset(buf, 'a', sizeof buf);
   buf[NT_ID_MAX] = '\0';
   assert_int_equal(strlen(buf), 128);
-  assert_int_equal(nt_id_valid(buf), 0);
+  assert_true(nt_id_valid(buf));
   buf[NT_ID_MAX] = 'a';
   buf[NT_ID_MAX + 1] = '\0';
   assert_int_equal(strlen(buf), 129);
-  assert_int_equal(nt_id_valid(buf), NT_EINVAL);
+  assert_false(nt_id_valid(buf));
   assert_int_equal(nt_id_check(buf, 129), NT_EINVAL);
   assert_int_equal(nt_id_check(buf, 128), 0); /* a prefix of it is fine */
-  assert_int_equal(nt_id_valid(""), NT_EINVAL);
+  assert_false(nt_id_valid(""));
   assert_int_equal(nt_id_check("abc", 0), NT_EINVAL);
-  assert_int_equal(nt_id_valid(NULL), NT_EINVAL);
+  assert_false(nt_id_valid(NULL));
   assert_int_equal(nt_id_check(NULL, 3), NT_EINVAL);
   /* a 128-byte id made of multibyte characters (32 x U+1F600) */
   char mb[NT_ID_MAX + 1];
   for (int i = 0; i < 32; i++) memcpy(mb + 4 * i, "\xf0\x9f\x98\x80", 4);
   mb[128] = '\0';
-  assert_int_equal(nt_id_valid(mb), 0);
+  assert_true(nt_id_valid(mb));
 }
 
 static void test_id_rejects_specials(void **state) {
@@ -61,7 +61,7 @@ static void test_id_rejects_specials(void **state) {
       "\x1b[31m",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_id_valid(bad[i]) != NT_EINVAL) fail_msg("accepted bad id #%zu", i);
+    if (nt_id_valid(bad[i])) fail_msg("accepted bad id #%zu", i);
   }
   /* every control character, alone and inside an id */
   for (int c = 0; c < 0x20; c++) {
@@ -70,6 +70,62 @@ static void test_id_rejects_specials(void **state) {
   }
   /* an embedded NUL (length-checked variant) */
   assert_int_equal(nt_id_check("a\0b", 3), NT_EINVAL);
+}
+
+/* Unicode whitespace, C1 controls and format characters look like nothing (or like
+ * something else) in logs and UIs: refused alone, at either end and inside an id. */
+static void test_id_rejects_unicode_space_and_format(void **state) {
+  (void)state;
+  const char *bad[] = {
+      "\xc2\xa0",         /* U+00A0 no-break space */
+      "\xc2\x85",         /* U+0085 next line (C1) */
+      "\xc2\x9b",         /* U+009B CSI (C1) */
+      "\xc2\xad",         /* U+00AD soft hyphen */
+      "\xe1\x9a\x80",     /* U+1680 ogham space */
+      "\xe1\xa0\x8e",     /* U+180E mongolian vowel separator */
+      "\xe2\x80\x80",     /* U+2000 en quad */
+      "\xe2\x80\x8a",     /* U+200A hair space */
+      "\xe2\x80\x8b",     /* U+200B zero-width space */
+      "\xe2\x80\x8d",     /* U+200D zero-width joiner */
+      "\xe2\x80\x8f",     /* U+200F right-to-left mark */
+      "\xe2\x80\xa8",     /* U+2028 line separator */
+      "\xe2\x80\xa9",     /* U+2029 paragraph separator */
+      "\xe2\x80\xae",     /* U+202E right-to-left override */
+      "\xe2\x80\xaf",     /* U+202F narrow no-break space */
+      "\xe2\x81\x9f",     /* U+205F medium mathematical space */
+      "\xe2\x81\xa0",     /* U+2060 word joiner */
+      "\xe2\x81\xa6",     /* U+2066 left-to-right isolate */
+      "\xe3\x80\x80",     /* U+3000 ideographic space */
+      "\xef\xbb\xbf",     /* U+FEFF BOM */
+      "\xef\xbf\xb9",     /* U+FFF9 interlinear annotation anchor */
+      "\xf3\xa0\x80\x81", /* U+E0001 language tag */
+      "\xf3\xa0\x81\xbf", /* U+E007F cancel tag */
+      "\xf0\x9d\x85\xb3", /* U+1D173 musical symbol begin beam */
+  };
+  char buf[32];
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (nt_id_valid(bad[i])) fail_msg("accepted U+ id #%zu", i);
+    snprintf(buf, sizeof buf, "admin%s", bad[i]);
+    if (nt_id_valid(buf)) fail_msg("accepted suffix #%zu", i);
+    snprintf(buf, sizeof buf, "%sadmin", bad[i]);
+    if (nt_id_valid(buf)) fail_msg("accepted prefix #%zu", i);
+    snprintf(buf, sizeof buf, "ad%smin", bad[i]);
+    if (nt_id_valid(buf)) fail_msg("accepted infix #%zu", i);
+  }
+  /* neighbours of the refused ranges stay valid */
+  const char *ok[] = {
+      "\xc2\xa1",         /* U+00A1 inverted exclamation mark */
+      "\xc2\xac",         /* U+00AC not sign */
+      "\xe2\x80\x90",     /* U+2010 hyphen */
+      "\xe2\x80\xa7",     /* U+2027 hyphenation point */
+      "\xe2\x80\xb0",     /* U+2030 per mille */
+      "\xe3\x80\x81",     /* U+3001 ideographic comma */
+      "\xef\xbf\xbc",     /* U+FFFC object replacement character */
+      "\xf3\xa0\x82\x80", /* U+E0080 */
+      "\xd9\x84\xd8\xb9", /* Arabic letters */
+  };
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+    if (!nt_id_valid(ok[i])) fail_msg("refused valid id #%zu", i);
 }
 
 static void test_id_rejects_invalid_utf8(void **state) {
@@ -89,7 +145,7 @@ static void test_id_rejects_invalid_utf8(void **state) {
       "\xf0\x9f\x98",         /* truncated 4-byte */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (nt_id_valid(bad[i]) != NT_EINVAL) fail_msg("accepted invalid UTF-8 #%zu", i);
+    if (nt_id_valid(bad[i])) fail_msg("accepted invalid UTF-8 #%zu", i);
   }
   /* a valid multibyte character cut by the length */
   assert_int_equal(nt_id_check("\xe6\x97\xa5", 2), NT_EINVAL);
@@ -142,6 +198,12 @@ static void test_subject_room(void **state) {
 static void test_subject_user(void **state) {
   (void)state;
   check_build2(nt_subject_user, "natter.user.");
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "acme"), (int)strlen("natter.user.acme.*"));
+  assert_string_equal(out, "natter.user.acme.*");
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "a.b"), NT_EINVAL);
+  assert_int_equal(nt_subject_user_all(out, sizeof out, "*"), NT_EINVAL);
+  assert_int_equal(nt_subject_user_all(out, 8, "acme"), NT_ETOOLARGE);
 }
 
 static void test_subject_presence(void **state) {
@@ -332,12 +394,32 @@ static void test_key_presence_layout(void **state) {
   assert_int_equal(nt_key_prefix_check(longp), NT_EINVAL);
 }
 
+/* Room <-> live subjects: exactly "<prefix><tenant>.<room>" with valid ids, nothing else. */
+static void test_live_subjects(void **state) {
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_live_of(out, sizeof out, "natter.room.acme.lobby"),
+                   (int)strlen("natter.live.room.acme.lobby"));
+  assert_string_equal(out, "natter.live.room.acme.lobby");
+  assert_int_equal(nt_subject_room_of(out, sizeof out, "natter.live.room.acme.lobby"),
+                   (int)strlen("natter.room.acme.lobby"));
+  assert_string_equal(out, "natter.room.acme.lobby");
+  const char *bad[] = {"natter.room.acme", "natter.room.", "natter.room.acme.lobby.x",
+                       "natter.room.*.lobby", "natter.room.acme.>", "natter.room.acme.",
+                       "natter.user.acme.bob", "natter.live.room.acme.lobby", NULL};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    if (nt_subject_live_of(out, sizeof out, bad[i]) != NT_EINVAL)
+      fail_msg("live_of accepted \"%s\"", bad[i] ? bad[i] : "(null)");
+  assert_int_equal(nt_subject_room_of(out, sizeof out, "natter.live.room.a"), NT_EINVAL);
+  assert_int_equal(nt_subject_live_of(out, 10, "natter.room.acme.lobby"), NT_ETOOLARGE);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_id_valid),
       cmocka_unit_test(test_id_length),
       cmocka_unit_test(test_id_rejects_specials),
       cmocka_unit_test(test_id_rejects_invalid_utf8),
+      cmocka_unit_test(test_id_rejects_unicode_space_and_format),
       cmocka_unit_test(test_subject_room),
       cmocka_unit_test(test_subject_user),
       cmocka_unit_test(test_subject_presence),
@@ -348,6 +430,7 @@ int main(void) {
       cmocka_unit_test(test_key_tenant),
       cmocka_unit_test(test_key_node),
       cmocka_unit_test(test_key_presence_layout),
+      cmocka_unit_test(test_live_subjects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,7 +81,7 @@ static env *env_start(const char *const *extra) {
   nt_bus_handler bh = nt_node_bus_handler(e->node);
   nt_presence_handler ph = nt_node_presence_handler(e->node);
   nt_bus *bus = nt_bus_mem_new(&e->loop, &bh);
-  nt_presence *pres = nt_presence_mem_new(&ph);
+  nt_presence *pres = nt_presence_mem_new(&e->loop, &ph);
   assert_non_null(bus);
   assert_non_null(pres);
   if (bh.on_state) bh.on_state(bh.ud, 1);
@@ -1036,7 +1036,7 @@ static void test_slow_consumer(void **state) {
   cli_free(r);
 }
 
-/* The token's `rooms` claim limits the rooms a connection may join (DESIGN §2). */
+/* The token's `rooms` claim limits the rooms a connection may join (docs/protocol.md §3). */
 static void test_rooms_claim(void **state) {
   (void)state;
   char claims[256];

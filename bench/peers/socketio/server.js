@@ -16,7 +16,7 @@ const { createClient } = require("redis");
 
 const PORT = Number(process.env.PORT || 3101);
 const HOST = process.env.HOST || "127.0.0.1";
-const SECRET = Buffer.from(process.env.JWT_SECRET || "bench-secret");
+const SECRET = Buffer.from(process.env.JWT_SECRET || "bench-secret-0123456789abcdef0123456789");
 const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379";
 
 function b64urlDecode(s) {

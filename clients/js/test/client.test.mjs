@@ -492,6 +492,29 @@ describe('rooms', () => {
   });
 });
 
+describe('resume that never completes', () => {
+  test('a resume cut twice by a disconnect with no progress is retried without since', async () => {
+    const env = setup();
+    const ws1 = await connected(env);
+    const pj = env.client.join('big', { since: 10 });
+    await flush();
+    ws1.answerJoins();
+    await pj;
+    // the server closes before the replay gets through, twice: lastSeq stays at 10
+    let ws = await reconnect(env);
+    assert.equal(ws.actions('joinRoom')[0].since, 10);
+    ws = await reconnect(env);
+    assert.equal('since' in ws.actions('joinRoom')[0], false, 'no third resume from the same seq');
+    ws.answerJoins();
+    await flush();
+    // progress resets the count: resume with since again after new messages
+    ws.serverSend({ type: 'message', id: 'm11', roomId: 'big', userId: 'bob', message: 'x', timestamp: 1, seq: 11 });
+    ws = await reconnect(env);
+    assert.equal(ws.actions('joinRoom')[0].since, 11);
+    env.client.close();
+  });
+});
+
 describe('queue of actions made while disconnected', () => {
   test('sends are queued, then flushed in order after the rooms are rejoined', async () => {
     const env = setup();

@@ -1,0 +1,36 @@
+/* itest_contract_presence: the presence contract suite (tests/contract/presence_contract.c)
+ * against the Redis implementation and a real redis-server on a free loopback port; every
+ * case gets a fresh key prefix. */
+#include <stdio.h>
+
+#include "nt_contract.h"
+#include "nt_testsrv.h"
+
+static int c_up(void *ud) { return nt_presence_connected(ud); }
+
+static nt_presence *redis_presence(void *ctx, uv_loop_t *loop, const nt_presence_handler *h) {
+  char prefix[32];
+  snprintf(prefix, sizeof prefix, "ct%u:", nt_ct_unique());
+  nt_presence *p = NULL;
+  if (nt_presence_redis_new(loop, ctx, prefix, "ct-node", 30.0, 5.0, h, &p) != 0) return NULL;
+  if (!nt_ct_run_until(loop, c_up, p, 5000)) {
+    nt_presence_destroy(p);
+    return NULL;
+  }
+  return p;
+}
+
+int main(void) {
+  nt_testsrv srv;
+  if (nt_testsrv_redis_start(&srv, 0, 10000)) {
+    fprintf(stderr, "cannot start redis-server\n");
+    return 1;
+  }
+  char url[64];
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", srv.port);
+  nt_ct_presence_factory f = {.name = "presence contract: Redis", .create = redis_presence,
+                              .ctx = url};
+  int failed = nt_ct_presence_run(&f);
+  nt_testsrv_stop(&srv);
+  return failed;
+}
