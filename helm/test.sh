@@ -74,25 +74,27 @@ passed=$((passed + 1))
 # ---------------------------------------------------------------- refusals ----------
 # What must not render or validate: the checks have teeth.
 stamp "broken values are refused"
-cat >"$OUT/bad-nats.values.yaml" <<'V'
+# refused NAME "WHAT" "MESSAGE": values on stdin must not render, and say MESSAGE.
+refused() {
+  cat >"$OUT/$1.values.yaml"
+  if "$OUT/render" -chart "$HELM/natter" -f "$OUT/$1.values.yaml" -o /dev/null 2>"$OUT/$1.log"; then
+    die "$2 rendered"
+  fi
+  grep -q "$3" "$OUT/$1.log" || die "no clear message for $2: $(cat "$OUT/$1.log")"
+}
+refused bad-nats "NATS disabled without externalNats.urls" "externalNats.urls is required" <<'V'
 nats:
   enabled: false
 V
-if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-nats.values.yaml" -o /dev/null 2>"$OUT/bad-nats.log"; then
-  die "NATS disabled without externalNats.urls rendered"
-fi
-grep -q "externalNats.urls is required" "$OUT/bad-nats.log" || die "no clear message for missing NATS URLs"
-cat >"$OUT/bad-natsauth.values.yaml" <<'V'
+refused bad-natsauth "natsAuth with both a creds file and an NKey seed" \
+  "credsKey or nkeySeedKey, not both" <<'V'
 natsAuth:
   secret: s
   credsKey: a.creds
   nkeySeedKey: user.nk
 V
-if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-natsauth.values.yaml" -o /dev/null 2>"$OUT/bad-natsauth.log"; then
-  die "natsAuth with both a creds file and an NKey seed rendered"
-fi
-grep -q "credsKey or nkeySeedKey, not both" "$OUT/bad-natsauth.log" || die "no clear message for natsAuth"
-cat >"$OUT/bad-sentinel.values.yaml" <<'V'
+refused bad-sentinel "Sentinel addresses without a master name" \
+  "externalRedis.sentinel.master is required" <<'V'
 redis:
   enabled: false
 externalRedis:
@@ -100,10 +102,6 @@ externalRedis:
   sentinel:
     addrs: "s1:26379"
 V
-if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-sentinel.values.yaml" -o /dev/null 2>"$OUT/bad-sentinel.log"; then
-  die "Sentinel addresses without a master name rendered"
-fi
-grep -q "externalRedis.sentinel.master is required" "$OUT/bad-sentinel.log" || die "no clear message for the Sentinel master"
 cat >"$OUT/bad-grace.values.yaml" <<'V'
 terminationGracePeriodSeconds: 5
 V
