@@ -13,7 +13,6 @@
 #include "nt_nats_opts.h"
 #include "nt_node.h"
 #include "nt_presence.h"
-#include "nt_resume.h"
 #include "nt_url.h"
 
 static nt_node *g_node;
@@ -88,7 +87,6 @@ int main(int argc, char **argv) {
 
   nt_bus_handler bh = nt_node_bus_handler(g_node);
   int history = cfg.history != 0; /* auto: on, on JetStream or in memory */
-  if (history) bh.on_seq_msg = nt_resume_on_seq_msg;
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
   nt_presence *pres = NULL;
@@ -141,7 +139,7 @@ int main(int argc, char **argv) {
     }
   }
   nt_node_attach(g_node, bus, pres, auth);
-  if (nt_resume_attach(g_node, hist)) return 1;
+  if (nt_node_attach_history(g_node, hist)) return 1;
   if (nt_node_start(g_node)) {
     nt_node_stop(g_node);
     uv_run(loop, UV_RUN_DEFAULT);

@@ -1,6 +1,8 @@
-/* nt_node: the coordinator — listeners, upgrade and auth, client actions, bus fan-out,
- * presence, liveness sweeps, drain. Owns the connections, the hub, the bus, presence and
- * the verifier. Loop thread only (signals arrive through uv_signal). */
+/* nt_node: the composition root — builds the connections' environments and handlers
+ * (node/net), embeds the chat state (node/chat: upgrades, client actions, fan-out,
+ * resume), routes --listen and hands --api-listen to node/ops; listeners, per-turn flush,
+ * liveness sweeps, drain and stop. Owns the connections, the bus, presence, history and
+ * the verifier once attached. Loop thread only (signals arrive through uv_signal). */
 #ifndef NT_NODE_H
 #define NT_NODE_H
 
@@ -12,6 +14,7 @@
 #include "nt_bus.h"
 #include "nt_config.h"
 #include "nt_conn.h"
+#include "nt_history.h"
 #include "nt_hub.h"
 #include "nt_metrics.h"
 #include "nt_presence.h"
@@ -21,12 +24,18 @@ typedef struct nt_node nt_node;
 /* Creates a node for `cfg` (borrowed; must outlive the node). Returns NULL on failure. */
 nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg);
 
-/* Handlers to give the bus and presence implementations so they report to this node. */
+/* Handlers to give the bus and presence implementations so they report to this node.
+ * The bus handler is the node's one entry of bus input: with --history on it also takes
+ * the stream positions (on_seq_msg) that the resume state machine needs. */
 nt_bus_handler nt_node_bus_handler(nt_node *n);
 nt_presence_handler nt_node_presence_handler(nt_node *n);
 
 /* Hands over the bus, presence store and verifier (the node owns and destroys them). */
 void nt_node_attach(nt_node *n, nt_bus *bus, nt_presence *pres, nt_auth *auth);
+
+/* Hands over the room history (NULL: --history off), owned by the node from here on.
+ * Returns 0, or NT_ENOMEM after destroying `h`. */
+int nt_node_attach_history(nt_node *n, nt_history *h);
 
 /* Binds the listeners and starts timers. Returns 0 or a negative code (logged). */
 int nt_node_start(nt_node *n);
@@ -43,30 +52,19 @@ void nt_node_free(nt_node *n);
 const char *nt_node_id(const nt_node *n);
 const nt_metrics *nt_node_metrics(const nt_node *n);
 
-/* ---- for nt_conn (the connection calls back into its node) ---- */
+/* ---- without sockets (tests, fuzzing) ---- */
 
-/* A complete HTTP request arrived on a connection in the HTTP phase; `rest` holds bytes
- * that followed it (WebSocket frames after an upgrade). */
-void nt_node_on_http(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
-                     size_t rest_len);
-/* A complete text or binary message arrived (UTF-8 already checked for text). */
-void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
-                           size_t len);
-/* The connection is closing: leave rooms, drop presence, publish events. Called once. */
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c);
-/* The connection's memory is about to be freed. */
-void nt_node_on_conn_free(nt_node *n, nt_conn *c);
-/* Adds the connection to the per-turn flush list. */
-void nt_node_mark_dirty(nt_node *n, nt_conn *c);
-/* Limits and counters the connection needs. */
-size_t nt_node_send_queue_bytes(const nt_node *n);
-size_t nt_node_max_message_bytes(const nt_node *n);
-nt_metrics *nt_node_metrics_mut(nt_node *n);
-uv_loop_t *nt_node_loop(nt_node *n);
-/* Shared read buffer (one per node: reads are processed synchronously). */
-void nt_node_read_buffer(nt_node *n, uv_buf_t *buf);
-/* The node's permessage-deflate streams (nt_deflate.h); NULL with --compression off. */
-struct nt_deflate *nt_node_deflate(nt_node *n);
+/* Opens a connection on the WebSocket port (api 0) or the API port (api 1) whose peer is
+ * the memory transport's `peer` (nt_conn.h; zeroed by the caller, outliving the
+ * connection): from here on it is what an accepted socket would be, source address
+ * 127.0.0.1. Returns the connection, or NULL (no memory, stopping: the peer then sees
+ * closed). */
+nt_conn *nt_node_connect_mem(nt_node *n, int api, nt_mem_peer *peer);
+/* Makes the ids this node hands out from now on the same on every run (a fixed pool
+ * instead of getrandom's): reproducible fuzz inputs. Never in production. */
+void nt_node_fixed_ids(nt_node *n);
+/* The node's chat state (nt_chat.h): rooms, counters, the history's resume state. */
+struct nt_chat *nt_node_chat(nt_node *n);
 
 /* SIGHUP: reloads the TLS certificate and key from their files for new connections
  * (established ones keep theirs). Failures are logged; the old certificate stays. */

@@ -929,8 +929,15 @@ static int parse_url(rp *p, const char *url) {
 }
 
 static const nt_presence_vtab redis_vtab = {
-    r_join, r_leave, r_members, r_conn_add, r_conn_remove, r_conn_get,
-    r_connected, r_stats, r_destroy,
+    .join = r_join,
+    .leave = r_leave,
+    .members = r_members,
+    .conn_add = r_conn_add,
+    .conn_remove = r_conn_remove,
+    .conn_get = r_conn_get,
+    .connected = r_connected,
+    .stats = r_stats,
+    .destroy = r_destroy,
 };
 
 int nt_presence_redis_open(uv_loop_t *loop, const nt_presence_redis_opts *o,

@@ -283,33 +283,6 @@ static int copy_id(const json_t *v, char *out) {
   return 0;
 }
 
-static int pattern_ok(const char *p, size_t len) {
-  if (len > 0 && p[len - 1] == '*') {
-    if (len == 1) return 1;
-    len--;
-  }
-  return nt_id_check(p, len) == 0;
-}
-
-/* rooms is one allocation: the pointer array followed by the strings, so that clearing
- * an identity is one free() and copying it out of the token is one malloc(). The array
- * always has a slot, so "empty claim" (nothing allowed) stays distinct from NULL. */
-static char **rooms_alloc(size_t n, size_t str_bytes, char **strings) {
-  size_t slots = n ? n : 1;
-  char **r = malloc(slots * sizeof(char *) + str_bytes);
-  if (!r) return NULL;
-  r[0] = NULL;
-  *strings = (char *)(r + slots);
-  return r;
-}
-
-static char *rooms_put(char **r, size_t i, char *at, const char *p, size_t len) {
-  memcpy(at, p, len);
-  at[len] = '\0';
-  r[i] = at;
-  return at + len + 1;
-}
-
 /* Returns 0 with *rooms set (NULL when absent), NT_EINVAL for a bad claim, NT_ENOMEM. */
 static int rooms_claim(const json_t *v, char ***rooms, size_t *nrooms) {
   *rooms = NULL;
@@ -317,19 +290,19 @@ static int rooms_claim(const json_t *v, char ***rooms, size_t *nrooms) {
   if (!v) return 0;
   if (!json_is_array(v)) return NT_EINVAL;
   size_t n = json_array_size(v), bytes = 0;
-  if (n > NT_AUTH_ROOMS_MAX) return NT_EINVAL;
+  if (n > NT_IDENTITY_ROOMS_MAX) return NT_EINVAL;
   for (size_t i = 0; i < n; i++) {
     const json_t *e = json_array_get(v, i);
-    if (!json_is_string(e) || !pattern_ok(json_string_value(e), json_string_length(e)))
+    if (!json_is_string(e) || !nt_identity_pattern_ok(json_string_value(e), json_string_length(e)))
       return NT_EINVAL;
     bytes += json_string_length(e) + 1;
   }
   char *at;
-  char **r = rooms_alloc(n, bytes, &at);
+  char **r = nt_identity_rooms_alloc(n, bytes, &at);
   if (!r) return NT_ENOMEM;
   for (size_t i = 0; i < n; i++) {
     const json_t *e = json_array_get(v, i);
-    at = rooms_put(r, i, at, json_string_value(e), json_string_length(e));
+    at = nt_identity_rooms_put(r, i, at, json_string_value(e), json_string_length(e));
   }
   *rooms = r;
   *nrooms = n;
@@ -539,66 +512,5 @@ int nt_auth_verify(const nt_auth *a, const char *token, int64_t now_s, nt_identi
   json_decref(claims);
   if (rc) return rc;
   *id = tmp;
-  return 0;
-}
-
-/* ---------------------------------------------------------------- identity */
-
-int nt_identity_set_rooms(nt_identity *id, const char *const *rooms, size_t n) {
-  if (!id || (!rooms && n) || n > NT_AUTH_ROOMS_MAX) return NT_EINVAL;
-  char **r = NULL;
-  if (rooms) {
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++) {
-      if (!rooms[i] || !pattern_ok(rooms[i], strlen(rooms[i]))) return NT_EINVAL;
-      bytes += strlen(rooms[i]) + 1;
-    }
-    char *at;
-    r = rooms_alloc(n, bytes, &at);
-    if (!r) return NT_ENOMEM;
-    for (size_t i = 0; i < n; i++) at = rooms_put(r, i, at, rooms[i], strlen(rooms[i]));
-  }
-  free(id->rooms);
-  id->rooms = r;
-  id->nrooms = rooms ? n : 0;
-  return 0;
-}
-
-int nt_identity_set(nt_identity *id, const char *user, const char *tenant) {
-  if (!id || !user || !tenant) return NT_EINVAL;
-  size_t ul = strlen(user), tl = strlen(tenant);
-  char *s = malloc(ul + 1 + tl + 1);
-  if (!s) return NT_ENOMEM;
-  memcpy(s, user, ul + 1);
-  memcpy(s + ul + 1, tenant, tl + 1);
-  free(id->user);
-  id->user = s;
-  id->tenant = s + ul + 1;
-  return 0;
-}
-
-void nt_identity_clear(nt_identity *id) {
-  if (!id) return;
-  free(id->user);
-  id->user = id->tenant = NULL;
-  free(id->rooms);
-  id->rooms = NULL;
-  id->nrooms = 0;
-}
-
-int nt_identity_room_allowed(const nt_identity *id, const char *room) {
-  if (!id || !room) return 0;
-  size_t rlen = strlen(room);
-  if (nt_id_check(room, rlen) != 0) return 0;
-  if (!id->rooms) return 1;
-  for (size_t i = 0; i < id->nrooms; i++) {
-    const char *p = id->rooms[i];
-    size_t plen = strlen(p);
-    if (plen > 0 && p[plen - 1] == '*') {
-      if (rlen >= plen - 1 && memcmp(room, p, plen - 1) == 0) return 1;
-    } else if (plen == rlen && memcmp(room, p, rlen) == 0) {
-      return 1;
-    }
-  }
   return 0;
 }

@@ -5,13 +5,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nt_identity.h"
 #include "nt_subject.h"
 
 /* Tokens longer than this are rejected as "malformed" before any decoding; the HTTP layer
  * may use it to bound the `token` query parameter / Authorization header. */
 #define NT_AUTH_TOKEN_MAX 8192
-/* Upper bound on the number of patterns in a `rooms` claim ("invalid_rooms" beyond). */
-#define NT_AUTH_ROOMS_MAX 1024
+#define NT_AUTH_ROOMS_MAX NT_IDENTITY_ROOMS_MAX
 
 typedef struct nt_auth nt_auth;
 
@@ -27,19 +27,6 @@ typedef struct nt_auth_cfg {
                                  array of strings) must hold exactly this value */
   const char *issuer;         /* NULL or "": `iss` not checked; else it must equal this */
 } nt_auth_cfg;
-
-/* The identity a verified token carries. `user` and `tenant` are NULL until set (verify,
- * nt_identity_set), then two exact-length strings in one allocation. `rooms` is NULL when
- * the token has no `rooms` claim (any room of the tenant); otherwise `nrooms` patterns
- * (exact names, or prefixes ending in '*'). Everything is owned by the identity: release
- * with nt_identity_clear(). */
-typedef struct nt_identity {
-  char *user;
-  char *tenant;               /* points into the allocation of `user` */
-  int64_t exp;
-  char **rooms;
-  size_t nrooms;
-} nt_identity;
 
 /* Creates a verifier. Returns 0 and writes *out, or NT_EINVAL with a reason in `err`
  * (capacity `errcap`): unknown algorithm, missing secret/key, unparsable key. */
@@ -69,24 +56,5 @@ int nt_auth_verify(const nt_auth *a, const char *token, int64_t now_s, nt_identi
  * - Reentrant: one nt_auth may be shared by threads; it is never modified by verify.
  * - HS* signatures are checked by libjwt; RS* and ES* by OpenSSL with the key parsed once
  *   in nt_auth_new (libjwt 1.10 re-parses the PEM on every call, ~2,000 tokens/s). */
-
-/* Replaces id->rooms with a copy of `rooms` (`n` patterns, each checked as in a token's
- * `rooms` claim); `rooms` == NULL means "no claim" (any room). For code that builds
- * identities without a token (tests, single-node tools). Returns 0, NT_EINVAL (bad pattern,
- * id->rooms unchanged) or NT_ENOMEM. */
-int nt_identity_set_rooms(nt_identity *id, const char *const *rooms, size_t n);
-
-/* Sets user and tenant (copied, not checked: nt_auth_verify checks what a token says),
- * replacing earlier ones. Returns 0, NT_EINVAL (NULL argument) or NT_ENOMEM (id unchanged). */
-int nt_identity_set(nt_identity *id, const char *user, const char *tenant);
-
-/* Frees user, tenant and the rooms list (all become NULL); the identity may be reused
- * afterwards. */
-void nt_identity_clear(nt_identity *id);
-
-/* Returns 1 when `room` may be joined under `id`'s rooms claim, else 0. A pattern is an
- * exact room name, or a prefix followed by '*' ("team-*"; "*" alone matches every room).
- * An invalid room id (nt_id_valid) is never allowed. */
-int nt_identity_room_allowed(const nt_identity *id, const char *room);
 
 #endif

@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "natter.pb-c.h"
+#include "nt_chat.h"
 #include "nt_err.h"
 #include "nt_integ.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
 #include "nt_pct.h"
 
 /* ================================================================ pure part ====== */
@@ -113,20 +113,14 @@ int nt_authz_apply(const uint8_t *data, size_t len, nt_identity *id, char *reaso
 
 /* ================================================================ round trip ===== */
 
-void nt_authz_accept(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+void nt_authz_accept(nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                      size_t rest_len) {
-  if (n->draining || n->stopping || (long)n->nws >= n->max_ws) {
-    n->m.capacity_rejected++;
-    nt_identity_clear(&c->ident);
-    nt_node_refuse_upgrade(n, c, 503, n->draining ? "draining" : "at capacity");
-    return;
-  }
-  nt_node_accept_upgrade(n, c, req, rest, rest_len);
+  nt_upgrade_accept(n, c, req, rest, rest_len); /* the capacity is checked there, again */
   nt_conn_resume(c);
 }
 
 typedef struct authz_op {
-  nt_node *n;
+  nt_chat *n;
   nt_conn *c;        /* referenced until the reply */
   uint8_t *rest;     /* bytes that followed the upgrade request (copy) */
   size_t rest_len;
@@ -134,7 +128,7 @@ typedef struct authz_op {
 
 static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
   authz_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   nt_conn *c = op->c;
   const nt_http_req *req = c->http ? nt_http_parser_req(c->http) : NULL;
   if (nt_conn_is_open(c) && c->state == NT_CONN_HTTP && req && !n->stopped) {
@@ -143,7 +137,7 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
     int ir = r == 0 && n->integ ? nt_integ_connect(n, c, req, op->rest, op->rest_len) : 0;
     if (ir < 0) {
       nt_identity_clear(&c->ident);
-      nt_node_refuse_upgrade(n, c, 503, "integration unavailable");
+      nt_upgrade_refuse(n, c, 503, "integration unavailable");
     } else if (r == 0 && ir == 0) {
       nt_authz_accept(n, c, req, op->rest, op->rest_len);
     } else if (r == 0) {
@@ -159,7 +153,7 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
       nt_log_info("upgrade refused by the authorizer", "{s:i, s:s, s:s, s:s}", "status", st,
                   "reason", why, "user", c->ident.user, "tenant", c->ident.tenant);
       nt_identity_clear(&c->ident);
-      nt_node_refuse_upgrade(n, c, st, why);
+      nt_upgrade_refuse(n, c, st, why);
     }
   }
   free(op->rest);
@@ -167,10 +161,10 @@ static void on_reply(void *ud, int status, const uint8_t *data, size_t len) {
   free(op);
 }
 
-int nt_authz_start(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+int nt_authz_start(nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                    size_t rest_len) {
   if (!n->bus) return NT_ECLOSED;
-  if (!c->id[0]) nt_node_random_id(n, c->id, NT_CONN_ID_LEN);
+  if (!c->id[0]) nt_rand_id(n->rand, c->id, NT_CONN_ID_LEN);
   authz_op *op = calloc(1, sizeof *op);
   if (!op) return NT_ENOMEM;
   if (rest_len && !(op->rest = malloc(rest_len))) {

@@ -17,7 +17,7 @@
 #include "nt_conn.h"
 #include "nt_http.h"
 
-struct nt_node;
+struct nt_chat;
 
 #define NT_AUTHZ_SUBJECT "natter.auth.connect"
 #define NT_AUTHZ_REASON_MAX 128
@@ -42,13 +42,13 @@ char *nt_authz_query_without_token(const char *target);
  * returns 0; on the reply the node accepts or refuses the upgrade. `rest` (bytes after the
  * request) is copied. Returns a negative code when the request cannot be sent (the
  * caller refuses the upgrade with 503). */
-int nt_authz_start(struct nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+int nt_authz_start(struct nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                    size_t rest_len);
 
 /* Completes an upgrade decided outside the read callback (this authorizer's reply, or the
  * integration's $connect): 503 when the node filled up or started draining meanwhile,
  * else 101 and reading resumes. */
-void nt_authz_accept(struct nt_node *n, nt_conn *c, const nt_http_req *req,
+void nt_authz_accept(struct nt_chat *n, nt_conn *c, const nt_http_req *req,
                      const uint8_t *rest, size_t rest_len);
 
 #endif

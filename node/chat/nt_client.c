@@ -4,14 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_integ.h"
 #include "nt_limits.h"
-#include "nt_accesslog.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
 #include "nt_proto.h"
+#include "nt_resume.h"
+#include "nt_utf8.h"
 #include "nt_webhook.h"
 
 /* ---------------------------------------------------------------- helpers ---- */
@@ -22,14 +23,14 @@ static void send_frame(nt_conn *c, nt_frame *f) {
   nt_frame_unref(f);
 }
 
-void nt_client_send_error(nt_node *n, nt_conn *c, const char *code, const char *msg,
+void nt_client_send_error(nt_chat *n, nt_conn *c, const char *code, const char *msg,
                           const char *reqid) {
   n->m.protocol_errors++;
   send_frame(c, nt_proto_error(code, msg, reqid));
 }
 
 /* Encodes and publishes one envelope (no allocation for envelopes under 4 KiB). */
-static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *env,
+static int publish_env(nt_chat *n, const char *subject, const Natter__Envelope *env,
                        const char *reply) {
   uint8_t stackbuf[4096], *out;
   size_t len = nt_env_encode(env, stackbuf, sizeof stackbuf, &out);
@@ -44,6 +45,38 @@ static int publish_env(nt_node *n, const char *subject, const Natter__Envelope *
   return r;
 }
 
+int nt_client_publish_message(nt_chat *n, const nt_client_msg *m, char id[NT_CONN_ID_LEN + 1]) {
+  if (!n->bus) return NT_ECLOSED;
+  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
+  int direct = m->target_user != NULL;
+  Natter__Envelope env = NATTER__ENVELOPE__INIT;
+  env.id = id;
+  env.tenant = (char *)m->tenant;
+  env.kind = direct ? NATTER__KIND__DIRECT_MESSAGE : NATTER__KIND__ROOM_MESSAGE;
+  env.room = direct ? "" : (char *)m->room;
+  env.target_user = direct ? (char *)m->target_user : "";
+  env.sender_user = (char *)m->sender_user;
+  env.sender_conn = (char *)m->sender_conn;
+  env.origin_node = n->id;
+  env.timestamp_ms = nt_now_ms();
+  env.payload.data = (uint8_t *)m->payload;
+  env.payload.len = m->len;
+  env.exclude_sender = m->exclude_sender != 0;
+  return publish_env(n, m->subject, &env, NULL);
+}
+
+int nt_client_push(nt_conn *c, const uint8_t *data, size_t len) {
+  int text = nt_utf8_valid(data, len);
+  nt_frame *f = nt_frame_from(text ? NT_WS_OP_TEXT : NT_WS_OP_BINARY, data, len);
+  int r = f ? nt_conn_send(c, f) : NT_ENOMEM;
+  nt_frame_unref(f);
+  return r;
+}
+
+void nt_client_kick(nt_conn *c) {
+  nt_conn_ws_close(c, 1000, "closed by the server", NT_CLOSE_KICKED);
+}
+
 static const char *const event_names[] = {"", "connect", "disconnect", "join", "leave"};
 /* DisconnectReason names, for webhooks */
 static const char *const reason_names[] = {"", "client_close", "timeout", "slow_consumer",
@@ -51,7 +84,7 @@ static const char *const reason_names[] = {"", "client_close", "timeout", "slow_
                                            "server_shutdown"};
 
 /* `node` is the node that held the connection: the reaper reports a dead node's ones. */
-static void publish_event_of(nt_node *n, const char *node, int kind, const nt_conn *c,
+static void publish_event_of(nt_chat *n, const char *node, int kind, const nt_conn *c,
                              const char *tenant, const char *user, const char *conn_id,
                              const char *room, int reason) {
   if (n->webhook) /* the event kinds are the first four webhook types */
@@ -81,13 +114,13 @@ static void publish_event_of(nt_node *n, const char *node, int kind, const nt_co
   if (out != buf) free(out);
 }
 
-void nt_client_publish_event(nt_node *n, int kind, const nt_conn *c, const char *tenant,
+void nt_client_publish_event(nt_chat *n, int kind, const nt_conn *c, const char *tenant,
                              const char *user, const char *conn_id, const char *room,
                              int reason) {
   publish_event_of(n, n->id, kind, c, tenant, user, conn_id, room, reason);
 }
 
-static void publish_presence(nt_node *n, const char *tenant, const char *room,
+static void publish_presence(nt_chat *n, const char *tenant, const char *room,
                              const char *user, const char *conn_id, int online) {
   if (n->webhook) /* a presence transition: decided once in the cluster */
     nt_webhook_emit(n, online ? NT_WH_ONLINE : NT_WH_OFFLINE, tenant, user, room, conn_id,
@@ -107,7 +140,7 @@ static void publish_presence(nt_node *n, const char *tenant, const char *room,
   publish_env(n, subject, &env, NULL);
 }
 
-static void subscribe_room(nt_node *n, nt_room *r) {
+static void subscribe_room(nt_chat *n, nt_room *r) {
   /* with history, messages come sequenced on the room's live subject */
   const char *msgs = n->res ? nt_resume_room_open(n, r) : r->subject;
   if (!msgs || nt_bus_subscribe(n->bus, msgs, NULL, &r->sub) ||
@@ -115,7 +148,7 @@ static void subscribe_room(nt_node *n, nt_room *r) {
     nt_log_error("subscribe failed", "{s:s}", "subject", r->subject);
 }
 
-static void leave_room_local(nt_node *n, nt_conn *c, nt_room *r) {
+static void leave_room_local(nt_chat *n, nt_conn *c, nt_room *r) {
   if (n->res) nt_resume_leave(n, c, r);
   if (nt_hub_leave(&n->hub, c, r)) {
     if (r->sub) nt_bus_unsubscribe(n->bus, r->sub);
@@ -128,7 +161,7 @@ static void leave_room_local(nt_node *n, nt_conn *c, nt_room *r) {
 /* ---------------------------------------------------------------- presence --- */
 
 typedef struct leave_op {
-  nt_node *n;
+  nt_chat *n;
   char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1], user[NT_ID_MAX + 1];
 } leave_op;
 
@@ -139,7 +172,7 @@ static void on_left(void *ud, int status, int transition) {
   free(op);
 }
 
-static void presence_leave(nt_node *n, const nt_conn *c, const char *room) {
+static void presence_leave(nt_chat *n, const nt_conn *c, const char *room) {
   leave_op *op = malloc(sizeof *op);
   if (!op) return;
   op->n = n;
@@ -150,7 +183,7 @@ static void presence_leave(nt_node *n, const nt_conn *c, const char *room) {
 }
 
 void nt_client_on_offline(void *ud, const char *tenant, const char *room, const char *user) {
-  nt_node *n = ud;
+  nt_chat *n = ud;
   publish_presence(n, tenant, room, user, NULL, 0);
   /* A reap's leave: per user and room (not per connection), marked with the reason. */
   nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, NULL, tenant, user, "", room,
@@ -162,8 +195,15 @@ void nt_client_on_online(void *ud, const char *tenant, const char *room, const c
   publish_presence(ud, tenant, room, user, NULL, 1);
 }
 
+void nt_client_on_store_state(void *ud, int connected) {
+  nt_chat *n = ud;
+  if (connected && !n->store_up && n->store_ever_up) n->m.store_reconnects++;
+  if (connected) n->store_ever_up = 1;
+  n->store_up = connected;
+}
+
 void nt_client_on_conn_lost(void *ud, const nt_conn_info *info) {
-  nt_node *n = ud;
+  nt_chat *n = ud;
   publish_event_of(n, info->node && *info->node ? info->node : n->id,
                    NATTER__EVENT_KIND__DISCONNECT, NULL, info->tenant, info->user,
                    info->conn_id, NULL, NATTER__DISCONNECT_REASON__NODE_LOST);
@@ -174,7 +214,7 @@ void nt_client_on_conn_lost(void *ud, const nt_conn_info *info) {
 /* A new local user: its own subscription while the tenant has at most
  * --max-user-subscriptions local users, else the tenant's wildcard (taken once). A
  * subscribe sent now reaches the bus server before anything this node publishes next. */
-static void user_subscribe(nt_node *n, nt_userset *u) {
+static void user_subscribe(nt_chat *n, nt_userset *u) {
   nt_hub_tenant *t = nt_hub_tenant_of(&n->hub, u);
   if (t && t->wild) return;
   if (t && t->nusers > (uint32_t)n->cfg->max_user_subs) {
@@ -194,7 +234,7 @@ static void user_subscribe(nt_node *n, nt_userset *u) {
     nt_log_error("subscribe failed", "{s:s}", "user", u->key);
 }
 
-void nt_client_welcome(nt_node *n, nt_conn *c) {
+void nt_client_welcome(nt_chat *n, nt_conn *c) {
   int created = 0;
   if (nt_hub_add_conn(&n->hub, c, &created)) {
     nt_conn_ws_close(c, 1011, "internal error", NT_CLOSE_PROTOCOL);
@@ -221,9 +261,9 @@ static const int reason_map[] = {
     [NT_CLOSE_SHUTDOWN] = NATTER__DISCONNECT_REASON__SERVER_SHUTDOWN,
 };
 
-void nt_client_closing(nt_node *n, nt_conn *c) {
+void nt_client_closing(nt_chat *n, nt_conn *c) {
   if (!c->welcomed) return;
-  nt_accesslog_conn_close(c, uv_now(n->loop));
+  if (n->log.conn_close) n->log.conn_close(c, uv_now(n->loop));
   while (c->nrooms) {
     nt_room *r = c->rooms[c->nrooms - 1].room;
     char room[NT_ID_MAX + 1];
@@ -251,23 +291,47 @@ void nt_client_closing(nt_node *n, nt_conn *c) {
   n->m.connections = n->nws;
 }
 
-void nt_node_on_conn_closing(nt_node *n, nt_conn *c) {
+void nt_client_on_closing(void *ud, nt_conn *c) {
+  nt_chat *n = ud;
   int welcomed = c->welcomed;
   nt_client_closing(n, c);
   if (n->integ) nt_integ_closing(n, c, welcomed);
 }
 
+char *nt_client_describe(nt_chat *n, const nt_conn *c, size_t *len) {
+  /* The connection's times are loop (monotonic) milliseconds; the API speaks unix ms. */
+  int64_t wall = nt_now_ms(), mono = (int64_t)uv_now(n->loop);
+  char peer[NT_CONN_PEER_STRLEN];
+  json_t *rooms = json_array();
+  for (uint16_t i = 0; rooms && i < c->nrooms; i++)
+    json_array_append_new(rooms, json_string(c->rooms[i].room->name));
+  int64_t at = wall - (mono - (int64_t)c->connected_at);
+  int64_t active = wall - nt_conn_age((uint64_t)mono, c->last_active);
+  char at_s[32], active_s[32]; /* RFC 3339, as the gateway (and its SDKs) have them */
+  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
+                        "connectionId", c->id, "connectedAt", nt_clock_rfc3339(at, at_s),
+                        "lastActiveAt", nt_clock_rfc3339(active, active_s),
+                        "connectedAtMs", (json_int_t)at, "lastActiveAtMs", (json_int_t)active,
+                        "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
+                        "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
+                        "rooms", rooms);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (s && len) *len = strlen(s);
+  return s;
+}
+
 /* ---------------------------------------------------------------- actions ---- */
 
 typedef struct conn_op {
-  nt_node *n;
+  nt_chat *n;
   nt_conn *c;               /* referenced until the callback */
   char room[NT_ID_MAX + 1];
   char action[NT_ID_MAX + 1];
   char reqid[NT_REQID_MAX + 1];
 } conn_op;
 
-static conn_op *conn_op_new(nt_node *n, nt_conn *c, const char *room, const char *reqid) {
+static conn_op *conn_op_new(nt_chat *n, nt_conn *c, const char *room, const char *reqid) {
   conn_op *op = calloc(1, sizeof *op);
   if (!op) return NULL;
   op->n = n;
@@ -286,7 +350,7 @@ static void conn_op_free(conn_op *op) {
 static void on_joined(void *ud, int status, int transition, const char *const *members,
                       size_t n_members) {
   conn_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   nt_conn *c = op->c;
   if (status == 0 && transition)
     publish_presence(n, c->ident.tenant, op->room, c->ident.user, c->id, 1);
@@ -338,7 +402,7 @@ static void on_join_flushed(void *ud, int status, const uint8_t *data, size_t le
   presence_join(op);
 }
 
-static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
+static void act_join(nt_chat *n, nt_conn *c, const nt_req *rq) {
   if (!nt_identity_room_allowed(&c->ident, rq->room)) { /* the token's `rooms` claim */
     nt_client_send_error(n, c, "forbidden", "the token does not allow this room", rq->reqid);
     return;
@@ -374,7 +438,7 @@ static void act_join(nt_node *n, nt_conn *c, const nt_req *rq) {
   presence_join(op);
 }
 
-static void act_leave(nt_node *n, nt_conn *c, const nt_req *rq) {
+static void act_leave(nt_chat *n, nt_conn *c, const nt_req *rq) {
   nt_room *r = nt_hub_conn_room(c, rq->room);
   if (!r) {
     nt_client_send_error(n, c, "not_found", "not a member of this room", rq->reqid);
@@ -388,7 +452,7 @@ static void act_leave(nt_node *n, nt_conn *c, const nt_req *rq) {
   send_frame(c, nt_proto_left(rq->room, rq->reqid));
 }
 
-static void act_send(nt_node *n, nt_conn *c, const nt_req *rq, int direct) {
+static void act_send(nt_chat *n, nt_conn *c, const nt_req *rq, int direct) {
   char subject[NT_SUBJECT_MAX];
   if (direct) {
     if (nt_subject_user(subject, sizeof subject, c->ident.tenant, rq->user) < 0) {
@@ -410,21 +474,18 @@ static void act_send(nt_node *n, nt_conn *c, const nt_req *rq, int direct) {
     return;
   }
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
-  Natter__Envelope env = NATTER__ENVELOPE__INIT;
-  env.id = id;
-  env.tenant = c->ident.tenant;
-  env.kind = direct ? NATTER__KIND__DIRECT_MESSAGE : NATTER__KIND__ROOM_MESSAGE;
-  env.room = direct ? "" : (char *)rq->room;
-  env.target_user = direct ? (char *)rq->user : "";
-  env.sender_user = c->ident.user;
-  env.sender_conn = c->id;
-  env.origin_node = n->id;
-  env.timestamp_ms = nt_now_ms();
-  env.payload.data = (uint8_t *)payload;
-  env.payload.len = plen;
-  env.exclude_sender = rq->exclude_self;
-  int r = publish_env(n, subject, &env, NULL);
+  nt_client_msg msg = {
+      .subject = subject,
+      .tenant = c->ident.tenant,
+      .room = direct ? NULL : rq->room,
+      .target_user = direct ? rq->user : NULL,
+      .sender_user = c->ident.user,
+      .sender_conn = c->id,
+      .exclude_sender = rq->exclude_self,
+      .payload = payload,
+      .len = plen,
+  };
+  int r = nt_client_publish_message(n, &msg, id);
   free(payload);
   if (r) {
     nt_client_send_error(n, c, "internal", "message bus unavailable", rq->reqid);
@@ -433,7 +494,7 @@ static void act_send(nt_node *n, nt_conn *c, const nt_req *rq, int direct) {
   send_frame(c, nt_proto_ack(id, rq->reqid));
 }
 
-static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
+static void act_presence(nt_chat *n, nt_conn *c, const nt_req *rq) {
   if (rq->room && !nt_identity_room_allowed(&c->ident, rq->room)) {
     nt_client_send_error(n, c, "forbidden", "the token does not allow this room", rq->reqid);
     return;
@@ -450,7 +511,7 @@ static void act_presence(nt_node *n, nt_conn *c, const nt_req *rq) {
 
 static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len) {
   conn_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   nt_metrics_count_route(&n->m, op->action,
                          status == 0                 ? NT_ROUTE_REPLIED
                          : status == NT_ENORESPONDER ? NT_ROUTE_UNKNOWN
@@ -483,7 +544,7 @@ static void on_route_reply(void *ud, int status, const uint8_t *data, size_t len
   conn_op_free(op);
 }
 
-static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *raw,
+static void act_custom(nt_chat *n, nt_conn *c, const nt_req *rq, const uint8_t *raw,
                        size_t len) {
   char subject[NT_SUBJECT_MAX];
   if (!n->cfg->routes || nt_subject_route(subject, sizeof subject, rq->action_name) < 0) {
@@ -496,7 +557,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
   snprintf(op->action, sizeof op->action, "%s", rq->action_name);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
   env.id = id;
   env.kind = NATTER__KIND__ROUTE_REQUEST;
   env.tenant = c->ident.tenant;
@@ -517,7 +578,7 @@ static void act_custom(nt_node *n, nt_conn *c, const nt_req *rq, const uint8_t *
   if (r) on_route_reply(op, r, NULL, 0);
 }
 
-void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t len) {
+void nt_client_on_message(nt_chat *n, nt_conn *c, const uint8_t *data, size_t len) {
   nt_req rq;
   const char *why = NULL;
   n->m.messages_in++;
@@ -539,8 +600,9 @@ void nt_client_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t le
   nt_req_free(&rq);
 }
 
-void nt_node_on_ws_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
-                           size_t len) {
+void nt_client_on_ws_message(void *ud, nt_conn *c, int opcode, const uint8_t *data,
+                             size_t len) {
+  nt_chat *n = ud;
   if (!nt_limits_admit_message(n, c, opcode, data, len)) return; /* rate limit */
   if (opcode != WSLAY_TEXT_FRAME) {
     nt_client_send_error(n, c, "bad_request", "binary frames are not part of protocol v1", "");

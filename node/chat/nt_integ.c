@@ -8,9 +8,10 @@
 #include "nt_authz.h"
 #include "nt_err.h"
 #include "nt_httpc.h"
+#include "nt_limits.h"
 #include "nt_integ_event.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
+#include "nt_chat.h"
 #include "nt_utf8.h"
 
 #define CONN_QUEUE_MAX 64     /* route invocations one connection may have waiting */
@@ -49,7 +50,7 @@ struct iconn {
 };
 
 struct nt_integ {
-  nt_node *n;
+  nt_chat *n;
   nt_httpc *http;
   nt_integ_routes routes;
   nt_map conns;               /* connection id -> iconn */
@@ -99,7 +100,7 @@ static void gauge(nt_integ *ig) {
 
 static nt_integ_conn_info conn_info(nt_integ *ig, const iconn *ic, const nt_conn *c,
                                     char *peer) {
-  nt_node *n = ig->n;
+  nt_chat *n = ig->n;
   return (nt_integ_conn_info){.conn_id = ic->id, .connected_at_ms = ic->connected_at_ms,
                               .source_ip = nt_conn_peer(c, peer),
                               .user_agent = c->user_agent, .domain = ic->domain,
@@ -112,8 +113,8 @@ static inv *inv_new(nt_integ *ig, iconn *ic, nt_conn *c, nt_integ_call *call) {
   inv *v = calloc(1, sizeof *v);
   if (!v) return NULL;
   char rid[NT_CONN_ID_LEN + 1], mid[NT_CONN_ID_LEN + 1], peer[NT_CONN_PEER_STRLEN];
-  nt_node_random_id(ig->n, rid, NT_CONN_ID_LEN);
-  nt_node_random_id(ig->n, mid, NT_CONN_ID_LEN);
+  nt_rand_id(ig->n->rand, rid, NT_CONN_ID_LEN);
+  nt_rand_id(ig->n->rand, mid, NT_CONN_ID_LEN);
   call->request_id = rid;
   call->message_id = mid;
   call->now_ms = nt_now_ms();
@@ -144,7 +145,7 @@ static void dequeue(iconn *ic) {
 
 /* ================================================================ answers ======== */
 
-static void send_error(nt_node *n, nt_conn *c, const char *code, int status, const char *msg,
+static void send_error(nt_chat *n, nt_conn *c, const char *code, int status, const char *msg,
                        const char *reqid) {
   nt_frame *f = nt_integ_error_frame(code, status, msg, reqid);
   if (!f) return;
@@ -153,7 +154,7 @@ static void send_error(nt_node *n, nt_conn *c, const char *code, int status, con
 }
 
 static void connect_done(nt_integ *ig, inv *v, int err, int status) {
-  nt_node *n = ig->n;
+  nt_chat *n = ig->n;
   nt_conn *c = v->c;
   const nt_http_req *req = c->http ? nt_http_parser_req(c->http) : NULL;
   if (!nt_conn_is_open(c) || c->state != NT_CONN_HTTP || !req || n->stopped) return;
@@ -168,12 +169,12 @@ static void connect_done(nt_integ *ig, inv *v, int err, int status) {
   nt_log_info("upgrade refused by the integration", "{s:i, s:s, s:s, s:s}", "status", st,
               "reason", why, "user", c->ident.user, "tenant", c->ident.tenant);
   nt_identity_clear(&c->ident);
-  nt_node_refuse_upgrade(n, c, st, why);
+  nt_upgrade_refuse(n, c, st, why);
 }
 
 static void message_done(nt_integ *ig, inv *v, int err, int status, const char *body,
                          size_t len) {
-  nt_node *n = ig->n;
+  nt_chat *n = ig->n;
   nt_conn *c = v->c;
   if (!nt_conn_is_open(c) || c->state != NT_CONN_WS) return;
   if (err == NT_ETIMEOUT) {
@@ -215,7 +216,7 @@ static int retry_later(nt_integ *ig, iconn *ic, inv *v, int err, int status) {
 /* The head invocation of `ic` finished with `err` / the response. */
 static void finish_head(nt_integ *ig, iconn *ic, int err, int http_status, const char *body,
                         size_t len) {
-  nt_node *n = ig->n;
+  nt_chat *n = ig->n;
   inv *v = ic->head;
   nt_integ_result res = {.status = http_status, .body = body, .body_len = len};
   if (!err && nt_integ_result_read(http_status, body, len, &res)) err = NT_EPROTO;
@@ -259,7 +260,7 @@ static void on_http(void *ud, const nt_httpc_resp *r) {
 /* Submits the head of `ic` when nothing of it is in flight. A head that cannot be
  * submitted finishes at once (its error reaches the client), and the next one is tried. */
 static void pump(nt_integ *ig, iconn *ic) {
-  nt_node *n = ig->n;
+  nt_chat *n = ig->n;
   while (!ig->closing && !ic->busy && ic->head) {
     inv *v = ic->head;
     uint64_t tmo = (uint64_t)(n->cfg->integration_timeout_s * 1000);
@@ -314,7 +315,7 @@ static void on_retry_tick(uv_timer_t *t) {
 
 /* ================================================================ hooks ========== */
 
-int nt_integ_start(nt_node *n) {
+int nt_integ_start(nt_chat *n) {
   const nt_config *cfg = n->cfg;
   if (!cfg->integration_url) return 0;
   nt_integ *ig = calloc(1, sizeof *ig);
@@ -355,7 +356,7 @@ static void on_retry_closed(uv_handle_t *h) {
   free(ig);
 }
 
-void nt_integ_close(nt_node *n) {
+void nt_integ_close(nt_chat *n) {
   nt_integ *ig = n->integ;
   if (!ig) return;
   n->integ = NULL;
@@ -371,10 +372,10 @@ void nt_integ_close(nt_node *n) {
   uv_close((uv_handle_t *)&ig->retry_timer, on_retry_closed);
 }
 
-int nt_integ_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const char *token) {
+int nt_integ_upgrade(nt_chat *n, nt_conn *c, const nt_http_req *req, const char *token) {
   nt_integ *ig = n->integ;
   if (!ig) return 0;
-  if (!c->id[0]) nt_node_random_id(n, c->id, NT_CONN_ID_LEN);
+  if (!c->id[0]) nt_rand_id(n->rand, c->id, NT_CONN_ID_LEN);
   iconn *ic = calloc(1, sizeof *ic);
   const char *host = req->hdr[NT_HDR_HOST];
   if (!ic || !(ic->domain = strdup(host ? host : ""))) {
@@ -394,7 +395,7 @@ int nt_integ_upgrade(nt_node *n, nt_conn *c, const nt_http_req *req, const char 
   return 0;
 }
 
-int nt_integ_connect(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
+int nt_integ_connect(nt_chat *n, nt_conn *c, const nt_http_req *req, const uint8_t *rest,
                      size_t rest_len) {
   nt_integ *ig = n->integ;
   iconn *ic = ig && ig->want_connect ? iconn_of(ig, c) : NULL;
@@ -438,7 +439,7 @@ int nt_integ_connect(nt_node *n, nt_conn *c, const nt_http_req *req, const uint8
   return 1;
 }
 
-int nt_integ_on_message(nt_node *n, nt_conn *c, const uint8_t *data, size_t len) {
+int nt_integ_on_message(nt_chat *n, nt_conn *c, const uint8_t *data, size_t len) {
   nt_integ *ig = n->integ;
   if (!ig) return 0;
   char reqid[NT_REQID_MAX + 1];
@@ -480,7 +481,7 @@ static void close_code(int why, int *code, const char **reason) {
   }
 }
 
-void nt_integ_closing(nt_node *n, nt_conn *c, int welcomed) {
+void nt_integ_closing(nt_chat *n, nt_conn *c, int welcomed) {
   nt_integ *ig = n->integ;
   iconn *ic = ig ? iconn_of(ig, c) : NULL;
   if (!ic) return;
@@ -499,7 +500,7 @@ void nt_integ_closing(nt_node *n, nt_conn *c, int welcomed) {
   maybe_free(ig, ic);
 }
 
-void nt_integ_conn_free(nt_node *n, nt_conn *c) {
+void nt_integ_conn_free(nt_chat *n, nt_conn *c) {
   nt_integ *ig = n->integ;
   iconn *ic = ig ? iconn_of(ig, c) : NULL;
   if (!ic) return;

@@ -20,36 +20,36 @@
 #include "nt_conn.h"
 #include "nt_http.h"
 
-struct nt_node;
+struct nt_chat;
 typedef struct nt_integ nt_integ;
 
 /* Creates the node's integration when --integration-url is set (n->integ, else NULL).
  * Returns 0, or a negative code (logged). */
-int nt_integ_start(struct nt_node *n);
+int nt_integ_start(struct nt_chat *n);
 
 /* Fails what is pending (replies dropped, $disconnects not retried), closes the handles;
  * the memory goes with the last close callback. */
-void nt_integ_close(struct nt_node *n);
+void nt_integ_close(struct nt_chat *n);
 
 /* An upgrade of `c` passed the JWT (`token`, verified): records what later events need.
  * Gives `c` its connection id when it has none. 0 or NT_ENOMEM. */
-int nt_integ_upgrade(struct nt_node *n, nt_conn *c, const nt_http_req *req, const char *token);
+int nt_integ_upgrade(struct nt_chat *n, nt_conn *c, const nt_http_req *req, const char *token);
 
 /* Starts the $connect invocation of `c` (reading paused, identity verified) and returns 1:
  * its answer accepts (2xx) or refuses (its status; no answer: 503) the upgrade later.
  * Returns 0 when $connect is not an integration route (accept now), or a negative code
  * when it cannot be sent (refuse with 503). `rest` (bytes after the request) is copied. */
-int nt_integ_connect(struct nt_node *n, nt_conn *c, const nt_http_req *req,
+int nt_integ_connect(struct nt_chat *n, nt_conn *c, const nt_http_req *req,
                      const uint8_t *rest, size_t rest_len);
 
 /* A client text frame: returns 1 when it went to the integration (or was refused with
  * rate_limited), 0 when natter handles it (built-in actions, natter's own $default). */
-int nt_integ_on_message(struct nt_node *n, nt_conn *c, const uint8_t *data, size_t len);
+int nt_integ_on_message(struct nt_chat *n, nt_conn *c, const uint8_t *data, size_t len);
 
 /* `c` is closing; `welcomed`: it had been accepted (its $disconnect is due). */
-void nt_integ_closing(struct nt_node *n, nt_conn *c, int welcomed);
+void nt_integ_closing(struct nt_chat *n, nt_conn *c, int welcomed);
 
 /* `c` is being freed (refused upgrades: forget its record). */
-void nt_integ_conn_free(struct nt_node *n, nt_conn *c);
+void nt_integ_conn_free(struct nt_chat *n, nt_conn *c);
 
 #endif

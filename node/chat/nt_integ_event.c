@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nt_api.h"
+#include "nt_http.h"
 #include "nt_err.h"
 
 /* ================================================================ routes ========= */

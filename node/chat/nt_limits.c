@@ -4,48 +4,13 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "nt_chat.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
 #include "nt_proto.h"
-
-/* ---------------------------------------------------------------- token bucket */
-
-int nt_ratelimit_take(nt_ratelimit *rl, uint64_t now_ms, uint32_t rate, uint32_t burst) {
-  if (rate == 0) return 1;
-  if (burst == 0) burst = rate;
-  /* Milli-tokens: `rate` tokens per second is exactly `rate` milli-tokens per ms, so the
-   * refill is integer arithmetic with no drift. */
-  uint64_t cap = (uint64_t)burst * 1000;
-  if (cap > UINT32_MAX) cap = UINT32_MAX; /* beyond the configurable burst (1e6) */
-  if (!rl->started) {
-    rl->started = 1;
-    rl->tokens = (uint32_t)cap;
-    rl->last_ms = now_ms;
-  } else if (now_ms > rl->last_ms) {
-    uint64_t elapsed = now_ms - rl->last_ms, room = rl->tokens < cap ? cap - rl->tokens : 0;
-    /* compared before multiplying: a long pause times a high rate would overflow */
-    if (elapsed > room / rate) rl->tokens = (uint32_t)cap;
-    else rl->tokens += (uint32_t)(elapsed * rate); /* <= room: stays within cap */
-    rl->last_ms = now_ms;
-  }
-  if (rl->tokens > cap) rl->tokens = (uint32_t)cap; /* the limits may have been lowered */
-  if (rl->tokens < 1000) return 0;
-  rl->tokens -= 1000;
-  return 1;
-}
-
-int nt_ratelimit_strike(nt_ratelimit *rl, uint64_t now_ms, uint32_t close_after) {
-  if (rl->strikes == 0 || now_ms - rl->window_ms >= NT_RATE_WINDOW_MS) {
-    rl->window_ms = now_ms;
-    rl->strikes = 0;
-  }
-  if (rl->strikes < UINT16_MAX) rl->strikes++;
-  return close_after > 0 && rl->strikes >= close_after;
-}
 
 /* ---------------------------------------------------------------- node glue --- */
 
-int nt_limits_admit_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *data,
+int nt_limits_admit_message(nt_chat *n, nt_conn *c, int opcode, const uint8_t *data,
                             size_t len) {
   const nt_config *cfg = n->cfg;
   uint64_t now = uv_now(n->loop);
@@ -77,13 +42,13 @@ int nt_limits_admit_message(nt_node *n, nt_conn *c, int opcode, const uint8_t *d
   return 0;
 }
 
-int nt_limits_room_ok(nt_node *n, const nt_conn *c) {
+int nt_limits_room_ok(nt_chat *n, const nt_conn *c) {
   if ((long)c->nrooms < n->cfg->max_rooms_per_conn) return 1;
   n->m.room_limit_rejected++;
   return 0;
 }
 
-int nt_limits_user_conns_check(nt_node *n, const nt_identity *id) {
+int nt_limits_user_conns_check(nt_chat *n, const nt_identity *id) {
   if (n->cfg->max_conns_per_user <= 0) return 0;
   char subject[NT_SUBJECT_MAX];
   int sl = nt_subject_user(subject, sizeof subject, id->tenant, id->user);
@@ -94,8 +59,6 @@ int nt_limits_user_conns_check(nt_node *n, const nt_identity *id) {
   return 429;
 }
 
-size_t nt_limits_max_header_bytes(const nt_node *n) { return n->cfg->max_header_bytes; }
-
-uint64_t nt_limits_handshake_ms(const nt_node *n) {
+uint64_t nt_limits_handshake_ms(const nt_chat *n) {
   return (uint64_t)(n->cfg->handshake_timeout_s * 1000);
 }

@@ -348,33 +348,28 @@ nt_frame *nt_proto_members(const char *room, const nt_presence_page *pg, const c
   return sb_frame(&b);
 }
 
-nt_frame *nt_proto_left(const char *room, const char *reqid) {
+/* A reply of `head` (the type and, for a value, its key), `value` as a JSON string (none
+ * when NULL) and the requestId. */
+static nt_frame *short_reply(const char *head, const char *value, const char *reqid) {
   sb b;
   sb_init(&b, 64);
-  sb_lit(&b, "{\"type\":\"left\",\"roomId\":");
-  sb_str(&b, room);
+  sb_lit(&b, head);
+  if (value) sb_str(&b, value);
   sb_reqid(&b, reqid);
   sb_lit(&b, "}");
   return sb_frame(&b);
+}
+
+nt_frame *nt_proto_left(const char *room, const char *reqid) {
+  return short_reply("{\"type\":\"left\",\"roomId\":", room, reqid);
 }
 
 nt_frame *nt_proto_ack(const char *id, const char *reqid) {
-  sb b;
-  sb_init(&b, 64);
-  sb_lit(&b, "{\"type\":\"ack\",\"id\":");
-  sb_str(&b, id);
-  sb_reqid(&b, reqid);
-  sb_lit(&b, "}");
-  return sb_frame(&b);
+  return short_reply("{\"type\":\"ack\",\"id\":", id, reqid);
 }
 
 nt_frame *nt_proto_heartbeat(const char *reqid) {
-  sb b;
-  sb_init(&b, 32);
-  sb_lit(&b, "{\"type\":\"heartbeat\"");
-  sb_reqid(&b, reqid);
-  sb_lit(&b, "}");
-  return sb_frame(&b);
+  return short_reply("{\"type\":\"heartbeat\"", NULL, reqid);
 }
 
 nt_frame *nt_proto_message(const char *id, const char *room, const char *user,

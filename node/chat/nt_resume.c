@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
 #include "nt_map.h"
-#include "nt_node_int.h"
 #include "nt_proto.h"
 
 #define BUF_MAX_ITEMS 10000   /* live messages held for one resume or one room repair */
@@ -124,31 +124,36 @@ static rh_queue q_take(rh_queue *q) {
 
 /* ---------------------------------------------------------------- rendering */
 
-/* Renders a stored or live envelope of room `r` at position `seq` into it->f (NULL when
- * it is not a renderable room message) and it->skip. */
-static void render_item(nt_node *n, const nt_room *r, const uint8_t *data, size_t len,
-                        uint64_t seq, rh_item *it, int live) {
+/* Renders a room message of room `r` at position `seq` into it->f and it->skip; `env`
+ * NULL (not a renderable room message) leaves no frame. */
+static void render_env(const nt_room *r, const Natter__Envelope *env, uint64_t seq,
+                       rh_item *it) {
   it->f = NULL;
   it->idh = 0;
   it->skip[0] = '\0';
-  Natter__Envelope *env = nt_env_decode(data, len);
-  if (!env || env->kind != NATTER__KIND__ROOM_MESSAGE || !nt_fanout_renderable(env)) {
-    n->m.bad_envelopes++;
-    nt_env_free(env);
-    return;
-  }
+  if (!env) return;
   it->idh = env->id[0] ? nt_hash(env->id, strlen(env->id)) : 0;
   it->f = nt_proto_message(env->id, r->name, env->sender_user[0] ? env->sender_user : NULL,
                            (const char *)env->payload.data, env->payload.len,
                            env->timestamp_ms, seq);
   if (env->exclude_sender && env->sender_conn[0])
     snprintf(it->skip, sizeof it->skip, "%s", env->sender_conn);
-  if (live && env->timestamp_ms > 0)
-    nt_metrics_observe_latency(&n->m, (double)(nt_now_ms() - env->timestamp_ms));
+}
+
+/* The same for a stored envelope read from the history (`data`, `len`). */
+static void render_item(nt_chat *n, const nt_room *r, const uint8_t *data, size_t len,
+                        uint64_t seq, rh_item *it) {
+  Natter__Envelope *env = nt_env_decode(data, len);
+  if (!env || env->kind != NATTER__KIND__ROOM_MESSAGE || !nt_fanout_renderable(env)) {
+    n->m.bad_envelopes++;
+    nt_env_free(env);
+    env = NULL;
+  }
+  render_env(r, env, seq, it);
   nt_env_free(env);
 }
 
-static int send_item(nt_node *n, nt_conn *c, const rh_item *it) {
+static int send_item(nt_chat *n, nt_conn *c, const rh_item *it) {
   if (!it->f || (it->skip[0] && strcmp(c->id, it->skip) == 0)) return 0;
   if (nt_conn_send(c, it->f) != 0) return 0;
   n->m.deliveries++;
@@ -157,7 +162,7 @@ static int send_item(nt_node *n, nt_conn *c, const rh_item *it) {
 
 /* ---------------------------------------------------------------- resumers */
 
-static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto);
+static void fetch_rs(nt_chat *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto);
 
 static resumer *rs_find_id(nt_rhist *h, uint64_t id) {
   for (resumer *rs = h->rs; rs; rs = rs->next)
@@ -196,7 +201,7 @@ static void rs_maybe_done(nt_rhist *h, resumer *rs) {
 }
 
 /* Sends one item to a resumer that is past its replay, by the sequencing rule. */
-static void rs_send(nt_node *n, nt_resume *res, resumer *rs, const rh_item *it) {
+static void rs_send(nt_chat *n, nt_resume *res, resumer *rs, const rh_item *it) {
   if (it->seq && it->seq <= rs->cur) {
     res->m.dups++;
     return;
@@ -212,7 +217,7 @@ static void rs_send(nt_node *n, nt_resume *res, resumer *rs, const rh_item *it) 
  * the next buffered item is read from the history first (RS_BUFFER again meanwhile).
  * With `may_finish`, a resumer caught up with the room is dropped (freed): not while a
  * live item is being delivered, which the room has counted but the resumer not yet. */
-static void rs_drain(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
+static void rs_drain(nt_chat *n, nt_room *r, resumer *rs, int may_finish) {
   nt_resume *res = n->res;
   nt_rhist *h = r->hist;
   rh_item *it;
@@ -232,13 +237,13 @@ static void rs_drain(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
   if (may_finish) rs_maybe_done(h, rs);
 }
 
-static void pace_start(nt_node *n);
+static void pace_start(nt_chat *n);
 
 /* Sends the replay while the connection's queue is under half its bound — a replay of
  * large messages never makes a reader that reads a slow consumer — and the buffered live
  * items once the replay is out. What the socket does not take yet waits (RS_PACED) for the
  * pace timer; `force` sends everything at once. */
-static void rs_pump(nt_node *n, nt_room *r, resumer *rs, int force, int may_finish) {
+static void rs_pump(nt_chat *n, nt_room *r, resumer *rs, int force, int may_finish) {
   nt_resume *res = n->res;
   size_t pace = n->cfg->send_queue_bytes / 2;
   rh_item *it;
@@ -264,7 +269,7 @@ static void rs_pump(nt_node *n, nt_room *r, resumer *rs, int force, int may_fini
 }
 
 /* Replay read and members known: `joined`, the replay, then what arrived meanwhile. */
-static void rs_complete(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
+static void rs_complete(nt_chat *n, nt_room *r, resumer *rs, int may_finish) {
   nt_frame *jf = nt_proto_joined_resume(r->name, (const char *const *)rs->members,
                                         rs->nmembers, rs->recovered, rs->reqid);
   if (jf) {
@@ -277,7 +282,7 @@ static void rs_complete(nt_node *n, nt_room *r, resumer *rs, int may_finish) {
 /* A resumer that would hold too much: give up its replay (recovered: false) and go on
  * with what it buffered. The resumer stays (RS_FILTER, or RS_BUFFER when a hole in its
  * buffer is being read). */
-static void rs_give_up(nt_node *n, nt_room *r, resumer *rs) {
+static void rs_give_up(nt_chat *n, nt_room *r, resumer *rs) {
   nt_resume *res = n->res;
   res->m.overflows++;
   if (!rs->fetched) {
@@ -302,7 +307,7 @@ static void rs_give_up(nt_node *n, nt_room *r, resumer *rs) {
 
 /* A live item reached the room: buffered for a resumer still reading or replaying, else
  * filtered. */
-static void rs_live(nt_node *n, nt_room *r, resumer *rs, const rh_item *it) {
+static void rs_live(nt_chat *n, nt_room *r, resumer *rs, const rh_item *it) {
   if (rs->state == RS_PACED) {
     if (rs->buf.len < BUF_MAX_ITEMS) {
       rh_item copy = *it;
@@ -362,18 +367,12 @@ static int late_copy(nt_resume *res, nt_rhist *h, const rh_item *it) {
  * second copy of a late-acknowledged message goes to no member; resumers still get a
  * sequenced copy (their own sequence check drops what they already have, and one that
  * resumed between the copies may need it), never a second live-only one. */
-static void deliver_item(nt_node *n, nt_room *r, const rh_item *it) {
+static void deliver_item(nt_chat *n, nt_room *r, const rh_item *it) {
   nt_rhist *h = r->hist;
   int again = late_copy(n->res, h, it);
   if (again && !it->seq) return;
-  if (it->f && !again) {
-    int check_rs = h->nrs > 0;
-    for (uint32_t i = 0; i < r->n; i++) {
-      nt_conn *m = r->members[i];
-      if (check_rs && is_resumer(h, m)) continue;
-      send_item(n, m, it);
-    }
-  }
+  if (it->f && !again) /* the fan-out's loop, resumers left out */
+    n->m.deliveries += nt_fanout_room(n, r, it->f, it->skip[0] ? it->skip : NULL);
   for (resumer *rs = h->rs, *next; rs; rs = next) {
     next = rs->next;
     rs_live(n, r, rs, it);
@@ -381,11 +380,11 @@ static void deliver_item(nt_node *n, nt_room *r, const rh_item *it) {
   }
 }
 
-static void fetch_room(nt_node *n, nt_room *r, uint64_t after, uint64_t upto);
-static void room_live(nt_node *n, nt_room *r, rh_item *it);
+static void fetch_room(nt_chat *n, nt_room *r, uint64_t after, uint64_t upto);
+static void room_live(nt_chat *n, nt_room *r, rh_item *it);
 
 /* Ends a repair (done, failed or abandoned) and runs the held items through again. */
-static void room_release(nt_node *n, nt_room *r) {
+static void room_release(nt_chat *n, nt_room *r) {
   nt_rhist *h = r->hist;
   h->repairing = 0;
   rh_queue held = q_take(&h->pend);
@@ -402,7 +401,7 @@ static void room_release(nt_node *n, nt_room *r) {
 }
 
 /* A live item for the room (takes its frame reference). */
-static void room_live(nt_node *n, nt_room *r, rh_item *it) {
+static void room_live(nt_chat *n, nt_room *r, rh_item *it) {
   nt_resume *res = n->res;
   nt_rhist *h = r->hist;
   if (h->repairing) {
@@ -451,7 +450,7 @@ static void room_live(nt_node *n, nt_room *r, rh_item *it) {
 
 /* ---------------------------------------------------------------- reads */
 
-fetch_op *nt_resume_op_new(nt_node *n, int kind, const char *subject) {
+fetch_op *nt_resume_op_new(nt_chat *n, int kind, const char *subject) {
   fetch_op *op = calloc(1, sizeof *op);
   if (!op) return NULL;
   op->n = n;
@@ -468,7 +467,7 @@ static nt_room *op_room(fetch_op *op) {
 }
 
 
-static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto) {
+static void fetch_rs(nt_chat *n, nt_room *r, resumer *rs, uint64_t after, uint64_t upto) {
   int kind = upto ? F_RS_REPAIR : F_RESUME;
   fetch_op *op = nt_resume_op_new(n, kind, r->subject);
   int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
@@ -494,7 +493,7 @@ static void fetch_rs(nt_node *n, nt_room *r, resumer *rs, uint64_t after, uint64
   }
 }
 
-static void fetch_room(nt_node *n, nt_room *r, uint64_t after, uint64_t upto) {
+static void fetch_room(nt_chat *n, nt_room *r, uint64_t after, uint64_t upto) {
   nt_rhist *h = r->hist;
   fetch_op *op = nt_resume_op_new(n, F_ROOM_REPAIR, r->subject);
   int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
@@ -511,7 +510,7 @@ static void fetch_room(nt_node *n, nt_room *r, uint64_t after, uint64_t upto) {
   h->force = 1;
 }
 
-static void done_resume(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
   nt_room *r = op_room(op);
   resumer *rs = r ? rs_find_id(r->hist, op->id) : NULL;
   if (!rs || rs->fetched) return;
@@ -522,7 +521,7 @@ static void done_resume(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
     res->m.recovered++;
     for (size_t i = 0; i < hr->n; i++) {
       rh_item it = {0};
-      render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it, 0);
+      render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it);
       it.seq = hr->msgs[i].seq;
       if (q_push(&rs->replay, &it)) nt_frame_unref(it.f);
     }
@@ -534,7 +533,7 @@ static void done_resume(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
   if (rs->have_members) rs_complete(n, r, rs, 1);
 }
 
-static void done_rs_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+static void done_rs_repair(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
   nt_room *r = op_room(op);
   resumer *rs = r ? rs_find_id(r->hist, op->id) : NULL;
   if (!rs || rs->state != RS_BUFFER) return;
@@ -543,7 +542,7 @@ static void done_rs_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
   for (size_t i = 0; hr->status == 0 && i < hr->n; i++) {
     if (hr->msgs[i].seq <= rs->cur) continue;
     rh_item it = {0};
-    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it, 0);
+    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it);
     send_item(n, rs->c, &it);
     nt_frame_unref(it.f);
     rs->cur = hr->msgs[i].seq;
@@ -558,7 +557,7 @@ static void done_rs_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
   rs_drain(n, r, rs, 1);
 }
 
-static void done_room_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+static void done_room_repair(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
   nt_room *r = op_room(op);
   if (!r || !r->hist->repairing || r->hist->repair_id != op->id) return;
   nt_resume *res = n->res;
@@ -567,7 +566,7 @@ static void done_room_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr)
   for (size_t i = 0; hr->status == 0 && i < hr->n; i++) {
     if (hr->msgs[i].seq <= h->last) continue;
     rh_item it = {0};
-    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it, 0);
+    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it);
     it.seq = hr->msgs[i].seq;
     it.prev = h->last;
     h->last = it.seq;
@@ -594,7 +593,7 @@ static void done_room_repair(nt_node *n, fetch_op *op, const nt_hist_result *hr)
 
 void nt_resume_on_fetched(void *ud, const nt_hist_result *hr) {
   fetch_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   if (op->kind == F_PAGE || op->kind == F_API) nt_resume_page_done(n, op, hr);
   else if (hr->status != NT_ECLOSED && n->res) {
     if (op->kind == F_RESUME) done_resume(n, op, hr);
@@ -609,7 +608,7 @@ void nt_resume_on_fetched(void *ud, const nt_hist_result *hr) {
 /* Every PACE_MS while a replay is paced: tops up each paced resumer (rooms with
  * resumers only); stops once none is left. */
 static void on_pace(uv_timer_t *t) {
-  nt_node *n = t->data;
+  nt_chat *n = t->data;
   uint64_t now = uv_now(n->loop);
   int any = 0;
   size_t iter = 0;
@@ -630,7 +629,7 @@ static void on_pace(uv_timer_t *t) {
 
 static void pace_closed(uv_handle_t *h) { free(h); }
 
-static void pace_start(nt_node *n) {
+static void pace_start(nt_chat *n) {
   nt_resume *res = n->res;
   if (!res->pace) {
     res->pace = malloc(sizeof *res->pace);
@@ -652,7 +651,7 @@ static void pace_close(nt_resume *res) {
 
 /* ================================================================ public */
 
-int nt_resume_attach(nt_node *n, nt_history *h) {
+int nt_resume_attach(nt_chat *n, nt_history *h) {
   if (!h) return 0;
   nt_resume *res = calloc(1, sizeof *res);
   if (!res) {
@@ -666,7 +665,7 @@ int nt_resume_attach(nt_node *n, nt_history *h) {
   return 0;
 }
 
-void nt_resume_close(nt_node *n) {
+void nt_resume_close(nt_chat *n) {
   nt_resume *res = n->res;
   if (!res || !res->h) return;
   nt_history *h = res->h;
@@ -686,7 +685,7 @@ static void rhist_free(nt_rhist *h) {
   free(h);
 }
 
-void nt_resume_free(nt_node *n) {
+void nt_resume_free(nt_chat *n) {
   nt_resume *res = n->res;
   if (!res) return;
   size_t it = 0;
@@ -705,7 +704,7 @@ void nt_resume_free(nt_node *n) {
   n->res = NULL;
 }
 
-const char *nt_resume_room_open(nt_node *n, nt_room *r) {
+const char *nt_resume_room_open(nt_chat *n, nt_room *r) {
   if (!r->hist) {
     nt_rhist *h = calloc(1, sizeof *h);
     if (!h || nt_subject_live_of(h->live, sizeof h->live, r->subject) < 0) {
@@ -717,50 +716,43 @@ const char *nt_resume_room_open(nt_node *n, nt_room *r) {
   return r->hist->live;
 }
 
-void nt_resume_room_close(nt_node *n, nt_room *r) {
+void nt_resume_room_close(nt_chat *n, nt_room *r) {
   if (!r->hist) return;
   rhist_free(r->hist);
   r->hist = NULL;
 }
 
-void nt_resume_leave(nt_node *n, nt_conn *c, nt_room *r) {
+void nt_resume_leave(nt_chat *n, nt_conn *c, nt_room *r) {
   if (!r->hist) return;
   resumer *rs = rs_find_conn(r->hist, c);
   if (rs) rs_remove(r->hist, rs);
 }
 
-int nt_resume_publish(nt_node *n, const char *subject, const void *data, size_t len) {
+int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len) {
   if (!n->res || !n->res->h) return nt_bus_publish(n->bus, subject, data, len, NULL);
   return nt_history_publish(n->res->h, subject, data, len);
 }
 
-void nt_resume_on_live(nt_node *n, const char *subject, const uint8_t *data, size_t len,
+void nt_resume_on_live(nt_chat *n, nt_room *r, const Natter__Envelope *env,
                        const nt_bus_seq *seq) {
-  char key[NT_SUBJECT_MAX];
-  if (!n->res || nt_subject_room_of(key, sizeof key, subject) < 0) return;
-  nt_room *r = nt_hub_room(&n->hub, key);
-  if (!r || !r->hist) return; /* raced with the last leave */
+  if (!n->res || !r->hist) return;
   rh_item it = {0};
-  render_item(n, r, data, len, seq ? seq->seq : 0, &it, 1);
+  render_env(r, env, seq ? seq->seq : 0, &it);
   it.seq = seq ? seq->seq : 0;
   it.prev = seq ? seq->last : 0;
   if (!it.f && !it.seq) return;
   room_live(n, r, &it);
 }
 
-void nt_resume_on_seq_msg(void *ud, const char *subject, const uint8_t *data, size_t len,
-                          const nt_bus_seq *seq) {
-  nt_node *n = ud;
-  if (strncmp(subject, NT_SUBJECT_LIVE_PREFIX, sizeof NT_SUBJECT_LIVE_PREFIX - 1) != 0) {
-    /* a position on another subject means nothing here */
-    nt_fanout_on_bus_msg(ud, subject, data, len, NULL, NULL);
-    return;
-  }
-  n->m.bus_received++;
-  nt_resume_on_live(n, subject, data, len, seq);
+int nt_resume_room_live(const nt_room *r) { return r->hist != NULL; }
+
+size_t nt_resume_resumers(const nt_room *r) { return r->hist ? r->hist->nrs : 0; }
+
+int nt_resume_is_resumer(const nt_room *r, const nt_conn *c) {
+  return r->hist && is_resumer(r->hist, c);
 }
 
-void nt_resume_begin(nt_node *n, nt_conn *c, nt_room *r, uint64_t since, const char *reqid) {
+void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const char *reqid) {
   nt_resume *res = n->res;
   if (!res || !res->h || !r->hist || rs_find_conn(r->hist, c)) return;
   resumer *rs = calloc(1, sizeof *rs);
@@ -777,7 +769,7 @@ void nt_resume_begin(nt_node *n, nt_conn *c, nt_room *r, uint64_t since, const c
   fetch_rs(n, r, rs, since, 0);
 }
 
-int nt_resume_joined(nt_node *n, nt_conn *c, const char *room, const char *const *members,
+int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const *members,
                      size_t n_members) {
   nt_room *r = n->res ? nt_hub_conn_room(c, room) : NULL;
   resumer *rs = r && r->hist ? rs_find_conn(r->hist, c) : NULL;
@@ -791,7 +783,7 @@ int nt_resume_joined(nt_node *n, nt_conn *c, const char *room, const char *const
   return 1;
 }
 
-void nt_resume_metrics(nt_node *n, nt_prom *w) {
+void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_resume *res = n->res;
   if (!res) return;
   nt_hist_stats hs = {0};

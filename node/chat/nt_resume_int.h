@@ -1,5 +1,6 @@
-/* nt_resume_int: what nt_resume.c and nt_resume_page.c share — the node's history state
- * and the read operations both start. Internal to those two files; loop thread only. */
+/* nt_resume_int: what nt_resume.c and nt_resume_page.c share — the chat layer's history
+ * state and the read operations both start. Internal to those two files; loop thread
+ * only. */
 #ifndef NT_RESUME_INT_H
 #define NT_RESUME_INT_H
 
@@ -7,7 +8,7 @@
 #include <stdint.h>
 
 #include "nt_history.h"
-#include "nt_node_int.h"
+#include "nt_chat.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 
@@ -29,7 +30,7 @@ struct nt_resume {
 enum { F_RESUME, F_RS_REPAIR, F_ROOM_REPAIR, F_PAGE, F_API };
 
 typedef struct fetch_op {
-  nt_node *n;
+  nt_chat *n;
   int kind;
   uint64_t id;                   /* resumer or repair id */
   uint64_t upto;
@@ -42,10 +43,10 @@ typedef struct fetch_op {
 } fetch_op;
 
 /* A zeroed op for the room `subject`; NULL when memory is short. */
-fetch_op *nt_resume_op_new(nt_node *n, int kind, const char *subject);
+fetch_op *nt_resume_op_new(nt_chat *n, int kind, const char *subject);
 /* The history's callback for every op: dispatches by kind, then frees the op. */
 void nt_resume_on_fetched(void *ud, const nt_hist_result *hr);
 /* nt_resume_page.c: completes an F_PAGE or F_API read (answers the client or the API). */
-void nt_resume_page_done(nt_node *n, fetch_op *op, const nt_hist_result *hr);
+void nt_resume_page_done(nt_chat *n, fetch_op *op, const nt_hist_result *hr);
 
 #endif

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
-#include "nt_node_int.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_resume_int.h"
@@ -35,7 +35,7 @@ static size_t page_items(const nt_hist_result *hr, nt_proto_hist_item *items,
  * the newest, `hasMore` says older ones exist, and `before` = the first seq shown goes
  * on). At least one message is kept — it is at most --max-message-bytes. Returns the
  * index of the first item kept. */
-static size_t page_fit(const nt_node *n, const nt_proto_hist_item *items, size_t k,
+static size_t page_fit(const nt_chat *n, const nt_proto_hist_item *items, size_t k,
                        int *more) {
   size_t budget = n->cfg->send_queue_bytes / 2, used = 0, first = k;
   while (first > 0) {
@@ -53,7 +53,7 @@ static const char *page_error(int status) {
   return status == NT_ETIMEOUT ? "timeout" : "internal";
 }
 
-void nt_resume_page_done(nt_node *n, fetch_op *op, const nt_hist_result *hr) {
+void nt_resume_page_done(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
   nt_resume *res = n->res;
   nt_proto_hist_item *items = hr->n ? calloc(hr->n, sizeof *items) : NULL;
   Natter__Envelope **envs = hr->n ? calloc(hr->n, sizeof *envs) : NULL;
@@ -98,7 +98,7 @@ static size_t clamp_limit(int64_t limit) {
   return limit > NT_HISTORY_LIMIT_MAX ? NT_HISTORY_LIMIT_MAX : (size_t)limit;
 }
 
-void nt_resume_history(nt_node *n, nt_conn *c, const nt_req *rq) {
+void nt_resume_history(nt_chat *n, nt_conn *c, const nt_req *rq) {
   nt_resume *res = n->res;
   if (!res || !res->h) {
     nt_client_send_error(n, c, "not_found", "history is not enabled on this node", rq->reqid);
@@ -133,7 +133,7 @@ void nt_resume_history(nt_node *n, nt_conn *c, const nt_req *rq) {
   }
 }
 
-int nt_resume_api_page(nt_node *n, const char *tenant, const char *room, uint64_t before,
+int nt_resume_api_page(nt_chat *n, const char *tenant, const char *room, uint64_t before,
                        size_t limit, nt_resume_page_cb cb, void *ud) {
   nt_resume *res = n->res;
   if (!res || !res->h) return NT_ENOTFOUND;

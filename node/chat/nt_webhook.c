@@ -9,7 +9,7 @@
 #include "nt_err.h"
 #include "nt_httpc.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
+#include "nt_chat.h"
 
 #define BATCH_MAX 100
 #define BATCH_DELAY_MS 50        /* events of one burst share a request */
@@ -66,7 +66,7 @@ typedef struct wh_item {
 } wh_item;
 
 struct nt_webhook {
-  nt_node *n;
+  nt_chat *n;
   nt_httpc *http;
   uv_timer_t timer;          /* batch delay, then backoff */
   wh_item *head, *tail;      /* queued, oldest first */
@@ -114,7 +114,7 @@ static int take_batch(nt_webhook *w) {
 
 static void on_sent(void *ud, const nt_httpc_resp *r) {
   nt_webhook *w = ud;
-  nt_node *n = w->n;
+  nt_chat *n = w->n;
   w->busy = 0;
   if (w->closing) return;
   int ok = !r->err && r->status >= 200 && r->status < 300;
@@ -145,7 +145,7 @@ static void on_sent(void *ud, const nt_httpc_resp *r) {
 
 static void send_batch(uv_timer_t *t) {
   nt_webhook *w = t->data;
-  nt_node *n = w->n;
+  nt_chat *n = w->n;
   w->backing_off = 0;
   if (w->busy || w->closing) return;
   if (!w->body && take_batch(w)) {
@@ -173,7 +173,7 @@ static void schedule(nt_webhook *w, uint64_t ms) {
 
 /* ================================================================ node hooks ===== */
 
-int nt_webhook_start(nt_node *n) {
+int nt_webhook_start(nt_chat *n) {
   const nt_config *cfg = n->cfg;
   if (!cfg->webhook_url) return 0;
   nt_webhook *w = calloc(1, sizeof *w);
@@ -207,7 +207,7 @@ static void on_timer_closed(uv_handle_t *h) {
   free(w);
 }
 
-void nt_webhook_close(nt_node *n) {
+void nt_webhook_close(nt_chat *n) {
   nt_webhook *w = n->webhook;
   if (!w) return;
   n->webhook = NULL;
@@ -220,7 +220,7 @@ void nt_webhook_close(nt_node *n) {
   uv_close((uv_handle_t *)&w->timer, on_timer_closed);
 }
 
-void nt_webhook_emit(nt_node *n, int type, const char *tenant, const char *user,
+void nt_webhook_emit(nt_chat *n, int type, const char *tenant, const char *user,
                      const char *room, const char *conn, const char *node,
                      const char *reason) {
   nt_webhook *w = n->webhook;
@@ -236,7 +236,7 @@ void nt_webhook_emit(nt_node *n, int type, const char *tenant, const char *user,
   }
   w->overflowing = 0;
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
   nt_webhook_event ev = {.type = type, .id = id, .tenant = tenant, .user = user, .room = room,
                          .conn = conn, .node = node ? node : n->id,
                          .timestamp_ms = nt_now_ms(), .reason = reason};

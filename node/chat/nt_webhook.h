@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct nt_node;
+struct nt_chat;
 typedef struct nt_webhook nt_webhook;
 
 enum nt_webhook_type {
@@ -42,12 +42,12 @@ char *nt_webhook_event_json(const nt_webhook_event *ev, size_t *len);
 void nt_webhook_sign(const char *secret, const void *body, size_t len, char *out);
 
 /* Creates n->webhook when --webhook-url is set. 0, or a negative code (logged). */
-int nt_webhook_start(struct nt_node *n);
-void nt_webhook_close(struct nt_node *n);
+int nt_webhook_start(struct nt_chat *n);
+void nt_webhook_close(struct nt_chat *n);
 
 /* Queues an event of this node's (`node` NULL: this node). Never blocks or fails the
  * caller: a full queue drops it (natter_webhook_dropped_total, one log line per episode). */
-void nt_webhook_emit(struct nt_node *n, int type, const char *tenant, const char *user,
+void nt_webhook_emit(struct nt_chat *n, int type, const char *tenant, const char *user,
                      const char *room, const char *conn, const char *node,
                      const char *reason);
 

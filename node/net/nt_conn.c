@@ -1,46 +1,33 @@
-/* nt_conn: client connection transport — reads, wslay glue, batched writes, closing. */
+/* nt_conn: a client connection over any transport — HTTP phase, wslay glue, queue, closing. */
 #include "nt_conn.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "nt_api.h"
 #include "nt_deflate.h"
 #include "nt_err.h"
 #include "nt_log.h"
-#include "nt_node.h"
-#include "nt_sock.h"
 #include "nt_utf8.h"
 
 #define HTTP_MAX_BODY 0
-#define IOV_MAX_BATCH 64
-/* Reads per readable event while each fills the read buffer (the poll is level-triggered:
- * what is left brings us back on the next turn, after the other connections). */
-#define READS_PER_EVENT 4
 
-static void on_io(uv_poll_t *h, int status, int events);
 static void begin_close(nt_conn *c, int why);
 static void pump_held(nt_conn *c);
 
 /* ---------------------------------------------------------------- lifecycle -- */
 
-nt_conn *nt_conn_new(nt_node *node, int fd) {
+nt_conn *nt_conn_alloc(const nt_conn_env *env, const nt_transport *tp) {
   nt_conn *c = calloc(1, sizeof *c);
   if (!c) return NULL;
-  c->node = node;
-  c->tp = &nt_transport_tcp;
-  c->fd = fd;
+  c->env = env;
+  c->tp = tp;
+  c->fd = -1;
   c->refs = 1;
   c->state = NT_CONN_HTTP;
+  c->api = env->keep_alive != 0;
   c->q = c->qin;
   c->qcap = NT_CONN_QINLINE;
-  if (uv_poll_init(nt_node_loop(node), &c->poll, fd)) { /* also makes fd non-blocking */
-    free(c);
-    return NULL;
-  }
-  c->poll.data = c;
   return c;
 }
 
@@ -77,16 +64,15 @@ int nt_conn_set_peer(nt_conn *c, const char *ip, size_t len) {
   return 0;
 }
 
-/* ---- what the poll handle watches ----
- * The only place that starts or stops it. Changing the mask costs libuv two epoll_ctl
- * calls, so it changes only when reading pauses (HTTP phase) or the socket fills up. */
+/* ---- what the transport watches ----
+ * The only place that changes it. For TCP a change costs libuv two epoll_ctl calls, so it
+ * changes only when reading pauses (HTTP phase) or the socket fills up. */
 static void update_events(nt_conn *c) {
   if (c->handle_closing) return;
   int ev = (c->reading ? UV_READABLE : 0) | (c->wblocked ? UV_WRITABLE : 0);
   if ((unsigned)ev == c->events) return;
   c->events = (unsigned)ev;
-  int r = ev ? uv_poll_start(&c->poll, ev, on_io) : uv_poll_stop(&c->poll);
-  if (r) nt_conn_abort(c, NT_CLOSE_CLIENT);
+  if (c->tp->watch(c, ev)) nt_conn_abort(c, NT_CLOSE_CLIENT);
 }
 
 void nt_conn_set_reading(nt_conn *c, int on) {
@@ -101,8 +87,8 @@ void nt_conn_want_write(nt_conn *c, int on) {
 
 int nt_conn_start(nt_conn *c) {
   /* API requests carry bodies (pushes) up to the client message limit: 413 beyond. */
-  c->http = nt_http_parser_new(nt_limits_max_header_bytes(c->node),
-                               c->api ? nt_node_max_message_bytes(c->node) : HTTP_MAX_BODY);
+  c->http = nt_http_parser_new(c->env->max_header_bytes,
+                               c->api ? c->env->max_message_bytes : HTTP_MAX_BODY);
   if (!c->http) return NT_ENOMEM;
   nt_conn_set_reading(c, 1);
   return c->handle_closing ? NT_EIO : 0;
@@ -119,7 +105,7 @@ static void queue_clear(nt_conn *c) {
 
 void nt_conn_unref(nt_conn *c) {
   if (--c->refs) return;
-  nt_node_on_conn_free(c->node, c);
+  c->env->h->on_free(c->env->ud, c);
   if (c->tp->free) c->tp->free(c);
   queue_clear(c);
   if (c->ws) wslay_event_context_free(c->ws);
@@ -130,30 +116,28 @@ void nt_conn_unref(nt_conn *c) {
   free(c);
 }
 
-/* uv_poll never owns the descriptor: it is closed once libuv has let go of it. */
 static void on_close(uv_handle_t *h) {
   nt_conn *c = h->data;
-  close(c->fd);
-  c->fd = -1;
+  c->tp->closed(c);
   nt_conn_unref(c);
 }
 
 static void close_handle(nt_conn *c) {
   if (c->handle_closing) return;
   c->handle_closing = 1;
-  uv_close((uv_handle_t *)&c->poll, on_close);
+  uv_close(&c->h.handle, on_close);
 }
 
 void nt_conn_close_handle(nt_conn *c) { close_handle(c); }
 
-/* Marks the connection closing and lets the node drop its membership; idempotent. */
+/* Marks the connection closing and lets the owner drop its membership; idempotent. */
 static void begin_close(nt_conn *c, int why) {
   if (c->state == NT_CONN_CLOSING) return;
   int was_ws = c->state == NT_CONN_WS;
   c->state = NT_CONN_CLOSING;
   if (!c->close_reason) c->close_reason = (uint8_t)why;
-  c->closing_since = nt_conn_stamp(uv_now(nt_node_loop(c->node)));
-  if (was_ws) nt_node_on_conn_closing(c->node, c);
+  c->closing_since = nt_conn_stamp(uv_now(c->env->loop));
+  if (was_ws) c->env->h->on_closing(c->env->ud, c);
 }
 
 void nt_conn_abort(nt_conn *c, int why) {
@@ -165,7 +149,7 @@ void nt_conn_close_after_flush(nt_conn *c, int why) {
   begin_close(c, why);
   c->shutdown_after_flush = 1;
   if (c->qhead == c->qtail && !c->wblocked) close_handle(c);
-  else nt_node_mark_dirty(c->node, c);
+  else nt_conn_mark_dirty(c);
 }
 
 /* ---------------------------------------------------------------- queue ------ */
@@ -175,7 +159,7 @@ void nt_conn_close_after_flush(nt_conn *c, int why) {
  * before them have (nearly) left. */
 #define API_PIPELINE_BYTES (64u << 10)
 static size_t pause_bound(const nt_conn *c) {
-  return c->api ? API_PIPELINE_BYTES : nt_node_send_queue_bytes(c->node);
+  return c->api ? API_PIPELINE_BYTES : c->env->send_queue_bytes;
 }
 
 static void http_input(nt_conn *c, const uint8_t *data, size_t len);
@@ -213,7 +197,7 @@ static int queue_push(nt_conn *c, nt_frame *f) {
   }
   c->q[c->qtail++] = nt_frame_ref(f);
   c->qbytes += f->len;
-  nt_node_mark_dirty(c->node, c);
+  nt_conn_mark_dirty(c);
   /* Output natter is not allowed to refuse (pongs and closes wslay writes, API answers)
    * still counts: past the bound the connection stops being read, so a peer that sends
    * without reading (125-byte pings, pipelined requests) cannot make the queue grow. */
@@ -228,22 +212,22 @@ int nt_conn_send(nt_conn *c, nt_frame *f) {
   if (c->state != NT_CONN_WS || c->pending_abort) return NT_ECLOSED;
   if (c->ws && wslay_event_get_close_sent(c->ws)) return NT_ECLOSED;
   if (c->pmd) { /* the frame's compressed twin: built by the first member, shared after */
-    nt_frame *z = nt_deflate_frame(nt_node_deflate(c->node), f, c->pmd);
-    if (z != f) nt_node_metrics_mut(c->node)->deflate_deliveries++;
+    nt_frame *z = nt_deflate_frame(c->env->pmd, f, c->pmd);
+    if (z != f) c->env->m->deflate_deliveries++;
     f = z;
   }
-  if (c->qbytes + f->len > nt_node_send_queue_bytes(c->node)) {
+  if (c->qbytes + f->len > c->env->send_queue_bytes) {
     /* Not aborted here: the caller may be iterating a member list that closing would
      * modify. The flush phase closes it (Redis' freeClientAsync pattern). */
     c->pending_abort = 1;
     c->close_reason = NT_CLOSE_SLOW;
-    nt_node_metrics_mut(c->node)->slow_consumer_closes++;
+    c->env->m->slow_consumer_closes++;
     nt_log_warn("slow consumer closed", "{s:s, s:I}", "conn", c->id, "queued",
                 (json_int_t)c->qbytes);
-    nt_node_mark_dirty(c->node, c);
+    nt_conn_mark_dirty(c);
     return NT_ECLOSED;
   }
-  nt_node_metrics_mut(c->node)->messages_out++;
+  c->env->m->messages_out++;
   return queue_push(c, f);
 }
 
@@ -256,9 +240,22 @@ int nt_conn_send_raw(nt_conn *c, const void *data, size_t len) {
   return r;
 }
 
+void nt_conn_respond(nt_conn *c, int status, const char *type, const void *body, size_t len,
+                     const char *extra) {
+  size_t out_len;
+  char *resp = nt_http_response(status, type, body, len, extra, 0, &out_len);
+  if (resp) nt_conn_send_raw(c, resp, out_len);
+  free(resp);
+  nt_conn_close_after_flush(c, NT_CLOSE_CLIENT);
+}
+
+void nt_conn_respond_text(nt_conn *c, int status, const char *text) {
+  nt_conn_respond(c, status, "text/plain; charset=utf-8", text, strlen(text), NULL);
+}
+
 /* Drops `n` fully or partly written bytes from the head of the queue. */
 static void queue_consume(nt_conn *c, size_t n) {
-  nt_node_metrics_mut(c->node)->bytes_out += n;
+  c->env->m->bytes_out += n;
   c->qbytes -= n;
   while (n && c->qhead < c->qtail) {
     nt_frame *f = c->q[c->qhead];
@@ -285,48 +282,44 @@ void nt_conn_trim(nt_conn *c) {
   c->qhead = c->qtail = 0;
 }
 
-static size_t fill_iov(nt_conn *c, struct iovec *iov, size_t max) {
-  size_t n = 0;
-  for (uint32_t i = c->qhead; i < c->qtail && n < max; i++, n++) {
-    nt_frame *f = c->q[i];
-    size_t off = i == c->qhead ? c->qoff : 0;
-    iov[n].iov_base = (char *)f->data + off;
-    iov[n].iov_len = f->len - off;
-  }
-  return n;
-}
-
 void nt_conn_flush(nt_conn *c) {
   c->tp->flush(c);
   queue_resume(c);
 }
 
-static void tcp_flush(nt_conn *c) {
-  if (c->handle_closing) return;
+int nt_conn_flush_ready(nt_conn *c) {
+  if (c->handle_closing) return 0;
   /* Before the blocked check: a client that stops reading fills its socket, and it is
    * exactly the one to close. */
   if (c->pending_abort) {
     nt_conn_abort(c, NT_CLOSE_SLOW);
-    return;
+    return 0;
   }
-  if (c->wblocked) return; /* UV_WRITABLE comes back here */
-  struct iovec iov[IOV_MAX_BATCH];
-  while (c->qhead != c->qtail) {
-    size_t n = fill_iov(c, iov, IOV_MAX_BATCH);
-    ssize_t r = nt_sock_sendv(c->fd, iov, n);
-    if (r == NT_EAGAIN) break;
-    if (r < 0) {
-      nt_conn_abort(c, NT_CLOSE_CLIENT);
-      return;
-    }
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += iov[i].iov_len;
-    queue_consume(c, (size_t)r);
-    if ((size_t)r < total) break; /* kernel buffer full */
-  }
-  /* The rest stays queued as shared frames (nothing is copied) until the socket drains. */
+  return !c->wblocked;
+}
+
+void nt_conn_flush_done(nt_conn *c) {
   nt_conn_want_write(c, c->qhead != c->qtail);
   if (c->qhead == c->qtail && c->shutdown_after_flush) close_handle(c);
+}
+
+void nt_conn_mark_dirty(nt_conn *c) {
+  if (c->dirty) return;
+  c->dirty = 1;
+  nt_conn_ref(c);
+  c->next_dirty = *c->env->dirty;
+  *c->env->dirty = c;
+}
+
+void nt_conn_flush_dirty(nt_conn **head) {
+  while (*head) {
+    nt_conn *c = *head;
+    *head = c->next_dirty;
+    c->next_dirty = NULL;
+    c->dirty = 0;
+    nt_conn_flush(c);
+    nt_conn_unref(c);
+  }
 }
 
 /* ---------------------------------------------------------------- wslay glue - */
@@ -378,7 +371,7 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
     const uint8_t *msg = a->msg;
     size_t len = a->msg_length;
     if (a->rsv & WSLAY_RSV1_BIT) { /* only allowed when negotiated (ws_ensure) */
-      int r = nt_deflate_inflate(nt_node_deflate(c->node), a->msg, a->msg_length, &msg, &len);
+      int r = nt_deflate_inflate(c->env->pmd, a->msg, a->msg_length, &msg, &len);
       if (r) {
         nt_conn_ws_close(c, r == NT_ETOOLARGE ? 1009 : 1007,
                          r == NT_ETOOLARGE ? "message too big" : "invalid compressed data",
@@ -391,7 +384,7 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
       nt_conn_ws_close(c, 1007, "invalid UTF-8", NT_CLOSE_PROTOCOL);
       return;
     }
-    nt_node_on_ws_message(c->node, c, a->opcode, msg, len);
+    c->env->h->on_message(c->env->ud, c, a->opcode, msg, len);
   } else if (a->opcode == WSLAY_CONNECTION_CLOSE) {
     /* wslay has queued an echo of this close. Two cases it gets wrong (RFC 6455 5.5.1,
      * 7.1.6): a 1-byte payload cannot hold a status code (1002), and a reason arriving in
@@ -415,7 +408,9 @@ static void ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_m
 }
 
 static const struct wslay_event_callbacks ws_callbacks = {
-    ws_recv, ws_send, NULL, NULL, NULL, NULL, ws_on_msg,
+    .recv_callback = ws_recv,
+    .send_callback = ws_send,
+    .on_msg_recv_callback = ws_on_msg,
 };
 
 /* ---- idle connections hold no wslay context ----
@@ -433,7 +428,7 @@ static int ws_ensure(nt_conn *c) {
     c->ws = NULL;
     return NT_ENOMEM;
   }
-  wslay_event_config_set_max_recv_msg_length(c->ws, nt_node_max_message_bytes(c->node));
+  wslay_event_config_set_max_recv_msg_length(c->ws, c->env->max_message_bytes);
   /* per context: reapplied whenever an idle connection gets a new one */
   if (c->pmd) wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV1_BIT);
   return 0;
@@ -583,28 +578,16 @@ void nt_conn_ws_close(nt_conn *c, uint16_t code, const char *reason, int why) {
     }
   }
   begin_close(c, why);
-  /* wait (bounded by the node's sweep) for the peer's close reply */
+  /* wait (bounded by the owner's sweep) for the peer's close reply */
   if (!c->ws || !wslay_event_want_read(c->ws)) nt_conn_close_after_flush(c, why);
-  else nt_node_mark_dirty(c->node, c);
+  else nt_conn_mark_dirty(c);
 }
 
 /* ---------------------------------------------------------------- reading ---- */
 
-/* Answers a request the parser refused (400, 413, 431, 505) and closes. */
+/* A request the parser refused (400, 413, 431, 505): the owner answers, then it closes. */
 static void http_refuse(nt_conn *c) {
-  int st = nt_http_parser_status(c->http);
-  size_t len;
-  char *resp = c->api ? nt_api_error_response(st, &len)
-                      : nt_http_response(st, "text/plain", nt_http_reason(st),
-                                         strlen(nt_http_reason(st)), NULL, 0, &len);
-  if (resp) nt_conn_send_raw(c, resp, len);
-  free(resp);
-  if (c->api) {
-    nt_node_metrics_mut(c->node)->api_requests++;
-    nt_metrics_count_api_status(nt_node_metrics_mut(c->node), st);
-  } else {
-    nt_node_metrics_mut(c->node)->upgrades_rejected++;
-  }
+  c->env->h->on_refused(c->env->ud, c, nt_http_parser_status(c->http));
   nt_conn_close_after_flush(c, NT_CLOSE_PROTOCOL);
 }
 
@@ -626,7 +609,7 @@ static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
     len -= used;
     if (!c->api) {
       nt_conn_set_reading(c, 0);
-      nt_node_on_http(c->node, c, nt_http_parser_req(c->http), data, len);
+      c->env->h->on_http(c->env->ud, c, nt_http_parser_req(c->http), data, len);
       if (c->state == NT_CONN_WS) {
         nt_conn_set_reading(c, 1);
         pump_held(c);
@@ -634,8 +617,8 @@ static void http_input(nt_conn *c, const uint8_t *data, size_t len) {
       break;
     }
     c->http_busy = 1;
-    c->connected_at = uv_now(nt_node_loop(c->node)); /* the sweep's HTTP deadline restarts */
-    nt_node_on_http(c->node, c, nt_http_parser_req(c->http), data, len);
+    c->connected_at = uv_now(c->env->loop); /* the sweep's HTTP deadline restarts */
+    c->env->h->on_http(c->env->ud, c, nt_http_parser_req(c->http), data, len);
     if (c->http_busy) {
       if (hold_input(c, data, len)) {
         nt_conn_abort(c, NT_CLOSE_CLIENT);
@@ -679,7 +662,7 @@ void nt_conn_http_done(nt_conn *c, int keep_alive) {
   if (c->http_dispatching) return; /* answered at once: http_input goes on by itself */
   nt_conn_ref(c);
   nt_http_parser_reset(c->http);
-  c->connected_at = uv_now(nt_node_loop(c->node));
+  c->connected_at = uv_now(c->env->loop);
   take_held(c, http_input);
   if (c->state == NT_CONN_HTTP && !c->http_busy && !c->shutdown_after_flush && !c->qpaused)
     nt_conn_set_reading(c, 1);
@@ -694,46 +677,18 @@ void nt_conn_resume(nt_conn *c) {
   nt_conn_unref(c);
 }
 
-/* Reads what the socket has into the node's read buffer and hands it to the transport. */
-static void conn_read(nt_conn *c) {
-  for (int i = 0; i < READS_PER_EVENT && c->reading && !c->handle_closing; i++) {
-    uv_buf_t buf;
-    nt_node_read_buffer(c->node, &buf);
-    ssize_t n = nt_sock_read(c->fd, buf.base, buf.len);
-    if (n == NT_EAGAIN) return;
-    if (n < 0) { /* EOF, reset or error */
-      nt_conn_abort(c, NT_CLOSE_CLIENT);
-      return;
-    }
-    nt_node_metrics_mut(c->node)->bytes_in += (uint64_t)n;
-    c->last_active = nt_conn_stamp(uv_now(nt_node_loop(c->node)));
-    c->ping_sent = 0;
-    c->tp->read(c, (const uint8_t *)buf.base, (size_t)n);
-    if ((size_t)n < buf.len) return; /* drained: the next read would only say EAGAIN */
-  }
+void nt_conn_received(nt_conn *c, const uint8_t *data, size_t n) {
+  c->env->m->bytes_in += (uint64_t)n;
+  c->last_active = nt_conn_stamp(uv_now(c->env->loop));
+  c->ping_sent = 0;
+  c->tp->read(c, data, n);
 }
 
-/* Output first waiting for the socket: the transport writes it now. */
-static void conn_writable(nt_conn *c) {
+/* Output first waiting for the peer: the transport writes it now. */
+void nt_conn_writable(nt_conn *c) {
   c->wblocked = 0;
   nt_conn_flush(c);
   update_events(c); /* never left watching UV_WRITABLE with nothing to write */
-}
-
-static void on_io(uv_poll_t *h, int status, int events) {
-  nt_conn *c = h->data;
-  nt_conn_ref(c);
-  if (status < 0) {
-    /* POLLERR (reset): libuv stopped the handle. What was received before it is still
-     * processed, as a stream read would; the read then reports the error. */
-    c->events = 0;
-    conn_read(c);
-    nt_conn_abort(c, NT_CLOSE_CLIENT);
-  } else {
-    if (events & UV_READABLE) conn_read(c);
-    if ((events & UV_WRITABLE) && !c->handle_closing) conn_writable(c);
-  }
-  nt_conn_unref(c);
 }
 
 void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len) {
@@ -743,5 +698,3 @@ void nt_conn_input(nt_conn *c, const uint8_t *data, size_t len) {
     ws_pump(c, data, len);
   }
 }
-
-const nt_transport nt_transport_tcp = {"tcp", nt_conn_input, tcp_flush, NULL};

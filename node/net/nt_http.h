@@ -62,6 +62,7 @@ void nt_http_parser_reset(nt_http_parser *p);
  * tests and tests/fuzz/fuzz_http.c check that bound with it. */
 size_t nt_http_parser_held(const nt_http_parser *p);
 
+
 /* Iterates over every header of `r` in the order sent: start with *pos = 0; returns 1 with
  * the name and the value (without surrounding whitespace; neither NUL-terminated) while
  * headers remain, then 0. Pure. */

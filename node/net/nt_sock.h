@@ -1,7 +1,7 @@
 /* nt_sock: the node's non-blocking TCP socket calls (listen, accept, read, gathered send),
  * with errno converted to nt_err codes here and nowhere else.
  *
- * Connections and listeners are watched with uv_poll_t (nt_conn.c, nt_node.c): a
+ * Connections and listeners are watched with uv_poll_t (nt_conn_tcp.c, nt_node.c): a
  * uv_tcp_t costs 248 bytes per connection, a uv_poll_t plus the fd 164. libuv never
  * owns these descriptors: whoever opened one closes it, after its poll handle's close
  * callback. Stateless; called on the loop thread only. */

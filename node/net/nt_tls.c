@@ -11,7 +11,6 @@
 
 #include "nt_err.h"
 #include "nt_log.h"
-#include "nt_node.h"
 #include "nt_sock.h"
 
 /* Plaintext of one read: the read buffer is 64 KiB of ciphertext, and OpenSSL may hold up
@@ -438,7 +437,14 @@ static void tls_free(nt_conn *c) {
   c->tls = NULL;
 }
 
-const nt_transport nt_transport_tls = {"tls", tls_read, tls_flush, tls_free};
+const nt_transport nt_transport_tls = {
+    .name = "tls",
+    .read = tls_read,
+    .flush = tls_flush,
+    .watch = nt_conn_tcp_watch,
+    .closed = nt_conn_tcp_closed,
+    .free = tls_free,
+};
 
 int nt_tls_attach(nt_conn *c, nt_tls_ctx *t) {
   nt_tls *s = calloc(1, sizeof *s);

@@ -13,12 +13,13 @@
 
 #include "nt_accesslog.h"
 #include "nt_api_aws.h"
+#include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_log.h"
-#include "nt_node_int.h"
 #include "nt_pct.h"
 #include "nt_proto.h"
+#include "nt_resume.h"
 #include "nt_utf8.h"
 
 /* A push, kick or lookup sent to the owner node: well under the node's 10 s HTTP deadline,
@@ -172,7 +173,7 @@ char *nt_api_error_response(int status, size_t *len) {
 
 #define JSON_TYPE "application/json"
 
-static void reply(nt_node *n, nt_conn *c, int status, const char *type, const char *body,
+static void reply(nt_chat *n, nt_conn *c, int status, const char *type, const char *body,
                   size_t len, const char *extra, int keep_alive) {
   nt_metrics_count_api_status(&n->m, status);
   nt_accesslog_end(c, status);
@@ -185,7 +186,7 @@ static void reply(nt_node *n, nt_conn *c, int status, const char *type, const ch
   nt_conn_http_done(c, keep_alive);
 }
 
-static void reply_json(nt_node *n, nt_conn *c, int status, json_t *o, int keep_alive) {
+static void reply_json(nt_chat *n, nt_conn *c, int status, json_t *o, int keep_alive) {
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   if (!s) {
@@ -198,7 +199,7 @@ static void reply_json(nt_node *n, nt_conn *c, int status, json_t *o, int keep_a
 }
 
 /* `code` NULL: the default code of `status`. */
-static void reply_error(nt_node *n, nt_conn *c, int status, const char *code, const char *msg,
+static void reply_error(nt_chat *n, nt_conn *c, int status, const char *code, const char *msg,
                         int keep_alive) {
   size_t len = 0;
   char *body = nt_api_error_json(code ? code : nt_api_error_code(status), msg, &len);
@@ -214,7 +215,7 @@ static void reply_error(nt_node *n, nt_conn *c, int status, const char *code, co
 /* One request waiting for the presence store or the bus. Holds a reference on the API
  * connection, so the callback may look at it (closed or not) but never at freed memory. */
 typedef struct api_op {
-  nt_node *n;
+  nt_chat *n;
   nt_conn *c;
   int route;
   int keep_alive;
@@ -227,7 +228,7 @@ typedef struct api_op {
   size_t body_len;
 } api_op;
 
-static api_op *op_new(nt_node *n, nt_conn *c, const nt_api_match *m, int keep_alive) {
+static api_op *op_new(nt_chat *n, nt_conn *c, const nt_api_match *m, int keep_alive) {
   api_op *op = calloc(1, sizeof *op);
   if (!op) return NULL;
   op->n = n;
@@ -262,46 +263,19 @@ static void op_error(api_op *op, int status, const char *msg) {
 
 /* ================================================================ connections ==== */
 
-char *nt_api_conn_json(nt_node *n, const nt_conn *c, size_t *len) {
-  /* The connection's times are loop (monotonic) milliseconds; the API speaks unix ms. */
-  int64_t wall = nt_now_ms(), mono = (int64_t)uv_now(n->loop);
-  char peer[NT_CONN_PEER_STRLEN];
-  json_t *rooms = json_array();
-  for (uint16_t i = 0; rooms && i < c->nrooms; i++)
-    json_array_append_new(rooms, json_string(c->rooms[i].room->name));
-  int64_t at = wall - (mono - (int64_t)c->connected_at);
-  int64_t active = wall - nt_conn_age((uint64_t)mono, c->last_active);
-  char at_s[32], active_s[32]; /* RFC 3339, as the gateway (and its SDKs) have them */
-  json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:{s:s, s:s?}, s:s, s:s, s:s, s:o*}",
-                        "connectionId", c->id, "connectedAt", nt_api_rfc3339(at, at_s),
-                        "lastActiveAt", nt_api_rfc3339(active, active_s),
-                        "connectedAtMs", (json_int_t)at, "lastActiveAtMs", (json_int_t)active,
-                        "identity", "sourceIp", nt_conn_peer(c, peer), "userAgent", c->user_agent,
-                        "userId", c->ident.user, "tenantId", c->ident.tenant, "node", n->id,
-                        "rooms", rooms);
-  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  if (s && len) *len = strlen(s);
-  return s;
-}
-
-static void conn_local(nt_node *n, nt_conn *c, nt_conn *t, const nt_api_match *m,
+static void conn_local(nt_chat *n, nt_conn *c, nt_conn *t, const nt_api_match *m,
                        const nt_http_req *req, int ka) {
   if (m->route == NT_API_CONN_GET) {
     size_t len;
-    char *js = nt_api_conn_json(n, t, &len);
+    char *js = nt_client_describe(n, t, &len);
     if (js) reply(n, c, 200, JSON_TYPE, js, len, NULL, ka);
     else reply_error(n, c, 500, NULL, "out of memory", 0);
     free(js);
   } else if (m->route == NT_API_CONN_DELETE) {
-    nt_conn_ws_close(t, 1000, "closed by the server", NT_CLOSE_KICKED);
+    nt_client_kick(t);
     reply(n, c, 204, NULL, NULL, 0, NULL, ka);
   } else {
-    int text = nt_utf8_valid(req->body, req->body_len);
-    nt_frame *f = nt_frame_from(text ? NT_WS_OP_TEXT : NT_WS_OP_BINARY, req->body,
-                                req->body_len);
-    int r = f ? nt_conn_send(t, f) : NT_ENOMEM;
-    nt_frame_unref(f);
+    int r = nt_client_push(t, req->body, req->body_len);
     /* NT_ECLOSED: closing, or just closed as a slow consumer — gone either way. */
     if (r == 0) reply_json(n, c, 200, json_pack("{s:s}", "connectionId", m->id), ka);
     else if (r == NT_ECLOSED) reply_error(n, c, 410, NULL, "the connection is gone", ka);
@@ -311,7 +285,7 @@ static void conn_local(nt_node *n, nt_conn *c, nt_conn *t, const nt_api_match *m
 
 static void on_owner_reply(void *ud, int status, const uint8_t *data, size_t len) {
   api_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   int gone = status == 0 && len == 4 && memcmp(data, "gone", 4) == 0;
   if (status == NT_ENORESPONDER || gone) {
     /* No responder: the owner node is down, and its connections went with it. */
@@ -339,7 +313,7 @@ static void on_registry(void *ud, int status, const nt_conn_info *info);
 
 static void retry_registry(uv_timer_t *t) {
   api_op *op = t->data;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   if (!n->pres || !nt_conn_is_open(op->c)) op_error(op, 503, "presence store unavailable");
   else if (nt_presence_conn_get(n->pres, op->id, on_registry, op))
     op_error(op, 503, "presence store unavailable");
@@ -347,7 +321,7 @@ static void retry_registry(uv_timer_t *t) {
 
 static void on_registry(void *ud, int status, const nt_conn_info *info) {
   api_op *op = ud;
-  nt_node *n = op->n;
+  nt_chat *n = op->n;
   if (status == NT_ENOTFOUND && !op->retried && !n->stopped) {
     op->retried = 1;
     op->timer_used = 1;
@@ -371,7 +345,7 @@ static void on_registry(void *ud, int status, const nt_conn_info *info) {
     return;
   }
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
+  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   env.id = id;
   env.kind = op->route == NT_API_CONN_POST   ? NATTER__KIND__CONN_PUSH
@@ -392,7 +366,7 @@ static void on_registry(void *ud, int status, const nt_conn_info *info) {
   if (r) op_error(op, 503, "message bus unavailable");
 }
 
-static void handle_conn(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
+static void handle_conn(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
                         int ka) {
   if (m->route == NT_API_CONN_POST && req->body_len == 0) {
     reply_error(n, c, 400, NULL, "the body (the data to send) is empty", ka);
@@ -426,7 +400,7 @@ static void handle_conn(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_
 
 /* ================================================================ server push ==== */
 
-static void handle_push(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
+static void handle_push(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
                         int ka) {
   int direct = m->route == NT_API_USER_MESSAGE;
   char subject[NT_SUBJECT_MAX];
@@ -452,33 +426,23 @@ static void handle_push(nt_node *n, nt_conn *c, const nt_api_match *m, const nt_
     return;
   }
   char id[NT_CONN_ID_LEN + 1];
-  nt_node_random_id(n, id, NT_CONN_ID_LEN);
-  Natter__Envelope env = NATTER__ENVELOPE__INIT;
-  env.id = id;
-  env.tenant = (char *)m->id;
-  env.kind = direct ? NATTER__KIND__DIRECT_MESSAGE : NATTER__KIND__ROOM_MESSAGE;
-  env.room = direct ? "" : (char *)m->sub;
-  env.target_user = direct ? (char *)m->sub : "";
-  env.sender_user = ""; /* server sender: rendered "userId":null,"server":true */
-  env.sender_conn = "";
-  env.origin_node = n->id;
-  env.timestamp_ms = nt_now_ms();
-  env.payload.data = (uint8_t *)payload;
-  env.payload.len = plen;
-  uint8_t buf[4096], *out;
-  size_t elen = nt_env_encode(&env, buf, sizeof buf, &out);
-  /* a room message goes through the history, which numbers it (nt_resume.c) */
-  int r = !elen || !n->bus ? NT_ENOMEM
-          : direct         ? nt_bus_publish(n->bus, subject, out, elen, NULL)
-                           : nt_resume_publish(n, subject, out, elen);
-  if (elen && out != buf) free(out);
+  nt_client_msg cm = {
+      .subject = subject,
+      .tenant = m->id,
+      .room = direct ? NULL : m->sub,
+      .target_user = direct ? m->sub : NULL,
+      .sender_user = "", /* server sender: rendered "userId":null,"server":true */
+      .sender_conn = "",
+      .exclude_sender = 0,
+      .payload = payload,
+      .len = plen,
+  };
+  int r = nt_client_publish_message(n, &cm, id);
   free(payload);
   if (r) {
-    nt_log_warn("api publish failed", "{s:s, s:s}", "subject", subject, "error", nt_strerror(r));
     reply_error(n, c, 503, NULL, "message bus unavailable", ka);
     return;
   }
-  n->m.published++;
   reply_json(n, c, 202, json_pack("{s:s}", "id", id), ka);
 }
 
@@ -501,7 +465,7 @@ static void on_members(void *ud, int status, const nt_presence_page *pg) {
 static int query_u64(const nt_http_req *req, const char *name, uint64_t *out);
 
 /* GET .../presence?limit=&cursor= : one page (docs/api.md). */
-static void handle_presence(nt_node *n, nt_conn *c, const nt_api_match *m,
+static void handle_presence(nt_chat *n, nt_conn *c, const nt_api_match *m,
                             const nt_http_req *req, int ka) {
   uint64_t limit = NT_PRESENCE_PAGE_DEFAULT;
   char cursor[24];
@@ -525,7 +489,7 @@ static void handle_presence(nt_node *n, nt_conn *c, const nt_api_match *m,
 
 /* ================================================================ operations ===== */
 
-static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
+static void handle_metrics(nt_chat *n, nt_conn *c, int ka) {
   nt_prom w = NT_PROM_INIT;
   nt_metrics_render(&n->m, &w);
   nt_prom_metric(&w, "draining", "gauge", "1 while draining.", (unsigned)n->draining);
@@ -566,13 +530,25 @@ static void handle_metrics(nt_node *n, nt_conn *c, int ka) {
   free(body);
 }
 
-static void handle_ready(nt_node *n, nt_conn *c, int ka) {
-  int ok = nt_node_ready(n);
-  reply_json(n, c, ok ? 200 : 503,
-             json_pack("{s:b, s:b, s:b, s:b}", "ready", ok, "bus",
-                       n->bus && nt_bus_connected(n->bus), "store",
-                       n->pres && nt_presence_connected(n->pres), "draining", n->draining),
-             ka);
+char *nt_api_readyz(const nt_chat *n, int *status, size_t *len) {
+  int ok = nt_chat_ready(n);
+  *status = ok ? 200 : 503;
+  json_t *o = json_pack("{s:b, s:b, s:b, s:b}", "ready", ok, "bus",
+                        n->bus && nt_bus_connected(n->bus), "store",
+                        n->pres && nt_presence_connected(n->pres), "draining", n->draining);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (s) *len = strlen(s);
+  return s;
+}
+
+static void handle_ready(nt_chat *n, nt_conn *c, int ka) {
+  int status;
+  size_t len;
+  char *body = nt_api_readyz(n, &status, &len);
+  if (body) reply(n, c, status, JSON_TYPE, body, len, NULL, ka);
+  else reply_error(n, c, 500, NULL, "out of memory", ka);
+  free(body);
 }
 
 /* ================================================================ history ======== */
@@ -601,7 +577,7 @@ static int query_u64(const nt_http_req *req, const char *name, uint64_t *out) {
   return 0;
 }
 
-static void handle_history(nt_node *n, nt_conn *c, const nt_api_match *m,
+static void handle_history(nt_chat *n, nt_conn *c, const nt_api_match *m,
                            const nt_http_req *req, int ka) {
   uint64_t limit = 0, before = 0;
   /* the client protocol's range (a JSON integer): nothing above is a sequence */
@@ -622,7 +598,7 @@ static void handle_history(nt_node *n, nt_conn *c, const nt_api_match *m,
 
 /* ================================================================ entry ========== */
 
-void nt_api_on_request(nt_node *n, nt_conn *c, const nt_http_req *req) {
+void nt_api_on_request(nt_chat *n, nt_conn *c, const nt_http_req *req) {
   n->m.api_requests++;
   /* An upgrade request's remaining bytes are not HTTP; a draining node sheds its
    * keep-alive connections so clients move to another node. */

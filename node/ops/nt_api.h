@@ -1,10 +1,11 @@
 /* nt_api: the HTTP API of --api-listen (docs/api.md) — /@connections management, server push,
  * room presence, /healthz, /readyz and /metrics, behind the admin bearer token.
  *
- * Two layers: pure functions (routing, path decoding, token comparison, JSON bodies) that
- * need no node and are unit-tested directly, and the node glue (nt_api_on_request) that
- * answers on an API connection, directly for local connections and through the registry
- * and natter.node.<node> for the others. Every answer is JSON (errors are
+ * Two layers: pure functions (routing, token comparison, JSON bodies) that need no node
+ * and are unit-tested directly, and the glue (nt_api_on_request, on the chat state of
+ * nt_chat.h) that answers on an API connection, directly for local connections (through
+ * nt_client_push/kick/describe) and through the registry and natter.node.<node> for the
+ * others. Every answer is JSON (errors are
  * {"error": code, "message": text}) except /metrics (Prometheus text).
  *
  * Access: /healthz, /readyz and /metrics need no token (probes and Prometheus scrapers;
@@ -21,7 +22,7 @@
 #include "nt_http.h"
 #include "nt_subject.h"
 
-struct nt_node;
+struct nt_chat;
 
 enum nt_api_route {
   NT_API_NONE = 0,        /* no route: see nt_api_match.status */
@@ -71,13 +72,13 @@ char *nt_api_error_json(const char *code, const char *message, size_t *len);
  * request the parser refused on an API connection (400, 413, 431, 505). Caller frees. */
 char *nt_api_error_response(int status, size_t *len);
 
+/* The body of GET /readyz, on either port: {"ready","bus","store","draining"} as JSON
+ * (malloc'd, length in *len), *status 200 when ready else 503. NULL: no memory. */
+char *nt_api_readyz(const struct nt_chat *n, int *status, size_t *len);
+
 /* Node glue: answers one complete request on API connection `c` (now or later) and then
  * calls nt_conn_http_done. `req` is borrowed for the call. */
-void nt_api_on_request(struct nt_node *n, nt_conn *c, const nt_http_req *req);
+void nt_api_on_request(struct nt_chat *n, nt_conn *c, const nt_http_req *req);
 
-/* JSON description of the local WebSocket connection `c` (the body of
- * GET /@connections/{id}; also the owner node's answer to a CONN_INFO request). Caller
- * frees; NULL on allocation failure. */
-char *nt_api_conn_json(struct nt_node *n, const nt_conn *c, size_t *len);
 
 #endif

@@ -46,11 +46,3 @@ const char *nt_api_aws_error_type(int status) {
   }
 }
 
-char *nt_api_rfc3339(int64_t ms, char *out) {
-  time_t s = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&s, &tm);
-  size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-  snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-  return out;
-}

@@ -25,8 +25,6 @@ int nt_api_aws_access(const nt_config *cfg, const nt_http_req *req, int64_t now_
  * "BadRequestException" 400, ...). Static, never NULL. */
 const char *nt_api_aws_error_type(int status);
 
-/* Unix ms as RFC 3339 UTC with milliseconds ("2025-12-07T22:45:07.123Z") into `out`
- * (at least 32 bytes); returns out. */
-char *nt_api_rfc3339(int64_t ms, char *out);
+/* RFC 3339 times of the API: nt_clock_rfc3339 (nt_clock.h). */
 
 #endif

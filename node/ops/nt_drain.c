@@ -168,9 +168,17 @@ static void d_destroy(nt_presence *p) {
   free(d);
 }
 
-static const nt_presence_vtab drain_vtab = {d_join,    d_leave,     d_members, d_conn_add,
-                                            d_conn_remove, d_conn_get, d_connected, d_stats,
-                                            d_destroy};
+static const nt_presence_vtab drain_vtab = {
+    .join = d_join,
+    .leave = d_leave,
+    .members = d_members,
+    .conn_add = d_conn_add,
+    .conn_remove = d_conn_remove,
+    .conn_get = d_conn_get,
+    .connected = d_connected,
+    .stats = d_stats,
+    .destroy = d_destroy,
+};
 
 nt_presence *nt_drain_hold(nt_presence *inner) {
   drain_presence *d = calloc(1, sizeof *d);

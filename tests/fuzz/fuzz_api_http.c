@@ -16,7 +16,7 @@
 #include "fz_node.h"
 
 static nt_node *n;
-static fz_client member = {.fd = -1};
+static fz_client member = {.open = 0};
 static size_t checked;
 static int closed;
 static char member_id[NT_CONN_ID_LEN + 1];
@@ -40,7 +40,7 @@ static void check_http(const uint8_t *out, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > 65536) return 0;
-  if (!fz_conn_alive(member.conn) || member.eof || closed) {
+  if (!fz_client_alive(&member) || member.eof || closed) {
     checked = fz_member_connect(&member, "member", "r", member_id);
     closed = 0;
   }

@@ -1,6 +1,6 @@
 /* fuzz_envelope: what a node does with bytes from the bus — envelope decoding
  * (nt_env_decode), the fan-out's renderable checks, rendering and delivery to a local
- * member (nt_fanout_on_bus_msg on a real node), node-subject commands (push, kick, info),
+ * member (the bus handler of a real node), node-subject commands (push, kick, info),
  * and the other bus decoders (lifecycle events, authorizer replies). The member's
  * output is checked against RFC 6455 (fz_check_frames): a bad envelope must never make
  * the node send an invalid frame.
@@ -21,7 +21,9 @@
 #include "nt_envelope.h"
 
 static nt_node *n;
-static fz_client member = {.fd = -1};
+static nt_bus_handler bus_in; /* the node's bus input: what the bus hands it */
+static char node_subject[NT_SUBJECT_MAX];
+static fz_client member = {.open = 0};
 static size_t checked;
 static int closed;
 static char member_id[NT_CONN_ID_LEN + 1];
@@ -84,6 +86,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   static const char *const flags[] = {"--send-queue-bytes", "1048576", "--ping-interval",
                                       "3600", "--idle-timeout", "3600", NULL};
   n = fz_node_start(flags);
+  bus_in = nt_node_bus_handler(n);
+  if (nt_subject_node(node_subject, sizeof node_subject, nt_node_id(n)) < 0) abort();
   connect_member();
   const char *dir = getenv("FZ_WRITE_SEEDS");
   if (dir) {
@@ -96,19 +100,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1 || size > 1 << 20) return 0;
-  if (!fz_conn_alive(member.conn) || member.eof || closed) connect_member();
+  if (!fz_client_alive(&member) || member.eof || closed) connect_member();
   static const char *const subjects[] = {"natter.room.t1.r", "natter.presence.t1.r",
                                          "natter.user.t1.member", NULL, "natter.room.t1.none",
                                          NULL};
   int s = data[0] % 6;
-  const char *subject = subjects[s] ? subjects[s] : n->node_subject;
-  nt_fanout_on_bus_msg(n, subject, data + 1, size - 1, s == 5 ? "_INBOX.fuzz" : NULL, NULL);
+  const char *subject = subjects[s] ? subjects[s] : node_subject;
+  bus_in.on_msg(bus_in.ud, subject, data + 1, size - 1, s == 5 ? "_INBOX.fuzz" : NULL, NULL);
   fz_pump(&member, 2);
   checked += fz_check_frames(member.out + checked, member.out_len - checked, &closed);
   if (checked > (1u << 20)) { /* keep the buffer small: drop what was checked */
-    memmove(member.out, member.out + checked, member.out_len - checked);
-    member.out_len -= checked;
+    nt_mem_peer *p = &member.peer;
+    memmove(p->out, p->out + checked, p->out_len - checked);
+    p->out_len -= checked;
+    p->out_read = p->out_len;
     checked = 0;
+    fz_sync(&member);
   }
   /* the other decoders of bus input */
   Natter__Event *ev = nt_event_decode(data + 1, size - 1);

@@ -1,6 +1,6 @@
-/* fuzz_ws: the WebSocket receive path of a real node — libuv reads, the wslay glue
- * (nt_conn.c), UTF-8 checks, the rate limit, the client protocol and the hub — over a
- * socketpair, after a valid upgrade. Every byte the node sends back is checked against
+/* fuzz_ws: the WebSocket receive path of a real node — reads, the wslay glue (nt_conn.c),
+ * UTF-8 checks, the rate limit, the client protocol and the hub — over the memory
+ * transport, after a valid upgrade. Every byte the node sends back is checked against
  * RFC 6455 (fz_check_output).
  *
  * data[0] bit 7 picks the input format:

@@ -1,15 +1,11 @@
-/* fz_node: in-process node, socketpair clients and an RFC 6455 output checker for fuzzing. */
+/* fz_node: in-process node, memory-transport clients and an RFC 6455 output checker. */
 #include "fz_node.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <zlib.h>
 
@@ -18,7 +14,6 @@
 #include "nt_utf8.h"
 
 #define FZ_SECRET "fuzz-node-secret-0123456789abcdef0123456789"
-#define OUT_MAX (4u << 20)
 
 static uv_loop_t loop;
 /* One output buffer is recycled between clients: a fresh 64 KiB allocation per run costs
@@ -58,49 +53,36 @@ nt_node *fz_node_start(const char *const *extra) {
 }
 
 static int client_open(fz_client *cl, int api) {
-  int sv[2];
   memset(cl, 0, sizeof *cl);
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
-  nt_conn *c = nt_conn_new(node, sv[0]); /* owns sv[0] from here on */
-  if (!c) {
-    close(sv[0]);
-    close(sv[1]);
-    return -1;
-  }
-  /* what the node's conn_accepted does for an accepted socket */
-  c->next = node->all;
-  if (node->all) node->all->prev = c;
-  node->all = c;
-  node->nconns++;
-  c->connected_at = uv_now(&loop);
-  c->last_active = nt_conn_stamp(c->connected_at);
-  cl->conn = c;
-  nt_conn_set_peer(c, "127.0.0.1", 9);
-  c->api = (uint8_t)api;
-  if (nt_conn_start(c)) nt_conn_abort(c, NT_CLOSE_CLIENT);
-  fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-  cl->fd = sv[1];
-  if (spare_out) {
-    cl->out = spare_out;
-    cl->out_cap = spare_cap;
+  if (spare_out) { /* the transport appends to it */
+    cl->peer.out = spare_out;
+    cl->peer.out_cap = spare_cap;
     spare_out = NULL;
   }
+  cl->open = 1;
+  cl->conn = nt_node_connect_mem(node, api, &cl->peer);
+  fz_sync(cl);
   return 0;
 }
 
 int fz_client_open(fz_client *cl) { return client_open(cl, 0); }
 int fz_client_open_api(fz_client *cl) { return client_open(cl, 1); }
 
+/* Keeps the output buffer of a released client for the next one. */
+static void release(fz_client *cl) {
+  if (!spare_out && cl->peer.out_cap <= (1u << 20)) {
+    spare_out = cl->peer.out;
+    spare_cap = cl->peer.out_cap;
+    cl->peer.out = NULL;
+  }
+  nt_mem_peer_free(&cl->peer); /* a connection still alive is reset */
+  memset(cl, 0, sizeof *cl);
+}
+
 size_t fz_member_connect(fz_client *m, const char *user, const char *room,
                          char id[NT_CONN_ID_LEN + 1]) {
-  if (m->fd > 0) {
-    close(m->fd);
-    free(m->out);
-  }
-  /* the same ids every run (reproducible inputs): a fixed pool instead of getrandom's */
-  for (size_t i = 0; i < NT_RAND_POOL; i++) node->rand->buf[i] = (uint8_t)(i * 131 + 7);
-  node->rand->pos = 0;
-  node->rand->filled = 1;
+  if (m->open) release(m);
+  nt_node_fixed_ids(node); /* the same ids every run: reproducible inputs */
   if (fz_client_open(m)) abort();
   size_t rl;
   char *req = fz_upgrade_request("t1", user, &rl);
@@ -120,70 +102,33 @@ size_t fz_member_connect(fz_client *m, const char *user, const char *room,
   return fz_check_output(m->out, m->out_len);
 }
 
-static void drain(fz_client *cl) {
-  for (;;) {
-    if (cl->out_len == cl->out_cap) {
-      if (cl->out_cap >= OUT_MAX) { /* keep reading, stop keeping */
-        uint8_t sink[65536];
-        ssize_t r = read(cl->fd, sink, sizeof sink);
-        if (r <= 0) {
-          if (r == 0) cl->eof = 1;
-          return;
-        }
-        continue;
-      }
-      size_t ncap = cl->out_cap ? cl->out_cap * 2 : 65536;
-      uint8_t *nb = realloc(cl->out, ncap);
-      if (!nb) abort();
-      cl->out = nb;
-      cl->out_cap = ncap;
-    }
-    ssize_t r = read(cl->fd, cl->out + cl->out_len, cl->out_cap - cl->out_len);
-    if (r > 0) {
-      cl->out_len += (size_t)r;
-    } else {
-      if (r == 0) cl->eof = 1;
-      return;
-    }
-  }
+void fz_sync(fz_client *cl) {
+  cl->out = cl->peer.out;
+  cl->out_len = cl->peer.out_len;
+  cl->eof = cl->peer.closed || !cl->peer.conn;
+  nt_mem_peer_consume(&cl->peer); /* an unlimited reader */
 }
 
 void fz_pump(fz_client *cl, int rounds) {
   for (int i = 0; i < rounds; i++) {
     uv_run(&loop, UV_RUN_NOWAIT);
-    if (cl) drain(cl);
+    if (cl) fz_sync(cl);
   }
 }
 
 void fz_client_write(fz_client *cl, const void *data, size_t len) {
-  const uint8_t *p = data;
-  int stalls = 0;
-  while (len) {
-    ssize_t w = write(cl->fd, p, len);
-    if (w > 0) {
-      p += w;
-      len -= (size_t)w;
-      stalls = 0;
-    } else if (w < 0 && errno == EAGAIN && stalls++ < 1000) {
-      fz_pump(cl, 1);
-    } else {
-      return; /* the node closed its side (or stopped reading): the rest is moot */
-    }
-  }
+  nt_mem_peer_write(&cl->peer, data, len); /* read when the connection reads */
+  fz_sync(cl);
 }
 
-int fz_conn_alive(const nt_conn *c) {
-  for (nt_conn *x = node->all; x; x = x->next)
-    if (x == c) return 1;
-  return 0;
-}
+int fz_client_alive(const fz_client *cl) { return cl->peer.conn != NULL; }
 
 void fz_client_finish(fz_client *cl) {
-  shutdown(cl->fd, SHUT_WR);
-  for (int i = 0; i < 200 && cl->conn && fz_conn_alive(cl->conn); i++) fz_pump(cl, 1);
+  nt_mem_peer_shutdown(&cl->peer);
+  for (int i = 0; i < 200 && cl->peer.conn; i++) fz_pump(cl, 1);
   /* Still there: a connection waiting for something only time ends (the sweep's close
    * deadline). Closing it is what the sweep would do. */
-  if (cl->conn && fz_conn_alive(cl->conn)) nt_conn_abort(cl->conn, NT_CLOSE_TIMEOUT);
+  if (cl->peer.conn) nt_conn_abort(cl->peer.conn, NT_CLOSE_TIMEOUT);
   fz_pump(cl, 4);
   const char *dump = getenv("FZ_DUMP"); /* debugging a crash: what the node sent */
   if (dump) {
@@ -194,15 +139,7 @@ void fz_client_finish(fz_client *cl) {
     }
   }
   fz_check_output(cl->out, cl->out_len);
-  close(cl->fd);
-  if (!spare_out && cl->out_cap <= (1u << 20)) {
-    spare_out = cl->out;
-    spare_cap = cl->out_cap;
-  } else {
-    free(cl->out);
-  }
-  memset(cl, 0, sizeof *cl);
-  cl->fd = -1;
+  release(cl);
 }
 
 /* ---------------------------------------------------------------- requests ---- */
@@ -340,6 +277,7 @@ size_t fz_check_frames(const uint8_t *buf, size_t len, int *closed) {
 }
 
 size_t fz_check_output(const uint8_t *buf, size_t len) {
+  if (!len) return 0; /* nothing written (buf may be NULL) */
   const uint8_t *end = memmem(buf, len, "\r\n\r\n", 4);
   if (!end) return 0; /* nothing, or a response cut short by a close */
   if (len < 12 || memcmp(buf, "HTTP/1.1 ", 9)) abort();

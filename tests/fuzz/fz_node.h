@@ -1,8 +1,8 @@
 /* fz_node: an in-process standalone node (in-memory bus and presence) for fuzz targets
- * that need the real connection path. A "client" is one end of a socketpair; the other end
- * becomes an nt_conn exactly as the node's accept callback would make it, so bytes go
- * through libuv reads, the HTTP parser, the upgrade, wslay and the client protocol without
- * TCP (no ports, no TIME_WAIT across millions of runs).
+ * that need the real connection path. A "client" is the peer of a connection on the
+ * memory transport (nt_node_connect_mem): bytes go through the HTTP parser, the upgrade,
+ * wslay and the client protocol exactly as from a socket, without one (no descriptors,
+ * no ports, no TIME_WAIT across millions of runs).
  *
  * Every byte the node writes to a client can be checked with fz_check_output(): the
  * HTTP response head, then RFC 6455 server frames (unmasked, known opcodes, control
@@ -14,14 +14,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "nt_node_int.h"
+#include "nt_node.h"
 
 typedef struct fz_client {
-  int fd;            /* our end of the socketpair (non-blocking) */
-  uint8_t *out;      /* everything the node wrote to us */
-  size_t out_len, out_cap;
-  int eof;
-  nt_conn *conn;     /* the node's side (may be freed: check with fz_conn_alive) */
+  nt_mem_peer peer;  /* the connection's peer (memory transport) */
+  int open;
+  uint8_t *out;      /* everything the node wrote to us (peer.out, after fz_sync) */
+  size_t out_len;
+  int eof;           /* the node closed its end */
+  nt_conn *conn;     /* the node's side (may be freed: check with fz_client_alive) */
 } fz_client;
 
 /* Starts the node once (flags added to the harness defaults; NULL-terminated). The API
@@ -38,11 +39,13 @@ int fz_client_open_api(fz_client *cl);
  * `id`. Returns the number of output bytes already checked (response head and frames). */
 size_t fz_member_connect(fz_client *m, const char *user, const char *room,
                          char id[NT_CONN_ID_LEN + 1]);
-/* Writes all of `data` (pumping the loop while the socket is full). */
+/* Sends all of `data` (read by the node now, or once it reads again). */
 void fz_client_write(fz_client *cl, const void *data, size_t len);
 /* Runs the loop without blocking `rounds` times, reading what the node sent. */
 void fz_pump(fz_client *cl, int rounds);
-/* Half-closes our side (the node sees EOF), pumps until the node freed the connection
+/* Refreshes out, out_len and eof from the peer. */
+void fz_sync(fz_client *cl);
+/* Shuts our side (the node sees EOF), pumps until the node freed the connection
  * (or forces it closed after a bound), checks the output and releases the client. */
 void fz_client_finish(fz_client *cl);
 /* Checks a client's output from its start (see above); aborts on a violation. Returns
@@ -53,8 +56,8 @@ size_t fz_check_output(const uint8_t *buf, size_t len);
 /* Checks server frames only; *closed carries "a close frame was seen" across calls.
  * Returns the bytes of complete frames checked (the rest waits for more input). */
 size_t fz_check_frames(const uint8_t *buf, size_t len, int *closed);
-/* 1 while `c` is still one of the node's connections. */
-int fz_conn_alive(const nt_conn *c);
+/* 1 while the client's connection is not freed. */
+int fz_client_alive(const fz_client *cl);
 
 /* A valid upgrade request for (tenant, user) with an HS256 token; caller frees. The _ext
  * variant also offers Sec-WebSocket-Extensions `extensions` (NULL: none). */

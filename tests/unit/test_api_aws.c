@@ -14,6 +14,7 @@
 
 #include "nt_api.h"
 #include "nt_api_aws.h"
+#include "nt_clock.h"
 #include "nt_config.h"
 #include "nt_err.h"
 #include "nt_http.h"
@@ -127,8 +128,8 @@ static void test_error_types_and_times(void **st) {
   assert_string_equal(nt_api_aws_error_type(429), "LimitExceededException");
   assert_string_equal(nt_api_aws_error_type(500), "InternalServerErrorException");
   char b[32];
-  assert_string_equal(nt_api_rfc3339(1796684746123, b), "2026-12-07T23:05:46.123Z");
-  assert_string_equal(nt_api_rfc3339(0, b), "1970-01-01T00:00:00.000Z");
+  assert_string_equal(nt_clock_rfc3339(1796684746123, b), "2026-12-07T23:05:46.123Z");
+  assert_string_equal(nt_clock_rfc3339(0, b), "1970-01-01T00:00:00.000Z");
 }
 
 int main(void) {

@@ -8,14 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <unistd.h> /* environ (_GNU_SOURCE) */
 
 #include "nt_config.h"
 
 /* HS256 wants 32 bytes at least (nt_config_validate) */
 #define GOOD_SECRET "unit-test-secret-0123456789abcdef0123"
-
-extern char **environ;
 
 /* Removes every NATTER_* variable so the runner's environment cannot leak in. */
 static int clean_env(void **state) {

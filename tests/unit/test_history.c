@@ -1,6 +1,6 @@
 /* test_history: the in-memory history (sequences, reads, retention, async callbacks,
  * destroy), the sequencing rule, stream positions on the memory bus, and a standalone node
- * with history driven over loopback WebSockets: gap repair from the history, duplicates
+ * with history driven by WebSocket clients on the memory transport (no sockets): gap repair from the history, duplicates
  * dropped, a resume whose replay and live messages are merged by sequence (with a hole at
  * the junction), `recovered: false` past retention, and history pages.
  *
@@ -14,18 +14,11 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <jwt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -35,11 +28,12 @@
 #include "nt_envelope.h"
 #include "nt_err.h"
 #include "nt_history.h"
+#include "nt_chat.h"
 #include "nt_node.h"
-#include "nt_node_int.h"
 #include "nt_presence.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
+#include "../nt_test_node.h"
 
 #define SECRET "history-test-secret-0123456789abcdef"
 #define WAIT_MS 3000
@@ -108,7 +102,7 @@ static void on_fetch(void *ud, const nt_hist_result *r) {
 static hfix *hfix_new(long per_room, double max_age, size_t max_bytes) {
   hfix *f = calloc(1, sizeof *f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  nt_bus_handler bh = {on_plain, NULL, f, on_seq};
+  nt_bus_handler bh = {.on_msg = on_plain, .ud = f, .on_seq_msg = on_seq};
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_non_null(f->bus);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
@@ -351,7 +345,7 @@ static void test_bus_mem_positions(void **state) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   for (int with = 0; with < 2; with++) {
-    nt_bus_handler h = {bp_plain, NULL, NULL, with ? bp_seq : NULL};
+    nt_bus_handler h = {.on_msg = bp_plain, .on_seq_msg = with ? bp_seq : NULL};
     nt_bus *b = nt_bus_mem_new(&loop, &h);
     nt_bus_sub *s;
     assert_int_equal(nt_bus_subscribe(b, "x.>", NULL, &s), 0);
@@ -476,8 +470,15 @@ static void p_destroy(nt_history *hh) {
   nt_history_destroy(p->inner);
   free(p);
 }
-static const nt_history_vtab park_vtab = {p_ensure, p_publish, p_after, p_page,
-                                          p_storing, p_stats, p_destroy};
+static const nt_history_vtab park_vtab = {
+    .ensure = p_ensure,
+    .publish = p_publish,
+    .fetch_after = p_after,
+    .fetch_page = p_page,
+    .storing = p_storing,
+    .stats = p_stats,
+    .destroy = p_destroy,
+};
 
 typedef struct tmsg {
   char subject[256];
@@ -490,7 +491,6 @@ typedef struct env {
   uv_loop_t loop;
   nt_config cfg;
   nt_node *node;
-  int port;
   nt_bus *nbus;          /* the node's bus */
   nt_bus *tap;           /* where the history publishes */
   nt_bus_sub *tap_sub;
@@ -554,26 +554,21 @@ static env *env_start(const char *per_room) {
   char err[256];
   assert_int_equal(nt_auth_new(&acfg, &auth, err, sizeof err), 0);
   nt_bus_handler bh = nt_node_bus_handler(e->node);
-  bh.on_seq_msg = nt_resume_on_seq_msg;
   e->nbus = nt_bus_mem_new(&e->loop, &bh);
-  nt_bus_handler th = {tap_plain, NULL, e, tap_seq};
+  nt_bus_handler th = {.on_msg = tap_plain, .ud = e, .on_seq_msg = tap_seq};
   e->tap = nt_bus_mem_new(&e->loop, &th);
   assert_int_equal(nt_bus_subscribe(e->tap, "natter.live.room.>", NULL, &e->tap_sub), 0);
   nt_presence_handler ph = nt_node_presence_handler(e->node);
   nt_presence *pres = nt_presence_mem_new(&e->loop, &ph);
   if (bh.on_state) bh.on_state(bh.ud, 1);
-  nt_hist_cfg hc = {0, e->cfg.history_max_per_room, 0, 1, NULL, 0, 0, 0, NULL};
+  nt_hist_cfg hc = {.max_per_room = e->cfg.history_max_per_room, .replicas = 1};
   e->park = calloc(1, sizeof *e->park);
   e->park->base.vt = &park_vtab;
   e->park->inner = nt_history_mem_new(&e->loop, e->tap, &hc, NULL);
   assert_non_null(e->park->inner);
   nt_node_attach(e->node, e->nbus, pres, auth);
-  assert_int_equal(nt_resume_attach(e->node, &e->park->base), 0);
+  assert_int_equal(nt_node_attach_history(e->node, &e->park->base), 0);
   assert_int_equal(nt_node_start(e->node), 0);
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  assert_int_equal(getsockname(e->node->listener.fd, (struct sockaddr *)&ss, &sl), 0);
-  e->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
   g = e;
   return e;
 }
@@ -602,7 +597,7 @@ static void env_stop(env *e) {
 /* ---------------------------------------------------------------- client */
 
 typedef struct cli {
-  int fd;
+  nt_mem_peer peer;  /* the connection's other end (memory transport) */
   uint8_t *buf;
   size_t len, cap;
   int eof;
@@ -613,19 +608,7 @@ typedef struct cli {
 static void pump(void) { uv_run(&g->loop, UV_RUN_NOWAIT); }
 
 static void cli_fill(cli *c) {
-  for (;;) {
-    if (c->len == c->cap) {
-      c->cap *= 2;
-      c->buf = realloc(c->buf, c->cap);
-    }
-    ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-    if (r > 0) {
-      c->len += (size_t)r;
-      continue;
-    }
-    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c->eof = 1;
-    return;
-  }
+  if (nt_test_peer_take(&c->peer, &c->buf, &c->len, &c->cap)) c->eof = 1;
 }
 
 /* Parses complete server frames out of the buffer into c->frames (text frames only). */
@@ -657,19 +640,7 @@ static void cli_parse(cli *c) {
 }
 
 static void cli_write(cli *c, const void *data, size_t len) {
-  const uint8_t *p = data;
-  uint64_t t0 = now_ms();
-  while (len) {
-    ssize_t r = send(c->fd, p, len, MSG_NOSIGNAL);
-    if (r > 0) {
-      p += r;
-      len -= (size_t)r;
-      continue;
-    }
-    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail_msg("send: %s", strerror(errno));
-    pump();
-    if (now_ms() - t0 > WAIT_MS) fail_msg("send blocked");
-  }
+  nt_mem_peer_write(&c->peer, data, len); /* read now, or when the node reads again */
 }
 
 static void cli_text(cli *c, const char *s) {
@@ -701,8 +672,7 @@ static int cli_wait(cli *c, pred_fn pred, void *arg) {
     cli_parse(c);
     if (pred(c, arg)) return 1;
     if (now_ms() - t0 > WAIT_MS) return 0;
-    struct pollfd pf = {c->fd, POLLIN, 0};
-    poll(&pf, 1, 1);
+    usleep(500); /* the node's timers run on real time */
   }
 }
 
@@ -738,22 +708,12 @@ static cli *cli_open(const char *user) {
   c->cap = 1 << 16;
   c->buf = malloc(c->cap);
   c->frames = json_array();
-  c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g->port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  jwt_t *j = NULL;
+  assert_non_null(nt_node_connect_mem(g->node, 0, &c->peer));
   char claims[256];
   snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"tenant\":\"t\",\"exp\":%ld}", user,
            (long)time(NULL) + 3600);
-  assert_int_equal(jwt_new(&j), 0);
-  assert_int_equal(jwt_add_grants_json(j, claims), 0);
-  assert_int_equal(jwt_set_alg(j, JWT_ALG_HS256, (const unsigned char *)SECRET, (int)strlen(SECRET)), 0);
-  char *tok = jwt_encode_str(j);
-  jwt_free(j);
+  char *tok = nt_test_hs256(SECRET, claims);
+  assert_non_null(tok);
   char req[4096];
   int n = snprintf(req, sizeof req,
                    "GET /ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -777,7 +737,7 @@ static cli *cli_open(const char *user) {
 }
 
 static void cli_close(cli *c) {
-  close(c->fd);
+  nt_mem_peer_free(&c->peer); /* gone, as a reset socket */
   free(c->buf);
   json_decref(c->frames);
   free(c);
@@ -854,7 +814,7 @@ static void expect_messages(cli *c, const int *want, size_t n) {
 static unsigned long long metric_value(const char *name) {
   static char buf[16384];
   nt_prom w = NT_PROM_INIT;
-  nt_resume_metrics(g->node, &w);
+  nt_resume_metrics(nt_node_chat(g->node), &w);
   char *text = nt_prom_take(&w);
   assert_non_null(text);
   snprintf(buf, sizeof buf, "%s", text);
@@ -891,7 +851,7 @@ static void inject(const char *room, int value) {
   uint8_t buf[512], *out;
   size_t len = nt_env_encode(&ev, buf, sizeof buf, &out);
   assert_true(len > 0 && out == buf);
-  assert_int_equal(nt_resume_publish(g->node, subject, buf, len), 0);
+  assert_int_equal(nt_resume_publish(nt_node_chat(g->node), subject, buf, len), 0);
   pump();
 }
 

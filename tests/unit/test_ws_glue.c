@@ -1,31 +1,25 @@
 /* test_ws_glue: a real standalone node (in-memory bus and presence) driven in-process with
- * scripted bytes over loopback TCP — HTTP upgrade and its refusals, hand-built masked
- * frames, close codes, protocol actions, the slow-consumer bound, and a clean shutdown
- * (uv_loop_close() == 0: a leaked handle fails the test).
+ * scripted bytes — HTTP upgrade and its refusals, hand-built masked frames, close codes,
+ * protocol actions, the slow-consumer bound, and a clean shutdown (uv_loop_close() == 0:
+ * a leaked handle fails the test).
  *
- * The node listens on 127.0.0.1:0; the port is read from its listener (nt_node_int.h:
- * the test looks inside the node the way its own implementation files do). */
+ * No sockets: every client is the peer of a connection on the memory transport
+ * (nt_node_connect_mem). Bytes are fed in, frames are read out of the peer's buffer; a
+ * peer window stands in for a socket buffer that a client does not read. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <jwt.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -35,10 +29,11 @@
 #include "nt_config.h"
 #include "nt_handshake.h"
 #include "nt_log.h"
+#include "nt_chat.h"
 #include "nt_node.h"
-#include "nt_node_int.h"
 #include "nt_presence.h"
 #include "../nt_test_b64.h"
+#include "../nt_test_node.h"
 
 #define SECRET "ws-glue-test-secret-0123456789abcdef"
 #define WAIT_MS 3000 /* upper bound for any expected event */
@@ -49,7 +44,6 @@ typedef struct env {
   uv_loop_t loop;
   nt_config cfg;
   nt_node *node;
-  int port;
 } env;
 
 static env *g; /* the current test's node */
@@ -87,12 +81,6 @@ static env *env_start(const char *const *extra) {
   if (bh.on_state) bh.on_state(bh.ud, 1);
   nt_node_attach(e->node, bus, pres, auth);
   assert_int_equal(nt_node_start(e->node), 0);
-
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof ss;
-  assert_int_equal(getsockname(e->node->listener.fd, (struct sockaddr *)&ss, &sl), 0);
-  e->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-  assert_true(e->port > 0);
   g = e;
   return e;
 }
@@ -163,49 +151,34 @@ static char *mint_none(void) {
 /* ---------------------------------------------------------------- client ------ */
 
 typedef struct cli {
-  int fd;
-  uint8_t *buf;
+  nt_mem_peer peer;  /* the connection's other end (memory transport) */
+  uint8_t *buf;      /* read from the peer, not consumed by the test yet */
   size_t len, cap;
-  int eof;
+  int eof;           /* the node closed the connection and everything was read */
   char conn_id[64];
 } cli;
 
-static cli *cli_connect(int rcvbuf) {
+/* A client of the WebSocket port. `window` > 0: it holds at most that many unread bytes
+ * (a socket receive buffer): a client that stops reading makes the node queue. */
+static cli *cli_connect(int window) {
   cli *c = calloc(1, sizeof *c);
   c->cap = 1 << 16;
   c->buf = malloc(c->cap);
-  c->fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(c->fd >= 0);
-  if (rcvbuf) setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g->port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  /* the kernel completes the handshake from the listen backlog; the node accepts later */
-  assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->peer.window = window > 0 ? (size_t)window : 0;
+  assert_non_null(nt_node_connect_mem(g->node, 0, &c->peer));
   return c;
 }
 
 static void cli_free(cli *c) {
   if (!c) return;
-  close(c->fd);
+  nt_mem_peer_free(&c->peer); /* a connection still open is reset */
   free(c->buf);
   free(c);
 }
 
-/* Moves whatever the socket has into the buffer. */
+/* Moves whatever the node wrote into the buffer. */
 static void cli_fill(cli *c) {
-  for (;;) {
-    if (c->len == c->cap) {
-      c->cap *= 2;
-      c->buf = realloc(c->buf, c->cap);
-    }
-    ssize_t r = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-    if (r > 0) { c->len += (size_t)r; continue; }
-    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) c->eof = 1;
-    return;
-  }
+  if (nt_test_peer_take(&c->peer, &c->buf, &c->len, &c->cap)) c->eof = 1;
 }
 
 static void cli_consume(cli *c, size_t n) {
@@ -214,15 +187,7 @@ static void cli_consume(cli *c, size_t n) {
 }
 
 static void cli_write(cli *c, const void *data, size_t len) {
-  const uint8_t *p = data;
-  uint64_t t0 = now_ms();
-  while (len) {
-    ssize_t r = send(c->fd, p, len, MSG_NOSIGNAL);
-    if (r > 0) { p += r; len -= (size_t)r; continue; }
-    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) fail_msg("send: %s", strerror(errno));
-    pump_once(); /* let the node read */
-    if (now_ms() - t0 > WAIT_MS) fail_msg("send blocked");
-  }
+  nt_mem_peer_write(&c->peer, data, len); /* read now, or when the node reads again */
 }
 
 /* Pumps the node's loop (and reads every client) until `ready(c, arg)` or WAIT_MS. */
@@ -234,8 +199,7 @@ static int wait_for(cli *c, cond_fn ready, void *arg) {
     cli_fill(c);
     if (ready(c, arg)) return 1;
     if (now_ms() - t0 > WAIT_MS) return 0;
-    struct pollfd pf = {c->fd, POLLIN, 0};
-    poll(&pf, 1, 1);
+    usleep(500); /* timers (sweep, pings) run on real time */
   }
 }
 
@@ -402,7 +366,7 @@ static json_t *cli_expect(cli *c, const char *type) {
   }
 }
 
-/* Expects a close frame with `code`, answers it, then expects the TCP close. */
+/* Expects a close frame with `code`, answers it, then expects the connection to close. */
 static void cli_expect_close(cli *c, int code) {
   frame f = cli_frame(c);
   while (f.op == 1 || f.op == 0xa) { /* replies queued before the close */
@@ -416,8 +380,7 @@ static void cli_expect_close(cli *c, int code) {
   free(f.payload);
   if (!c->eof) { /* complete the close handshake (the node may already have gone) */
     uint8_t echo[8] = {0x88, 0x82, 1, 2, 3, 4, (uint8_t)((code >> 8) ^ 1), (uint8_t)(code ^ 2)};
-    ssize_t r = send(c->fd, echo, sizeof echo, MSG_NOSIGNAL);
-    (void)r;
+    cli_write(c, echo, sizeof echo);
   }
   expect_closed(c);
 }
@@ -648,7 +611,7 @@ static void test_text_and_fragments(void **state) {
   v = cli_expect(c, "heartbeat");
   assert_string_equal(jstr(v, "requestId"), "\xc3\xa9");
   json_decref(v);
-  /* many frames in one TCP write */
+  /* many frames in one write */
   char batch[4096];
   size_t bl = 0;
   for (int i = 0; i < 20; i++) {
@@ -990,13 +953,8 @@ static void test_slow_consumer(void **state) {
     cli_text(all[i], "{\"action\":\"joinRoom\",\"roomId\":\"slow\"}");
     json_decref(cli_expect(all[i], "joined"));
   }
-  /* shrink the node's send buffer towards the sloth, so the queue fills quickly */
-  nt_conn *sc = nt_hub_conn(&g->node->hub, s->conn_id);
-  assert_non_null(sc);
-  uv_os_fd_t fd;
-  assert_int_equal(uv_fileno((uv_handle_t *)&sc->poll, &fd), 0);
-  int small = 4096;
-  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  /* the sloth's window (2048 bytes) fills with the first frames: the rest queues */
+  assert_non_null(nt_hub_conn(&nt_node_chat(g->node)->hub, s->conn_id));
 
   char msg[1024];
   int n = snprintf(msg, sizeof msg, "{\"action\":\"sendMessage\",\"roomId\":\"slow\",\"message\":\"");
@@ -1124,7 +1082,7 @@ static int conns_is(cli *c, void *arg) {
   return nt_node_metrics(g->node)->connections == (uint64_t)(uintptr_t)arg;
 }
 
-/* A client that vanishes (TCP close, no close frame) leaves its rooms: others see it go. */
+/* A client that vanishes (connection reset, no close frame) leaves its rooms: others see it go. */
 static void test_abrupt_disconnect(void **state) {
   (void)state;
   cli *a = cli_open("acme", "alice", 0), *b = cli_open("acme", "bob", 0);
@@ -1148,7 +1106,7 @@ static void test_abrupt_disconnect(void **state) {
   assert_string_equal(jstr(v, "status"), "offline");
   json_decref(v);
   assert_true(wait_for(a, conns_is, (void *)(uintptr_t)1));
-  nt_room *r = nt_hub_room(&g->node->hub, "natter.room.acme.r");
+  nt_room *r = nt_hub_room(&nt_node_chat(g->node)->hub, "natter.room.acme.r");
   assert_non_null(r);
   assert_int_equal(r->n, 1);
   cli_free(a);

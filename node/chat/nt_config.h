@@ -1,5 +1,7 @@
 /* nt_config: natter-node configuration from flags and NATTER_* environment variables.
- * `--foo-bar VALUE` and `NATTER_FOO_BAR=VALUE` set the same option; a flag wins. */
+ * `--foo-bar VALUE` and `NATTER_FOO_BAR=VALUE` set the same option; a flag wins. Parsed
+ * by main.c; kept in node/chat, the lowest layer that reads it (node/net gets its limits
+ * in nt_conn_env instead). */
 #ifndef NT_CONFIG_H
 #define NT_CONFIG_H
 

@@ -1,4 +1,6 @@
 /* nt_metrics: the node's counters and latency histogram, rendered as Prometheus text.
+ * Every node layer counts into the same struct, so it lives in the lowest one (net): a
+ * connection gets a pointer to it in its environment, chat and ops embed it in nt_chat.
  * Plain integers: loop thread only. */
 #ifndef NT_METRICS_H
 #define NT_METRICS_H
