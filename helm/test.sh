@@ -56,6 +56,8 @@ stamp "rendering with default and non-default values"
 render default
 render external values-external.yaml
 render ingress values-ingress.yaml
+render production values-production.yaml
+render sentinel values-sentinel.yaml
 passed=$((passed + 1))
 
 stamp "yamllint (values, Chart.yaml, rendered manifests)"
@@ -64,21 +66,42 @@ yamllint -s -c "$HELM/test/yamllint.yaml" "$HELM/natter/Chart.yaml" "$HELM/natte
 passed=$((passed + 1))
 
 stamp "schema validation (kubernetes-models) and chart invariants"
-node "$HELM/test/validate.mjs" "$OUT/default.yaml" "$OUT/external.yaml" "$OUT/ingress.yaml" ||
+node "$HELM/test/validate.mjs" "$OUT/default.yaml" "$OUT/external.yaml" "$OUT/ingress.yaml" \
+  "$OUT/production.yaml" "$OUT/sentinel.yaml" ||
   die "validation"
 passed=$((passed + 1))
 
 # ---------------------------------------------------------------- refusals ----------
 # What must not render or validate: the checks have teeth.
 stamp "broken values are refused"
-cat >"$OUT/bad-nats.values.yaml" <<'V'
+# refused NAME "WHAT" "MESSAGE": values on stdin must not render, and say MESSAGE.
+refused() {
+  cat >"$OUT/$1.values.yaml"
+  if "$OUT/render" -chart "$HELM/natter" -f "$OUT/$1.values.yaml" -o /dev/null 2>"$OUT/$1.log"; then
+    die "$2 rendered"
+  fi
+  grep -q "$3" "$OUT/$1.log" || die "no clear message for $2: $(cat "$OUT/$1.log")"
+}
+refused bad-nats "NATS disabled without externalNats.urls" "externalNats.urls is required" <<'V'
 nats:
   enabled: false
 V
-if "$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-nats.values.yaml" -o /dev/null 2>"$OUT/bad-nats.log"; then
-  die "NATS disabled without externalNats.urls rendered"
-fi
-grep -q "externalNats.urls is required" "$OUT/bad-nats.log" || die "no clear message for missing NATS URLs"
+refused bad-natsauth "natsAuth with both a creds file and an NKey seed" \
+  "credsKey or nkeySeedKey, not both" <<'V'
+natsAuth:
+  secret: s
+  credsKey: a.creds
+  nkeySeedKey: user.nk
+V
+refused bad-sentinel "Sentinel addresses without a master name" \
+  "externalRedis.sentinel.master is required" <<'V'
+redis:
+  enabled: false
+externalRedis:
+  url: redis://r/0
+  sentinel:
+    addrs: "s1:26379"
+V
 cat >"$OUT/bad-grace.values.yaml" <<'V'
 terminationGracePeriodSeconds: 5
 V

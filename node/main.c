@@ -10,6 +10,7 @@
 #include "nt_config.h"
 #include "nt_history.h"
 #include "nt_log.h"
+#include "nt_nats_opts.h"
 #include "nt_node.h"
 #include "nt_presence.h"
 #include "nt_url.h"
@@ -92,14 +93,21 @@ int main(int argc, char **argv) {
   char nats_shown[NT_URL_REDACTED_MAX], redis_shown[NT_URL_REDACTED_MAX];
   nt_url_redact(cfg.nats, nats_shown, sizeof nats_shown);
   nt_url_redact(cfg.redis, redis_shown, sizeof redis_shown);
+  nt_nats_sec nsec = {cfg.nats_creds, cfg.nats_nkey_seed, cfg.nats_tls_ca, cfg.nats_tls_cert,
+                      cfg.nats_tls_key};
   if (cfg.nats) {
-    if (nt_bus_nats_new(loop, cfg.nats, nt_node_id(g_node), &bh, &bus)) {
+    if (nt_bus_nats_open(loop, cfg.nats, nt_node_id(g_node), &nsec, &bh, &bus)) {
       fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", nats_shown);
       return 1;
     }
-    if (nt_presence_redis_new(loop, cfg.redis, cfg.redis_prefix, nt_node_id(g_node),
-                              cfg.node_ttl_s, cfg.node_refresh_s, &ph, &pres)) {
-      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n", redis_shown);
+    nt_presence_redis_opts ro = {
+        .url = cfg.redis, .prefix = cfg.redis_prefix, .node_id = nt_node_id(g_node),
+        .node_ttl_s = cfg.node_ttl_s, .refresh_s = cfg.node_refresh_s,
+        .sentinels = cfg.redis_sentinel, .master = cfg.redis_master,
+        .sentinel_user = cfg.redis_sentinel_user, .sentinel_pass = cfg.redis_sentinel_password};
+    if (nt_presence_redis_open(loop, &ro, &ph, &pres)) {
+      fprintf(stderr, "natter-node: cannot set up Redis client for %s\n",
+              cfg.redis_sentinel ? cfg.redis_sentinel : redis_shown);
       return 1;
     }
   } else {
@@ -119,6 +127,7 @@ int main(int argc, char **argv) {
         .max_msg_bytes = cfg.history_max_msg_bytes ? cfg.history_max_msg_bytes
                                                    : cfg.max_message_bytes + 4096,
         .tenant_bytes = cfg.history_tenant_bytes,
+        .nats_sec = &nsec,
     };
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {

@@ -13,7 +13,7 @@ BUILD_PKGS=(
 )
 PKGS=(
   "${BUILD_PKGS[@]}" git curl openssl
-  nats-server redis-server haproxy
+  nats-server redis-server redis-sentinel haproxy
   python3-websockets python3-pytest python3-pytest-timeout python3-jwt iproute2 procps
   chromium
   prometheus
@@ -48,7 +48,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # Debian starts these services on install; natter's scripts and tests start their own
 # instances on free ports, so the packaged daemons are not needed.
-for svc in redis-server nats-server haproxy prometheus; do
+for svc in redis-server redis-sentinel nats-server haproxy prometheus; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
   fi

@@ -107,6 +107,13 @@ async function validateFile(file) {
   if (redisUrl.includes("$(REDIS_PASSWORD)") && !(names.indexOf("REDIS_PASSWORD") >= 0 && names.indexOf("REDIS_PASSWORD") < names.indexOf("NATTER_REDIS")))
     fail(file, "NATTER_REDIS uses $(REDIS_PASSWORD) but it is not defined before it");
   if (!cm.data.NATTER_NATS || !env.NATTER_REDIS) fail(file, "NATS and Redis must both be configured");
+  if (!cm.data.NATTER_REDIS_SENTINEL !== !cm.data.NATTER_REDIS_MASTER)
+    fail(file, "NATTER_REDIS_SENTINEL and NATTER_REDIS_MASTER go together");
+  if (cm.data.NATTER_NATS_CREDS && cm.data.NATTER_NATS_NKEY_SEED) fail(file, "NATS creds and NKey seed together");
+  for (const k of ["NATTER_NATS_CREDS", "NATTER_NATS_NKEY_SEED", "NATTER_NATS_TLS_CA", "NATTER_NATS_TLS_CERT", "NATTER_NATS_TLS_KEY"]) {
+    const path = cm.data[k];
+    if (path && !(ctr.volumeMounts ?? []).some((m) => path.startsWith(m.mountPath + "/"))) fail(file, `${k} ${path} is not mounted`);
+  }
   const keyVar = env.NATTER_JWT_PUBLIC_KEY ?? env.NATTER_JWT_SECRET_FILE;
   if (!env.NATTER_JWT_SECRET && !keyVar) fail(file, "no token verification key");
   if (env.NATTER_JWT_SECRET && env.NATTER_JWT_SECRET_FILE) fail(file, "NATTER_JWT_SECRET and NATTER_JWT_SECRET_FILE together are refused by natter");

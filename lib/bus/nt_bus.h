@@ -170,4 +170,10 @@ nt_bus *nt_bus_mem_new(uv_loop_t *loop, const nt_bus_handler *h);
 int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
                     const nt_bus_handler *h, nt_bus **out);
 
+/* The same with credentials and TLS (nt_nats_opts.h; NULL: none). A file that cannot be
+ * read or a bad seed: NT_EINVAL. */
+typedef struct nt_nats_sec nt_nats_sec;
+int nt_bus_nats_open(uv_loop_t *loop, const char *urls, const char *name,
+                     const nt_nats_sec *sec, const nt_bus_handler *h, nt_bus **out);
+
 #endif

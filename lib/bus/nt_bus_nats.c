@@ -12,6 +12,7 @@
 #include "nt_bus.h"
 #include "nt_err.h"
 #include "nt_log.h"
+#include "nt_nats_opts.h"
 #include "nt_url.h"
 #include "nt_nats_uv.h"
 
@@ -627,13 +628,11 @@ static const nt_bus_vtab nats_vtab = {
 /* ================================================================ creation */
 
 static natsStatus make_opts(nt_bus_nats *b, const char **urls, int nurls, const char *name,
-                            natsOptions **out) {
+                            const nt_nats_sec *sec, natsOptions **out) {
   natsOptions *o = NULL;
-  natsStatus s = natsOptions_Create(&o);
-  if (s == NATS_OK) s = natsOptions_SetServers(o, urls, nurls);
-  if (s == NATS_OK && name) s = natsOptions_SetName(o, name);
-  if (s == NATS_OK)
-    s = nt_nats_uv_options(b->nle, o);
+  natsStatus s = nt_nats_opts_new(urls, nurls, name, sec, &o);
+  if (s != NATS_OK) return s;
+  s = nt_nats_uv_options(b->nle, o);
   /* with a connected callback the first connect does not block: it returns
    * NATS_NOT_YET_CONNECTED and nats.c keeps dialling from its reconnect thread */
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, b->q);
@@ -662,6 +661,11 @@ static natsStatus make_opts(nt_bus_nats *b, const char **urls, int nurls, const 
 
 int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
                     const nt_bus_handler *h, nt_bus **out) {
+  return nt_bus_nats_open(loop, urls, name, NULL, h, out);
+}
+
+int nt_bus_nats_open(uv_loop_t *loop, const char *urls, const char *name,
+                     const nt_nats_sec *sec, const nt_bus_handler *h, nt_bus **out) {
   if (!loop || !urls || !h || !h->on_msg || !out) return NT_EINVAL;
   char *buf = strdup(urls);
   if (!buf) return NT_ENOMEM;
@@ -702,7 +706,7 @@ int nt_bus_nats_new(uv_loop_t *loop, const char *urls, const char *name,
   q->async = &b->async;
 
   natsOptions *opts = NULL;
-  natsStatus s = make_opts(b, list, nurls, name, &opts);
+  natsStatus s = make_opts(b, list, nurls, name, sec, &opts);
   if (s == NATS_OK) {
     atomic_fetch_add(&q->refs, 1); /* the connection's, dropped in on_closed */
     s = natsConnection_Connect(&b->nc, opts);

@@ -46,6 +46,7 @@ typedef struct nt_hist_cfg {
   uint64_t tenant_bytes; /* bytes one tenant may store through this node per max_age_s
                           * (nt_hist_quota.h; a day when max_age_s is 0); past it the
                           * tenant's messages are delivered live-only; 0: no quota */
+  const struct nt_nats_sec *nats_sec; /* JetStream: credentials and TLS (NULL: none) */
 } nt_hist_cfg;
 
 /* One stored message. `data` is what was published (the envelope), borrowed. */

@@ -16,6 +16,7 @@
 #include "nt_history.h"
 #include "nt_history_js_int.h"
 #include "nt_log.h"
+#include "nt_nats_opts.h"
 #include "nt_url.h"
 #include "nt_nats_uv.h"
 #include "nt_subject.h"
@@ -471,7 +472,8 @@ static const nt_history_vtab js_vtab = {
 
 /* ================================================================ creation */
 
-static natsStatus connect_nats(hist_js *j, const char *urls, const char *name) {
+static natsStatus connect_nats(hist_js *j, const char *urls, const char *name,
+                               const nt_nats_sec *sec) {
   char *buf = strdup(urls);
   const char *list[32];
   int n = buf ? nt_nats_split_urls(buf, list, 32) : -1;
@@ -482,9 +484,11 @@ static natsStatus connect_nats(hist_js *j, const char *urls, const char *name) {
   char cname[200];
   snprintf(cname, sizeof cname, "%s-history", name ? name : "natter");
   natsOptions *o = NULL;
-  natsStatus s = natsOptions_Create(&o);
-  if (s == NATS_OK) s = natsOptions_SetServers(o, list, n);
-  if (s == NATS_OK) s = natsOptions_SetName(o, cname);
+  natsStatus s = nt_nats_opts_new(list, n, cname, sec, &o);
+  if (s != NATS_OK) {
+    free(buf);
+    return s;
+  }
   /* with a connected callback the first failed attempt does not fail the creation:
    * nats.c keeps dialling from its reconnect thread, requests fail until then */
   if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_nats_connected, NULL);
@@ -547,7 +551,7 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   j->async.data = j;
   q->async = &j->async;
 
-  natsStatus s = connect_nats(j, urls, name);
+  natsStatus s = connect_nats(j, urls, name, cfg->nats_sec);
   jsOptions jo;
   jsOptions_Init(&jo);
   jo.Wait = JS_WAIT_MS;

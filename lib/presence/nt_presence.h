@@ -188,4 +188,22 @@ int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
                           const char *node_id, double node_ttl_s, double refresh_s,
                           const nt_presence_handler *h, nt_presence **out);
 
+/* The same with every option, Redis Sentinel included. */
+typedef struct nt_presence_redis_opts {
+  /* redis://[[user]:password@]host[:port][/db]. With `sentinels` only its user, password
+   * and db are used (may then be NULL: no AUTH, db 0); the sentinels name the host. */
+  const char *url;
+  const char *prefix;
+  const char *node_id;
+  double node_ttl_s, refresh_s;
+  /* Redis Sentinel: "host:port,..." and the monitored master's name (both or neither).
+   * The node asks the sentinels for the primary, accepts it only when ROLE says master,
+   * follows +switch-master and re-asserts its presence on the new primary. */
+  const char *sentinels, *master;
+  const char *sentinel_user, *sentinel_pass; /* AUTH to the sentinels (NULL: none) */
+} nt_presence_redis_opts;
+
+int nt_presence_redis_open(uv_loop_t *loop, const nt_presence_redis_opts *o,
+                           const nt_presence_handler *h, nt_presence **out);
+
 #endif

@@ -219,6 +219,18 @@ static const char finish_lua[] = NOW
     "redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 3600000)\n"
     "return 1\n";
 
+/* A user left a room while Redis was away and Redis then lost everything (a restart
+ * without persistence): after every node re-asserted, the user is offline there unless
+ * some connection of it is back in the room. The `gone` marker (kept `px` ms) makes one
+ * node announce it when several saw the same user leave. */
+static const char gone_lua[] =
+    "local B, r, u = ARGV[1], ARGV[2], ARGV[3]\n"
+    "if redis.call('HEXISTS', B .. '" NT_KEY_ROOMU ":' .. r, u) == 1 then return 0 end\n"
+    "local g = B .. '" NT_KEY_GONE ":' .. r\n"
+    "if redis.call('HSETNX', g, u, '1') == 0 then return 0 end\n"
+    "redis.call('PEXPIRE', g, tonumber(ARGV[4]))\n"
+    "return 1\n";
+
 const char *const nt_presence_lua[NT_LUA_COUNT] = {
     [NT_LUA_JOIN] = join_lua,
     [NT_LUA_LEAVE] = leave_lua,
@@ -230,6 +242,7 @@ const char *const nt_presence_lua[NT_LUA_COUNT] = {
     [NT_LUA_CLAIM_SELF] = claim_self_lua,
     [NT_LUA_FINISH] = finish_lua,
     [NT_LUA_MEMBERS] = members_lua,
+    [NT_LUA_GONE] = gone_lua,
 };
 
 const char *const nt_presence_lua_name[NT_LUA_COUNT] = {
@@ -243,4 +256,5 @@ const char *const nt_presence_lua_name[NT_LUA_COUNT] = {
     [NT_LUA_CLAIM_SELF] = "claim_self",
     [NT_LUA_FINISH] = "finish",
     [NT_LUA_MEMBERS] = "members",
+    [NT_LUA_GONE] = "gone",
 };

@@ -19,6 +19,7 @@ enum {
   NT_LUA_CLAIM_SELF,  /* ARGV node -> 1 */
   NT_LUA_FINISH,      /* ARGV node -> 1 */
   NT_LUA_MEMBERS,     /* ARGV base hash cursor count -> {cursor, {user...}, total} */
+  NT_LUA_GONE,        /* ARGV base room user px -> 1 when this call announces the offline */
   NT_LUA_COUNT
 };
 

@@ -16,6 +16,7 @@
 #include "nt_log.h"
 #include "nt_pct.h"
 #include "nt_presence_redis_int.h"
+#include "nt_resolve.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 1000
@@ -26,6 +27,9 @@
  * waits here, in order, with its arguments; the heartbeat goes first. 256 in flight keep
  * Redis as busy as any deeper pipeline. */
 #define WINDOW 256
+
+/* init_cmd id of the ROLE check (script ids are >= 0, -1 is AUTH/SELECT) */
+#define ROLE_CHECK (-2)
 
 static void start_connect(rp *p);
 static void maybe_free(rp *p);
@@ -344,6 +348,17 @@ static void on_init_reply(rp *p, rop *op, redisReply *r) {
     return;
   }
   int id = (int)(intptr_t)op->ctx;
+  if (id == ROLE_CHECK && !(r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                            r->element[0]->type == REDIS_REPLY_STRING &&
+                            !strcmp(r->element[0]->str, "master"))) {
+    /* a replica (a demoted old primary, or sentinels not agreed yet): ask again */
+    nt_log_warn("redis named by the sentinels is not the primary: asking again",
+                "{s:s, s:i, s:s}", "host", p->host, "port", p->port, "role",
+                r->type == REDIS_REPLY_ARRAY && r->elements && r->element[0]->str
+                    ? r->element[0]->str : "?");
+    if (p->ac && !p->closing) drop_conn(p);
+    return;
+  }
   if (id >= 0 && r->type == REDIS_REPLY_STRING)
     snprintf(p->sha[id], sizeof p->sha[id], "%s", r->str);
   if (--p->init_left > 0 || p->state != RP_INIT) return;
@@ -381,11 +396,55 @@ static void on_connect(const redisAsyncContext *cac, int status) {
   if (p->pass && p->user) init_cmd(p, -1, 3, (const char *[]){"AUTH", p->user, p->pass});
   else if (p->pass) init_cmd(p, -1, 2, (const char *[]){"AUTH", p->pass});
   if (p->db) init_cmd(p, -1, 2, (const char *[]){"SELECT", db});
+  if (p->sentinel) init_cmd(p, ROLE_CHECK, 1, (const char *[]){"ROLE"});
   for (int i = 0; i < NT_LUA_COUNT; i++)
     init_cmd(p, i, 3, (const char *[]){"SCRIPT", "LOAD", nt_presence_lua[i]});
 }
 
 static int poll_failed(const rp *p);
+static void connect_host(rp *p);
+
+/* With Sentinel every (re)connect starts by asking the sentinels where the primary is. */
+static void start_connect(rp *p) {
+  if (p->closing || p->ac || p->gai_busy || p->locating) return;
+  if (!p->sentinel) return connect_host(p);
+  p->locating = 1;
+  p->state = RP_RESOLVING;
+  nt_sentinel_locate(p->sentinel);
+}
+
+/* The sentinels' answer to a lookup, or a failover they announced (`switched`): a
+ * connection to another address is dropped and the new primary connected at once. */
+static void on_primary(void *ud, int status, const char *host, int port, int switched) {
+  rp *p = ud;
+  if (p->closing) return;
+  if (!switched) {
+    p->locating = 0;
+    if (status) {
+      p->state = RP_DOWN;
+      schedule_retry(p);
+      return;
+    }
+  }
+  int same = !strcmp(p->host, host) && p->port == port;
+  char *h = same ? NULL : strdup(host);
+  if (h) {
+    free(p->host);
+    p->host = h;
+    p->port = port;
+  }
+  if (!switched) return connect_host(p);
+  if (p->ac) {
+    if (same) return;
+    nt_log_warn("redis primary moved: reconnecting", "{s:s, s:i}", "host", p->host, "port",
+                p->port);
+    drop_conn(p); /* synchronous: p->ac is NULL after it, a retry is scheduled */
+  }
+  if (p->locating || p->gai_busy || p->ac) return; /* an answer is on its way */
+  uv_timer_stop(&p->retry);
+  p->backoff_ms = 0;
+  connect_host(p);
+}
 
 static void on_connect_check(uv_timer_t *t) {
   rp *p = t->data;
@@ -418,14 +477,8 @@ static void do_connect(rp *p, const char *ip) {
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   rp *p = req->data;
   p->gai_busy = 0;
-  char ip[64] = "";
-  if (status == 0 && res) {
-    if (res->ai_family == AF_INET6)
-      uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
-    else
-      uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
-  }
-  uv_freeaddrinfo(res);
+  char ip[64];
+  nt_resolve_result(status, res, ip, sizeof ip);
   if (p->closing) {
     maybe_free(p);
     return;
@@ -443,20 +496,15 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 /* Resolves the host off the loop thread (uv_getaddrinfo) unless it is numeric, because
  * hiredis's own connect would call getaddrinfo on the loop. */
-static void start_connect(rp *p) {
+static void connect_host(rp *p) {
   if (p->closing || p->ac || p->gai_busy) return;
-  unsigned char buf[sizeof(struct in6_addr)];
-  if (uv_inet_pton(AF_INET, p->host, buf) == 0 || uv_inet_pton(AF_INET6, p->host, buf) == 0) {
+  if (nt_resolve_is_numeric(p->host)) {
     do_connect(p, p->host);
     return;
   }
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
   p->gai.data = p;
   p->state = RP_RESOLVING;
-  if (uv_getaddrinfo(p->loop, &p->gai, on_resolved, p->host, NULL, &hints) == 0) {
+  if (nt_resolve_start(p->loop, &p->gai, on_resolved, p->host) == 0) {
     p->gai_busy = 1;
   } else {
     p->state = RP_DOWN;
@@ -487,6 +535,7 @@ static void on_tick(uv_timer_t *t) {
     return;
   }
   if (p->state == RP_UP || (p->state == RP_INIT && p->hb_wait)) nt_rp_heartbeat(p);
+  nt_rp_departed_tick(p);
   if (poll_failed(p)) {
     drop_conn(p);
     return;
@@ -552,6 +601,7 @@ static int r_join(nt_presence *base, const char *tenant, const char *room, const
   p->st.ops++;
   rp_conn *c = nt_rp_mirror_ensure(p, conn_id, tenant, user, NULL, NULL);
   if (!c || nt_rp_mirror_add_room(p, c, room) < 0) return NT_ENOMEM;
+  nt_rp_departed_del(p, tenant, room, user); /* back before anyone was told it left */
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
     p->st.errors++;
@@ -568,6 +618,7 @@ static int r_join(nt_presence *base, const char *tenant, const char *room, const
 }
 
 static void on_leave(rp *p, rop *op, redisReply *r) {
+  if (!r && op->room[0]) nt_rp_departed_add(p, op->tenant, op->room, op->id);
   if (!r || r->type != REDIS_REPLY_INTEGER) return;
   if (r->integer == 1) p->st.transitions++;
   op->cbkind = CB_NONE;
@@ -581,17 +632,23 @@ static int r_leave(nt_presence *base, const char *tenant, const char *room, cons
   if (!valid4(tenant, room, user, conn_id)) return NT_EINVAL;
   p->st.ops++;
   rp_conn *c = nt_rp_conn(p, conn_id);
+  int known = 0; /* the cluster heard of the membership: its end must be heard too */
   if (c) {
-    nt_rp_mirror_del_room(p, c, room);
+    known = nt_rp_mirror_del_room(p, c, room);
     if (!c->nrooms && !c->registered) nt_rp_mirror_drop(p, c);
   }
   char b[NT_KEY_MAX], ck[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck)) {
+    if (known) nt_rp_departed_add(p, tenant, room, user);
     p->st.errors++;
     return NT_ESTORE;
   }
   rop *op = user_op(p, on_leave, CB_LEAVE, (void *)cb, ud);
   if (!op) return NT_ENOMEM;
+  if (known && nt_rp_op_ids(op, tenant, user, room)) { /* recorded if the leave fails */
+    op_free(op);
+    return NT_ENOMEM;
+  }
   const char *a[] = {ck, b, conn_id, room, p->node};
   return nt_rp_script(p, op, NT_LUA_LEAVE, 1, 5, a, NULL);
 }
@@ -679,6 +736,9 @@ static int r_conn_remove(nt_presence *base, const char *tenant, const char *conn
   if (!valid4(tenant, conn_id, NULL, NULL)) return NT_EINVAL;
   p->st.ops++;
   rp_conn *c = nt_rp_conn(p, conn_id);
+  for (size_t i = 0; c && !nt_rp_up(p) && i < c->nrooms; i++) /* rooms it did not leave */
+    if (rp_room_confirmed(c->rooms[i]))
+      nt_rp_departed_add(p, tenant, rp_room_name(c->rooms[i]), rp_conn_user(c));
   if (c) nt_rp_mirror_drop(p, c);
   char b[NT_KEY_MAX], ck[NT_KEY_MAX], rk[NT_KEY_MAX];
   if (!nt_rp_up(p) || nt_rp_tkeys(p, tenant, b, ck) ||
@@ -752,6 +812,13 @@ static void on_timer_closed(uv_handle_t *h) {
   maybe_free(p);
 }
 
+static void free_setup(rp *p) {
+  free(p->host);
+  free(p->user);
+  free(p->pass);
+  free(p);
+}
+
 /* Frees the object once the connection, the resolver and the timers are all gone. The
  * tick timer lives until the connection is gone: it bounds a graceful disconnect. */
 static void maybe_free(rp *p) {
@@ -759,10 +826,7 @@ static void maybe_free(rp *p) {
   if (!uv_is_closing((uv_handle_t *)&p->tick)) uv_close((uv_handle_t *)&p->tick, on_timer_closed);
   if (p->timers_open > 0) return;
   nt_rp_mirror_free(p);
-  free(p->host);
-  free(p->user);
-  free(p->pass);
-  free(p);
+  free_setup(p);
 }
 
 static void r_destroy(nt_presence *base) {
@@ -793,6 +857,9 @@ static void r_destroy(nt_presence *base) {
     drop_conn(p);
   }
   if (p->gai_busy) uv_cancel((uv_req_t *)&p->gai);
+  nt_sentinel_free(p->sentinel); /* no answer after this */
+  p->sentinel = NULL;
+  p->locating = 0;
   uv_timer_stop(&p->retry);
   uv_close((uv_handle_t *)&p->retry, on_timer_closed);
   p->in_destroy = 0;
@@ -873,13 +940,14 @@ static const nt_presence_vtab redis_vtab = {
     .destroy = r_destroy,
 };
 
-int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
-                          const char *node_id, double node_ttl_s, double refresh_s,
-                          const nt_presence_handler *h, nt_presence **out) {
-  if (!prefix) prefix = "natter:";
-  if (!loop || !url || !nt_id_valid(node_id) || nt_key_prefix_check(prefix) ||
-      node_ttl_s <= 0 || refresh_s <= 0)
+int nt_presence_redis_open(uv_loop_t *loop, const nt_presence_redis_opts *o,
+                           const nt_presence_handler *h, nt_presence **out) {
+  const char *prefix = o && o->prefix ? o->prefix : "natter:", *node_id = o ? o->node_id : NULL;
+  if (!loop || !o || (!o->url && !o->sentinels) || !o->sentinels != !o->master ||
+      !nt_id_valid(node_id) || nt_key_prefix_check(prefix) || o->node_ttl_s <= 0 ||
+      o->refresh_s <= 0)
     return NT_EINVAL;
+  double node_ttl_s = o->node_ttl_s, refresh_s = o->refresh_s;
   rp *p = calloc(1, sizeof *p);
   if (!p) return NT_ENOMEM;
   p->base.vt = &redis_vtab;
@@ -904,17 +972,22 @@ int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
   p->op_timeout_ms = p->ttl_ms > 2000 ? p->ttl_ms : 2000;
   /* A claimer that has not finished a reap by then died: another survivor takes over. */
   p->reclaim_ms = 5 * p->ttl_ms > 15000 ? 5 * p->ttl_ms : 15000;
-  int r = parse_url(p, url);
+  int r = o->url ? parse_url(p, o->url) : 0;
   if (!r && (nt_key_cluster(p->k_live, NT_KEY_MAX, prefix, NT_KEY_LIVE) < 0 ||
              nt_key_cluster(p->k_reaping, NT_KEY_MAX, prefix, NT_KEY_REAPING) < 0 ||
              nt_key_cluster(p->k_reaped, NT_KEY_MAX, prefix, NT_KEY_REAPED) < 0 ||
              nt_key_node(p->k_tenants, NT_KEY_MAX, prefix, NT_KEY_TENANTS, node_id) < 0))
     r = NT_EINVAL;
-  if (r) {
+  if (!r && o->sentinels) { /* the sentinels name the host */
     free(p->host);
-    free(p->user);
-    free(p->pass);
-    free(p);
+    p->host = strdup("");
+    p->port = 0;
+    nt_sentinel_cfg sc = {o->sentinels, o->master, o->sentinel_user, o->sentinel_pass};
+    nt_sentinel_handler sh = {.on_primary = on_primary, .ud = p};
+    r = p->host ? nt_sentinel_new(loop, &sc, &sh, &p->sentinel) : NT_ENOMEM;
+  }
+  if (r) {
+    free_setup(p);
     return r;
   }
   uv_timer_init(loop, &p->tick);
@@ -925,4 +998,13 @@ int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
   start_connect(p);
   *out = &p->base;
   return 0;
+}
+
+int nt_presence_redis_new(uv_loop_t *loop, const char *url, const char *prefix,
+                          const char *node_id, double node_ttl_s, double refresh_s,
+                          const nt_presence_handler *h, nt_presence **out) {
+  if (!url) return NT_EINVAL;
+  nt_presence_redis_opts o = {.url = url, .prefix = prefix, .node_id = node_id,
+                              .node_ttl_s = node_ttl_s, .refresh_s = refresh_s};
+  return nt_presence_redis_open(loop, &o, h, out);
 }

@@ -12,6 +12,7 @@
 #include "nt_map.h"
 #include "nt_presence.h"
 #include "nt_presence_lua.h"
+#include "nt_sentinel.h"
 #include "nt_subject.h"
 
 #include <string.h>
@@ -107,6 +108,8 @@ struct rp {
   uv_timer_t tick, retry;
   uv_getaddrinfo_t gai;
   int gai_busy, timers_open;
+  nt_sentinel *sentinel;    /* NULL: the URL's fixed address */
+  int locating;             /* asked the sentinels, waiting for the answer */
   int ever_up, self_reaped, hb_busy, hb_wait, init_left, down_logged;
   int closing, in_destroy;
   char sha[NT_LUA_COUNT][48];
@@ -118,6 +121,11 @@ struct rp {
   nt_map tenants;           /* interned tenants (nt_intern; refs: mirrored connections) */
   nt_map rooms;             /* interned room names (refs: memberships) */
   nt_map uas;               /* interned user agents (refs: mirrored connections) */
+  /* Leaves Redis may not have seen: "tenant\nroom\nuser" of confirmed rooms left while
+   * Redis was away (or whose leave failed). Announced after a reconnect to a Redis that
+   * lost everything, once every node had time to re-assert (departed_at). */
+  nt_map departed;
+  uint64_t departed_at;
   nt_presence_stats st;
 };
 
@@ -160,7 +168,13 @@ rp_conn *nt_rp_mirror_ensure(rp *p, const char *id, const char *tenant, const ch
 int nt_rp_mirror_set_client(rp *p, rp_conn **c, const char *ip, const char *ua);
 /* 1 added, 0 already there, NT_ENOMEM. */
 int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room);
-void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room);
+/* Returns 1 when the room was there and confirmed (the cluster knew of it), else 0. */
+int nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room);
+/* Records / forgets a leave Redis may not have seen (see rp.departed). */
+void nt_rp_departed_add(rp *p, const char *tenant, const char *room, const char *user);
+void nt_rp_departed_del(rp *p, const char *tenant, const char *room, const char *user);
+/* Every refresh while connected: announces the recorded leaves once their time came. */
+void nt_rp_departed_tick(rp *p);
 /* Marks the room of connection `id` as acknowledged by Redis (no-op when gone). */
 void nt_rp_mirror_confirm(rp *p, const char *id, const char *room);
 /* Removes and frees the entry. */

@@ -31,6 +31,7 @@ void nt_rp_mirror_init(rp *p) {
   nt_map_init_borrowed(&p->tenants);
   nt_map_init_borrowed(&p->rooms);
   nt_map_init_borrowed(&p->uas);
+  p->departed = (nt_map)NT_MAP_INIT; /* keys copied */
 }
 
 /* Copies `s` (NULL: "") to `at`; returns the copy. */
@@ -115,13 +116,15 @@ int nt_rp_mirror_add_room(rp *p, rp_conn *c, const char *room) {
   return 1;
 }
 
-void nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room) {
+int nt_rp_mirror_del_room(rp *p, rp_conn *c, const char *room) {
   for (size_t i = 0; i < c->nrooms; i++) {
     if (strcmp(rp_room_name(c->rooms[i]), room)) continue;
+    int confirmed = rp_room_confirmed(c->rooms[i]);
     nt_unintern(&p->rooms, rp_room_name(c->rooms[i]));
     c->rooms[i] = c->rooms[--c->nrooms];
-    return;
+    return confirmed;
   }
+  return 0;
 }
 
 static rp_room *find_room(rp_conn *c, const char *room) {
@@ -157,6 +160,7 @@ void nt_rp_mirror_free(rp *p) {
     conn_free(p, v);
   }
   nt_map_clear(&p->conns);
+  nt_map_clear(&p->departed);
   nt_intern_clear(&p->tenants);
   nt_intern_clear(&p->rooms);
   nt_intern_clear(&p->uas);
@@ -186,6 +190,75 @@ void nt_rp_put_record(rp *p, const rp_conn *c) {
                      "connectedAt", at, "lastActiveAt", last, "sourceIp", rp_conn_ip(c),
                      "userAgent", c->ua};
   nt_rp_cmd(p, 16, a, NULL);
+}
+
+/* ---------------------------------------------------------------- departed --- */
+
+/* "tenant\nroom\nuser" (ids never hold a newline); 0, or -1 when too long. */
+static int departed_key(char *k, size_t cap, const char *tenant, const char *room,
+                        const char *user) {
+  int n = snprintf(k, cap, "%s\n%s\n%s", tenant, room, user);
+  return n < 0 || (size_t)n >= cap ? -1 : n;
+}
+
+void nt_rp_departed_add(rp *p, const char *tenant, const char *room, const char *user) {
+  char k[3 * (NT_ID_MAX + 1)];
+  int n = departed_key(k, sizeof k, tenant, room, user);
+  if (n >= 0 && !nt_map_get(&p->departed, k, (size_t)n))
+    nt_map_put(&p->departed, k, (size_t)n, p, NULL); /* out of memory: not announced */
+}
+
+void nt_rp_departed_del(rp *p, const char *tenant, const char *room, const char *user) {
+  char k[3 * (NT_ID_MAX + 1)];
+  int n = p->departed.len ? departed_key(k, sizeof k, tenant, room, user) : -1;
+  if (n >= 0) nt_map_del(&p->departed, k, (size_t)n);
+}
+
+/* After a re-assertion: a Redis that lost everything (`lost`) never saw the recorded
+ * leaves, so they are announced a node ttl later (every live node has reconnected and
+ * re-asserted by then; the gone script skips users some connection brought back). Data
+ * intact: the re-assertion's own pruning announced them already. */
+static void departed_after_sync(rp *p, int lost) {
+  if (lost && p->departed.len) {
+    p->departed_at = uv_now(p->loop) + p->ttl_ms;
+    return;
+  }
+  p->departed_at = 0;
+  nt_map_clear(&p->departed);
+}
+
+static void on_gone(rp *p, rop *op, redisReply *r) {
+  if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) return;
+  p->st.transitions++;
+  if (!p->closing && p->base.h.on_offline)
+    p->base.h.on_offline(p->base.h.ud, op->tenant, op->room, op->id);
+}
+
+void nt_rp_departed_tick(rp *p) {
+  if (!p->departed_at || uv_now(p->loop) < p->departed_at || !nt_rp_up(p)) return;
+  char b[NT_KEY_MAX], ck[NT_KEY_MAX], px[24], k[3 * (NT_ID_MAX + 1)];
+  snprintf(px, sizeof px, "%llu", (unsigned long long)(3 * p->ttl_ms > 10000 ? 3 * p->ttl_ms : 10000));
+  size_t it = 0, sent = 0;
+  const char *key;
+  void *v;
+  while (nt_map_next(&p->departed, &it, &key, &v)) {
+    snprintf(k, sizeof k, "%s", key);
+    char *room = strchr(k, '\n'), *user = room ? strchr(room + 1, '\n') : NULL;
+    if (!user) continue;
+    *room++ = '\0';
+    *user++ = '\0';
+    rop *op = nt_rp_op_new(p, on_gone);
+    if (!op || nt_rp_tkeys(p, k, b, ck) || nt_rp_op_ids(op, k, user, room)) {
+      if (op) nt_rp_op_free(op);
+      continue;
+    }
+    const char *a[] = {ck, b, room, user, px};
+    if (nt_rp_script(p, op, NT_LUA_GONE, 1, 5, a, NULL) == 0) sent++;
+  }
+  nt_log_info("announcing leaves made while redis was away", "{s:I}", "leaves",
+              (json_int_t)sent);
+  p->departed_at = 0;
+  nt_map_clear(&p->departed);
 }
 
 /* ---------------------------------------------------------------- sync ------- */
@@ -330,6 +403,7 @@ static void on_heartbeat(rp *p, rop *op, redisReply *r) {
      * now are not news to anyone. 0: data intact, transitions are joins made while away.
      * 3: survivors reaped us and told everyone we were offline. */
     nt_rp_sync(p, st != 1);
+    departed_after_sync(p, st == 1);
     nt_rp_go_up(p);
   } else if (st == 1 || st == 3) {
     p->hb_wait = 0;
@@ -337,6 +411,7 @@ static void on_heartbeat(rp *p, rop *op, redisReply *r) {
                 st == 3 ? "reaped by a survivor" : "lost by redis", "connections",
                 (json_int_t)p->conns.len);
     nt_rp_sync(p, st == 3);
+    departed_after_sync(p, st == 1);
   } else {
     p->hb_wait = 0;
   }

@@ -67,6 +67,7 @@ int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
 #define NT_KEY_ROOM "room"
 #define NT_KEY_ROOMU "roomu"
 #define NT_KEY_CROOMS "crooms"
+#define NT_KEY_GONE "gone"
 #define NT_KEY_NODEIDX "node"
 #define NT_KEY_TENANTS "tenants"
 #define NT_KEY_LIVE "live"

@@ -2,6 +2,9 @@
 #include "nt_config.h"
 #include "nt_proxy.h"
 
+#include "nt_nats_opts.h"
+#include "nt_sentinel.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -66,6 +69,15 @@ static const opt opts[] = {
   {G_CLUSTER, "nats", OPT_STR, O(nats), NULL, "NATS server URL(s), nats:// or tls://, comma-separated (cluster mode; needs --redis)", "URL[,URL...]"},
   {G_CLUSTER, "redis", OPT_STR, O(redis), NULL, "Redis URL, redis://[[user]:password@]host[:port][/db] or host:port (cluster mode; needs --nats)", "URL"},
   {G_CLUSTER, "node-id", OPT_STR, O(node_id), NULL, "this node's id, unique in the cluster (default: generated)", "ID"},
+  {G_CLUSTER, "redis-sentinel", OPT_STR, O(redis_sentinel), NULL, "Redis Sentinel addresses (needs --redis-master; --redis then gives only user, password, db)", "HOST:PORT[,HOST:PORT...]"},
+  {G_CLUSTER, "redis-master", OPT_STR, O(redis_master), NULL, "name of the primary the sentinels monitor (with --redis-sentinel)", "NAME"},
+  {G_CLUSTER, "redis-sentinel-user", OPT_STR, O(redis_sentinel_user), NULL, "ACL user for AUTH to the sentinels (with --redis-sentinel-password)", "USER"},
+  {G_CLUSTER, "redis-sentinel-password", OPT_STR, O(redis_sentinel_password), NULL, "password for AUTH to the sentinels (default: none)", "PASSWORD"},
+  {G_CLUSTER, "nats-creds", OPT_STR, O(nats_creds), NULL, "NATS .creds file (user JWT + NKey seed) for every NATS connection", "FILE"},
+  {G_CLUSTER, "nats-nkey-seed", OPT_STR, O(nats_nkey_seed), NULL, "file with the NATS user NKey seed (SU...) for every NATS connection", "FILE"},
+  {G_CLUSTER, "nats-tls-ca", OPT_STR, O(nats_tls_ca), NULL, "PEM CA bundle: connect to NATS over TLS and verify the servers with it", "FILE"},
+  {G_CLUSTER, "nats-tls-cert", OPT_STR, O(nats_tls_cert), NULL, "PEM client certificate for NATS (mutual TLS; with --nats-tls-key)", "FILE"},
+  {G_CLUSTER, "nats-tls-key", OPT_STR, O(nats_tls_key), NULL, "PEM private key of --nats-tls-cert", "FILE"},
   {G_CLUSTER, "redis-prefix", OPT_STR, O(redis_prefix), "natter:", "prefix of every Redis key", "PREFIX"},
   {G_CLUSTER, "node-ttl", OPT_SECS, O(node_ttl_s), "3", "seconds without refresh after which a node is considered dead", NULL},
   {G_CLUSTER, "node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record", NULL},
@@ -528,12 +540,58 @@ size_t nt_config_hmac_min_bytes(const char *alg) {
 int nt_config_validate(const nt_config *cfg, FILE *err) {
   char host[256];
   int port;
-  if ((cfg->nats != NULL) != (cfg->redis != NULL)) {
-    fprintf(err,
-            "natter-node: --nats and --redis go together: give both to join a cluster, "
-            "or neither to run standalone (got only --%s)\n",
-            cfg->nats ? "nats" : "redis");
+  if ((cfg->redis_sentinel != NULL) != (cfg->redis_master != NULL)) {
+    fprintf(err, "natter-node: --redis-sentinel and --redis-master go together (got only "
+                 "--%s)\n", cfg->redis_sentinel ? "redis-sentinel" : "redis-master");
     return -1;
+  }
+  if (cfg->redis_sentinel && nt_sentinel_check_addrs(cfg->redis_sentinel)) {
+    fprintf(err, "natter-node: --redis-sentinel must be host:port[,host:port...] (at most 16)\n");
+    return -1;
+  }
+  if (cfg->redis_sentinel_user && !cfg->redis_sentinel_password) {
+    fprintf(err, "natter-node: --redis-sentinel-user needs --redis-sentinel-password\n");
+    return -1;
+  }
+  int has_redis = cfg->redis != NULL || cfg->redis_sentinel != NULL;
+  if ((cfg->nats != NULL) != has_redis) {
+    fprintf(err,
+            "natter-node: --nats and --redis go together (--redis-sentinel counts as --redis): "
+            "give both to join a cluster, or neither to run standalone (got only --%s)\n",
+            cfg->nats ? "nats" : cfg->redis ? "redis" : "redis-sentinel");
+    return -1;
+  }
+  if (cfg->nats_creds && cfg->nats_nkey_seed) {
+    fprintf(err, "natter-node: give --nats-creds or --nats-nkey-seed, not both\n");
+    return -1;
+  }
+  if ((cfg->nats_tls_cert != NULL) != (cfg->nats_tls_key != NULL)) {
+    fprintf(err, "natter-node: --nats-tls-cert and --nats-tls-key go together\n");
+    return -1;
+  }
+  const char *files[][2] = {{"nats-creds", cfg->nats_creds}, {"nats-nkey-seed", cfg->nats_nkey_seed},
+                            {"nats-tls-ca", cfg->nats_tls_ca}, {"nats-tls-cert", cfg->nats_tls_cert},
+                            {"nats-tls-key", cfg->nats_tls_key}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    FILE *f = files[i][1] ? fopen(files[i][1], "rb") : NULL;
+    if (files[i][1] && !f) {
+      fprintf(err, "natter-node: cannot read --%s %s\n", files[i][0], files[i][1]);
+      return -1;
+    }
+    if (f && files[i][1] == cfg->nats_nkey_seed) {
+      char text[4096], pub[64];
+      size_t n = fread(text, 1, sizeof text - 1, f);
+      text[n] = '\0';
+      int bad = nt_nkey_public_from_text(text, pub, sizeof pub);
+      memset(text, 0, sizeof text);
+      if (bad) {
+        fclose(f);
+        fprintf(err, "natter-node: --nats-nkey-seed %s holds no valid user NKey seed (SU...)\n",
+                cfg->nats_nkey_seed);
+        return -1;
+      }
+    }
+    if (f) fclose(f);
   }
   if (!cfg->jwt_secret && !cfg->jwt_public_key) {
     fprintf(err, "natter-node: give --jwt-secret (HS*) or --jwt-public-key (RS*/ES*) to verify client tokens\n");

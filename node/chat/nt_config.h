@@ -14,6 +14,8 @@ typedef struct nt_config {
   char *api_listen;          /* host:port of the HTTP API */
   char *nats;                /* NATS URL(s), NULL: standalone */
   char *redis;               /* Redis URL, NULL: standalone */
+  char *nats_creds, *nats_nkey_seed; /* NATS credentials files (one or neither) */
+  char *nats_tls_ca, *nats_tls_cert, *nats_tls_key; /* NATS TLS (CA; client cert + key) */
   char *node_id;             /* generated when not given */
   char *jwt_secret, *jwt_public_key, *jwt_alg;
   char *jwt_secret_file;     /* read into jwt_secret by nt_config_parse */
@@ -28,6 +30,9 @@ typedef struct nt_config {
   char *static_dir;
   char *client_js;           /* served at /natter.js instead of static_dir's file */
   char *redis_prefix;
+  char *redis_sentinel;      /* Sentinel host:port list, NULL: --redis's fixed address */
+  char *redis_master;        /* the sentinels' name of the primary */
+  char *redis_sentinel_user, *redis_sentinel_password;
   char *log_level;
   size_t max_message_bytes;
   size_t send_queue_bytes;

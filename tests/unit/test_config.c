@@ -378,6 +378,46 @@ static void test_validate(void **state) {
   free(msg);
   done(&r);
 
+  /* Sentinel: --redis-sentinel and --redis-master both or neither; with --nats they
+   * replace --redis */
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-sentinel", "h:26379");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--redis-sentinel and --redis-master go together"));
+  assert_non_null(strstr(msg, "only --redis-sentinel"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-master", "m");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "only --redis-master"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-master", "m",
+        "--redis-sentinel", "h1:26379, [::1]:26380,h3");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--redis-master", "m", "--redis-sentinel", "h1:26379");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "only --redis-sentinel"));
+  free(msg);
+  done(&r);
+  static const char *bad_sentinels[] = {"", "h:0", "h:65536", "h:x", ":26379", "h,,g",
+                                        "[::1", "[::1]x"};
+  for (size_t i = 0; i < sizeof bad_sentinels / sizeof *bad_sentinels; i++) {
+    PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-master", "m",
+          "--redis-sentinel", bad_sentinels[i]);
+    assert_int_equal(validate(&r.cfg, &msg), -1);
+    assert_non_null(strstr(msg, "--redis-sentinel must be host:port"));
+    free(msg);
+    done(&r);
+  }
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-master", "m",
+        "--redis-sentinel", "h:1", "--redis-sentinel-user", "u");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--redis-sentinel-user needs --redis-sentinel-password"));
+  free(msg);
+  done(&r);
+
   /* only one of --nats / --redis: refused with a clear message */
   PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://127.0.0.1:4222");
   assert_int_equal(validate(&r.cfg, &msg), -1);

@@ -58,19 +58,56 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* Redis URL; $(REDIS_PASSWORD) is expanded by Kubernetes from the env var before it. */}}
 {{- define "natter.redisUrl" -}}
 {{- if .Values.redis.enabled -}}
+{{- $host := printf "%s-redis-master" .Release.Name -}}
+{{- if .Values.redis.sentinel.enabled -}}{{- $host = printf "%s-redis" .Release.Name -}}{{- end -}}
 {{- if .Values.redis.auth.enabled -}}
-{{- printf "redis://:$(REDIS_PASSWORD)@%s-redis-master:6379" .Release.Name -}}
+{{- printf "redis://:$(REDIS_PASSWORD)@%s:6379" $host -}}
 {{- else -}}
-{{- printf "redis://%s-redis-master:6379" .Release.Name -}}
+{{- printf "redis://%s:6379" $host -}}
 {{- end -}}
 {{- else -}}
 {{- $url := required "externalRedis.url is required when redis.enabled is false" .Values.externalRedis.url -}}
-{{- if .Values.externalRedis.passwordSecret.name -}}
+{{- if and .Values.externalRedis.passwordSecret.name (regexMatch "^redis://[^:@/]+@" $url) -}}
+{{- $url | replace "@" ":$(REDIS_PASSWORD)@" -}}
+{{- else if .Values.externalRedis.passwordSecret.name -}}
 {{- $url | replace "redis://" "redis://:$(REDIS_PASSWORD)@" -}}
 {{- else -}}
 {{- $url -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Sentinel addresses ("" without Sentinel): the Bitnami chart's sentinels, or externalRedis.sentinel.addrs. */}}
+{{- define "natter.redisSentinel" -}}
+{{- if .Values.redis.enabled -}}
+{{- if .Values.redis.sentinel.enabled -}}{{- printf "%s-redis:26379" .Release.Name -}}{{- end -}}
+{{- else -}}
+{{- .Values.externalRedis.sentinel.addrs -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "natter.redisMaster" -}}
+{{- if .Values.redis.enabled -}}
+{{- .Values.redis.sentinel.masterSet -}}
+{{- else -}}
+{{- required "externalRedis.sentinel.master is required with externalRedis.sentinel.addrs" .Values.externalRedis.sentinel.master -}}
+{{- end -}}
+{{- end -}}
+
+{{/* NATS credential files mounted from natsAuth.secret: flag env name -> key. */}}
+{{- define "natter.natsFiles" -}}
+{{- $a := .Values.natsAuth -}}
+{{- $m := dict -}}
+{{- if $a.secret -}}
+{{- if and $a.credsKey $a.nkeySeedKey -}}{{- fail "natsAuth: give credsKey or nkeySeedKey, not both" -}}{{- end -}}
+{{- if ne (empty $a.tlsCertKey) (empty $a.tlsKeyKey) -}}{{- fail "natsAuth: tlsCertKey and tlsKeyKey go together" -}}{{- end -}}
+{{- with $a.credsKey -}}{{- $_ := set $m "NATTER_NATS_CREDS" . -}}{{- end -}}
+{{- with $a.nkeySeedKey -}}{{- $_ := set $m "NATTER_NATS_NKEY_SEED" . -}}{{- end -}}
+{{- with $a.tlsCaKey -}}{{- $_ := set $m "NATTER_NATS_TLS_CA" . -}}{{- end -}}
+{{- with $a.tlsCertKey -}}{{- $_ := set $m "NATTER_NATS_TLS_CERT" . -}}{{- end -}}
+{{- with $a.tlsKeyKey -}}{{- $_ := set $m "NATTER_NATS_TLS_KEY" . -}}{{- end -}}
+{{- end -}}
+{{- toJson $m -}}
 {{- end -}}
 
 {{/* preStop + drain grace + rejoin window + margin, unless given. */}}
