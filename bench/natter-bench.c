@@ -92,6 +92,7 @@ static struct opts {
   int wsum;
   long big_rooms, big_size; /* --big-rooms N --big-room-size M: the last N*M connections */
   int reconnect;          /* on close, reconnect to another URL and rejoin with since */
+  int no_since;           /* --no-since: rejoin without since (a client without resume) */
   double reconnect_jitter; /* s: random delay before a reconnect (0: at once) */
   long kill_pid;          /* --kill-pid: signal this process after the measure window */
   int kill_signal;
@@ -179,7 +180,7 @@ typedef struct res {
   uint64_t dropped, rejoined, not_back, reconnect_attempts, reconnect_503, reconnect_refused;
   uint64_t recovered_true, recovered_false, no_since, no_seq;
   uint64_t acct_expected, acct_received, lost, duplicated, out_of_order, extra;
-  uint64_t ref_msgs, stable_dup, rx_after_kill;
+  uint64_t ref_msgs, stable_dup, stable_lost, rx_after_kill;
   uint64_t t_first_connect, t_last_ready;
   uint64_t t_first_drop, t_last_rejoin;
   double cpu_measure_s;
@@ -214,6 +215,7 @@ static struct gen {
   seqset *ref;        /* per room */
   uint64_t *last;     /* per local connection and room slot k: the last seq seen */
   uint64_t *since;    /* the same, frozen at the first drop */
+  uint32_t *cnt;      /* the same: messages received while it never dropped */
   uint64_t t_kill, t_send_end;
   uv_timer_t ktimer, rtimer;
   conn **rq;          /* connections waiting for their (jittered or retry) reconnect */
@@ -531,8 +533,9 @@ static void send_joins(conn *c) {
   char buf[160];
   for (int k = 0; k < nk; k++) {
     long r = room_of(c->idx, k);
-    uint64_t since = c->reconnecting ? G.last[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k] : 0;
-    if (c->reconnecting && !since) G.r.no_since++;
+    uint64_t since = c->reconnecting && !O.no_since
+                         ? G.last[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k] : 0;
+    if (c->reconnecting && !since && !O.no_since) G.r.no_since++;
     int n = O.proto != PROTO_NATTER
                 ? snprintf(buf, sizeof buf, "42[\"join\",\"r%ld\"]", r)
             : since ? snprintf(buf, sizeof buf,
@@ -660,6 +663,7 @@ static void account(conn *c, const uint8_t *p, size_t len) {
   uint64_t *last = &G.last[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k];
   if (G.t_kill && G.now >= G.t_kill) G.r.rx_after_kill++;
   if (!c->dropped) {
+    G.cnt[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k]++;
     if (seq <= *last) G.r.stable_dup++;
     seqset_add(&G.ref[room_of(c->idx, k)], seq);
   } else {
@@ -1334,9 +1338,10 @@ static void print_json(const res *r, const uint64_t *joined, const uint64_t *sen
            r->reconnect_refused, r->recovered_true, r->recovered_false, r->no_since, r->no_seq);
     printf(",\"acct_expected\":%" PRIu64 ",\"acct_received\":%" PRIu64 ",\"lost\":%" PRIu64
            ",\"duplicated\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"extra\":%" PRIu64
-           ",\"ref_msgs\":%" PRIu64 ",\"stable_dup\":%" PRIu64 ",\"rx_after_kill\":%" PRIu64,
+           ",\"ref_msgs\":%" PRIu64 ",\"stable_dup\":%" PRIu64 ",\"stable_lost\":%" PRIu64
+           ",\"rx_after_kill\":%" PRIu64,
            r->acct_expected, r->acct_received, r->lost, r->duplicated, r->out_of_order, r->extra,
-           r->ref_msgs, r->stable_dup, r->rx_after_kill);
+           r->ref_msgs, r->stable_dup, r->stable_lost, r->rx_after_kill);
   }
   printf("}\n");
   fflush(stdout);
@@ -1356,7 +1361,16 @@ static void acct_finish(void) {
   size_t tcap = 0;
   for (long i = 0; i < G.nlocal; i++) {
     conn *c = &G.conns[i];
-    if (!c->dropped) continue;
+    if (!c->dropped) { /* it joined before the first message: it must have them all */
+      if (c->state != ST_READY) continue;
+      int nk = is_big(c->idx) ? 1 : O.rooms_per_conn;
+      for (int k = 0; k < nk; k++) {
+        uint32_t got = G.cnt[(size_t)i * (size_t)O.rooms_per_conn + k];
+        uint32_t want = G.ref[room_of(c->idx, k)].n;
+        if (got < want) G.r.stable_lost += want - got;
+      }
+      continue;
+    }
     if (c->reconnecting) {
       G.r.not_back++;
       continue;
@@ -1436,8 +1450,9 @@ static void run_worker(long lo, long hi, int st_fd, int go_fd) {
     G.ref = calloc((size_t)nr, sizeof *G.ref);
     G.last = calloc(nslots, sizeof *G.last);
     G.since = calloc(nslots, sizeof *G.since);
+    G.cnt = calloc(nslots, sizeof *G.cnt);
     G.rq = calloc((size_t)(G.nlocal ? G.nlocal : 1), sizeof *G.rq);
-    if (!G.ref || !G.last || !G.since || !G.rq) die("out of memory");
+    if (!G.ref || !G.last || !G.since || !G.cnt || !G.rq) die("out of memory");
     srand48((long)getpid() ^ (long)now_ns());
   }
   memset(G.pad, 'x', sizeof G.pad);
@@ -1630,7 +1645,9 @@ static void usage(FILE *f) { /* first the options of every run, then the storm o
 "                            attempt, 503 included, tries the next after 100 ms) and rejoins\n"
 "                            with since = the last seq it saw per room; counts lost and\n"
 "                            duplicated messages against the connections that never dropped\n"
-"  --reconnect-jitter S      random delay of 0..S s before the first reconnect attempt\n");
+"  --reconnect-jitter S      random delay of 0..S s before the first reconnect attempt\n"
+"  --no-since                --reconnect without since (a client without resume): the\n"
+"                            accounting must then find the messages missed while away\n");
 }
 
 static void add_urls(const char *list) {
@@ -1660,7 +1677,7 @@ int main(int argc, char **argv) {
          OPT_TENANT, OPT_ROOMS, OPT_RPC, OPT_SPREAD, OPT_PUBS, OPT_RATE, OPT_WINDOW, OPT_ACK,
          OPT_PAYLOAD, OPT_WARMUP, OPT_DURATION, OPT_DRAIN, OPT_LOSS, OPT_PROCS, OPT_CLOCK,
          OPT_READY, OPT_LABEL, OPT_BLAST, OPT_QUIET, OPT_HELP, OPT_UA, OPT_WEIGHTS, OPT_BIGR,
-         OPT_BIGS, OPT_RECONN, OPT_JITTER, OPT_KPID, OPT_KSIG, OPT_KAFTER, OPT_IDLE };
+         OPT_BIGS, OPT_RECONN, OPT_JITTER, OPT_KPID, OPT_KSIG, OPT_KAFTER, OPT_IDLE, OPT_NOSINCE };
   static const struct option lo[] = {
       {"proto", 1, 0, OPT_PROTO},       {"url", 1, 0, OPT_URL},
       {"conns", 1, 0, OPT_CONNS},       {"src-addrs", 1, 0, OPT_SRC},
@@ -1681,7 +1698,7 @@ int main(int argc, char **argv) {
       {"big-room-size", 1, 0, OPT_BIGS}, {"reconnect", 0, 0, OPT_RECONN},
       {"reconnect-jitter", 1, 0, OPT_JITTER}, {"kill-pid", 1, 0, OPT_KPID},
       {"kill-signal", 1, 0, OPT_KSIG},  {"kill-after", 1, 0, OPT_KAFTER},
-      {"idle", 1, 0, OPT_IDLE},
+      {"idle", 1, 0, OPT_IDLE},         {"no-since", 0, 0, OPT_NOSINCE},
       {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1750,6 +1767,7 @@ int main(int argc, char **argv) {
       break;
     case OPT_KAFTER: O.kill_after = atof(optarg); break;
     case OPT_IDLE: O.idle = atof(optarg); break;
+    case OPT_NOSINCE: O.no_since = 1; break;
     case OPT_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

@@ -618,6 +618,17 @@ scenario_storm() {
       --kill-after 1
     stop_nodes
   done
+  # the negative control (smoke only): rejoining without since must show as lost messages,
+  # or the accounting above could not see a loss (report.py check)
+  if [ $SMOKE = 1 ]; then
+    start_nodes 3
+    history_storing || true
+    storm_gen "s6nosince.KILL.$RUN" KILL -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
+      --rooms "$R6" --publishers "$R6" --rate "$RATE6" --weights 1,1,6 --ack self \
+      --concurrency 1000 --connect-timeout 120 --warmup "$W6" --duration "$D6" --drain "$DR6" \
+      --kill-after 1 --no-since
+    stop_nodes
+  fi
   HISTORY=off
 }
 
