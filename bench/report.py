@@ -121,6 +121,22 @@ def _redis_info(port):
     return out
 
 
+def _tcp_ext():
+    """Machine-wide TCP counters that explain a slow storm (accept queue overflows, SYN
+    cookies sent) from /proc/net/netstat."""
+    want = ("ListenOverflows", "ListenDrops", "SyncookiesSent", "TCPReqQFullDrop")
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    for i in range(0, len(lines) - 1, 2):
+        if lines[i].startswith("TcpExt:"):
+            names, vals = lines[i].split()[1:], lines[i + 1].split()[1:]
+            return {n: int(v) for n, v in zip(names, vals) if n in want}
+    return {}
+
+
 def _get_json(url):
     with urllib.request.urlopen(url, timeout=2) as r:
         return json.load(r)
@@ -150,6 +166,7 @@ def sample(path, seconds, redis_port, nats_mon, labels):
                                 row["rss"][k] = int(line.split()[1])
                 except (OSError, IndexError, ValueError):
                     pass  # the process is gone (the killed node)
+            row["tcp"] = _tcp_ext()
             try:
                 row["redis"] = _redis_info(redis_port)
             except (OSError, ValueError):
@@ -221,6 +238,8 @@ def window(path, t0, t1, inner=False):
         out["nats_mem_kb"] = b["nats"].get("mem", 0) // 1024
         if "js_msgs" in b["nats"]:
             out["js_msgs"], out["js_bytes"] = b["nats"]["js_msgs"], b["nats"]["js_bytes"]
+    if a.get("tcp") and b.get("tcp"):
+        out["tcp"] = {k: b["tcp"][k] - a["tcp"].get(k, 0) for k in b["tcp"]}
     if "connz" in a and "connz" in b:
         out["nats_to_client_kbps"] = {
             k: round((b["connz"][k][0] - a["connz"][k][0]) / dt / 1024, 1)
@@ -478,7 +497,9 @@ def _storm_rows(r, p, title):
         ("NATS msgs/s in / out: storm (before)", "%s / %s (%s / %s)" % (
             fmt(st.get("nats_in_msgs_per_s"), 0), fmt(st.get("nats_out_msgs_per_s"), 0),
             fmt(bf.get("nats_in_msgs_per_s"), 0), fmt(bf.get("nats_out_msgs_per_s"), 0))),
-        ("storm window (s)", fmt(st.get("window_s"), 2)),
+        ("storm window (s); machine-wide TCP accept-queue overflows, SYN cookies in it", "%s; %s, %s" % (
+            fmt(st.get("window_s"), 2), fmt((st.get("tcp") or {}).get("ListenOverflows")),
+            fmt((st.get("tcp") or {}).get("SyncookiesSent")))),
     ]
     for label, v in lines:
         p("| %s | %s | %s |" % (title, label, v))
