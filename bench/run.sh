@@ -575,13 +575,17 @@ EOF
   stop_nodes
 }
 
-# storm_gen TAG KILL|TERM -- GENERATOR ARGS: the nodes are running (NODE_PIDS, the last
-# one is the victim). A sampler (report.py sample) records every node's CPU and RSS, Redis
-# and NATS counters every 0.25 s while the generator connects, waits, sends, kills the
-# victim (--kill-pid) and counts the reconnects; the result gets the windows of each phase
-# (report.py phases).
+# storm_gen TAG KILL|TERM KILL_AT -- GENERATOR ARGS: the nodes are running (NODE_PIDS, the
+# last one is the victim). A sampler (report.py sample) records every node's CPU and RSS,
+# Redis and NATS counters every 0.25 s while the generator connects, waits, sends, kills
+# the victim (--kill-pid) KILL_AT seconds after everybody is ready and counts the
+# reconnects; the result gets the windows of each phase (report.py phases).
+# NB_PERF=1: perf record -g of the first survivor for 4 s from just before the kill
+# (OUT/perf.TAG.data; perf report -i ... --no-children).
 storm_gen() {
-  local tag=$1 sig=$2; shift 3
+  local tag=$1 sig=$2 kill_at=$3; shift 4
+  local ready=$OUT/ready.$tag perf_pid=""
+  rm -f "$ready"
   local samples=$OUT/samples.$tag.jsonl gen_out=$OUT/gen.$tag.json labels=() i n=${#NODE_PIDS[@]}
   for i in $(seq 0 $((n - 1))); do labels+=("n$((i + 1))=${NODE_PIDS[$i]}"); done
   labels+=("nats=$NATS_PID" "redis=$REDIS_NT_PID")
@@ -591,10 +595,17 @@ storm_gen() {
   local spid=$LASTPID
   for _ in $(seq 100); do [ -s "$samples" ] && break; sleep 0.05; done # a first sample: the baseline
   "$GEN" --url "$(urls natter "$n")" --reconnect --kill-pid "${NODE_PIDS[$((n - 1))]}" \
-    --kill-signal "$sig" --quiet "$@" > "$gen_out" 2> "$OUT/gen.$tag.log" &
+    --kill-signal "$sig" --ready-file "$ready" --quiet "$@" > "$gen_out" 2> "$OUT/gen.$tag.log" &
   local gpid=$!
   PIDS+=("$gpid")
+  if [ "${NB_PERF:-0}" = 1 ] && command -v perf > /dev/null; then
+    while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.05; done
+    sleep "$(awk "BEGIN{print $kill_at - 0.3}")"
+    start "perf.$tag" perf record -F 999 -g -p "${NODE_PIDS[0]}" -o "$OUT/perf.$tag.data" -- sleep 4
+    perf_pid=$LASTPID
+  fi
   wait "$gpid" || true
+  [ -z "$perf_pid" ] || stop "$perf_pid" 
   local keep=() p
   for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
   PIDS=("${keep[@]}")
@@ -612,7 +623,7 @@ scenario_storm() {
   for sig in KILL TERM; do
     stop_nodes; start_nodes 3
     history_storing || log "s6: history on, but the nodes do not report natter_history_storing 1"
-    storm_gen "s6.$sig.$RUN" "$sig" -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
+    storm_gen "s6.$sig.$RUN" "$sig" "$(awk "BEGIN{print 0.2 + $W6 + $D6 + 1}")" -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
       --rooms "$R6" --publishers "$R6" --rate "$RATE6" --weights 1,1,6 --ack self \
       --concurrency 1000 --connect-timeout 120 --warmup "$W6" --duration "$D6" --drain "$DR6" \
       --kill-after 1
@@ -623,7 +634,7 @@ scenario_storm() {
   if [ $SMOKE = 1 ]; then
     start_nodes 3
     history_storing || true
-    storm_gen "s6nosince.KILL.$RUN" KILL -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
+    storm_gen "s6nosince.KILL.$RUN" KILL 0 -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
       --rooms "$R6" --publishers "$R6" --rate "$RATE6" --weights 1,1,6 --ack self \
       --concurrency 1000 --connect-timeout 120 --warmup "$W6" --duration "$D6" --drain "$DR6" \
       --kill-after 1 --no-since
@@ -638,7 +649,7 @@ scenario_100k() {
   HISTORY=on
   stop_nodes; start_nodes 7 --ping-interval "$PING7"
   history_storing || log "s7: history on, but the nodes do not report natter_history_storing 1"
-  storm_gen "s7.KILL.$RUN" KILL -- --conns "$C7" --procs "$PROCS7" --src-addrs 7 \
+  storm_gen "s7.KILL.$RUN" KILL "$(awk "BEGIN{print 0.2 + $IDLE7 + $W7 + $D7 + 1}")" -- --conns "$C7" --procs "$PROCS7" --src-addrs 7 \
     --rooms "$R7" --big-rooms "$BIG7" --big-room-size "$BIGS7" --publishers "$R7" \
     --rate "$RATE7" --ack self --concurrency 1000 --connect-timeout 400 --idle "$IDLE7" \
     --warmup "$W7" --duration "$D7" --drain "$DR7" --kill-after 1
