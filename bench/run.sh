@@ -67,7 +67,7 @@ while [ $# -gt 0 ]; do
     --no-socketio) SIO=no ;;
     --history-compare) HCOMPARE=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,41p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -90,13 +90,13 @@ if [ $SMOKE = 1 ]; then
   C1=200; R1=4; P1=4; RATE1=200; WARM=1; DUR=2; DRAIN=1; WIN=8
   C3=300; R3=3; LIMIT=50; C4=300; C4SIO=200
   # 6: conns, rooms (one publisher each), msg/s, generator processes, warm-up, measure, drain
-  C6=800; R6=8; RATE6=80; PROCS6=1; W6=1; D6=2; DR6=5
+  C6=${NB_S6_CONNS:-800}; R6=${NB_S6_ROOMS:-8}; RATE6=80; PROCS6=1; W6=1; D6=2; DR6=5
   # 7: the same plus big rooms x members, --idle seconds
   C7=${NB_S7_CONNS:-1400}; R7=10; BIG7=2; BIGS7=${NB_BIG_SIZE:-200}; RATE7=120; PROCS7=2; IDLE7=3; W7=1; D7=2; DR7=6
 else
   C1=2000; R1=20; P1=20; RATE1=500; WARM=3; DUR=10; DRAIN=2; WIN=16
   C3=15000; R3=150; LIMIT=500; C4=15000; C4SIO=5000
-  C6=20000; R6=200; RATE6=200; PROCS6=2; W6=2; D6=5; DR6=12
+  C6=${NB_S6_CONNS:-20000}; R6=${NB_S6_ROOMS:-200}; RATE6=200; PROCS6=2; W6=2; D6=5; DR6=12
   C7=${NB_S7_CONNS:-100000}; R7=800; BIG7=2; BIGS7=${NB_BIG_SIZE:-10000}; RATE7=1000; PROCS7=6; IDLE7=12; W7=3; D7=10; DR7=14
 fi
 PING7=${NB_PING:-5}
