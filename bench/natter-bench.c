@@ -143,6 +143,7 @@ typedef struct conn {
   uint8_t dead_url;     /* the URL it was on when it dropped */
   uint8_t attempts;     /* reconnect attempts since the drop */
   uint64_t t_drop;
+  uint64_t t_up;        /* the last attempt's 101 */
   uint64_t due;         /* jittered reconnect time */
   uint64_t *rx;         /* (k << 56 | seq) received after the first drop */
   uint32_t nrx, crx;
@@ -186,6 +187,7 @@ typedef struct res {
   double cpu_measure_s;
   double measure_s;
   nb_hist lat, hs, back, lat_storm;
+  nb_hist re_dial, re_join; /* reconnects: dial → 101, 101 → every room joined */
 } res;
 
 static struct gen {
@@ -429,6 +431,7 @@ static void reconnect_now(conn *c) {
   c->url = (uint8_t)next_url(c);
   c->attempts++;
   G.r.reconnect_attempts++;
+  c->t0 = now_ns();
   c->closing = 0;
   c->joins_sent = 0;
   c->joins = 0;
@@ -501,6 +504,7 @@ static void conn_ready(conn *c) {
     c->state = ST_READY;
     c->reconnecting = 0;
     G.r.rejoined++;
+    nb_hist_record(&G.r.re_join, t - c->t_up);
     nb_hist_record(&G.r.back, t - c->t_drop);
     if (t > G.r.t_last_rejoin) G.r.t_last_rejoin = t;
     return;
@@ -927,6 +931,10 @@ static void on_http(conn *c, const uint8_t *d, size_t n) {
     return;
   }
   c->state = ST_WS;
+  if (c->reconnecting) {
+    c->t_up = now_ns();
+    nb_hist_record(&G.r.re_dial, c->t_up - c->t0);
+  }
   /* --eager-join: joinRoom goes out with the first frames, not after welcome; the
    * connection is ready once every join is confirmed, as usual. */
   if (O.eager && O.proto == PROTO_NATTER && O.rooms > 0 && O.rooms_per_conn > 0) send_joins(c);
@@ -1232,6 +1240,8 @@ static void res_merge(res *d, const res *s) {
   if (s->t_last_rejoin > d->t_last_rejoin) d->t_last_rejoin = s->t_last_rejoin;
   nb_hist_merge(&d->back, &s->back);
   nb_hist_merge(&d->lat_storm, &s->lat_storm);
+  nb_hist_merge(&d->re_dial, &s->re_dial);
+  nb_hist_merge(&d->re_join, &s->re_join);
   d->cpu_measure_s += s->cpu_measure_s;
   d->measure_s = s->measure_s;
   nb_hist_merge(&d->lat, &s->lat);
@@ -1330,6 +1340,11 @@ static void print_json(const res *r, const uint64_t *joined, const uint64_t *sen
     printf(",\"back_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}",
            nb_hist_quantile(&r->back, 0.5) / ms, nb_hist_quantile(&r->back, 0.99) / ms,
            r->back.total ? r->back.max / ms : 0.0);
+    printf(",\"reconnect_dial_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}"
+           ",\"reconnect_join_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}",
+           nb_hist_quantile(&r->re_dial, 0.5) / ms, nb_hist_quantile(&r->re_dial, 0.99) / ms,
+           r->re_dial.total ? r->re_dial.max / ms : 0.0, nb_hist_quantile(&r->re_join, 0.5) / ms,
+           nb_hist_quantile(&r->re_join, 0.99) / ms, r->re_join.total ? r->re_join.max / ms : 0.0);
     printf(",\"dropped\":%" PRIu64 ",\"rejoined\":%" PRIu64 ",\"not_back\":%" PRIu64
            ",\"reconnect_attempts\":%" PRIu64 ",\"reconnect_503\":%" PRIu64
            ",\"reconnect_refused\":%" PRIu64 ",\"recovered_true\":%" PRIu64
@@ -1458,6 +1473,10 @@ static void run_worker(long lo, long hi, int st_fd, int go_fd) {
   memset(G.pad, 'x', sizeof G.pad);
   nb_hist_init(&G.r.lat);
   nb_hist_init(&G.r.hs);
+  nb_hist_init(&G.r.back);
+  nb_hist_init(&G.r.lat_storm);
+  nb_hist_init(&G.r.re_dial);
+  nb_hist_init(&G.r.re_join);
   G.r.conns = (uint64_t)G.nlocal;
   for (long i = 0; i < G.nlocal; i++) {
     conn *c = &G.conns[i];
@@ -1876,6 +1895,10 @@ int main(int argc, char **argv) {
   uint64_t *tj = calloc((size_t)nr, 8), *ts_ = calloc((size_t)nr, 8);
   nb_hist_init(&total->lat);
   nb_hist_init(&total->hs);
+  nb_hist_init(&total->back);
+  nb_hist_init(&total->lat_storm);
+  nb_hist_init(&total->re_dial);
+  nb_hist_init(&total->re_join);
   int failed = 0;
   for (int k = 0; k < O.procs; k++) {
     uint32_t n = 0;

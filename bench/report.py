@@ -121,6 +121,11 @@ def _redis_info(port):
     return out
 
 
+# node gauges the sampler keeps (natter_ stripped): presence operations waiting for the
+# Redis window, connections
+_NODE_GAUGES = ("natter_presence_queued ", "natter_connections ")
+
+
 def _tcp_ext():
     """Machine-wide TCP counters that explain a slow storm (accept queue overflows, SYN
     cookies sent) from /proc/net/netstat."""
@@ -144,10 +149,13 @@ def _get_json(url):
 
 def sample(path, seconds, redis_port, nats_mon, labels):
     """Every 0.25 s until SIGTERM or SECONDS: one line of process and server counters."""
-    pids = {}
-    for kv in labels:
+    pids, apis = {}, {}
+    for kv in labels:  # label=PID or label=PID,API_URL (a node: its /metrics too)
         k, _, v = kv.partition("=")
-        pids[k] = int(v)
+        pid, _, api = v.partition(",")
+        pids[k] = int(pid)
+        if api:
+            apis[k] = api
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     end = time.time() + float(seconds)
@@ -167,6 +175,15 @@ def sample(path, seconds, redis_port, nats_mon, labels):
                 except (OSError, IndexError, ValueError):
                     pass  # the process is gone (the killed node)
             row["tcp"] = _tcp_ext()
+            for k, api in apis.items():
+                try:
+                    with urllib.request.urlopen(api + "/metrics", timeout=1) as m:
+                        for line in m.read().decode().splitlines():
+                            if line.startswith(_NODE_GAUGES):
+                                name, val = line.split()[:2]
+                                row.setdefault("m", {}).setdefault(k, {})[name[7:]] = float(val)
+                except (OSError, ValueError):
+                    pass
             try:
                 row["redis"] = _redis_info(redis_port)
             except (OSError, ValueError):
@@ -238,6 +255,9 @@ def window(path, t0, t1, inner=False):
         out["nats_mem_kb"] = b["nats"].get("mem", 0) // 1024
         if "js_msgs" in b["nats"]:
             out["js_msgs"], out["js_bytes"] = b["nats"]["js_msgs"], b["nats"]["js_bytes"]
+    queued = [r["m"][k].get("presence_queued", 0) for r in [a] + inside + [b] for k in r.get("m", {})]
+    if queued:
+        out["presence_queued_max"] = max(queued)
     if a.get("tcp") and b.get("tcp"):
         out["tcp"] = {k: b["tcp"][k] - a["tcp"].get(k, 0) for k in b["tcp"]}
     if "connz" in a and "connz" in b:
@@ -475,6 +495,9 @@ def _storm_rows(r, p, title):
         ("per client drop → rejoined p50 / p99 / max ms", "%s / %s / %s" % (
             fmt(r.get("back_ms", {}).get("p50"), 0), fmt(r.get("back_ms", {}).get("p99"), 0),
             fmt(r.get("back_ms", {}).get("max"), 0))),
+        ("of which: dial → 101 p50 / p99 ms; 101 → `joined` p50 / p99 ms", "%s / %s; %s / %s" % (
+            fmt(r.get("reconnect_dial_ms", {}).get("p50"), 0), fmt(r.get("reconnect_dial_ms", {}).get("p99"), 0),
+            fmt(r.get("reconnect_join_ms", {}).get("p50"), 0), fmt(r.get("reconnect_join_ms", {}).get("p99"), 0))),
         ("messages expected after `since` (reconnected clients)", fmt(r.get("acct_expected"))),
         ("**lost / duplicated** (out of order, not in the reference)", "**%s / %s** (%s, %s)" % (
             fmt(r.get("lost")), fmt(r.get("duplicated")), fmt(r.get("out_of_order")),
@@ -497,6 +520,8 @@ def _storm_rows(r, p, title):
         ("NATS msgs/s in / out: storm (before)", "%s / %s (%s / %s)" % (
             fmt(st.get("nats_in_msgs_per_s"), 0), fmt(st.get("nats_out_msgs_per_s"), 0),
             fmt(bf.get("nats_in_msgs_per_s"), 0), fmt(bf.get("nats_out_msgs_per_s"), 0))),
+        ("presence operations waiting for the Redis window (most on one node, sampled)",
+         fmt(st.get("presence_queued_max"), 0)),
         ("storm window (s); machine-wide TCP accept-queue overflows, SYN cookies in it", "%s; %s, %s" % (
             fmt(st.get("window_s"), 2), fmt((st.get("tcp") or {}).get("ListenOverflows")),
             fmt((st.get("tcp") or {}).get("SyncookiesSent")))),

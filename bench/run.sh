@@ -90,9 +90,9 @@ if [ $SMOKE = 1 ]; then
   C1=200; R1=4; P1=4; RATE1=200; WARM=1; DUR=2; DRAIN=1; WIN=8
   C3=300; R3=3; LIMIT=50; C4=300; C4SIO=200
   # 6: conns, rooms (one publisher each), msg/s, generator processes, warm-up, measure, drain
-  C6=${NB_S6_CONNS:-800}; R6=${NB_S6_ROOMS:-8}; RATE6=80; PROCS6=1; W6=1; D6=2; DR6=5
+  C6=${NB_S6_CONNS:-800}; R6=${NB_S6_ROOMS:-8}; RATE6=80; PROCS6=1; W6=1; D6=2; DR6=8
   # 7: the same plus big rooms x members, --idle seconds
-  C7=${NB_S7_CONNS:-1400}; R7=10; BIG7=2; BIGS7=${NB_BIG_SIZE:-200}; RATE7=120; PROCS7=2; IDLE7=3; W7=1; D7=2; DR7=6
+  C7=${NB_S7_CONNS:-1400}; R7=10; BIG7=2; BIGS7=${NB_BIG_SIZE:-200}; RATE7=120; PROCS7=2; IDLE7=3; W7=1; D7=2; DR7=8
 else
   C1=2000; R1=20; P1=20; RATE1=500; WARM=3; DUR=10; DRAIN=2; WIN=16
   C3=15000; R3=150; LIMIT=500; C4=15000; C4SIO=5000
@@ -587,7 +587,7 @@ storm_gen() {
   local ready=$OUT/ready.$tag perf_pid=""
   rm -f "$ready"
   local samples=$OUT/samples.$tag.jsonl gen_out=$OUT/gen.$tag.json labels=() i n=${#NODE_PIDS[@]}
-  for i in $(seq 0 $((n - 1))); do labels+=("n$((i + 1))=${NODE_PIDS[$i]}"); done
+  for i in $(seq 0 $((n - 1))); do labels+=("n$((i + 1))=${NODE_PIDS[$i]},http://127.0.0.1:${API[$i]}"); done
   labels+=("nats=$NATS_PID" "redis=$REDIS_NT_PID")
   rm -f "$samples"
   start "sampler.$tag" python3 "$ROOT/bench/report.py" sample "$samples" 900 "$REDIS_NT" \
