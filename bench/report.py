@@ -269,7 +269,8 @@ def window(path, t0, t1, inner=False):
 
 def phases(out, gen, samples, kvs):
     """The generator's result plus window() of each of its phases, from its wall times:
-    w_connect (first sample to the end of connecting), w_idle (--idle), w_measure,
+    w_connect (first sample to the end of connecting), w_idle (the second half of --idle),
+    w_measure,
     w_before (as long as the storm, just before the kill), w_storm (the kill until every
     client is back, at least 1 s; 5 s when not all came back)."""
     d = annotate(out + ".tmp", gen, kvs)
@@ -280,8 +281,8 @@ def phases(out, gen, samples, kvs):
         idle = d.get("idle_s") or 0
         ready = go - idle - 0.2
         d["w_connect"] = window(samples, rows[0]["t"], ready, inner=True)
-        if idle >= 1:
-            d["w_idle"] = window(samples, ready + 0.5, go - 0.1)
+        if idle >= 1:  # its second half: what the joins left behind has settled
+            d["w_idle"] = window(samples, go - idle / 2, go - 0.1, inner=True)
         ws = go + (d.get("warmup_s") or 0)
         d["w_measure"] = window(samples, ws, ws + d.get("measure_s", 0))
         k = d.get("kill_wall")
