@@ -142,6 +142,21 @@ def _tcp_ext():
     return {}
 
 
+def _sockstat():
+    """TCP sockets in use and the kernel's TCP buffer memory (KiB) from /proc/net/sockstat:
+    both ends of every loopback connection are on this machine."""
+    try:
+        with open("/proc/net/sockstat") as f:
+            for line in f:
+                if line.startswith("TCP:"):
+                    p = line.split()
+                    d = dict(zip(p[1::2], (int(x) for x in p[2::2])))
+                    return {"inuse": d.get("inuse", 0), "mem_kb": d.get("mem", 0) * os.sysconf("SC_PAGE_SIZE") // 1024}
+    except (OSError, ValueError):
+        pass
+    return {}
+
+
 def _get_json(url):
     with urllib.request.urlopen(url, timeout=2) as r:
         return json.load(r)
@@ -175,6 +190,7 @@ def sample(path, seconds, redis_port, nats_mon, labels):
                 except (OSError, IndexError, ValueError):
                     pass  # the process is gone (the killed node)
             row["tcp"] = _tcp_ext()
+            row["sockstat"] = _sockstat()
             for k, api in apis.items():
                 try:
                     with urllib.request.urlopen(api + "/metrics", timeout=1) as m:
@@ -258,6 +274,9 @@ def window(path, t0, t1, inner=False):
     queued = [r["m"][k].get("presence_queued", 0) for r in [a] + inside + [b] for k in r.get("m", {})]
     if queued:
         out["presence_queued_max"] = max(queued)
+    if b.get("sockstat"):
+        out["sockstat_end"] = b["sockstat"]
+        out["sockstat_start"] = a.get("sockstat")
     if a.get("tcp") and b.get("tcp"):
         out["tcp"] = {k: b["tcp"][k] - a["tcp"].get(k, 0) for k in b["tcp"]}
     if "connz" in a and "connz" in b:
@@ -582,6 +601,9 @@ def _storm_tables(sel, p):
                 fmt(_mib(rm0)), fmt(_mib(rm1)),
                 fmt((rm1 - rm0) * 1024 / ready, 0) if ready and rm0 is not None and rm1 is not None else "—")),
             ("idle", "NATS subscriptions (all nodes)", fmt(end.get("nats_subscriptions"))),
+            ("idle", "kernel: TCP sockets in use, TCP buffer memory (MiB; both ends on this machine)", "%s, %s" % (
+                fmt((end.get("sockstat_end") or {}).get("inuse")),
+                fmt(_mib((end.get("sockstat_end") or {}).get("mem_kb"))))),
             ("idle", "node CPU, all nodes (cores) at --ping-interval %s; per 10,000 connections" % r.get("ping_interval"),
              "%s; %s" % (fmt(idle_cores, 3), fmt(idle_cores / ready * 10000, 4) if idle_cores is not None and ready else "—")),
             ("idle", "Redis commands/s idle", fmt(idle.get("redis_cmds_per_s"), 0)),
