@@ -594,7 +594,13 @@ def _storm_tables(sel, p):
                 fmt(r.get("connect_s"), 1), fmt(r.get("connect_rate"), 0))),
             ("connect", "handshake p50 / p99 ms (connect → every join confirmed)", "%s / %s" % (
                 fmt(r.get("handshake_ms", {}).get("p50"), 0), fmt(r.get("handshake_ms", {}).get("p99"), 0))),
-            ("connect", "Redis commands/s while connecting", fmt(c.get("redis_cmds_per_s"), 0)),
+            ("connect", "Redis commands/s while connecting; per connection (connect + join); redis-server CPU µs per command", "%s; %s; %s" % (
+                fmt(c.get("redis_cmds_per_s"), 0),
+                fmt(c["redis_cmds_per_s"] * c["window_s"] / ready, 2) if ready and c.get("redis_cmds_per_s") else "—",
+                fmt(c.get("cpu_cores", {}).get("redis", 0) / c["redis_cmds_per_s"] * 1e6, 2) if c.get("redis_cmds_per_s") else "—")),
+            ("connect", "node CPU while connecting (cores, all nodes); CPU ms per connection", "%s; %s" % (
+                fmt(sum(c.get("cpu_cores", {}).get(k, 0) for k in nodes), 2),
+                fmt(sum(c.get("cpu_cores", {}).get(k, 0) for k in nodes) * c.get("window_s", 0) / ready * 1e3, 3) if ready else "—")),
             ("idle", "RSS per node (MiB)", " / ".join(fmt(_mib(x)) for x in rss_end)),
             ("idle", "RSS per connection, all nodes (bytes)", fmt(per, 0)),
             ("idle", "Redis used_memory before → after (MiB); per connection (bytes)", "%s → %s; %s" % (
