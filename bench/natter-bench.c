@@ -181,6 +181,7 @@ typedef struct res {
   uint64_t dropped, rejoined, not_back, reconnect_attempts, reconnect_503, reconnect_refused;
   uint64_t recovered_true, recovered_false, no_since, no_seq;
   uint64_t acct_expected, acct_received, lost, duplicated, out_of_order, extra;
+  uint64_t lost_recovered, lost_not_recovered; /* lost, by the rejoin's `recovered` */
   uint64_t ref_msgs, stable_dup, stable_lost, rx_after_kill;
   uint64_t t_first_connect, t_last_ready;
   uint64_t t_first_drop, t_last_rejoin;
@@ -218,6 +219,7 @@ static struct gen {
   uint64_t *last;     /* per local connection and room slot k: the last seq seen */
   uint64_t *since;    /* the same, frozen at the first drop */
   uint32_t *cnt;      /* the same: messages received while it never dropped */
+  uint8_t *rec;       /* the same: the last rejoin answered recovered true (1) / false (2) */
   uint64_t t_kill, t_send_end;
   uv_timer_t ktimer, rtimer;
   conn **rq;          /* connections waiting for their (jittered or retry) reconnect */
@@ -735,8 +737,17 @@ static void on_text_natter(conn *c, const uint8_t *p, size_t len) {
     return;
   case 'j':
     if (c->reconnecting && c->state == ST_WS) {
-      if (memmem(p, len, "\"recovered\":true", 16)) G.r.recovered_true++;
-      else if (memmem(p, len, "\"recovered\":false", 17)) G.r.recovered_false++;
+      int rv = memmem(p, len, "\"recovered\":true", 16) ? 1
+               : memmem(p, len, "\"recovered\":false", 17) ? 2 : 0;
+      if (rv == 1) G.r.recovered_true++;
+      else if (rv == 2) G.r.recovered_false++;
+      int k = 0;
+      if (O.rooms_per_conn > 1 && !is_big(c->idx)) { /* which of its rooms */
+        const uint8_t *rq = memmem(p, len, "\"roomId\":\"r", 11);
+        long room = rq ? (rq += 11, (long)parse_u64(&rq, p + len)) : -1;
+        for (k = 0; k < O.rooms_per_conn && room_of(c->idx, k) != room; k++) {}
+      }
+      if (rv && k < O.rooms_per_conn) G.rec[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k] = (uint8_t)rv;
     }
     if (c->state == ST_WS && c->joins && --c->joins == 0) conn_ready(c);
     return;
@@ -1353,10 +1364,11 @@ static void print_json(const res *r, const uint64_t *joined, const uint64_t *sen
            r->reconnect_refused, r->recovered_true, r->recovered_false, r->no_since, r->no_seq);
     printf(",\"acct_expected\":%" PRIu64 ",\"acct_received\":%" PRIu64 ",\"lost\":%" PRIu64
            ",\"duplicated\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"extra\":%" PRIu64
+           ",\"lost_recovered\":%" PRIu64 ",\"lost_not_recovered\":%" PRIu64
            ",\"ref_msgs\":%" PRIu64 ",\"stable_dup\":%" PRIu64 ",\"stable_lost\":%" PRIu64
            ",\"rx_after_kill\":%" PRIu64,
            r->acct_expected, r->acct_received, r->lost, r->duplicated, r->out_of_order, r->extra,
-           r->ref_msgs, r->stable_dup, r->stable_lost, r->rx_after_kill);
+           r->lost_recovered, r->lost_not_recovered, r->ref_msgs, r->stable_dup, r->stable_lost, r->rx_after_kill);
   }
   printf("}\n");
   fflush(stdout);
@@ -1406,6 +1418,7 @@ static void acct_finish(void) {
       qsort(tmp, n, sizeof *tmp, cmp_u64);
       uint32_t a = 0;
       while (a < ref->n && ref->v[a] <= since) a++;
+      uint32_t a0 = a;
       G.r.acct_expected += ref->n - a;
       uint64_t matched = 0;
       for (size_t j = 0; j < n; j++) {
@@ -1418,6 +1431,9 @@ static void acct_finish(void) {
         else G.r.extra++;
       }
       G.r.acct_received += matched;
+      uint64_t lost = (ref->n - a0) - matched;
+      if (G.rec[(size_t)i * (size_t)O.rooms_per_conn + k] == 2) G.r.lost_not_recovered += lost;
+      else G.r.lost_recovered += lost;
     }
   }
   G.r.lost = G.r.acct_expected - G.r.acct_received;
@@ -1466,8 +1482,9 @@ static void run_worker(long lo, long hi, int st_fd, int go_fd) {
     G.last = calloc(nslots, sizeof *G.last);
     G.since = calloc(nslots, sizeof *G.since);
     G.cnt = calloc(nslots, sizeof *G.cnt);
+    G.rec = calloc(nslots, sizeof *G.rec);
     G.rq = calloc((size_t)(G.nlocal ? G.nlocal : 1), sizeof *G.rq);
-    if (!G.ref || !G.last || !G.since || !G.cnt || !G.rq) die("out of memory");
+    if (!G.ref || !G.last || !G.since || !G.cnt || !G.rec || !G.rq) die("out of memory");
     srand48((long)getpid() ^ (long)now_ns());
   }
   memset(G.pad, 'x', sizeof G.pad);

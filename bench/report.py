@@ -524,6 +524,8 @@ def _storm_rows(r, p, title):
             fmt(r.get("extra")))),
         ("clients that never dropped: messages missing / repeated (against the reference)", "%s / %s" % (
             fmt(r.get("stable_lost")), fmt(r.get("stable_dup")))),
+        ("lost by rejoins answered `recovered: true` / `false` (false: nothing replayed, by the protocol)", "%s / %s" % (
+            fmt(r.get("lost_recovered")), fmt(r.get("lost_not_recovered")))),
         ("rejoins `recovered: true` / `false` / without since", "%s / %s / %s" % (
             fmt(r.get("recovered_true")), fmt(r.get("recovered_false")), fmt(r.get("no_since")))),
         ("reconnect attempts / refused (503) by a survivor / connection refused", "%s / %s / %s" % (

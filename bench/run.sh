@@ -605,7 +605,12 @@ storm_gen() {
     perf_pid=$LASTPID
   fi
   wait "$gpid" || true
-  [ -z "$perf_pid" ] || stop "$perf_pid" 
+  [ -z "$perf_pid" ] || stop "$perf_pid"
+  for i in $(seq 0 $((n - 2))); do # the survivors' history and presence counters
+    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+      "http://127.0.0.1:${API[$i]}/metrics" 2>/dev/null | grep -E '^natter_(history|presence)_' \
+      > "$OUT/metrics.$tag.n$((i + 1)).txt" || true
+  done
   local keep=() p
   for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
   PIDS=("${keep[@]}")
