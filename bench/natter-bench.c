@@ -87,6 +87,17 @@ static struct opts {
   const char *user_agent; /* sent as User-Agent, or no such header */
   int eager;              /* join right after the 101, before welcome (a browser's way) */
   int quiet;
+  long pub_base;          /* publishers 0..pub_base-1 are connections 0..pub_base-1 */
+  int weights[MAX_URLS];  /* --weights: share of a room's members per URL (0: none) */
+  int wsum;
+  long big_rooms, big_size; /* --big-rooms N --big-room-size M: the last N*M connections */
+  int reconnect;          /* on close, reconnect to another URL and rejoin with since */
+  int no_since;           /* --no-since: rejoin without since (a client without resume) */
+  double reconnect_jitter; /* s: random delay before a reconnect (0: at once) */
+  long kill_pid;          /* --kill-pid: signal this process after the measure window */
+  int kill_signal;
+  double kill_after;      /* s after the measure window ends */
+  double idle;            /* s of silence between everybody ready and the start */
 } O = {
     .proto = PROTO_NATTER,
     .conns = 100,
@@ -105,6 +116,8 @@ static struct opts {
     .drain = 2,
     .loss_timeout = 3,
     .procs = 1,
+    .kill_signal = SIGKILL,
+    .kill_after = 1,
 };
 
 /* ------------------------------------------------------------------ state ------ */
@@ -124,7 +137,23 @@ typedef struct conn {
   uint32_t clen, ccap;
   uint64_t t0;
   uint8_t mask[4];
+  /* --reconnect */
+  uint8_t reconnecting; /* dropped after being ready, not rejoined yet */
+  uint8_t dropped;      /* dropped at least once: not part of the reference */
+  uint8_t dead_url;     /* the URL it was on when it dropped */
+  uint8_t attempts;     /* reconnect attempts since the drop */
+  uint64_t t_drop;
+  uint64_t t_up;        /* the last attempt's 101 */
+  uint64_t due;         /* jittered reconnect time */
+  uint64_t *rx;         /* (k << 56 | seq) received after the first drop */
+  uint32_t nrx, crx;
 } conn;
+
+/* Per room: the sorted set of seqs received by connections that never dropped. */
+typedef struct seqset {
+  uint64_t *v;
+  uint32_t n, cap;
+} seqset;
 
 typedef struct slot {
   uint64_t seq;
@@ -148,10 +177,18 @@ typedef struct res {
   uint64_t closed_after_ready;
   uint64_t sent, sent_win, delivered, expected, rx_msgs, rx_win, rx_frames, rx_bytes;
   uint64_t acks, presence, errors, other, timeouts, late;
+  /* --reconnect: drops, rejoins and the message accounting (see acct_finish) */
+  uint64_t dropped, rejoined, not_back, reconnect_attempts, reconnect_503, reconnect_refused;
+  uint64_t recovered_true, recovered_false, no_since, no_seq;
+  uint64_t acct_expected, acct_received, lost, duplicated, out_of_order, extra;
+  uint64_t lost_recovered, lost_not_recovered; /* lost, by the rejoin's `recovered` */
+  uint64_t ref_msgs, stable_dup, stable_lost, rx_after_kill;
   uint64_t t_first_connect, t_last_ready;
+  uint64_t t_first_drop, t_last_rejoin;
   double cpu_measure_s;
   double measure_s;
-  nb_hist lat, hs;
+  nb_hist lat, hs, back, lat_storm;
+  nb_hist re_dial, re_join; /* reconnects: dial → 101, 101 → every room joined */
 } res;
 
 static struct gen {
@@ -177,6 +214,16 @@ static struct gen {
   size_t golen;
   struct rusage ru_ws;
   char pad[512];      /* payload padding */
+  /* --reconnect */
+  seqset *ref;        /* per room */
+  uint64_t *last;     /* per local connection and room slot k: the last seq seen */
+  uint64_t *since;    /* the same, frozen at the first drop */
+  uint32_t *cnt;      /* the same: messages received while it never dropped */
+  uint8_t *rec;       /* the same: the last rejoin answered recovered true (1) / false (2) */
+  uint64_t t_kill, t_send_end;
+  uv_timer_t ktimer, rtimer;
+  conn **rq;          /* connections waiting for their (jittered or retry) reconnect */
+  long nrq;
   res r;
 } G;
 
@@ -250,8 +297,26 @@ static size_t mint_jwt(uint32_t idx, char *out, size_t cap) {
   return n;
 }
 
+/* Rooms r0..r(rooms-1), then the big rooms r(rooms)..r(rooms+big_rooms-1). */
+static long nrooms_all(void) { return O.rooms > 0 ? O.rooms + O.big_rooms : 0; }
+
+/* The last big_rooms * big_size connections are the members of the big rooms. */
+static int is_big(long idx) {
+  return O.big_rooms > 0 && idx >= O.conns - O.big_rooms * O.big_size;
+}
+
+/* The publisher id of a connection, or -1: connections 0..P-1 publish to their room and,
+ * with big rooms, the last big_rooms connections (one per big room) too. */
+static long pub_of(long idx) {
+  if (idx < O.pub_base) return idx;
+  if (O.publishers > O.pub_base && idx >= O.conns - O.big_rooms)
+    return O.pub_base + (idx - (O.conns - O.big_rooms));
+  return -1;
+}
+
 static long room_of(long idx, int k) {
   if (O.rooms <= 0) return -1;
+  if (is_big(idx)) return O.rooms + idx % O.big_rooms;
   long step = O.rooms_per_conn > 1 ? O.rooms / O.rooms_per_conn : 0;
   if (step == 0) step = 1;
   return (idx + (long)k * step) % O.rooms;
@@ -260,7 +325,16 @@ static long room_of(long idx, int k) {
 /* The node a connection goes to: a room's members are spread over O.spread nodes. */
 static int url_of(long idx) {
   if (O.nurls == 1) return 0;
-  if (O.rooms <= 0) return (int)(idx % O.nurls);
+  if (O.wsum > 0) { /* --weights: the member's rank in its room picks the URL */
+    long rank = O.rooms <= 0 ? idx : is_big(idx) ? idx / O.big_rooms : idx / O.rooms;
+    long sl = rank % O.wsum;
+    for (int i = 0; i < O.nurls; i++) {
+      if (sl < O.weights[i]) return i;
+      sl -= O.weights[i];
+    }
+    return 0;
+  }
+  if (O.rooms <= 0 || is_big(idx)) return (int)(idx % O.nurls);
   long r = idx % O.rooms, k = idx / O.rooms;
   return (int)((r + k % O.spread) % O.nurls);
 }
@@ -328,12 +402,65 @@ static void ws_text(conn *c, const char *s, size_t len) { ws_send(c, 0x1, s, len
 
 static void check_connect_done(void);
 static void start_more(void);
+static void reconnect_later(conn *c, double delay_s);
+static void dial(conn *c);
+static int phase;
 
 static void on_closed(uv_handle_t *h) {
   conn *c = h->data;
   free(c->carry);
   c->carry = NULL;
   c->clen = c->ccap = 0;
+  if (c->reconnecting) {
+    /* the first attempt goes out at once (or after the jitter); a failed one is retried
+     * on the next URL after 100 ms */
+    double d = c->attempts == 0 ? (O.reconnect_jitter > 0 ? O.reconnect_jitter * drand48() : 0)
+                                : 0.1;
+    reconnect_later(c, d);
+  }
+}
+
+/* --reconnect: the URL of attempt a after a drop: the others in turn, from a place that
+ * depends on the connection (so the dead node's clients spread over the survivors). */
+static int next_url(conn *c) {
+  if (O.nurls == 1) return 0;
+  int n = O.nurls - 1, j = (int)((c->idx + c->attempts) % (uint32_t)n);
+  return j >= c->dead_url ? j + 1 : j;
+}
+
+static void reconnect_now(conn *c) {
+  if (phase >= 4) return;
+  c->url = (uint8_t)next_url(c);
+  c->attempts++;
+  G.r.reconnect_attempts++;
+  c->t0 = now_ns();
+  c->closing = 0;
+  c->joins_sent = 0;
+  c->joins = 0;
+  dial(c);
+}
+
+static void on_rtimer(uv_timer_t *t) {
+  uint64_t now = now_ns();
+  long keep = 0;
+  for (long i = 0; i < G.nrq; i++) {
+    conn *c = G.rq[i];
+    if (c->due <= now) reconnect_now(c);
+    else G.rq[keep++] = c;
+  }
+  G.nrq = keep;
+  if (!G.nrq) uv_timer_stop(&G.rtimer);
+}
+
+static void reconnect_later(conn *c, double delay_s) {
+  if (phase >= 4) return;
+  if (delay_s <= 0) {
+    reconnect_now(c);
+    return;
+  }
+  c->due = now_ns() + (uint64_t)(delay_s * 1e9);
+  G.rq[G.nrq++] = c;
+  if (!uv_is_active((uv_handle_t *)&G.rtimer)) uv_timer_start(&G.rtimer, on_rtimer, 1, 1);
 }
 
 static void conn_fail(conn *c) {
@@ -350,13 +477,40 @@ static void conn_fail(conn *c) {
 static void conn_close(conn *c) {
   if (c->closing) return;
   c->closing = 1;
-  if (c->state == ST_READY) G.r.closed_after_ready++;
+  if (c->state == ST_READY) {
+    G.r.closed_after_ready++;
+    if (O.reconnect && phase >= 1 && phase < 4) { /* dropped: come back and rejoin */
+      uint64_t t = now_ns();
+      c->reconnecting = 1;
+      c->attempts = 0;
+      c->dead_url = c->url;
+      c->t_drop = t;
+      if (!c->dropped) {
+        c->dropped = 1;
+        G.r.dropped++;
+        memcpy(&G.since[(c->idx - G.lo) * (size_t)O.rooms_per_conn],
+               &G.last[(c->idx - G.lo) * (size_t)O.rooms_per_conn],
+               (size_t)O.rooms_per_conn * sizeof *G.since);
+      }
+      if (!G.r.t_first_drop || t < G.r.t_first_drop) G.r.t_first_drop = t;
+    }
+  }
   conn_fail(c);
   c->state = ST_DEAD;
   uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
 static void conn_ready(conn *c) {
+  if (c->reconnecting) { /* back: every room rejoined */
+    uint64_t t = now_ns();
+    c->state = ST_READY;
+    c->reconnecting = 0;
+    G.r.rejoined++;
+    nb_hist_record(&G.r.re_join, t - c->t_up);
+    nb_hist_record(&G.r.back, t - c->t_drop);
+    if (t > G.r.t_last_rejoin) G.r.t_last_rejoin = t;
+    return;
+  }
   c->state = ST_READY;
   if (c->pending) {
     c->pending = 0;
@@ -367,7 +521,8 @@ static void conn_ready(conn *c) {
   uint64_t t = now_ns();
   nb_hist_record(&G.r.hs, t - c->t0);
   G.r.t_last_ready = t;
-  for (int k = 0; k < O.rooms_per_conn && O.rooms > 0; k++) G.joined[room_of(c->idx, k)]++;
+  int nk = is_big(c->idx) ? 1 : O.rooms_per_conn;
+  for (int k = 0; k < nk && O.rooms > 0; k++) G.joined[room_of(c->idx, k)]++;
   check_connect_done();
   start_more();
 }
@@ -379,13 +534,20 @@ static void send_joins(conn *c) {
     conn_ready(c);
     return;
   }
-  c->joins = (uint16_t)O.rooms_per_conn;
-  char buf[128];
-  for (int k = 0; k < O.rooms_per_conn; k++) {
+  int nk = is_big(c->idx) ? 1 : O.rooms_per_conn;
+  c->joins = (uint16_t)nk;
+  char buf[160];
+  for (int k = 0; k < nk; k++) {
     long r = room_of(c->idx, k);
-    int n = O.proto == PROTO_NATTER
-                ? snprintf(buf, sizeof buf, "{\"action\":\"joinRoom\",\"roomId\":\"r%ld\"}", r)
-                : snprintf(buf, sizeof buf, "42[\"join\",\"r%ld\"]", r);
+    uint64_t since = c->reconnecting && !O.no_since
+                         ? G.last[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k] : 0;
+    if (c->reconnecting && !since && !O.no_since) G.r.no_since++;
+    int n = O.proto != PROTO_NATTER
+                ? snprintf(buf, sizeof buf, "42[\"join\",\"r%ld\"]", r)
+            : since ? snprintf(buf, sizeof buf,
+                               "{\"action\":\"joinRoom\",\"roomId\":\"r%ld\",\"since\":%" PRIu64 "}",
+                               r, since)
+                    : snprintf(buf, sizeof buf, "{\"action\":\"joinRoom\",\"roomId\":\"r%ld\"}", r);
     ws_text(c, buf, (size_t)n);
   }
 }
@@ -461,9 +623,71 @@ static inline uint64_t parse_u64(const uint8_t **pp, const uint8_t *end) {
   return v;
 }
 
+/* Adds seq to a room's reference set (kept sorted; receptions arrive nearly in order). */
+static void seqset_add(seqset *s, uint64_t seq) {
+  if (s->n && s->v[s->n - 1] == seq) return;
+  uint32_t at = s->n;
+  if (s->n && s->v[s->n - 1] > seq) {
+    uint32_t lo = 0, hi = s->n;
+    while (lo < hi) {
+      uint32_t mid = (lo + hi) / 2;
+      if (s->v[mid] < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < s->n && s->v[lo] == seq) return;
+    at = lo;
+  }
+  if (s->n == s->cap) {
+    s->cap = s->cap ? s->cap * 2 : 64;
+    s->v = realloc(s->v, s->cap * sizeof *s->v);
+    if (!s->v) die("out of memory");
+  }
+  memmove(s->v + at + 1, s->v + at, (s->n - at) * sizeof *s->v);
+  s->v[at] = seq;
+  s->n++;
+}
+
+/* --reconnect: the room seq of a natter message frame (its `seq` is the last field). */
+static void account(conn *c, const uint8_t *p, size_t len) {
+  size_t tail = len > 40 ? 40 : len;
+  const uint8_t *q = memmem(p + len - tail, tail, ",\"seq\":", 7);
+  if (!q) {
+    G.r.no_seq++;
+    return;
+  }
+  q += 7;
+  uint64_t seq = parse_u64(&q, p + len);
+  int k = 0;
+  if (O.rooms_per_conn > 1 && !is_big(c->idx)) {
+    const uint8_t *rq = memmem(p, len, "\"roomId\":\"r", 11);
+    if (!rq) return;
+    rq += 11;
+    long room = (long)parse_u64(&rq, p + len);
+    for (k = 0; k < O.rooms_per_conn && room_of(c->idx, k) != room; k++) {}
+    if (k == O.rooms_per_conn) return;
+  }
+  uint64_t *last = &G.last[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k];
+  if (G.t_kill && G.now >= G.t_kill) G.r.rx_after_kill++;
+  if (!c->dropped) {
+    G.cnt[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k]++;
+    if (seq <= *last) G.r.stable_dup++;
+    seqset_add(&G.ref[room_of(c->idx, k)], seq);
+  } else {
+    if (seq <= *last) G.r.out_of_order++;
+    if (c->nrx == c->crx) {
+      c->crx = c->crx ? c->crx * 2 : 16;
+      c->rx = realloc(c->rx, c->crx * sizeof *c->rx);
+      if (!c->rx) die("out of memory");
+    }
+    c->rx[c->nrx++] = (uint64_t)k << 56 | seq;
+  }
+  if (seq > *last) *last = seq;
+}
+
 /* A message frame (natter `message`, Socket.IO `msg` event) from any publisher. */
 static void on_message(conn *c, const uint8_t *p, size_t len) {
   G.r.rx_msgs++;
+  if (O.reconnect && O.proto == PROTO_NATTER) account(c, p, len);
   uint64_t now = G.now;
   if (now >= G.t_ws && now < G.t_we) G.r.rx_win++;
   const uint8_t *end = p + len;
@@ -475,6 +699,8 @@ static void on_message(conn *c, const uint8_t *p, size_t len) {
     G.r.delivered++;
     nb_hist_record(&G.r.lat, now > bt ? now - bt : 0);
     if (now >= G.t_end) G.r.late++;
+  } else if (G.t_kill && bt >= G.t_kill && !c->dropped) {
+    nb_hist_record(&G.r.lat_storm, now > bt ? now - bt : 0); /* live path during the storm */
   }
   if (O.rate > 0) return;
   if (end - q < 6 || memcmp(q, ",\"p\":", 5) != 0) return;
@@ -510,6 +736,19 @@ static void on_text_natter(conn *c, const uint8_t *p, size_t len) {
     if (c->state == ST_WS) send_joins(c);
     return;
   case 'j':
+    if (c->reconnecting && c->state == ST_WS) {
+      int rv = memmem(p, len, "\"recovered\":true", 16) ? 1
+               : memmem(p, len, "\"recovered\":false", 17) ? 2 : 0;
+      if (rv == 1) G.r.recovered_true++;
+      else if (rv == 2) G.r.recovered_false++;
+      int k = 0;
+      if (O.rooms_per_conn > 1 && !is_big(c->idx)) { /* which of its rooms */
+        const uint8_t *rq = memmem(p, len, "\"roomId\":\"r", 11);
+        long room = rq ? (rq += 11, (long)parse_u64(&rq, p + len)) : -1;
+        for (k = 0; k < O.rooms_per_conn && room_of(c->idx, k) != room; k++) {}
+      }
+      if (rv && k < O.rooms_per_conn) G.rec[(c->idx - G.lo) * (size_t)O.rooms_per_conn + k] = (uint8_t)rv;
+    }
     if (c->state == ST_WS && c->joins && --c->joins == 0) conn_ready(c);
     return;
   case 'e':
@@ -690,6 +929,12 @@ static void on_http(conn *c, const uint8_t *d, size_t n) {
   int status = 0;
   if (c->clen > 12 && memcmp(c->carry, "HTTP/1.1 ", 9) == 0) status = atoi((char *)c->carry + 9);
   if (status != 101) {
+    if (c->reconnecting) {
+      if (status == 503) G.r.reconnect_503++; /* a survivor refused a returning client */
+      else G.r.rej_other++;
+      conn_close(c);
+      return;
+    }
     if (status == 503) G.r.rej503++;
     else if (status == 401) G.r.rej401++;
     else G.r.rej_other++;
@@ -697,6 +942,10 @@ static void on_http(conn *c, const uint8_t *d, size_t n) {
     return;
   }
   c->state = ST_WS;
+  if (c->reconnecting) {
+    c->t_up = now_ns();
+    nb_hist_record(&G.r.re_dial, c->t_up - c->t0);
+  }
   /* --eager-join: joinRoom goes out with the first frames, not after welcome; the
    * connection is ready once every join is confirmed, as usual. */
   if (O.eager && O.proto == PROTO_NATTER && O.rooms > 0 && O.rooms_per_conn > 0) send_joins(c);
@@ -730,8 +979,8 @@ static void on_connect(uv_connect_t *req, int status) {
   conn *c = req->data;
   if (c->closing) return;
   if (status < 0) {
-    G.r.conn_errors++;
-    if (G.r.conn_errors <= 3) logf_("connect: %s", uv_strerror(status));
+    if (c->reconnecting) G.r.reconnect_refused++;
+    else if (++G.r.conn_errors <= 3) logf_("connect: %s", uv_strerror(status));
     conn_close(c);
     return;
   }
@@ -765,10 +1014,15 @@ static void start_conn(conn *c) {
   G.r.started++;
   c->t0 = now_ns();
   if (!G.r.t_first_connect) G.r.t_first_connect = c->t0;
-  c->state = ST_CONNECTING;
   c->url = (uint8_t)url_of(c->idx);
   uint32_t m = (uint32_t)(c->idx * 2654435761u) ^ 0x5bd1e995u;
   memcpy(c->mask, &m, 4);
+  dial(c);
+}
+
+/* Opens the socket (from the connection's source address) and connects to c->url. */
+static void dial(conn *c) {
+  c->state = ST_CONNECTING;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     G.r.conn_errors++;
@@ -776,6 +1030,7 @@ static void start_conn(conn *c) {
     c->state = ST_DEAD;
     c->closing = 1;
     conn_fail(c);
+    if (c->reconnecting) reconnect_later(c, 0.1);
     return;
   }
   if (O.src_addrs > 0) {
@@ -831,7 +1086,7 @@ static void on_ptimer(uv_timer_t *t);
 
 static void on_stimer(uv_timer_t *t) { /* fixed rate: due messages of every publisher */
   uint64_t now = now_ns();
-  if (now >= G.t_we) return;
+  if (now >= G.t_send_end) return;
   double el = (double)(now - G.t_go) / 1e9;
   double per = O.rate / (double)O.publishers;
   for (long i = 0; i < O.publishers; i++) {
@@ -872,7 +1127,18 @@ static void set_phase_timer(uint64_t at) {
   uv_timer_start(&G.ptimer, on_ptimer, ms, 0);
 }
 
-static int phase;
+static uint64_t t_kill_actual; /* when --kill-pid was signalled (this process) */
+static double kill_wall;        /* the same, seconds since the epoch */
+
+static void do_kill(void) {
+  if (kill((pid_t)O.kill_pid, O.kill_signal)) logf_("kill %ld: %s", O.kill_pid, strerror(errno));
+  t_kill_actual = now_ns();
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  kill_wall = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void on_ktimer(uv_timer_t *t) { do_kill(); }
 
 static void on_ptimer(uv_timer_t *t) {
   uint64_t now = now_ns();
@@ -896,14 +1162,14 @@ static void on_ptimer(uv_timer_t *t) {
   } else if (phase == 2) { /* measure ends: stop sending, drain */
     if (now < G.t_we) { set_phase_timer(G.t_we); return; }
     phase = 3;
-    G.sending = 0;
+    if (!O.kill_pid) G.sending = 0; /* with --kill-pid publishers go on until t_send_end */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     G.r.cpu_measure_s = (double)(ru.ru_utime.tv_sec - G.ru_ws.ru_utime.tv_sec) +
                         (double)(ru.ru_stime.tv_sec - G.ru_ws.ru_stime.tv_sec) +
                         (double)(ru.ru_utime.tv_usec - G.ru_ws.ru_utime.tv_usec) / 1e6 +
                         (double)(ru.ru_stime.tv_usec - G.ru_ws.ru_stime.tv_usec) / 1e6;
-    uv_timer_stop(&G.stimer);
+    if (!O.kill_pid) uv_timer_stop(&G.stimer);
     set_phase_timer(G.t_end);
   } else {
     if (now < G.t_end) { set_phase_timer(G.t_end); return; }
@@ -916,6 +1182,15 @@ static void begin_phases(uint64_t t_go) {
   G.t_ws = t_go + (uint64_t)(O.warmup * 1e9);
   G.t_we = G.t_ws + (uint64_t)(O.duration * 1e9);
   G.t_end = G.t_we + (uint64_t)(O.drain * 1e9);
+  G.t_send_end = G.t_we;
+  if (O.kill_pid) { /* the kill comes after the measure window, the stream goes on */
+    G.t_kill = G.t_we + (uint64_t)(O.kill_after * 1e9);
+    G.t_send_end = G.t_end - 2000000000ull;
+    if (G.st_fd < 0) {
+      uint64_t now = now_ns();
+      uv_timer_start(&G.ktimer, on_ktimer, G.t_kill > now ? (G.t_kill - now) / 1000000 : 0, 0);
+    }
+  }
   G.r.measure_s = O.duration;
   phase = 0;
   set_phase_timer(t_go);
@@ -959,7 +1234,7 @@ static void check_connect_done(void) {
     uv_read_start((uv_stream_t *)&G.gopipe, go_alloc, on_go_read);
   } else {
     touch_ready_file();
-    begin_phases(now_ns() + 100000000ull);
+    begin_phases(now_ns() + 100000000ull + (uint64_t)(O.idle * 1e9));
   }
 }
 
@@ -971,6 +1246,13 @@ static void res_merge(res *d, const res *s) {
   if (s->t_first_connect && (!d->t_first_connect || s->t_first_connect < d->t_first_connect))
     d->t_first_connect = s->t_first_connect;
   if (s->t_last_ready > d->t_last_ready) d->t_last_ready = s->t_last_ready;
+  if (s->t_first_drop && (!d->t_first_drop || s->t_first_drop < d->t_first_drop))
+    d->t_first_drop = s->t_first_drop;
+  if (s->t_last_rejoin > d->t_last_rejoin) d->t_last_rejoin = s->t_last_rejoin;
+  nb_hist_merge(&d->back, &s->back);
+  nb_hist_merge(&d->lat_storm, &s->lat_storm);
+  nb_hist_merge(&d->re_dial, &s->re_dial);
+  nb_hist_merge(&d->re_join, &s->re_join);
   d->cpu_measure_s += s->cpu_measure_s;
   d->measure_s = s->measure_s;
   nb_hist_merge(&d->lat, &s->lat);
@@ -1002,7 +1284,7 @@ static int read_all(int fd, void *p, size_t n) {
 
 static void print_json(const res *r, const uint64_t *joined, const uint64_t *sent_win) {
   uint64_t expected = 0;
-  for (long i = 0; i < O.rooms; i++) expected += sent_win[i] * joined[i];
+  for (long i = 0; i < nrooms_all(); i++) expected += sent_win[i] * joined[i];
   double ms = 1e6;
   double conn_s =
       r->t_last_ready > r->t_first_connect ? (double)(r->t_last_ready - r->t_first_connect) / 1e9 : 0;
@@ -1035,19 +1317,136 @@ static void print_json(const res *r, const uint64_t *joined, const uint64_t *sen
          nb_hist_quantile(&r->lat, 0.5) / ms, nb_hist_quantile(&r->lat, 0.9) / ms,
          nb_hist_quantile(&r->lat, 0.99) / ms, nb_hist_quantile(&r->lat, 0.999) / ms,
          r->lat.total ? r->lat.max / ms : 0.0, nb_hist_mean(&r->lat) / ms);
+  { /* the start as a wall time, to place the phases among run.sh's samples */
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    double wall_now = (double)rt.tv_sec + (double)rt.tv_nsec / 1e9;
+    printf(",\"go_wall\":%.3f,\"warmup_s\":%.3f,\"idle_s\":%.3f",
+           O.realtime ? (double)G.t_go / 1e9 : wall_now - (double)(now_ns() - G.t_go) / 1e9,
+           O.warmup, O.idle);
+  }
   printf(",\"rx_frames\":%" PRIu64 ",\"rx_msgs\":%" PRIu64 ",\"rx_bytes\":%" PRIu64
          ",\"acks\":%" PRIu64 ",\"presence\":%" PRIu64 ",\"errors\":%" PRIu64
-         ",\"timeouts\":%" PRIu64 ",\"late\":%" PRIu64 ",\"gen_cpu_s\":%.3f}\n",
+         ",\"timeouts\":%" PRIu64 ",\"late\":%" PRIu64 ",\"gen_cpu_s\":%.3f",
          r->rx_frames, r->rx_msgs, r->rx_bytes, r->acks, r->presence, r->errors, r->timeouts,
          r->late, r->cpu_measure_s);
+  if (O.kill_pid) {
+    printf(",\"kill_pid\":%ld,\"kill_signal\":%d,\"kill_wall\":%.3f", O.kill_pid, O.kill_signal,
+           kill_wall);
+    printf(",\"lat_storm_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f}",
+           nb_hist_quantile(&r->lat_storm, 0.5) / ms, nb_hist_quantile(&r->lat_storm, 0.99) / ms,
+           r->lat_storm.total ? r->lat_storm.max / ms : 0.0);
+  }
+  if (O.reconnect) {
+    int all_back = r->dropped && r->rejoined >= r->dropped && !r->not_back;
+    if (all_back && t_kill_actual && r->t_last_rejoin > t_kill_actual)
+      printf(",\"back_s\":%.3f", (double)(r->t_last_rejoin - t_kill_actual) / 1e9);
+    else printf(",\"back_s\":null");
+    printf(",\"back_from_first_drop_s\":%.3f",
+           r->t_last_rejoin > r->t_first_drop && r->t_first_drop
+               ? (double)(r->t_last_rejoin - r->t_first_drop) / 1e9 : 0.0);
+    printf(",\"first_drop_after_kill_s\":%.3f",
+           r->t_first_drop > t_kill_actual && t_kill_actual
+               ? (double)(r->t_first_drop - t_kill_actual) / 1e9 : 0.0);
+    printf(",\"back_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}",
+           nb_hist_quantile(&r->back, 0.5) / ms, nb_hist_quantile(&r->back, 0.99) / ms,
+           r->back.total ? r->back.max / ms : 0.0);
+    printf(",\"reconnect_dial_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}"
+           ",\"reconnect_join_ms\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f}",
+           nb_hist_quantile(&r->re_dial, 0.5) / ms, nb_hist_quantile(&r->re_dial, 0.99) / ms,
+           r->re_dial.total ? r->re_dial.max / ms : 0.0, nb_hist_quantile(&r->re_join, 0.5) / ms,
+           nb_hist_quantile(&r->re_join, 0.99) / ms, r->re_join.total ? r->re_join.max / ms : 0.0);
+    printf(",\"dropped\":%" PRIu64 ",\"rejoined\":%" PRIu64 ",\"not_back\":%" PRIu64
+           ",\"reconnect_attempts\":%" PRIu64 ",\"reconnect_503\":%" PRIu64
+           ",\"reconnect_refused\":%" PRIu64 ",\"recovered_true\":%" PRIu64
+           ",\"recovered_false\":%" PRIu64 ",\"no_since\":%" PRIu64 ",\"no_seq\":%" PRIu64,
+           r->dropped, r->rejoined, r->not_back, r->reconnect_attempts, r->reconnect_503,
+           r->reconnect_refused, r->recovered_true, r->recovered_false, r->no_since, r->no_seq);
+    printf(",\"acct_expected\":%" PRIu64 ",\"acct_received\":%" PRIu64 ",\"lost\":%" PRIu64
+           ",\"duplicated\":%" PRIu64 ",\"out_of_order\":%" PRIu64 ",\"extra\":%" PRIu64
+           ",\"lost_recovered\":%" PRIu64 ",\"lost_not_recovered\":%" PRIu64
+           ",\"ref_msgs\":%" PRIu64 ",\"stable_dup\":%" PRIu64 ",\"stable_lost\":%" PRIu64
+           ",\"rx_after_kill\":%" PRIu64,
+           r->acct_expected, r->acct_received, r->lost, r->duplicated, r->out_of_order, r->extra,
+           r->lost_recovered, r->lost_not_recovered, r->ref_msgs, r->stable_dup, r->stable_lost, r->rx_after_kill);
+  }
+  printf("}\n");
   fflush(stdout);
 }
 
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* --reconnect: every connection that dropped and came back must have received, in each of
+ * its rooms, every seq of the room's reference (the union of what the connections that
+ * never dropped received) above its `since`, once. */
+static void acct_finish(void) {
+  for (long r = 0; r < nrooms_all(); r++) G.r.ref_msgs += G.ref[r].n;
+  uint64_t *tmp = NULL;
+  size_t tcap = 0;
+  for (long i = 0; i < G.nlocal; i++) {
+    conn *c = &G.conns[i];
+    if (!c->dropped) { /* it joined before the first message: it must have them all */
+      if (c->state != ST_READY) continue;
+      int nk = is_big(c->idx) ? 1 : O.rooms_per_conn;
+      for (int k = 0; k < nk; k++) {
+        uint32_t got = G.cnt[(size_t)i * (size_t)O.rooms_per_conn + k];
+        uint32_t want = G.ref[room_of(c->idx, k)].n;
+        if (got < want) G.r.stable_lost += want - got;
+      }
+      continue;
+    }
+    if (c->reconnecting) {
+      G.r.not_back++;
+      continue;
+    }
+    int nk = is_big(c->idx) ? 1 : O.rooms_per_conn;
+    for (int k = 0; k < nk; k++) {
+      uint64_t since = G.since[(size_t)i * (size_t)O.rooms_per_conn + k];
+      if (!since) continue; /* joined again without since: nothing to compare */
+      const seqset *ref = &G.ref[room_of(c->idx, k)];
+      size_t n = 0;
+      if (tcap < c->nrx) {
+        tcap = c->nrx;
+        tmp = realloc(tmp, tcap * sizeof *tmp);
+        if (!tmp) die("out of memory");
+      }
+      for (uint32_t j = 0; j < c->nrx; j++)
+        if ((int)(c->rx[j] >> 56) == k) tmp[n++] = c->rx[j] & ((1ull << 56) - 1);
+      qsort(tmp, n, sizeof *tmp, cmp_u64);
+      uint32_t a = 0;
+      while (a < ref->n && ref->v[a] <= since) a++;
+      uint32_t a0 = a;
+      G.r.acct_expected += ref->n - a;
+      uint64_t matched = 0;
+      for (size_t j = 0; j < n; j++) {
+        if (tmp[j] <= since || (j && tmp[j] == tmp[j - 1])) { /* had it already */
+          G.r.duplicated++;
+          continue;
+        }
+        while (a < ref->n && ref->v[a] < tmp[j]) a++;
+        if (a < ref->n && ref->v[a] == tmp[j]) matched++;
+        else G.r.extra++;
+      }
+      G.r.acct_received += matched;
+      uint64_t lost = (ref->n - a0) - matched;
+      if (G.rec[(size_t)i * (size_t)O.rooms_per_conn + k] == 2) G.r.lost_not_recovered += lost;
+      else G.r.lost_recovered += lost;
+    }
+  }
+  G.r.lost = G.r.acct_expected - G.r.acct_received;
+  free(tmp);
+}
+
 static void finish(void) {
+  phase = 4;
+  if (O.reconnect) acct_finish();
   uv_timer_stop(&G.ltimer);
   uv_timer_stop(&G.stimer);
   if (G.st_fd >= 0) {
-    uint32_t nr = (uint32_t)(O.rooms > 0 ? O.rooms : 0);
+    uint32_t nr = (uint32_t)nrooms_all();
     write_all(G.st_fd, &G.r, sizeof G.r);
     write_all(G.st_fd, &nr, sizeof nr);
     if (nr) {
@@ -1072,22 +1471,38 @@ static void run_worker(long lo, long hi, int st_fd, int go_fd) {
   G.go_fd = go_fd;
   G.rbuf = malloc(RBUF_SIZE);
   G.conns = calloc((size_t)(G.nlocal ? G.nlocal : 1), sizeof *G.conns);
-  long nr = O.rooms > 0 ? O.rooms : 1;
+  long nr = nrooms_all() > 0 ? nrooms_all() : 1;
   G.joined = calloc((size_t)nr, sizeof *G.joined);
   G.sent_win = calloc((size_t)nr, sizeof *G.sent_win);
   G.pubs = calloc((size_t)(O.publishers ? O.publishers : 1), sizeof *G.pubs);
   if (!G.rbuf || !G.conns || !G.joined || !G.sent_win || !G.pubs) die("out of memory");
+  if (O.reconnect) {
+    size_t nslots = (size_t)(G.nlocal ? G.nlocal : 1) * (size_t)(O.rooms_per_conn ? O.rooms_per_conn : 1);
+    G.ref = calloc((size_t)nr, sizeof *G.ref);
+    G.last = calloc(nslots, sizeof *G.last);
+    G.since = calloc(nslots, sizeof *G.since);
+    G.cnt = calloc(nslots, sizeof *G.cnt);
+    G.rec = calloc(nslots, sizeof *G.rec);
+    G.rq = calloc((size_t)(G.nlocal ? G.nlocal : 1), sizeof *G.rq);
+    if (!G.ref || !G.last || !G.since || !G.cnt || !G.rec || !G.rq) die("out of memory");
+    srand48((long)getpid() ^ (long)now_ns());
+  }
   memset(G.pad, 'x', sizeof G.pad);
   nb_hist_init(&G.r.lat);
   nb_hist_init(&G.r.hs);
+  nb_hist_init(&G.r.back);
+  nb_hist_init(&G.r.lat_storm);
+  nb_hist_init(&G.r.re_dial);
+  nb_hist_init(&G.r.re_join);
   G.r.conns = (uint64_t)G.nlocal;
   for (long i = 0; i < G.nlocal; i++) {
     conn *c = &G.conns[i];
     c->idx = (uint32_t)(lo + i);
     c->pub = -1;
-    if (c->idx < (uint64_t)O.publishers) {
-      c->pub = (int32_t)c->idx;
-      pub *p = &G.pubs[c->idx];
+    long pid_ = pub_of(c->idx);
+    if (pid_ >= 0) {
+      c->pub = (int32_t)pid_;
+      pub *p = &G.pubs[pid_];
       p->c = c;
       p->room = (uint32_t)room_of(c->idx, 0);
       p->slots = calloc((size_t)O.window, sizeof *p->slots);
@@ -1098,6 +1513,8 @@ static void run_worker(long lo, long hi, int st_fd, int go_fd) {
   uv_timer_init(G.loop, &G.ptimer);
   uv_timer_init(G.loop, &G.stimer);
   uv_timer_init(G.loop, &G.ltimer);
+  uv_timer_init(G.loop, &G.ktimer);
+  uv_timer_init(G.loop, &G.rtimer);
   G.t_cstart = now_ns();
   uv_timer_start(&G.ctimer, on_ctimer, 1, 1);
   if (G.nlocal == 0) check_connect_done();
@@ -1218,7 +1635,7 @@ static void run_blast(const char *hp) {
 
 /* ------------------------------------------------------------------ main ------- */
 
-static void usage(FILE *f) {
+static void usage(FILE *f) { /* first the options of every run, then the storm ones */
   fprintf(f,
 "usage: natter-bench [options]\n"
 "  --proto natter|socketio   protocol (default natter)\n"
@@ -1251,7 +1668,22 @@ static void usage(FILE *f) {
 "  --label STR               copied into the JSON result\n"
 "  --user-agent STR          send this User-Agent header (default: none)\n"
 "  --blast-server H:P        run a stand-in server that floods message frames (self-test)\n"
-"  --quiet                   no progress on stderr\n");
+"  --quiet                   no progress on stderr\n"
+"  --weights W1,W2,...       share of each room's members per URL (default: --spread)\n"
+"  --big-rooms N --big-room-size M   the last N*M connections join N big rooms instead\n"
+"                            (the last N connections also publish, one per big room)\n"
+"  --idle S                  S seconds of silence between everybody ready and the start\n"
+"  --kill-pid PID            send PID --kill-signal KILL|TERM (default KILL) --kill-after S\n"
+"                            (default 1) after the measure window; publishers go on through\n"
+"                            the drain until 2 s before its end (needs --rate, --drain >= 4)\n"
+"  --reconnect               a ready connection that drops reconnects at once to another URL\n"
+"                            (the others in turn from a place per connection; a refused\n"
+"                            attempt, 503 included, tries the next after 100 ms) and rejoins\n"
+"                            with since = the last seq it saw per room; counts lost and\n"
+"                            duplicated messages against the connections that never dropped\n"
+"  --reconnect-jitter S      random delay of 0..S s before the first reconnect attempt\n"
+"  --no-since                --reconnect without since (a client without resume): the\n"
+"                            accounting must then find the messages missed while away\n");
 }
 
 static void add_urls(const char *list) {
@@ -1280,7 +1712,8 @@ int main(int argc, char **argv) {
   enum { OPT_PROTO = 256, OPT_EAGER, OPT_URL, OPT_CONNS, OPT_SRC, OPT_CRATE, OPT_CONC, OPT_CTO, OPT_SECRET,
          OPT_TENANT, OPT_ROOMS, OPT_RPC, OPT_SPREAD, OPT_PUBS, OPT_RATE, OPT_WINDOW, OPT_ACK,
          OPT_PAYLOAD, OPT_WARMUP, OPT_DURATION, OPT_DRAIN, OPT_LOSS, OPT_PROCS, OPT_CLOCK,
-         OPT_READY, OPT_LABEL, OPT_BLAST, OPT_QUIET, OPT_HELP, OPT_UA };
+         OPT_READY, OPT_LABEL, OPT_BLAST, OPT_QUIET, OPT_HELP, OPT_UA, OPT_WEIGHTS, OPT_BIGR,
+         OPT_BIGS, OPT_RECONN, OPT_JITTER, OPT_KPID, OPT_KSIG, OPT_KAFTER, OPT_IDLE, OPT_NOSINCE };
   static const struct option lo[] = {
       {"proto", 1, 0, OPT_PROTO},       {"url", 1, 0, OPT_URL},
       {"conns", 1, 0, OPT_CONNS},       {"src-addrs", 1, 0, OPT_SRC},
@@ -1297,6 +1730,11 @@ int main(int argc, char **argv) {
       {"label", 1, 0, OPT_LABEL},       {"blast-server", 1, 0, OPT_BLAST},
       {"quiet", 0, 0, OPT_QUIET},       {"help", 0, 0, OPT_HELP},
       {"user-agent", 1, 0, OPT_UA},
+      {"weights", 1, 0, OPT_WEIGHTS},   {"big-rooms", 1, 0, OPT_BIGR},
+      {"big-room-size", 1, 0, OPT_BIGS}, {"reconnect", 0, 0, OPT_RECONN},
+      {"reconnect-jitter", 1, 0, OPT_JITTER}, {"kill-pid", 1, 0, OPT_KPID},
+      {"kill-signal", 1, 0, OPT_KSIG},  {"kill-after", 1, 0, OPT_KAFTER},
+      {"idle", 1, 0, OPT_IDLE},         {"no-since", 0, 0, OPT_NOSINCE},
       {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -1341,6 +1779,31 @@ int main(int argc, char **argv) {
     case OPT_LABEL: O.label = optarg; break;
     case OPT_BLAST: O.blast = optarg; break;
     case OPT_QUIET: O.quiet = 1; break;
+    case OPT_WEIGHTS: {
+      char *dup = strdup(optarg), *save = NULL;
+      int n = 0;
+      for (char *t = strtok_r(dup, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (n == MAX_URLS || atoi(t) < 0) die("--weights W1,W2,... (at most %d, each >= 0)", MAX_URLS);
+        O.weights[n++] = atoi(t);
+        O.wsum += atoi(t);
+      }
+      free(dup);
+      if (O.wsum <= 0) die("--weights: at least one weight above 0");
+      break;
+    }
+    case OPT_BIGR: O.big_rooms = atol(optarg); break;
+    case OPT_BIGS: O.big_size = atol(optarg); break;
+    case OPT_RECONN: O.reconnect = 1; break;
+    case OPT_JITTER: O.reconnect_jitter = atof(optarg); break;
+    case OPT_KPID: O.kill_pid = atol(optarg); break;
+    case OPT_KSIG:
+      if (!strcmp(optarg, "KILL") || !strcmp(optarg, "9")) O.kill_signal = SIGKILL;
+      else if (!strcmp(optarg, "TERM") || !strcmp(optarg, "15")) O.kill_signal = SIGTERM;
+      else die("--kill-signal KILL|TERM");
+      break;
+    case OPT_KAFTER: O.kill_after = atof(optarg); break;
+    case OPT_IDLE: O.idle = atof(optarg); break;
+    case OPT_NOSINCE: O.no_since = 1; break;
     case OPT_HELP: usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -1363,10 +1826,24 @@ int main(int argc, char **argv) {
       O.payload > 480 || O.publishers > O.conns || O.rooms_per_conn < 0 || O.concurrency < 1)
     die("invalid option values (see --help)");
   if (O.publishers > 0 && O.rooms <= 0) die("--publishers needs --rooms");
+  if (O.big_rooms < 0 || O.big_size < 0 || (O.big_rooms > 0) != (O.big_size > 0) ||
+      O.big_rooms * O.big_size > O.conns - O.publishers || (O.big_rooms && O.rooms <= 0) ||
+      (O.big_rooms && O.rooms_per_conn != 1))
+    die("--big-rooms N --big-room-size M: N*M of the connections (not publishers), with --rooms "
+        "and one room per connection");
+  O.pub_base = O.publishers;
+  if (O.big_rooms > 0 && O.publishers > 0) O.publishers += O.big_rooms; /* one per big room */
+  if (O.wsum > 0 && O.wsum && O.weights[0] == 0 && O.publishers)
+    logf_("warning: --weights gives the first URL no members: publishers are on another one");
+  if (O.kill_pid && (O.rate <= 0 || O.drain < 4))
+    die("--kill-pid needs --rate > 0 and --drain of at least 4 s (the stream goes on through "
+        "the drain until 2 s before its end)");
+  if (O.reconnect && (O.nurls < 2 || O.proto != PROTO_NATTER)) die("--reconnect needs natter and 2+ URLs");
+  if (O.reconnect_jitter < 0 || O.idle < 0 || O.kill_after < 0) die("invalid option values (see --help)");
   if (O.spread <= 0 || O.spread > O.nurls) O.spread = O.nurls;
   if (O.src_addrs < 0) O.src_addrs = O.conns > 20000 ? (int)((O.conns + 19999) / 20000) : 0;
   if (O.src_addrs > 250) die("--src-addrs at most 250");
-  if (O.ack_all < 0) O.ack_all = O.procs == 1;
+  if (O.ack_all < 0) O.ack_all = O.procs == 1 && !O.big_rooms;
   if (O.ack_all && O.procs > 1) die("--ack all needs one process (use --ack self)");
   if (O.conns / O.procs > 19500)
     logf_("warning: %ld connections per process is close to the 20,000 open-files limit; "
@@ -1415,16 +1892,30 @@ int main(int argc, char **argv) {
   touch_ready_file();
   struct timespec ts;
   clock_gettime(O.realtime ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts);
-  uint64_t t_go = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 200000000ull;
+  uint64_t t_go = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec + 200000000ull +
+                  (uint64_t)(O.idle * 1e9);
   for (int k = 0; k < O.procs; k++) {
     if (write(go[k][1], &t_go, 8) != 8) die("go pipe");
   }
+  G.t_go = t_go;
+  if (O.kill_pid) { /* the workers know the same time (begin_phases); the parent kills */
+    uint64_t at = t_go + (uint64_t)((O.warmup + O.duration + O.kill_after) * 1e9);
+    for (uint64_t t; (t = now_ns()) < at;) {
+      struct timespec d = {(time_t)((at - t) / 1000000000ull), (long)((at - t) % 1000000000ull)};
+      nanosleep(&d, NULL);
+    }
+    do_kill();
+  }
   res *total = calloc(1, sizeof *total), *one = malloc(sizeof *one);
-  long nr = O.rooms > 0 ? O.rooms : 1;
+  long nr = nrooms_all() > 0 ? nrooms_all() : 1;
   uint64_t *joined = calloc((size_t)nr, 8), *sent = calloc((size_t)nr, 8);
   uint64_t *tj = calloc((size_t)nr, 8), *ts_ = calloc((size_t)nr, 8);
   nb_hist_init(&total->lat);
   nb_hist_init(&total->hs);
+  nb_hist_init(&total->back);
+  nb_hist_init(&total->lat_storm);
+  nb_hist_init(&total->re_dial);
+  nb_hist_init(&total->re_join);
   int failed = 0;
   for (int k = 0; k < O.procs; k++) {
     uint32_t n = 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh — natter vs a Socket.IO 4.8 cluster, same load generator, same run.
 #
-#   bench/run.sh [--smoke] [--runs N] [--scenarios 1,2,3,4,5] [--no-socketio] [--out DIR]
+#   bench/run.sh [--smoke] [--runs N] [--scenarios 1,2,3,4,5,6,7] [--no-socketio] [--out DIR]
 #   bench/run.sh --history-compare [--smoke] [--runs N]
 #
 # Builds a Release tree (build-bench/), starts nats-server, redis-server, natter nodes and
@@ -18,6 +18,19 @@
 #   4  connect rate: authenticated connections/s one node accepts
 #   5  scale-out shape (natter): 3 nodes, a room's members over 1, 2, 3 nodes, same load:
 #      NATS bytes each node receives, CPU per delivery
+#   6  reconnect storm (natter, history on: nats-server -js): 3 nodes, 20,000 connections in
+#      rooms of 100, the third node holding 15,000 of them, 200 msg/s from publishers on the
+#      other two; the third node is killed (kill -9), then in a second run drained
+#      (SIGTERM): its clients reconnect at once to the survivors and rejoin with since.
+#      back_s, lost / duplicated messages, survivors' CPU and RSS, Redis and NATS load,
+#      503s from survivors
+#   7  100,000 connections (natter, history on): 7 nodes, 100,000 distinct users in rooms of
+#      100 plus 2 rooms of 10,000 (NB_BIG_SIZE), generator over 6 processes and 7 source
+#      addresses; nodes at --ping-interval 5 for the idle-CPU window (NB_PING), then 1,000
+#      msg/s, then the seventh node killed: connect time, RSS, Redis, NATS, CPU, fan-out
+#      p99, the storm figures of 6
+#   Scenarios 6 and 7 are not in the default list (a full 7 takes several minutes); the
+#   smoke runs them small.
 # --smoke: a few seconds per scenario with small numbers (CI); Socket.IO is included when
 # its npm dependencies are installed (full runs install them with npm ci).
 # --history-compare: scenarios 1 and 2 for natter only, each run once with --history off
@@ -31,7 +44,7 @@ ROOT=$PWD
 
 SMOKE=0
 RUNS=1
-SCEN="1,2,3,4,5"
+SCEN=""
 SIO=auto
 OUT=""
 HCOMPARE=0
@@ -54,16 +67,17 @@ while [ $# -gt 0 ]; do
     --no-socketio) SIO=no ;;
     --history-compare) HCOMPARE=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
 if [ $HCOMPARE = 1 ]; then
   SIO=no
-  case "$SCEN" in 1,2,3,4,5) SCEN="1,2" ;; esac
-  case ",$SCEN," in *,[345],*) echo "run.sh: --history-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
+  case "$SCEN" in 1,2,3,4,5|1,2,3,4,5,6,7) SCEN="1,2" ;; esac
+  case ",$SCEN," in *,[34567],*) echo "run.sh: --history-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
 fi
+[ -n "$SCEN" ] || { [ $SMOKE = 1 ] && SCEN="1,2,3,4,5,6,7" || SCEN="1,2,3,4,5"; }
 [ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 0 ] || echo -smoke)
 mkdir -p "$OUT"
 RES=$OUT/results.jsonl
@@ -75,16 +89,23 @@ log() { echo "run.sh: $*" >&2; }
 if [ $SMOKE = 1 ]; then
   C1=200; R1=4; P1=4; RATE1=200; WARM=1; DUR=2; DRAIN=1; WIN=8
   C3=300; R3=3; LIMIT=50; C4=300; C4SIO=200
+  # 6: conns, rooms (one publisher each), msg/s, generator processes, warm-up, measure, drain
+  C6=${NB_S6_CONNS:-800}; R6=${NB_S6_ROOMS:-8}; RATE6=80; PROCS6=1; W6=1; D6=2; DR6=8
+  # 7: the same plus big rooms x members, --idle seconds
+  C7=${NB_S7_CONNS:-1400}; R7=10; BIG7=2; BIGS7=${NB_BIG_SIZE:-200}; RATE7=120; PROCS7=2; IDLE7=3; W7=1; D7=2; DR7=8
 else
   C1=2000; R1=20; P1=20; RATE1=500; WARM=3; DUR=10; DRAIN=2; WIN=16
   C3=15000; R3=150; LIMIT=500; C4=15000; C4SIO=5000
+  C6=${NB_S6_CONNS:-20000}; R6=${NB_S6_ROOMS:-200}; RATE6=200; PROCS6=2; W6=2; D6=5; DR6=12
+  C7=${NB_S7_CONNS:-100000}; R7=800; BIG7=2; BIGS7=${NB_BIG_SIZE:-10000}; RATE7=1000; PROCS7=6; IDLE7=12; W7=3; D7=10; DR7=14
 fi
+PING7=${NB_PING:-5}
 
 # ---------------------------------------------------------------- ports ----------
 NATS_PORT=$((PB + 222)); NATS_MON=$((PB + 822))
 REDIS_NT=$((PB + 379)); REDIS_SIO=$((PB + 380))
-WS=($((PB + 101)) $((PB + 102)) $((PB + 103)))
-API=($((PB + 201)) $((PB + 202)) $((PB + 203)))
+WS=() API=()
+for i in 1 2 3 4 5 6 7; do WS+=($((PB + 100 + i))); API+=($((PB + 200 + i))); done
 SIOP=($((PB + 301)) $((PB + 302)))
 LIMIT_WS=$((PB + 111)); LIMIT_API=$((PB + 211))
 
@@ -203,7 +224,7 @@ fi
 
 # ---------------------------------------------------------------- infrastructure --
 JS_DIR=""
-if [ $HCOMPARE = 1 ]; then
+if [ $HCOMPARE = 1 ] || has 6 || has 7; then
   # JetStream for the history-on runs; the history-off runs use the same server (a
   # JetStream-enabled server costs nothing on subjects no stream captures).
   JS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/natter-bench-js.XXXXXX")
@@ -554,6 +575,94 @@ EOF
   stop_nodes
 }
 
+# storm_gen TAG KILL|TERM KILL_AT -- GENERATOR ARGS: the nodes are running (NODE_PIDS, the
+# last one is the victim). A sampler (report.py sample) records every node's CPU and RSS,
+# Redis and NATS counters every 0.25 s while the generator connects, waits, sends, kills
+# the victim (--kill-pid) KILL_AT seconds after everybody is ready and counts the
+# reconnects; the result gets the windows of each phase (report.py phases).
+# NB_PERF=1: perf record -g of the first survivor for 4 s from just before the kill
+# (OUT/perf.TAG.data; perf report -i ... --no-children).
+storm_gen() {
+  local tag=$1 sig=$2 kill_at=$3; shift 4
+  local ready=$OUT/ready.$tag perf_pid=""
+  rm -f "$ready"
+  local samples=$OUT/samples.$tag.jsonl gen_out=$OUT/gen.$tag.json labels=() i n=${#NODE_PIDS[@]}
+  for i in $(seq 0 $((n - 1))); do labels+=("n$((i + 1))=${NODE_PIDS[$i]},http://127.0.0.1:${API[$i]}"); done
+  labels+=("nats=$NATS_PID" "redis=$REDIS_NT_PID")
+  rm -f "$samples"
+  start "sampler.$tag" python3 "$ROOT/bench/report.py" sample "$samples" 900 "$REDIS_NT" \
+    "http://127.0.0.1:$NATS_MON" "${labels[@]}"
+  local spid=$LASTPID
+  for _ in $(seq 100); do [ -s "$samples" ] && break; sleep 0.05; done # a first sample: the baseline
+  "$GEN" --url "$(urls natter "$n")" --reconnect --kill-pid "${NODE_PIDS[$((n - 1))]}" \
+    --kill-signal "$sig" --ready-file "$ready" --quiet "$@" > "$gen_out" 2> "$OUT/gen.$tag.log" &
+  local gpid=$!
+  PIDS+=("$gpid")
+  if [ "${NB_PERF:-0}" = 1 ] && command -v perf > /dev/null; then
+    while [ ! -e "$ready" ] && kill -0 "$gpid" 2>/dev/null; do sleep 0.05; done
+    sleep "$(awk "BEGIN{print $kill_at - 0.3}")"
+    start "perf.$tag" perf record -F 999 -g -p "${NODE_PIDS[0]}" -o "$OUT/perf.$tag.data" -- sleep 4
+    perf_pid=$LASTPID
+  fi
+  wait "$gpid" || true
+  [ -z "$perf_pid" ] || stop "$perf_pid"
+  for i in $(seq 0 $((n - 2))); do # the survivors' history and presence counters
+    python3 -c 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+      "http://127.0.0.1:${API[$i]}/metrics" 2>/dev/null | grep -E '^natter_(history|presence)_' \
+      > "$OUT/metrics.$tag.n$((i + 1)).txt" || true
+  done
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$gpid" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+  stop "$spid"
+  python3 "$ROOT/bench/report.py" phases "$RES" "$gen_out" "$samples" scenario="${tag%%.*}" \
+    system=natter run="$RUN" signal="$sig" nodes="$n" history=on > /dev/null
+  tail -1 "$RES" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("run.sh: %s: %s ready in %s s, %s dropped, %s back in %s s (%s not back), lost %s, duplicated %s, 503 from survivors %s, recovered false %s" % (sys.argv[1], r.get("ready"), r.get("connect_s"), r.get("dropped"), r.get("rejoined"), r.get("back_s"), r.get("not_back"), r.get("lost"), r.get("duplicated"), r.get("reconnect_503"), r.get("recovered_false")), file=sys.stderr)' "$tag"
+}
+
+# 6: the victim (third node) holds 6/8 of every room's members; publishers (one per room,
+# the first member) are on the first node.
+scenario_storm() {
+  local sig
+  HISTORY=on
+  for sig in KILL TERM; do
+    stop_nodes; start_nodes 3
+    history_storing || log "s6: history on, but the nodes do not report natter_history_storing 1"
+    storm_gen "s6.$sig.$RUN" "$sig" "$(awk "BEGIN{print 0.2 + $W6 + $D6 + 1}")" -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
+      --rooms "$R6" --publishers "$R6" --rate "$RATE6" --weights 1,1,6 --ack self \
+      --concurrency 1000 --connect-timeout 120 --warmup "$W6" --duration "$D6" --drain "$DR6" \
+      --kill-after 1
+    stop_nodes
+  done
+  # the negative control (smoke only): rejoining without since must show as lost messages,
+  # or the accounting above could not see a loss (report.py check)
+  if [ $SMOKE = 1 ]; then
+    start_nodes 3
+    history_storing || true
+    storm_gen "s6nosince.KILL.$RUN" KILL 0 -- --conns "$C6" --procs "$PROCS6" --src-addrs 4 \
+      --rooms "$R6" --publishers "$R6" --rate "$RATE6" --weights 1,1,6 --ack self \
+      --concurrency 1000 --connect-timeout 120 --warmup "$W6" --duration "$D6" --drain "$DR6" \
+      --kill-after 1 --no-since
+    stop_nodes
+  fi
+  HISTORY=off
+}
+
+# 7: every room's members over all 7 nodes; --idle seconds of silence (pings only, every
+# --ping-interval $PING7 s) before the stream starts.
+scenario_100k() {
+  HISTORY=on
+  stop_nodes; start_nodes 7 --ping-interval "$PING7"
+  history_storing || log "s7: history on, but the nodes do not report natter_history_storing 1"
+  storm_gen "s7.KILL.$RUN" KILL "$(awk "BEGIN{print 0.2 + $IDLE7 + $W7 + $D7 + 1}")" -- --conns "$C7" --procs "$PROCS7" --src-addrs 7 \
+    --rooms "$R7" --big-rooms "$BIG7" --big-room-size "$BIGS7" --publishers "$R7" \
+    --rate "$RATE7" --ack self --concurrency 1000 --connect-timeout 400 --idle "$IDLE7" \
+    --warmup "$W7" --duration "$D7" --drain "$DR7" --kill-after 1
+  python3 "$ROOT/bench/report.py" mark "$RES" ping_interval="$PING7" big_rooms="$BIG7" big_size="$BIGS7"
+  stop_nodes
+  HISTORY=off
+}
+
 for RUN in $(seq 1 "$RUNS"); do
   log "---- run $RUN of $RUNS ----"
   has 1 && scenario_fanout s1 --rate "$RATE1"
@@ -561,6 +670,8 @@ for RUN in $(seq 1 "$RUNS"); do
   has 3 && scenario_memory
   has 4 && scenario_connect
   has 5 && scenario_scaleout
+  has 6 && scenario_storm
+  has 7 && scenario_100k
 done
 
 {
