@@ -372,6 +372,21 @@ nt_frame *nt_proto_heartbeat(const char *reqid) {
   return short_reply("{\"type\":\"heartbeat\"", NULL, reqid);
 }
 
+/* The sender, payload and time of a room or direct message: "userId" (null with
+ * "server":true for API pushes), "message" (JSON text, raw) and "timestamp". */
+static void sb_sent(sb *b, const char *user, const char *message, size_t len, int64_t ts_ms) {
+  if (user) {
+    sb_lit(b, ",\"userId\":");
+    sb_str(b, user);
+  } else {
+    sb_lit(b, ",\"userId\":null,\"server\":true");
+  }
+  sb_lit(b, ",\"message\":");
+  sb_raw(b, message, len);
+  sb_lit(b, ",\"timestamp\":");
+  sb_int(b, ts_ms);
+}
+
 nt_frame *nt_proto_message(const char *id, const char *room, const char *user,
                            const char *message, size_t len, int64_t ts_ms, uint64_t seq) {
   sb b;
@@ -380,16 +395,7 @@ nt_frame *nt_proto_message(const char *id, const char *room, const char *user,
   sb_str(&b, id);
   sb_lit(&b, ",\"roomId\":");
   sb_str(&b, room);
-  if (user) {
-    sb_lit(&b, ",\"userId\":");
-    sb_str(&b, user);
-  } else {
-    sb_lit(&b, ",\"userId\":null,\"server\":true");
-  }
-  sb_lit(&b, ",\"message\":");
-  sb_raw(&b, message, len);
-  sb_lit(&b, ",\"timestamp\":");
-  sb_int(&b, ts_ms);
+  sb_sent(&b, user, message, len, ts_ms);
   if (seq) {
     sb_lit(&b, ",\"seq\":");
     sb_int(&b, (int64_t)seq);
@@ -472,16 +478,7 @@ nt_frame *nt_proto_direct(const char *id, const char *from_user, const char *mes
   sb_init(&b, len + 128);
   sb_lit(&b, "{\"type\":\"direct\",\"id\":");
   sb_str(&b, id);
-  if (from_user) {
-    sb_lit(&b, ",\"userId\":");
-    sb_str(&b, from_user);
-  } else {
-    sb_lit(&b, ",\"userId\":null,\"server\":true");
-  }
-  sb_lit(&b, ",\"message\":");
-  sb_raw(&b, message, len);
-  sb_lit(&b, ",\"timestamp\":");
-  sb_int(&b, ts_ms);
+  sb_sent(&b, from_user, message, len, ts_ms);
   sb_lit(&b, "}");
   return sb_frame(&b);
 }
