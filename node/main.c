@@ -16,6 +16,16 @@
 #include "nt_url.h"
 
 static nt_node *g_node;
+static int g_exit_code;
+
+/* The bus will not come back (credentials refused for good): a node that cannot reach the
+ * cluster is stopped with a failing status, so its supervisor restarts it (and rereads a
+ * rotated credentials file) instead of keeping an unready process forever. */
+static void on_bus_closed(void *ud, const char *why) {
+  nt_log_error("stopping: the NATS connection is closed for good", "{s:s}", "error", why);
+  g_exit_code = 1;
+  nt_node_stop(g_node);
+}
 
 /* SIGHUP: reload the TLS certificate; the watcher stays. */
 static void on_sighup(uv_signal_t *s, int signum) { nt_node_reload(g_node); }
@@ -24,6 +34,13 @@ static void on_signal(uv_signal_t *s, int signum) {
   if (signum == SIGTERM) nt_node_drain(g_node);
   else nt_node_stop(g_node);
   uv_close((uv_handle_t *)s, NULL);
+}
+
+/* A start that failed before the node took the token verifier: frees what main holds. */
+static int start_failed(nt_config *cfg, nt_auth *auth) {
+  if (auth) nt_auth_free(auth);
+  nt_config_free(cfg);
+  return 1;
 }
 
 static char *read_file(const char *path) {
@@ -86,6 +103,7 @@ int main(int argc, char **argv) {
   free(pem);
 
   nt_bus_handler bh = nt_node_bus_handler(g_node);
+  bh.on_closed = on_bus_closed;
   int history = cfg.history != 0; /* auto: on, on JetStream or in memory */
   nt_presence_handler ph = nt_node_presence_handler(g_node);
   nt_bus *bus = NULL;
@@ -98,7 +116,7 @@ int main(int argc, char **argv) {
   if (cfg.nats) {
     if (nt_bus_nats_open(loop, cfg.nats, nt_node_id(g_node), &nsec, &bh, &bus)) {
       fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", nats_shown);
-      return 1;
+      return start_failed(&cfg, auth);
     }
     nt_presence_redis_opts ro = {
         .url = cfg.redis, .prefix = cfg.redis_prefix, .node_id = nt_node_id(g_node),
@@ -108,14 +126,16 @@ int main(int argc, char **argv) {
     if (nt_presence_redis_open(loop, &ro, &ph, &pres)) {
       fprintf(stderr, "natter-node: cannot set up Redis client for %s\n",
               cfg.redis_sentinel ? cfg.redis_sentinel : redis_shown);
-      return 1;
+      return start_failed(&cfg, auth);
     }
   } else {
     bus = nt_bus_mem_new(loop, &bh);
     pres = nt_presence_mem_new(loop, &ph);
     if (bus && bh.on_state) bh.on_state(bh.ud, 1);
   }
-  if (!bus || !pres) return 1;
+  if (!bus || !pres) return start_failed(&cfg, auth);
+  nt_node_attach(g_node, bus, pres, auth); /* the node owns them from here */
+  int failed = 0;
   nt_history *hist = NULL;
   if (history) {
     nt_hist_cfg hc = {
@@ -132,14 +152,16 @@ int main(int argc, char **argv) {
     if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
         fprintf(stderr, "natter-node: cannot set up the history on %s\n", nats_shown);
-        return 1;
+        failed = 1;
       }
     } else if (!(hist = nt_history_mem_new(loop, bus, &hc, NULL))) {
-      return 1;
+      failed = 1;
     }
   }
-  nt_node_attach(g_node, bus, pres, auth);
-  if (nt_node_attach_history(g_node, hist)) return 1;
+  if (failed || nt_node_attach_history(g_node, hist)) { /* not started: nothing to stop */
+    nt_config_free(&cfg);
+    return 1;
+  }
   if (nt_node_start(g_node)) {
     nt_node_stop(g_node);
     uv_run(loop, UV_RUN_DEFAULT);
@@ -176,5 +198,5 @@ int main(int argc, char **argv) {
     fprintf(stderr, "natter-node: loop closed with open handles\n");
     return 1;
   }
-  return 0;
+  return g_exit_code;
 }

@@ -51,6 +51,10 @@ typedef struct nt_bus_handler {
   void *ud;
   nt_bus_seq_msg_cb on_seq_msg; /* may be NULL: stream positions are then not read and
                                  * every message goes to on_msg */
+  /* May be NULL. The connection is closed for good and will not come back (the NATS
+   * client gave up, e.g. the server refused the credentials twice): every later publish
+   * fails. `why` is borrowed for the call. Called once, after on_state(ud, 0). */
+  void (*on_closed)(void *ud, const char *why);
 } nt_bus_handler;
 
 typedef struct nt_bus_stats {

@@ -327,11 +327,18 @@ static void handle_item(nt_bus_nats *b, xitem *it) {
   case X_DISCONNECTED:
     set_state(b, 0, "bus disconnected");
     return;
-  case X_CLOSED:
+  case X_CLOSED: {
     /* not asked for (destroy has cut the queue by then): nats.c gave up, e.g. auth */
-    nt_log_error("bus connection closed", "{s:s}", "url", b->url);
+    const char *txt = NULL;
+    natsStatus s = b->nc ? natsConnection_GetLastError(b->nc, &txt) : NATS_OK;
+    char why[512];
+    nt_url_redact(s == NATS_OK ? "closed by the NATS client"
+                  : txt && *txt ? txt : natsStatus_GetText(s), why, sizeof why);
+    nt_log_error("bus connection closed for good", "{s:s, s:s}", "url", b->url, "error", why);
     set_state(b, 0, "bus disconnected");
+    if (b->base.h.on_closed) b->base.h.on_closed(b->base.h.ud, why);
     return;
+  }
   }
 }
 

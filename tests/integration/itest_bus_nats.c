@@ -151,7 +151,7 @@ static void wait_counts(fx *f, int a, int b, int timeout_ms) {
 
 static nt_bus *new_bus(fx *f, node *nd, const char *name) {
   nd->name = name;
-  nt_bus_handler h = {on_msg, on_state, nd, NULL};
+  nt_bus_handler h = {.on_msg = on_msg, .on_state = on_state, .ud = nd};
   nt_bus *bus = NULL;
   assert_int_equal(nt_bus_nats_new(&f->loop, f->url, name, &h, &bus), 0);
   assert_non_null(bus);
@@ -398,7 +398,7 @@ static void test_bus_created_while_server_down(void **state) {
 
 static void test_invalid_arguments(void **state) {
   fx *f = *state;
-  nt_bus_handler h = {on_msg, NULL, &f->a, NULL};
+  nt_bus_handler h = {.on_msg = on_msg, .ud = &f->a};
   nt_bus *bus = NULL;
   assert_int_equal(nt_bus_nats_new(&f->loop, " , ", "x", &h, &bus), NT_EINVAL);
   assert_null(bus);

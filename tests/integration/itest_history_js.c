@@ -140,7 +140,7 @@ static int setup(void **state) {
   assert_non_null(mkdtemp(f->dir));
   if (nt_testsrv_nats_start_js(&f->srv, 0, 0, f->dir, 10000)) fail_msg("cannot start nats-server -js");
   snprintf(f->url, sizeof f->url, "nats://127.0.0.1:%d", f->srv.port);
-  nt_bus_handler bh = {on_msg, NULL, f, on_seq};
+  nt_bus_handler bh = {.on_msg = on_msg, .ud = f, .on_seq_msg = on_seq};
   assert_int_equal(nt_bus_nats_new(&f->loop, f->url, "itest-bus", &bh, &f->bus), 0);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
   f->h = new_history(f, 1000);

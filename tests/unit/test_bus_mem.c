@@ -70,7 +70,7 @@ static void close_loop(uv_loop_t *loop) {
 static int setup(void **state) {
   fx *f = test_calloc(1, sizeof *f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  nt_bus_handler h = {on_msg, NULL, f, NULL};
+  nt_bus_handler h = {.on_msg = on_msg, .ud = f};
   f->bus = nt_bus_mem_new(&f->loop, &h);
   assert_non_null(f->bus);
   *state = f;
@@ -365,7 +365,7 @@ static void test_invalid_arguments(void **state) {
   assert_int_equal(nt_bus_request(f->bus, "a.>", "x", 1, 10, on_reply, f), NT_EINVAL);
   assert_int_equal(nt_bus_request(f->bus, "a", "x", 1, 10, NULL, f), NT_EINVAL);
   assert_int_equal(nt_bus_publish(f->bus, "a", NULL, 0, NULL), 0); /* empty payload */
-  nt_bus_handler none = {NULL, NULL, NULL, NULL};
+  nt_bus_handler none = {0};
   assert_null(nt_bus_mem_new(&f->loop, &none));
 }
 

@@ -265,7 +265,7 @@ static void test_mem_tenant_quota_and_msg_size(void **state) {
   (void)state;
   hfix *f = calloc(1, sizeof *f);
   assert_int_equal(uv_loop_init(&f->loop), 0);
-  nt_bus_handler bh = {on_plain, NULL, f, on_seq};
+  nt_bus_handler bh = {.on_msg = on_plain, .ud = f, .on_seq_msg = on_seq};
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
   nt_hist_cfg cfg = {.max_age_s = 3600, .max_per_room = 1000, .replicas = 1,
