@@ -47,6 +47,13 @@ typedef struct nt_hist_cfg {
                           * (nt_hist_quota.h; a day when max_age_s is 0); past it the
                           * tenant's messages are delivered live-only; 0: no quota */
   const struct nt_nats_sec *nats_sec; /* JetStream: credentials and TLS (NULL: none) */
+  /* JetStream: 0 for the one stream `stream` over natter.room.>; p >= 1 for partition
+   * p - 1 of several: the stream "<stream>_<p-1>" over natter.hist.<p-1>.> (nt_subject.h;
+   * set by nt_history_shard_new). */
+  int partition;
+  /* A per-tenant budget shared by several histories (the sharding wrapper's), borrowed:
+   * it must outlive them. NULL: each history has its own, from tenant_bytes. */
+  struct nt_hist_quota *quota;
 } nt_hist_cfg;
 
 /* One stored message. `data` is what was published (the envelope), borrowed. */
@@ -172,5 +179,23 @@ nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *
  * otherwise NT_EINVAL, NT_ENOMEM or NT_EBUS. */
 int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char *name,
                       const nt_hist_cfg *cfg, const nt_hist_handler *h, nt_history **out);
+
+/* Room history over `n` (1..NT_HISTORY_SHARDS_MAX) histories (nt_history_shard.c): each room lives in
+ * the one chosen by nt_subject_room_shard(subject, n), every call about a room is
+ * forwarded to it unchanged, so sequences, resume, pages and gap repair are those of one
+ * history per room. make(ctx, k, cfg, h, &out) creates shard k with `cfg` (a copy of the
+ * caller's with partition k + 1, max_bytes / n, and one quota shared by all) and returns
+ * 0. storing() is 1 while every shard stores (the "storing" stat: all of them); on_state
+ * reports changes of that; stats are the sum. nt_history_shard_stats() reads one shard.
+ * On success writes *out and returns 0; the shards made so far are destroyed on failure. */
+#define NT_HISTORY_SHARDS_MAX 64
+typedef int (*nt_history_make_fn)(void *ctx, unsigned k, const nt_hist_cfg *cfg,
+                                  const nt_hist_handler *h, nt_history **out);
+int nt_history_shard_new(uv_loop_t *loop, unsigned n, const nt_hist_cfg *cfg,
+                         nt_history_make_fn make, void *ctx, const nt_hist_handler *h,
+                         nt_history **out);
+/* Shards of a sharded history (0 for any other history); fills shard k's stats when
+ * k < the count. */
+unsigned nt_history_shard_stats(nt_history *h, unsigned k, nt_hist_stats *out);
 
 #endif

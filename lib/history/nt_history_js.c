@@ -63,6 +63,8 @@ typedef struct hist_js {
   uint64_t err_log_at;
   nt_hist_stats st;
   nt_hist_quota *quota;  /* per-tenant budget (nt_hist_quota.h) */
+  int own_quota;         /* quota is this history's (not a shared one) */
+  int part;              /* partition (nt_hist_cfg.partition - 1), -1: the one stream */
   size_t max_msg_bytes;  /* 0: none */
   int closing, tick_open;
 } hist_js;
@@ -183,6 +185,11 @@ static void finish_job(hist_js *j, job *jb, int closed) {
                       (json_int_t)j->q->max_bytes, "max_msg_bytes",
                       (json_int_t)j->q->max_msg_bytes, "storage",
                       j->q->memory_storage ? "memory" : "file", "replicas", j->q->replicas);
+        if (jb->other_msgs)
+          nt_log_warn("history stream of another --history-streams layout still holds "
+                      "messages; they are not read (its rooms now live in other streams)",
+                      "{s:s, s:s, s:I}", "stream", j->q->stream, "other", j->q->other, "messages",
+                      (json_int_t)jb->other_msgs);
         j->confirmed = 1;
         set_storing(j, 1, NULL);
       } else {
@@ -324,14 +331,23 @@ static int js_ensure(nt_history *hh, nt_hist_done_cb cb, void *ud) {
   return start_ensure(j, 0, cb, ud);
 }
 
+/* The subject the stream stores a room subject's messages under: itself, or
+ * natter.hist.<part>.<tenant>.<room> in a partition. */
+static int stored_subject(const hist_js *j, const char *subject, char *out) {
+  if (j->part < 0) return snprintf(out, NT_SUBJECT_MAX, "%s", subject) < NT_SUBJECT_MAX ? 0 : -1;
+  return nt_subject_hist_of(out, NT_SUBJECT_MAX, (unsigned)j->part, subject);
+}
+
 static int js_publish(nt_history *hh, const char *subject, const void *data, size_t len) {
   hist_js *j = (hist_js *)hh;
   if (j->closing) return NT_ECLOSED;
   char live[NT_SUBJECT_MAX];
   int ll = nt_subject_live_of(live, sizeof live, subject);
-  if (ll < 0 || (len && !data)) return NT_EINVAL;
+  char stored[NT_SUBJECT_MAX];
+  if (ll < 0 || (len && !data) || stored_subject(j, subject, stored) < 0) return NT_EINVAL;
   j->st.published++;
   int over = nt_hist_over_quota(j->quota, j->max_msg_bytes, subject, len, uv_now(j->loop));
+  subject = stored;
   if (!j->storing || over) {
     int rc = nt_bus_publish(j->bus, live, data, len, NULL);
     if (rc == 0) j->st.live_only++;
@@ -374,7 +390,10 @@ static int start_fetch(hist_js *j, int kind, const char *subject, uint64_t a, ui
   job *jb = calloc(1, sizeof *jb);
   if (!jb) return NT_ENOMEM;
   jb->kind = kind;
-  snprintf(jb->subject, sizeof jb->subject, "%s", subject);
+  if (stored_subject(j, subject, jb->subject) < 0) {
+    free(jb);
+    return NT_EINVAL;
+  }
   jb->a = a;
   jb->b = b;
   jb->max = max;
@@ -411,7 +430,7 @@ static void js_stats(nt_history *hh, nt_hist_stats *out) {
 static void hist_closed(uv_handle_t *h) {
   hist_js *j = h->data;
   xq_release(j->q);
-  nt_hist_quota_free(j->quota);
+  if (j->own_quota) nt_hist_quota_free(j->quota);
   free(j->ring);
   free(j);
 }
@@ -507,15 +526,24 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   if (!loop || !bus || !urls || !cfg || !out || cfg->max_per_room < 1 || cfg->replicas < 1 ||
       cfg->replicas > 5 || cfg->max_age_s < 0)
     return NT_EINVAL;
-  const char *stream = cfg->stream ? cfg->stream : NT_HISTORY_STREAM;
-  if (strlen(stream) >= 64 || !nt_bus_subject_valid(stream, 0) || strchr(stream, '.'))
+  const char *base = cfg->stream ? cfg->stream : NT_HISTORY_STREAM;
+  char stream[64], other[64];
+  int part = cfg->partition - 1;
+  if (part < -1 || part >= NT_HISTORY_SHARDS_MAX) return NT_EINVAL;
+  /* the stream of the other layout (one stream / partitions), named in a warning */
+  snprintf(other, sizeof other, "%s_0", base);
+  if (part >= 0) snprintf(other, sizeof other, "%s", base);
+  if (strlen(base) >= 60 || !nt_bus_subject_valid(base, 0) || strchr(base, '.'))
     return NT_EINVAL;
+  snprintf(stream, sizeof stream, part < 0 ? "%s" : "%s_%d", base, part);
   hist_js *j = calloc(1, sizeof *j);
   xq *q = calloc(1, sizeof *q);
   pend *ring = calloc(RING_CAP, sizeof *ring);
-  nt_hist_quota *quota = nt_hist_quota_new(cfg->tenant_bytes, nt_hist_quota_window_ms(cfg));
+  nt_hist_quota *quota = cfg->quota ? cfg->quota
+                                    : nt_hist_quota_new(cfg->tenant_bytes,
+                                                        nt_hist_quota_window_ms(cfg));
   if (!j || !q || !ring || !quota || uv_mutex_init(&q->mu) != 0) {
-    nt_hist_quota_free(quota);
+    if (!cfg->quota) nt_hist_quota_free(quota);
     free(j);
     free(q);
     free(ring);
@@ -523,7 +551,7 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   }
   if (uv_cond_init(&q->cv) != 0) {
     uv_mutex_destroy(&q->mu);
-    nt_hist_quota_free(quota);
+    if (!cfg->quota) nt_hist_quota_free(quota);
     free(j);
     free(q);
     free(ring);
@@ -531,6 +559,8 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   }
   atomic_init(&q->refs, 1); /* the history's */
   snprintf(q->stream, sizeof q->stream, "%s", stream);
+  snprintf(q->other, sizeof q->other, "%s", other);
+  q->part = part;
   q->max_age_s = cfg->max_age_s;
   q->max_per_room = cfg->max_per_room;
   q->max_bytes = cfg->max_bytes ? (int64_t)cfg->max_bytes : DEFAULT_MAX_BYTES;
@@ -544,6 +574,8 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   j->q = q;
   j->ring = ring;
   j->quota = quota;
+  j->own_quota = !cfg->quota;
+  j->part = part;
   j->max_msg_bytes = cfg->max_msg_bytes;
   j->head_tok = j->next_tok = 1;
   j->storing = 1; /* until the stream says otherwise: early publications are tracked */

@@ -46,6 +46,7 @@ typedef struct job {
   size_t n, cap;
   char err[160];         /* ENSURE: why it failed */
   int stream_warn;       /* ENSURE: the existing stream could not be updated */
+  uint64_t other_msgs;   /* ENSURE: messages in the stream of the other layout (q->other) */
 } job;
 
 typedef struct ackitem {
@@ -67,6 +68,8 @@ typedef struct xq {
   /* immutable after creation: what the workers need */
   jsCtx *js;
   char stream[64];
+  char other[64];        /* the stream of the other --history-streams layout */
+  int part;              /* partition, -1: the one stream over natter.room.> */
   double max_age_s;
   long max_per_room;
   int64_t max_bytes, max_msg_bytes; /* stream max_bytes, max_msg_size (-1: none) */

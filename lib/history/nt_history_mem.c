@@ -59,6 +59,7 @@ typedef struct hist_mem {
   double max_age_s;
   size_t max_per_room, max_bytes, max_msg_bytes;
   nt_hist_quota *quota; /* per-tenant budget */
+  int own_quota;        /* quota is this history's (not a shared one) */
   nt_map rooms;    /* subject -> mroom* */
   mmsg *ghead, *gtail;
   uint64_t gseq;
@@ -325,7 +326,7 @@ static void mem_stats(nt_history *hh, nt_hist_stats *out) {
 
 static void mem_closed(uv_handle_t *hd) {
   hist_mem *m = hd->data;
-  nt_hist_quota_free(m->quota);
+  if (m->own_quota) nt_hist_quota_free(m->quota);
   free(m);
 }
 
@@ -364,9 +365,11 @@ nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *
   if (!loop || !bus || !cfg || cfg->max_per_room < 1) return NULL;
   hist_mem *m = calloc(1, sizeof *m);
   if (!m) return NULL;
-  m->quota = nt_hist_quota_new(cfg->tenant_bytes, nt_hist_quota_window_ms(cfg));
+  m->own_quota = !cfg->quota;
+  m->quota = cfg->quota ? cfg->quota
+                        : nt_hist_quota_new(cfg->tenant_bytes, nt_hist_quota_window_ms(cfg));
   if (!m->quota || uv_idle_init(loop, &m->idle) != 0) {
-    nt_hist_quota_free(m->quota);
+    if (m->own_quota) nt_hist_quota_free(m->quota);
     free(m);
     return NULL;
   }

@@ -783,6 +783,28 @@ int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const
   return 1;
 }
 
+/* Per-stream history series (label stream="k") with --history-streams K > 1. */
+static void hist_stream_metrics(nt_prom *w, nt_history *h) {
+  unsigned n = h ? nt_history_shard_stats(h, 0, NULL) : 0;
+  static const char *const names[][2] = {
+      {"history_stream_storing", "1 while this stream stores room messages."},
+      {"history_stream_published_total", "Room messages published to this stream's rooms."},
+      {"history_stream_stored_total", "Room messages this stream confirmed stored."},
+      {"history_stream_live_only_total", "Messages of this stream's rooms delivered live-only."},
+  };
+  for (size_t i = 0; n && i < sizeof names / sizeof names[0]; i++) {
+    nt_prom_head(w, names[i][0], i ? "counter" : "gauge", names[i][1]);
+    for (unsigned k = 0; k < n; k++) {
+      nt_hist_stats st = {0};
+      nt_history_shard_stats(h, k, &st);
+      uint64_t v[] = {(uint64_t)st.storing, st.published, st.stored, st.live_only + st.resent};
+      char labels[32];
+      snprintf(labels, sizeof labels, "{stream=\"%u\"}", k);
+      nt_prom_sample(w, names[i][0], labels, v[i]);
+    }
+  }
+}
+
 void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_resume *res = n->res;
   if (!res) return;
@@ -821,4 +843,5 @@ void nt_resume_metrics(nt_chat *n, nt_prom *w) {
          "Replays larger than half the send queue, sent as the socket took them.", res->m.paced);
   nt_prom_metric(w, "history_pages_total", "counter",
          "History pages requested (action and HTTP API).", res->m.pages);
+  hist_stream_metrics(w, res->h);
 }

@@ -489,6 +489,32 @@ static void handle_presence(nt_chat *n, nt_conn *c, const nt_api_match *m,
 
 /* ================================================================ operations ===== */
 
+/* Per-shard presence series (label shard="k") when presence is sharded (--redis-shards). */
+static void shard_metrics(nt_prom *w, nt_presence *p) {
+  unsigned n = nt_presence_shards(p, 0, NULL, NULL);
+  static const struct {
+    const char *name, *type, *help;
+  } m[] = {
+      {"presence_shard_connected", "gauge", "1 while connected to this presence shard."},
+      {"presence_shard_ops_total", "counter", "Presence operations sent to this shard."},
+      {"presence_shard_errors_total", "counter", "Failed presence operations of this shard."},
+      {"presence_shard_reaped_nodes_total", "counter", "Dead nodes this node reaped in this shard."},
+      {"presence_shard_reconnects_total", "counter", "Reconnections to this shard."},
+  };
+  for (size_t i = 0; n && i < sizeof m / sizeof m[0]; i++) {
+    nt_prom_head(w, m[i].name, m[i].type, m[i].help);
+    for (unsigned k = 0; k < n; k++) {
+      nt_presence_stats st = {0};
+      int up = 0;
+      nt_presence_shards(p, k, &st, &up);
+      uint64_t v[] = {(uint64_t)up, st.ops, st.errors, st.reaped_nodes, st.reconnects};
+      char labels[32];
+      snprintf(labels, sizeof labels, "{shard=\"%u\"}", k);
+      nt_prom_sample(w, m[i].name, labels, v[i]);
+    }
+  }
+}
+
 static void handle_metrics(nt_chat *n, nt_conn *c, int ka) {
   nt_prom w = NT_PROM_INIT;
   nt_metrics_render(&n->m, &w);
@@ -519,6 +545,7 @@ static void handle_metrics(nt_chat *n, nt_conn *c, int ka) {
     nt_prom_metric(&w, "presence_client_reconnects_total", "counter", "Reconnections counted by the store client.", ps.reconnects);
     nt_prom_metric(&w, "presence_errors_total", "counter", "Failed presence operations.", ps.errors);
     nt_prom_metric(&w, "presence_queued", "gauge", "Presence operations waiting for the store's window of commands in flight.", ps.queued);
+    shard_metrics(&w, n->pres);
   }
   nt_resume_metrics(n, &w);
   char *body = nt_prom_take(&w);

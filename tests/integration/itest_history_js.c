@@ -120,7 +120,7 @@ static int c_stored(fx *f, void *arg) {
 static int c_storing(fx *f, void *arg) { return nt_history_storing(f->h) == *(int *)arg; }
 
 static nt_history *new_history(fx *f, long per_room) {
-  nt_hist_cfg cfg = {3600, per_room, 0, 1, NULL, 0, 0, 0, NULL};
+  nt_hist_cfg cfg = {3600, per_room, 0, 1, NULL, 0, 0, 0, NULL, 0, NULL};
   nt_history *h = NULL;
   assert_int_equal(nt_history_js_new(&f->loop, f->bus, f->url, "itest", &cfg, NULL, &h), 0);
   return h;

@@ -106,7 +106,7 @@ static hfix *hfix_new(long per_room, double max_age, size_t max_bytes) {
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_non_null(f->bus);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
-  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, 0, 0, NULL};
+  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, 0, 0, NULL, 0, NULL};
   f->h = nt_history_mem_new(&f->loop, f->bus, &cfg, NULL);
   assert_non_null(f->h);
   return f;
