@@ -398,7 +398,45 @@ def table(path):
                 r = ""
             p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
     hist = sel(system="natter-history")
-    if hist:
+    streams = sel(system="natter-streams")
+    if streams:
+        k = max(r.get("streams", 0) for r in streams)
+        p("")
+        p("History over 1 stream vs %d streams (--history-streams) — natter, 2 nodes, one "
+          "nats-server, file storage, 1 replica (ratio = %d / 1, medians)" % (k, k))
+        p("")
+        p("| scenario | metric | 1 stream | %d streams | %d / 1 |" % (k, k))
+        p("|---|---|---:|---:|---:|")
+        for sc, title in (("s1", "1 fan-out %s msg/s"), ("s2", "2 fan-out max rate")):
+            one, many = sel(scenario=sc, system="natter-history"), sel(scenario=sc, system="natter-streams")
+            if not many:
+                continue
+            if "%s" in title:
+                title = title % fmt(med(one or many, "rate"), 0)
+            for label, key, sub_, dg in (
+                    ("deliveries/s", "deliveries_per_s", None, 0),
+                    ("delivery ratio", "delivery_ratio", None, 4),
+                    ("latency p50 ms", "lat_ms", "p50", 2),
+                    ("latency p99 ms", "lat_ms", "p99", 2),
+                    ("server CPU (cores)", "server_cores", None, 2),
+                    ("server CPU µs/delivery", "cpu_us_per_delivery", None, 2),
+                    ("background CPU (cores, others)", "bg_cores", None, 2),
+                    ("CPU stolen by the hypervisor (cores)", "steal_cores", None, 3)):
+                a, b = med(one, key, sub_), med(many, key, sub_)
+                r = "" if key in ("delivery_ratio", "bg_cores", "steal_cores") or not a or b is None \
+                    else "%.2f" % (b / a)
+                p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
+            pairs = []
+            for rn in sorted({r.get("run") for r in many}):
+                x = [r for r in one if r.get("run") == rn]
+                y = [r for r in many if r.get("run") == rn]
+                if x and y and x[0].get("deliveries_per_s") and y[0].get("deliveries_per_s"):
+                    pairs.append("%.2f" % (y[0]["deliveries_per_s"] / x[0]["deliveries_per_s"]))
+            stored = " ".join("%s/%s" % (fmt(r.get("history_stored"), 0),
+                                         fmt(r.get("history_live_only"), 0)) for r in many)
+            p("| %s | per run: deliveries/s %d/1; messages stored/live-only (%d streams) | | | %s; %s |" % (
+                title, k, k, " ".join(pairs) or "—", stored))
+    if hist and not streams:
         p("")
         p("History on vs off — natter, 2 nodes; history on: JetStream stream NATTER_ROOMS, "
           "file storage, 1 replica (ratio = on / off, medians)")
