@@ -728,9 +728,11 @@ void nt_resume_leave(nt_chat *n, nt_conn *c, nt_room *r) {
   if (rs) rs_remove(r->hist, rs);
 }
 
-int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len) {
+int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len,
+                      const nt_hist_pub *pub) {
   if (!n->res || !n->res->h) return nt_bus_publish(n->bus, subject, data, len, NULL);
-  return nt_history_publish(n->res->h, subject, data, len);
+  int rc = nt_history_publish(n->res->h, subject, data, len, pub);
+  return rc ? rc : 1;
 }
 
 void nt_resume_on_live(nt_chat *n, nt_room *r, const Natter__Envelope *env,

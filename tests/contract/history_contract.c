@@ -151,7 +151,7 @@ static void publish(hfx *f, int r, const char *tag, int n) {
   for (int i = 0; i < n; i++) {
     char m[32];
     int len = snprintf(m, sizeof m, "%s%d", tag, i);
-    assert_int_equal(CALL(f, nt_history_publish(f->h, f->room[r], m, (size_t)len)), 0);
+    assert_int_equal(CALL(f, nt_history_publish(f->h, f->room[r], m, (size_t)len, NULL)), 0);
   }
   want w = {f, before + n};
   if (!nt_ct_run_until(&f->loop, c_live, &w, 10000))
@@ -324,7 +324,7 @@ static void test_invalid_arguments(void **state) {
   const char *bad[] = {"natter.user.t.u", "foo", "natter.room.t", "natter.room.t.r.x",
                        "natter.room.*.r", "natter.room.t.>", ""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    if (CALL(f, nt_history_publish(f->h, bad[i], "x", 1)) != NT_EINVAL ||
+    if (CALL(f, nt_history_publish(f->h, bad[i], "x", 1, NULL)) != NT_EINVAL ||
         CALL(f, nt_history_fetch_after(f->h, bad[i], 0, 0, 10, on_fetch, &x)) != NT_EINVAL ||
         CALL(f, nt_history_fetch_page(f->h, bad[i], 0, 10, on_fetch, &x)) != NT_EINVAL)
       fail_msg("%s: subject \"%s\" accepted", F->name, bad[i]);
@@ -337,7 +337,7 @@ static void test_invalid_arguments(void **state) {
                    NT_EINVAL);
   assert_int_equal(CALL(f, nt_history_fetch_page(f->h, f->room[0], 0, 5, NULL, NULL)),
                    NT_EINVAL);
-  assert_int_equal(CALL(f, nt_history_publish(f->h, f->room[0], NULL, 4)), NT_EINVAL);
+  assert_int_equal(CALL(f, nt_history_publish(f->h, f->room[0], NULL, 4, NULL)), NT_EINVAL);
   nt_ct_run_until(&f->loop, NULL, NULL, 200);
   assert_int_equal(x.calls, 0); /* an error return means no callback, ever */
   assert_int_equal(f->n, 0);    /* and nothing published */
