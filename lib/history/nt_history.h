@@ -140,7 +140,6 @@ typedef struct nt_hist_stats {
                           * "cannot store now" answer */
   uint64_t duplicates;   /* ... acknowledged as duplicates of a stored msg_id */
   uint64_t unavailable;  /* ... completed NT_ETIMEOUT (not acknowledged in time) */
-  uint64_t untracked;    /* published without confirmation tracking (tracking full) */
   uint64_t outages;      /* changes from storing to not storing */
   uint64_t fetches;      /* fetch requests completed */
   uint64_t fetch_errors; /* ... that failed */

@@ -47,7 +47,7 @@ static int publish_env(nt_chat *n, const char *subject, const Natter__Envelope *
 }
 
 int nt_client_msg_id_valid(const char *id) {
-  return id && strlen(id) <= NT_MSG_ID_MAX && nt_id_valid(id) == 0;
+  return id && strlen(id) <= NT_MSG_ID_MAX && nt_id_valid(id);
 }
 
 /* The history's answer for one message, relayed to the sender's callback. */
@@ -550,7 +550,13 @@ static void act_send(nt_chat *n, nt_conn *c, const nt_req *rq, int direct) {
   int r = nt_client_publish_message(n, &msg, id);
   free(payload);
   if (r == 1) return; /* the ack follows once the history stored it (on_stored) */
-  if (r) nt_client_send_error(n, c, "internal", "message bus unavailable", rq->reqid);
+  if (r == NT_EAGAIN && n->res) /* history on: not stored, resend with the same id */
+    nt_client_send_error(n, c, "unavailable", "the history cannot take the message now",
+                         rq->reqid);
+  else if (r == NT_EINVAL)
+    nt_client_send_error(n, c, "bad_request", "invalid id", rq->reqid);
+  else if (r)
+    nt_client_send_error(n, c, "internal", "message bus unavailable", rq->reqid);
   else send_frame(c, nt_proto_ack(id, rq->reqid));
   if (op) conn_op_free(op);
 }
