@@ -45,6 +45,7 @@ typedef struct pend {
   uint64_t retry_at;     /* != 0: the stream said "cannot store now", resend then */
   unsigned attempts;
   int done;
+  int live_only;         /* over quota or size: published live, never sent to the stream */
   size_t len;
   uint8_t *buf;          /* room subject, NUL, msg id (maybe empty), NUL, data */
   nt_hist_ack_cb cb;
@@ -353,7 +354,7 @@ static void on_tick(uv_timer_t *t) {
       continue;
     }
     if (restart) p->sent_ms = now;
-    if (!connected) continue;
+    if (!connected || p->live_only) continue; /* live_only: completed by queue_limit */
     int due = p->retry_at ? now >= p->retry_at : now >= p->sent_ms + ATTEMPT_MS;
     if (!due) continue;
     if (!p->retry_at) unanswered++;
@@ -413,8 +414,9 @@ static int js_publish(nt_history *hh, const char *subject, const void *data, siz
   if (len) memcpy(buf + sl + il + 2, data, len);
   uint64_t tok = j->next_tok, now = uv_now(j->loop);
   pend *p = &j->ring[tok & (RING_CAP - 1)];
-  *p = (pend){.token = tok, .deadline_ms = now + j->ack_timeout_ms, .len = len, .buf = buf,
-              .cb = pub ? pub->on_ack : NULL, .ud = pub ? pub->ud : NULL};
+  *p = (pend){.token = tok, .sent_ms = now, .deadline_ms = now + j->ack_timeout_ms,
+              .live_only = over, .len = len, .buf = buf, .cb = pub ? pub->on_ack : NULL,
+              .ud = pub ? pub->ud : NULL};
   /* over the tenant's budget or the size limit: delivered live-only, never stored */
   int rc = over ? nt_bus_publish(j->bus, live, data, len, NULL) : send_pend(j, p);
   if (rc) {
