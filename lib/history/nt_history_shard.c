@@ -87,9 +87,10 @@ static int sh_ensure(nt_history *hh, nt_hist_done_cb cb, void *ud) {
   return 0;
 }
 
-static int sh_publish(nt_history *hh, const char *subject, const void *data, size_t len) {
+static int sh_publish(nt_history *hh, const char *subject, const void *data, size_t len,
+                      const nt_hist_pub *pub) {
   nt_history *to = route(hh, subject);
-  return to ? nt_history_publish(to, subject, data, len) : NT_EINVAL;
+  return to ? nt_history_publish(to, subject, data, len, pub) : NT_EINVAL;
 }
 
 static int sh_fetch_after(nt_history *hh, const char *subject, uint64_t after, uint64_t upto,
@@ -123,7 +124,8 @@ static void sh_stats(nt_history *hh, nt_hist_stats *out) {
     out->live_only += st.live_only;
     out->over_quota += st.over_quota;
     out->resent += st.resent;
-    out->untracked += st.untracked;
+    out->duplicates += st.duplicates;
+    out->unavailable += st.unavailable;
     out->outages += st.outages;
     out->fetches += st.fetches;
     out->fetch_errors += st.fetch_errors;
