@@ -244,6 +244,8 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
  * caller's with partition k + 1, max_bytes / n, and one quota shared by all) and returns
  * 0. storing() is 1 while every shard stores (the "storing" stat: all of them); on_state
  * reports changes of that; stats are the sum. nt_history_shard_stats() reads one shard.
+ * msg_id keys are deduplicated by the room's shard: the same key in two rooms of
+ * different shards is two publications (within one shard, as in any history, one).
  * On success writes *out and returns 0; the shards made so far are destroyed on failure. */
 #define NT_HISTORY_SHARDS_MAX 64
 typedef int (*nt_history_make_fn)(void *ctx, unsigned k, const nt_hist_cfg *cfg,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "nt_contract.h"
+#include "nt_subject.h"
 #include "nt_testsrv.h"
 
 /* Ready once the stream has confirmed it exists (nt_history_storing is 1 from the start:
@@ -49,6 +50,11 @@ static nt_history *js_sharded(void *ctx, uv_loop_t *loop, nt_bus *bus, const nt_
   return h;
 }
 
+/* Rooms of one of the 3 streams share msg_id keys. */
+static int same_of_3(void *ctx, const char *a, const char *b) {
+  return nt_subject_room_shard(a, 3) == nt_subject_room_shard(b, 3);
+}
+
 int main(void) {
   nt_testsrv srv;
   char dir[] = "/tmp/nt-contract-js-XXXXXX";
@@ -64,7 +70,8 @@ int main(void) {
                              .ctx = url};
   int failed = nt_ct_history_run(&f);
   nt_ct_history_factory sf = {.name = "history contract: JetStream, 3 streams",
-                              .bus = f.bus, .create = js_sharded, .ctx = url};
+                              .bus = f.bus, .create = js_sharded, .ctx = url,
+                              .keys_per_shard = 1, .same_shard = same_of_3};
   failed += nt_ct_history_run(&sf);
   nt_testsrv_stop(&srv);
   char cmd[128];

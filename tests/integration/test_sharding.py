@@ -1,7 +1,8 @@
 """Sharding (docs/presence.md "Sharding", docs/history.md "Several streams"): presence over
 two redis-servers chosen by tenant (--redis-shards) — tenants land on both, online and
 offline events work, killing one Redis affects only its tenants, a dead node is reaped in
-both shards — and room history over three JetStream streams (--history-streams 3) —
+both shards, one Sentinel group with a primary per shard failing over one of them — and
+room history over three JetStream streams (--history-streams 3) —
 messages of many rooms spread over the streams, resume with `since` and `history` pages
 unchanged."""
 
@@ -224,3 +225,76 @@ def test_history_streams_change_warns_about_the_old_stream(harness):
     line = next(l for l in B.log_lines_json()
                 if l.get("msg", "").startswith("history stream of another"))
     assert line["other"] == "NATTER_ROOMS" and line["messages"] == 1, line
+
+
+def test_sentinel_shards_failover_of_one(harness):
+    """One group of three sentinels monitoring two primaries, one presence shard each
+    (--redis-master natter,natter1): kill -9 of shard 1's primary fails over to its
+    replica; shard 1's tenant has presence again after the switch, shard 0's tenant never
+    lost it, nobody is announced offline."""
+    from test_sentinel import MASTER, Sentinel, command, start_redis, switch_watcher
+    nats = harness.nats()
+    p0 = start_redis(harness, "redis-p0")
+    p1 = start_redis(harness, "redis-p1")
+    r1 = start_redis(harness, "redis-r1", replica_of=p1)
+    nh.wait_until(lambda: b"master_link_status:up" in command(r1.port, "INFO", "replication"),
+                  t(10), what="replica in sync")
+    extra = (f"sentinel monitor natter1 {nh.HOST} {p1.port} 2",
+             "sentinel down-after-milliseconds natter1 1000",
+             "sentinel failover-timeout natter1 3000")
+    sentinels = []
+    for i in range(3):
+        log, _ = harness._log(f"sentinel{i}")
+        sentinels.append(harness._start(Sentinel(log, p0.port, conf_extra=extra)).wait_ready())
+
+    def agreed():
+        for s in sentinels:
+            for m in (MASTER, "natter1"):
+                if command(s.port, "SENTINEL", "sentinels", m).count(b"runid") < 2:
+                    return False
+            if command(s.port, "SENTINEL", "replicas", "natter1").count(b"runid") < 1:
+                return False
+        return True
+    nh.wait_until(agreed, t(20), interval=0.2, what="sentinels that know each other")
+    args = ("--redis-sentinel", ",".join(f"{nh.HOST}:{s.port}" for s in sentinels),
+            "--redis-master", f"{MASTER},natter1")
+    A = harness.node("A", nats=nats, args=args, ready=True)
+    B = harness.node("B", nats=nats, args=args, ready=True)
+
+    async def body():
+        a0 = await Client.connect(A, "ann", tenant=T0)
+        b0 = await Client.connect(B, "bea", tenant=T0)
+        a1 = await Client.connect(A, "cid", tenant=T1)
+        b1 = await Client.connect(B, "dan", tenant=T1)
+        everyone = (a0, b0, a1, b1)
+        try:
+            for c in everyone:
+                await c.join("lobby")
+            await a0.expect("presence", userId="bea", status="online", timeout=t(5))
+            await a1.expect("presence", userId="dan", status="online", timeout=t(5))
+            assert tenant_keys(p0, T0) and not tenant_keys(p0, T1)
+            assert tenant_keys(p1, T1) and not tenant_keys(p1, T0)
+            watch, writer = await switch_watcher(sentinels[-1].port)
+            await asyncio.sleep(0.3)  # replication of the last writes
+            p1.kill()
+            await asyncio.sleep(0.3)
+            assert await presence_ok(a0, "lobby") == ["ann", "bea"]  # shard 0 untouched
+            switched_at, text = await asyncio.wait_for(watch, t(20))
+            writer.close()
+            assert "natter1" in text, text
+            while not (await presence_ok(a1, "lobby") == ["cid", "dan"] and
+                       await presence_ok(b1, "lobby") == ["cid", "dan"]):
+                assert time.monotonic() - switched_at < t(10), "shard 1 not back"
+                await asyncio.sleep(0.1)
+            print(f"shard 1 answered {time.monotonic() - switched_at:.2f}s after its "
+                  f"+switch-master")
+            assert tenant_keys(r1, T1)  # the promoted replica holds shard 1 now
+            assert await presence_ok(b0, "lobby") == ["ann", "bea"]
+            await asyncio.sleep(1.0)
+            for c in everyone:
+                assert not offline_events(c), (c.name, c.received("presence"))
+            for n in (A, B):
+                assert n.alive() and n.get("/readyz")[0] == 200
+        finally:
+            await close_all(*everyone)
+    run(body())

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "nt_contract.h"
+#include "nt_subject.h"
 
 static nt_bus *mem_bus(void *ctx, uv_loop_t *loop, const nt_bus_handler *h) {
   return nt_bus_mem_new(loop, h);
@@ -47,6 +48,11 @@ static nt_history *sharded_history(void *ctx, uv_loop_t *loop, nt_bus *bus,
   return nt_history_shard_new(loop, 3, cfg, mem_hist_shard, &c, NULL, &h) ? NULL : h;
 }
 
+/* Rooms of one of the 3 streams share msg_id keys. */
+static int same_of_3(void *ctx, const char *a, const char *b) {
+  return nt_subject_room_shard(a, 3) == nt_subject_room_shard(b, 3);
+}
+
 int main(void) {
   nt_ct_bus_factory bus = {.name = "bus contract: memory", .create = mem_bus};
   nt_ct_presence_factory pres = {.name = "presence contract: memory", .create = mem_presence};
@@ -58,7 +64,8 @@ int main(void) {
   nt_ct_presence_factory spres = {.name = "presence contract: memory, 2 shards",
                                   .create = sharded_presence};
   nt_ct_history_factory shist = {.name = "history contract: memory, 3 shards", .bus = bus,
-                                 .create = sharded_history};
+                                 .create = sharded_history, .keys_per_shard = 1,
+                                 .same_shard = same_of_3};
   failed += nt_ct_presence_run(&spres);
   failed += nt_ct_history_run(&shist);
   return failed;
