@@ -91,6 +91,19 @@ static void xq_release(xq *q) {
 
 /* ================================================================ nats.c thread */
 
+/* Appends an outcome for the loop (q->mu held). Returns 0 without memory. */
+static int xq_push_ack(xq *q, ackitem a) {
+  if (q->nacks == q->capacks) {
+    size_t cap = q->capacks ? q->capacks * 2 : 256;
+    ackitem *v = realloc(q->acks, cap * sizeof *v);
+    if (!v) return 0;
+    q->acks = v;
+    q->capacks = cap;
+  }
+  q->acks[q->nacks++] = a;
+  return 1;
+}
+
 /* The value of `"name":` in a flat JSON object (the server writes `"duplicate": true`
  * with a space), or NULL. */
 static const char *json_field(const char *d, const char *name) {
@@ -124,21 +137,9 @@ static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
       seq = strtoull(sq, NULL, 10);
       dup = dv && !strncmp(dv, "true", 4);
     }
-    uv_mutex_lock(&q->mu);
-    if (q->async) {
-      if (q->nacks == q->capacks) {
-        size_t cap = q->capacks ? q->capacks * 2 : 256;
-        ackitem *v = realloc(q->acks, cap * sizeof *v);
-        if (v) {
-          q->acks = v;
-          q->capacks = cap;
-        }
-      }
-      if (q->nacks < q->capacks) { /* else lost: the timeout resends the message */
-        q->acks[q->nacks++] = (ackitem){token, kind, dup, seq};
-        if (q->nacks == 1) uv_async_send(q->async);
-      }
-    }
+    uv_mutex_lock(&q->mu); /* lost without memory: the message is resent, then times out */
+    if (q->async && xq_push_ack(q, (ackitem){token, kind, dup, seq}) && q->nacks == 1)
+      uv_async_send(q->async);
     uv_mutex_unlock(&q->mu);
   }
   natsMsg_Destroy(msg);
@@ -380,17 +381,9 @@ static void on_tick(uv_timer_t *t) {
  * call that started it). */
 static void queue_limit(hist_js *j, uint64_t token) {
   xq *q = j->q;
-  uv_mutex_lock(&q->mu);
-  if (q->nacks == q->capacks) {
-    size_t cap = q->capacks ? q->capacks * 2 : 256;
-    ackitem *v = realloc(q->acks, cap * sizeof *v);
-    if (v) {
-      q->acks = v;
-      q->capacks = cap;
-    }
-  }
-  if (q->nacks < q->capacks) q->acks[q->nacks++] = (ackitem){token, ACK_LIMIT, 0, 0};
-  uv_mutex_unlock(&q->mu); /* else the ack timeout completes it, with NT_ETIMEOUT */
+  uv_mutex_lock(&q->mu); /* without memory the ack timeout completes it (NT_ETIMEOUT) */
+  xq_push_ack(q, (ackitem){token, ACK_LIMIT, 0, 0});
+  uv_mutex_unlock(&q->mu);
   uv_async_send(&j->async);
 }
 

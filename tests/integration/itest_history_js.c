@@ -323,6 +323,7 @@ static int publish_id(fx *f, const char *room, int value, const char *id) {
   snprintf(subject, sizeof subject, "natter.room.t.%s", room);
   int n = snprintf(data, sizeof data, "%d", value);
   nt_hist_pub pub = {.msg_id = id, .on_ack = on_pub_ack, .ud = f};
+  uv_update_time(&f->loop); /* the loop did not run while the server restarted */
   return nt_history_publish(f->h, subject, data, (size_t)n, &pub);
 }
 

@@ -42,6 +42,17 @@ async def resend_until_acked(client, room, message, msg_id, within):
         await asyncio.sleep(0.2)
 
 
+def one_node(harness):
+    """nats-server -js, redis-server and one node with --ack-timeout ACK_TIMEOUT."""
+    nats = harness.nats()
+    redis = harness.redis()
+    return nats, harness.node("A", nats=nats, redis=redis, args=node_args())
+
+
+def alice_and_bob(node):
+    return Client.connect(node, "alice"), Client.connect(node, "bob")
+
+
 def history_ids(node, room):
     status, _, body = node.api("GET", f"/v1/tenants/t1/rooms/{room}/messages?limit=100")
     assert status == 200, (status, body)
@@ -90,13 +101,10 @@ def test_duplicate_id_while_up_is_acked_and_delivered_once(harness):
 
 
 def test_nats_down_unavailable_then_resend_stored_once(harness):
-    nats = harness.nats()
-    redis = harness.redis()
-    A = harness.node("A", nats=nats, redis=redis, args=node_args())
+    nats, A = one_node(harness)
 
     async def body():
-        a = await Client.connect(A, "alice")
-        b = await Client.connect(A, "bob")
+        a, b = [await c for c in alice_and_bob(A)]
         try:
             await a.join("o")
             await b.join("o")
@@ -130,13 +138,10 @@ def test_nats_down_unavailable_then_resend_stored_once(harness):
 
 
 def test_resume_across_outage_never_hides_a_missing_message(harness):
-    nats = harness.nats()
-    redis = harness.redis()
-    A = harness.node("A", nats=nats, redis=redis, args=node_args())
+    nats, A = one_node(harness)
 
     async def body():
-        a = await Client.connect(A, "alice")
-        b = await Client.connect(A, "bob")
+        a, b = [await c for c in alice_and_bob(A)]
         b2 = None
         try:
             await a.join("g")
@@ -179,9 +184,7 @@ def test_resume_across_outage_never_hides_a_missing_message(harness):
 
 
 def test_api_push_answers_after_store_and_503_when_down(harness):
-    nats = harness.nats()
-    redis = harness.redis()
-    A = harness.node("A", nats=nats, redis=redis, args=node_args())
+    nats, A = one_node(harness)
 
     async def body():
         b = await Client.connect(A, "bob")

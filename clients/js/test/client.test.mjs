@@ -49,6 +49,14 @@ async function connected(env, welcome = {}) {
   return ws;
 }
 
+/** Joins `room` on the open socket `ws` and waits for the joined. */
+async function joinedNow(env, ws, room) {
+  const pj = env.client.join(room);
+  await flush();
+  ws.answerJoins();
+  return pj;
+}
+
 /** Drops the current socket from the server side and lets the reconnect happen. */
 async function reconnect(env, code = 1006) {
   env.WS.last.serverClose(code);
@@ -519,10 +527,7 @@ describe('queue of actions made while disconnected', () => {
   test('sends are queued, then flushed in order after the rooms are rejoined', async () => {
     const env = setup();
     const ws1 = await connected(env);
-    const pj = env.client.join('lobby');
-    await flush();
-    ws1.answerJoins();
-    await pj;
+    await joinedNow(env, ws1, 'lobby');
     ws1.serverClose(1006);
     await flush();
     assert.equal(env.client.state, 'reconnecting');
@@ -583,10 +588,7 @@ describe('reliable send: an id, resent until acknowledged', () => {
   test('a send in flight when the link drops is resent with the same id after the rejoin', async () => {
     const env = setup();
     const ws1 = await connected(env);
-    const pj = env.client.join('lobby');
-    await flush();
-    ws1.answerJoins();
-    await pj;
+    await joinedNow(env, ws1, 'lobby');
     const p = env.client.send('lobby', 'x');
     const q = env.client.send('lobby', 'y', { id: 'my-id-1' });
     await flush();
