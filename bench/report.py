@@ -341,6 +341,47 @@ def ratio(a, b, inverse=False):
     return "%.1f×" % ((b / a) if inverse else (a / b))
 
 
+
+def compare(p, sel, base, other, heading, cols, per_run):
+    """Scenarios 1 and 2 of two natter configurations side by side (`other` / `base`)."""
+    p("")
+    p(heading)
+    p("")
+    p("| scenario | metric | %s | %s | %s |" % cols)
+    p("|---|---|---:|---:|---:|")
+    for sc, title in (("s1", "1 fan-out %s msg/s"), ("s2", "2 fan-out max rate")):
+        a_rows, b_rows = sel(scenario=sc, system=base), sel(scenario=sc, system=other)
+        if not b_rows:
+            continue
+        if "%s" in title:
+            title = title % fmt(med(a_rows or b_rows, "rate"), 0)
+        for label, key, sub, dg in (
+                ("deliveries/s", "deliveries_per_s", None, 0),
+                ("delivery ratio", "delivery_ratio", None, 4),
+                ("latency p50 ms", "lat_ms", "p50", 2),
+                ("latency p99 ms", "lat_ms", "p99", 2),
+                ("latency max ms", "lat_ms", "max", 2),
+                ("ack p50 ms (sendMessage → ack)", "ack_ms", "p50", 2),
+                ("ack p99 ms", "ack_ms", "p99", 2),
+                ("server CPU (cores)", "server_cores", None, 2),
+                ("server CPU µs/delivery", "cpu_us_per_delivery", None, 2),
+                ("background CPU (cores, others)", "bg_cores", None, 2),
+                ("CPU stolen by the hypervisor (cores)", "steal_cores", None, 3)):
+            a, b = med(a_rows, key, sub), med(b_rows, key, sub)
+            r = "" if key in ("delivery_ratio", "bg_cores", "steal_cores") or not a or b is None \
+                else "%.2f" % (b / a)
+            p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
+        # per run: the ratio of runs paired by run number (same machine moment)
+        pairs = []
+        for rn in sorted({r.get("run") for r in b_rows}):
+            x = [r for r in a_rows if r.get("run") == rn]
+            y = [r for r in b_rows if r.get("run") == rn]
+            if x and y and x[0].get("deliveries_per_s") and y[0].get("deliveries_per_s"):
+                pairs.append("%.2f" % (y[0]["deliveries_per_s"] / x[0]["deliveries_per_s"]))
+        stored = " ".join("%s/%s" % (fmt(r.get("history_stored"), 0),
+                                     fmt(r.get("history_live_only"), 0)) for r in b_rows)
+        p("| %s | per run: %s | | | %s; %s |" % (title, per_run, " ".join(pairs) or "—", stored))
+
 def table(path):
     rows = []
     with open(path) as f:
@@ -398,44 +439,20 @@ def table(path):
                 r = ""
             p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
     hist = sel(system="natter-history")
-    if hist:
-        p("")
-        p("History on vs off — natter, 2 nodes; history on: JetStream stream NATTER_ROOMS, "
-          "file storage, 1 replica (ratio = on / off, medians)")
-        p("")
-        p("| scenario | metric | history off | history on | on / off |")
-        p("|---|---|---:|---:|---:|")
-        for sc, title in (("s1", "1 fan-out %s msg/s"), ("s2", "2 fan-out max rate")):
-            off, on = sel(scenario=sc, system="natter"), sel(scenario=sc, system="natter-history")
-            if not on:
-                continue
-            if "%s" in title:
-                title = title % fmt(med(off or on, "rate"), 0)
-            for label, key, sub, dg in (
-                    ("deliveries/s", "deliveries_per_s", None, 0),
-                    ("delivery ratio", "delivery_ratio", None, 4),
-                    ("latency p50 ms", "lat_ms", "p50", 2),
-                    ("latency p99 ms", "lat_ms", "p99", 2),
-                    ("latency max ms", "lat_ms", "max", 2),
-                    ("server CPU (cores)", "server_cores", None, 2),
-                    ("server CPU µs/delivery", "cpu_us_per_delivery", None, 2),
-                    ("background CPU (cores, others)", "bg_cores", None, 2),
-                    ("CPU stolen by the hypervisor (cores)", "steal_cores", None, 3)):
-                a, b = med(off, key, sub), med(on, key, sub)
-                r = "" if key in ("delivery_ratio", "bg_cores", "steal_cores") or not a or b is None \
-                    else "%.2f" % (b / a)
-                p("| %s | %s | %s | %s | %s |" % (title, label, fmt(a, dg), fmt(b, dg), r))
-            # per run: the on/off ratio of runs paired by run number (same machine moment)
-            pairs = []
-            for rn in sorted({r.get("run") for r in on}):
-                x = [r for r in off if r.get("run") == rn]
-                y = [r for r in on if r.get("run") == rn]
-                if x and y and x[0].get("deliveries_per_s") and y[0].get("deliveries_per_s"):
-                    pairs.append("%.2f" % (y[0]["deliveries_per_s"] / x[0]["deliveries_per_s"]))
-            stored = " ".join("%s/%s" % (fmt(r.get("history_stored"), 0),
-                                         fmt(r.get("history_live_only"), 0)) for r in on)
-            p("| %s | per run: deliveries/s on/off; messages stored/live-only | | | %s; %s |" % (
-                title, " ".join(pairs) or "—", stored))
+    streams = sel(system="natter-streams")
+    if streams:
+        k = max(r.get("streams", 0) for r in streams)
+        compare(p, sel, "natter-history", "natter-streams",
+                "History over 1 stream vs %d streams (--history-streams) — natter, 2 nodes, one "
+                "nats-server, file storage, 1 replica (ratio = %d / 1, medians)" % (k, k),
+                ("1 stream", "%d streams" % k, "%d / 1" % k),
+                "deliveries/s %d/1; messages stored/live-only (%d streams)" % (k, k))
+    if hist and not streams:
+        compare(p, sel, "natter", "natter-history",
+                "History on vs off — natter, 2 nodes; history on: JetStream stream NATTER_ROOMS, "
+                "file storage, 1 replica (ratio = on / off, medians)",
+                ("history off", "history on", "on / off"),
+                "deliveries/s on/off; messages stored/live-only")
     for pattern, what in (("steady", ""), ("storm", ", storm")):
         # rows written before arrival patterns existed are the steady pattern
         n = [r for r in sel(scenario="s3", system="natter") if r.get("pattern", "steady") == pattern]

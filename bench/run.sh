@@ -3,6 +3,7 @@
 #
 #   bench/run.sh [--smoke] [--runs N] [--scenarios 1,2,3,4,5,6,7] [--no-socketio] [--out DIR]
 #   bench/run.sh --history-compare [--smoke] [--runs N]
+#   bench/run.sh --streams-compare K [--smoke] [--runs N] [--scenarios 2]
 #
 # Builds a Release tree (build-bench/), starts nats-server, redis-server, natter nodes and
 # the Socket.IO cluster (bench/peers/socketio: 2 Node processes + @socket.io/redis-adapter)
@@ -36,6 +37,9 @@
 # --history-compare: scenarios 1 and 2 for natter only, each run once with --history off
 # and once with --history on (nats-server with JetStream, -js -sd <tmpdir>, file storage;
 # the nodes create the stream NATTER_ROOMS), side by side with the ratio on/off.
+# --streams-compare K: scenarios 1 and 2 (default: 2, saturation) for natter only with
+# --history on, each run once with --history-streams 1 (the stream NATTER_ROOMS) and once
+# with --history-streams K (NATTER_ROOMS_0..K-1), side by side with the ratio K / 1.
 # Scenarios 1 and 2 are repeated (up to NB_MAX_REPEATS=3 times) when the hypervisor stole
 # more than NB_MAX_STEAL=0.02 cores (/proc/stat steal) while they measured; see gen_fanout.
 set -euo pipefail
@@ -48,6 +52,8 @@ SCEN=""
 SIO=auto
 OUT=""
 HCOMPARE=0
+SCOMPARE=0
+STREAMS=1
 BUILD=${NB_BUILD_DIR:-$ROOT/build-bench}
 PB=${NB_PORT_BASE:-27000}
 SECRET=bench-secret-0123456789abcdef0123456789  # HS256: at least 32 bytes
@@ -66,6 +72,7 @@ while [ $# -gt 0 ]; do
     --scenarios) SCEN=$2; shift ;;
     --no-socketio) SIO=no ;;
     --history-compare) HCOMPARE=1 ;;
+    --streams-compare) SCOMPARE=$2; shift ;;
     --out) OUT=$2; shift ;;
     -h|--help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -76,6 +83,13 @@ if [ $HCOMPARE = 1 ]; then
   SIO=no
   case "$SCEN" in 1,2,3,4,5|1,2,3,4,5,6,7) SCEN="1,2" ;; esac
   case ",$SCEN," in *,[34567],*) echo "run.sh: --history-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
+fi
+if [ "$SCOMPARE" != 0 ]; then
+  case "$SCOMPARE" in [2-9]|1[0-6]) ;; *) echo "run.sh: --streams-compare takes 2..16" >&2; exit 2 ;; esac
+  [ $HCOMPARE = 0 ] || { echo "run.sh: --streams-compare and --history-compare are separate runs" >&2; exit 2; }
+  SIO=no
+  [ -n "$SCEN" ] || SCEN="2"
+  case ",$SCEN," in *,[34567],*) echo "run.sh: --streams-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
 fi
 [ -n "$SCEN" ] || { [ $SMOKE = 1 ] && SCEN="1,2,3,4,5,6,7" || SCEN="1,2,3,4,5"; }
 [ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 0 ] || echo -smoke)
@@ -201,6 +215,7 @@ history_flags() { # the node's history flags for the current $HISTORY
   [ $HAS_HISTORY = 1 ] || return 0
   if [ "$HISTORY" = on ]; then
     echo --history on --history-storage file --history-replicas 1
+    [ "$STREAMS" = 1 ] || echo --history-streams "$STREAMS"
   else
     echo --history off
   fi
@@ -224,7 +239,7 @@ fi
 
 # ---------------------------------------------------------------- infrastructure --
 JS_DIR=""
-if [ $HCOMPARE = 1 ] || has 6 || has 7; then
+if [ $HCOMPARE = 1 ] || [ "$SCOMPARE" != 0 ] || has 6 || has 7; then
   # JetStream for the history-on runs; the history-off runs use the same server (a
   # JetStream-enabled server costs nothing on subjects no stream captures).
   JS_DIR=$(mktemp -d "${TMPDIR:-/tmp}/natter-bench-js.XXXXXX")
@@ -358,12 +373,12 @@ EOF
 gen_fanout() {
   local tries=0 st0 lo0 st1 lo1
   while :; do
-    if [ "$2" = natter-history ]; then
+    if [ "$2" = natter-history ] || [ "$2" = natter-streams ]; then
       st0=$(node_metric_sum natter_history_stored_total)
       lo0=$(node_metric_sum natter_history_live_only_total)
     fi
     gen_measured "$@"
-    if [ "$2" = natter-history ]; then
+    if [ "$2" = natter-history ] || [ "$2" = natter-streams ]; then
       st1=$(node_metric_sum natter_history_stored_total)
       lo1=$(node_metric_sum natter_history_live_only_total)
       python3 "$ROOT/bench/report.py" mark "$RES" "history_stored=$((${st1%.*} - ${st0%.*}))" \
@@ -386,6 +401,22 @@ FAN_ARGS=(--conns "$C1" --rooms "$R1" --publishers "$P1" --payload 100 --quiet)
 # ---------------------------------------------------------------- scenarios ------
 scenario_fanout() { # scenario_fanout s1|s2 RATE-ARGS...
   local sc=$1; shift
+  if [ "$SCOMPARE" != 0 ]; then # history on, one stream then K streams
+    local k sys
+    HISTORY=on
+    for k in 1 "$SCOMPARE"; do
+      STREAMS=$k
+      sys=natter-history; [ "$k" = 1 ] || sys=natter-streams
+      stop_nodes; start_nodes 2
+      history_storing || log "$sc: --history-streams $k, but the nodes do not report natter_history_storing 1"
+      gen_fanout "$sc.$sys.$RUN" "$sys" "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" \
+        "history=on" -- --url "$(urls natter 2)" "${FAN_ARGS[@]}" "$@"
+      python3 "$ROOT/bench/report.py" mark "$RES" "streams=$k"
+      stop_nodes
+    done
+    HISTORY=off; STREAMS=1
+    return
+  fi
   stop_nodes; start_nodes 2
   gen_fanout "$sc.natter.$RUN" natter "${NODE_PIDS[*]}" "$NATS_PID $REDIS_NT_PID" "history=$HISTORY" -- \
     --url "$(urls natter 2)" "${FAN_ARGS[@]}" "$@"

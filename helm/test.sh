@@ -102,6 +102,17 @@ externalRedis:
   sentinel:
     addrs: "s1:26379"
 V
+grep -q 'NATTER_HISTORY_STREAMS: "3"' "$OUT/production.yaml" ||
+  die "natter.historyStreams 3 did not reach NATTER_HISTORY_STREAMS"
+cat >"$OUT/bad-streams.values.yaml" <<'V'
+natter:
+  historyStreams: 17
+V
+"$OUT/render" -chart "$HELM/natter" -f "$OUT/bad-streams.values.yaml" -o "$OUT/bad-streams.rendered" 2>/dev/null
+if node "$HELM/test/validate.mjs" "$OUT/bad-streams.rendered" >"$OUT/bad-streams.log" 2>&1; then
+  die "natter.historyStreams 17 passed validation"
+fi
+grep -q "NATTER_HISTORY_STREAMS must be 1..16" "$OUT/bad-streams.log" || die "bad-streams refused for the wrong reason: $(cat "$OUT/bad-streams.log")"
 cat >"$OUT/bad-grace.values.yaml" <<'V'
 terminationGracePeriodSeconds: 5
 V

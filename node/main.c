@@ -64,6 +64,62 @@ static char *read_file(const char *path) {
   return buf;
 }
 
+/* Presence shards (--redis-shards, or several --redis-master names): shard k is the Redis
+ * of the k-th URL, or the k-th primary the sentinels name; the rest of the options are
+ * the same for every shard. */
+typedef struct redis_shards {
+  uv_loop_t *loop;
+  nt_presence_redis_opts opts;
+  char *urls[NT_CONFIG_SHARDS_MAX], *masters[NT_CONFIG_SHARDS_MAX];
+} redis_shards;
+
+static int make_redis_shard(void *ctx, unsigned k, const nt_presence_handler *h,
+                            nt_presence **out) {
+  redis_shards *r = ctx;
+  nt_presence_redis_opts o = r->opts;
+  if (r->urls[0]) o.url = r->urls[k];
+  if (r->masters[0]) o.master = r->masters[k];
+  return nt_presence_redis_open(r->loop, &o, h, out);
+}
+
+static int open_presence(uv_loop_t *loop, const nt_config *cfg, const nt_presence_handler *ph,
+                         nt_presence **out) {
+  redis_shards r = {.loop = loop,
+                    .opts = {.url = cfg->redis, .prefix = cfg->redis_prefix,
+                             .node_id = nt_node_id(g_node), .node_ttl_s = cfg->node_ttl_s,
+                             .refresh_s = cfg->node_refresh_s,
+                             .sentinels = cfg->redis_sentinel, .master = cfg->redis_master,
+                             .sentinel_user = cfg->redis_sentinel_user,
+                             .sentinel_pass = cfg->redis_sentinel_password}};
+  char *dup_urls = NULL, *dup_masters = NULL;
+  int n = 1;
+  if (cfg->redis_shards)
+    n = nt_config_split_list(cfg->redis_shards, &dup_urls, r.urls, NT_CONFIG_SHARDS_MAX);
+  else if (cfg->redis_master)
+    n = nt_config_split_list(cfg->redis_master, &dup_masters, r.masters, NT_CONFIG_SHARDS_MAX);
+  int rc = n < 1 ? -1
+           : n == 1 && !cfg->redis_shards
+               ? nt_presence_redis_open(loop, &r.opts, ph, out)
+               : nt_presence_shard_new((unsigned)n, make_redis_shard, &r, ph, out);
+  if (!rc && n > 1) nt_log_info("presence sharded by tenant", "{s:i}", "shards", n);
+  free(dup_urls);
+  free(dup_masters);
+  return rc;
+}
+
+/* History streams (--history-streams K > 1): stream k, one JetStream history each. */
+typedef struct js_shards {
+  uv_loop_t *loop;
+  nt_bus *bus;
+  const char *urls, *name;
+} js_shards;
+
+static int make_js_shard(void *ctx, unsigned k, const nt_hist_cfg *cfg,
+                         const nt_hist_handler *h, nt_history **out) {
+  js_shards *s = ctx;
+  return nt_history_js_new(s->loop, s->bus, s->urls, s->name, cfg, h, out);
+}
+
 int main(int argc, char **argv) {
   nt_config cfg;
   int pr = nt_config_parse(&cfg, argc, argv, stdout, stderr);
@@ -118,12 +174,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "natter-node: cannot set up NATS client for %s\n", nats_shown);
       return start_failed(&cfg, auth);
     }
-    nt_presence_redis_opts ro = {
-        .url = cfg.redis, .prefix = cfg.redis_prefix, .node_id = nt_node_id(g_node),
-        .node_ttl_s = cfg.node_ttl_s, .refresh_s = cfg.node_refresh_s,
-        .sentinels = cfg.redis_sentinel, .master = cfg.redis_master,
-        .sentinel_user = cfg.redis_sentinel_user, .sentinel_pass = cfg.redis_sentinel_password};
-    if (nt_presence_redis_open(loop, &ro, &ph, &pres)) {
+    if (open_presence(loop, &cfg, &ph, &pres)) {
+      if (cfg.redis_shards) nt_url_redact(cfg.redis_shards, redis_shown, sizeof redis_shown);
       fprintf(stderr, "natter-node: cannot set up Redis client for %s\n",
               cfg.redis_sentinel ? cfg.redis_sentinel : redis_shown);
       return start_failed(&cfg, auth);
@@ -147,9 +199,18 @@ int main(int argc, char **argv) {
         .max_msg_bytes = cfg.history_max_msg_bytes ? cfg.history_max_msg_bytes
                                                    : cfg.max_message_bytes + 4096,
         .tenant_bytes = cfg.history_tenant_bytes,
+        .dedupe_window_s = cfg.history_dedupe_window_s,
+        .ack_timeout_ms = (uint64_t)(cfg.ack_timeout_s * 1000),
         .nats_sec = &nsec,
     };
-    if (cfg.nats) {
+    js_shards jss = {loop, bus, cfg.nats, nt_node_id(g_node)};
+    if (cfg.nats && cfg.history_streams > 1) {
+      if (nt_history_shard_new(loop, (unsigned)cfg.history_streams, &hc, make_js_shard, &jss,
+                               NULL, &hist)) {
+        fprintf(stderr, "natter-node: cannot set up the history on %s\n", nats_shown);
+        return 1;
+      }
+    } else if (cfg.nats) {
       if (nt_history_js_new(loop, bus, cfg.nats, nt_node_id(g_node), &hc, NULL, &hist)) {
         fprintf(stderr, "natter-node: cannot set up the history on %s\n", nats_shown);
         failed = 1;

@@ -107,6 +107,9 @@ async function validateFile(file) {
   if (redisUrl.includes("$(REDIS_PASSWORD)") && !(names.indexOf("REDIS_PASSWORD") >= 0 && names.indexOf("REDIS_PASSWORD") < names.indexOf("NATTER_REDIS")))
     fail(file, "NATTER_REDIS uses $(REDIS_PASSWORD) but it is not defined before it");
   if (!cm.data.NATTER_NATS || !env.NATTER_REDIS) fail(file, "NATS and Redis must both be configured");
+  const streams = Number(cm.data.NATTER_HISTORY_STREAMS ?? "1");
+  if (!Number.isInteger(streams) || streams < 1 || streams > 16)
+    fail(file, `NATTER_HISTORY_STREAMS must be 1..16 (got ${cm.data.NATTER_HISTORY_STREAMS})`);
   if (!cm.data.NATTER_REDIS_SENTINEL !== !cm.data.NATTER_REDIS_MASTER)
     fail(file, "NATTER_REDIS_SENTINEL and NATTER_REDIS_MASTER go together");
   if (cm.data.NATTER_NATS_CREDS && cm.data.NATTER_NATS_NKEY_SEED) fail(file, "NATS creds and NKey seed together");

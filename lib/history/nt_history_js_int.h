@@ -27,7 +27,8 @@
  * finds async == NULL and drops the ack. */
 
 enum { J_ENSURE, J_AFTER, J_PAGE };
-enum { ACK_OK, ACK_FAIL, ACK_DOWN }; /* stored / this message refused / stream unavailable */
+/* stored / this message refused / stream unavailable / over quota (queued by the loop) */
+enum { ACK_OK, ACK_FAIL, ACK_DOWN, ACK_LIMIT };
 
 typedef struct job {
   struct job *next;
@@ -46,11 +47,14 @@ typedef struct job {
   size_t n, cap;
   char err[160];         /* ENSURE: why it failed */
   int stream_warn;       /* ENSURE: the existing stream could not be updated */
+  uint64_t other_msgs;   /* ENSURE: messages in the stream of the other layout (q->other) */
 } job;
 
 typedef struct ackitem {
   uint64_t token;
   int kind;
+  int duplicate;         /* ACK_OK: the stream already had its Nats-Msg-Id */
+  uint64_t seq;          /* ACK_OK: its stream sequence */
 } ackitem;
 
 typedef struct xq {
@@ -67,9 +71,12 @@ typedef struct xq {
   /* immutable after creation: what the workers need */
   jsCtx *js;
   char stream[64];
+  char other[64];        /* the stream of the other --history-streams layout */
+  int part;              /* partition, -1: the one stream over natter.room.> */
   double max_age_s;
   long max_per_room;
   int64_t max_bytes, max_msg_bytes; /* stream max_bytes, max_msg_size (-1: none) */
+  int64_t dedupe_ns;     /* stream duplicate_window */
   int memory_storage, replicas;
 } xq;
 

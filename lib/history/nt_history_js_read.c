@@ -48,7 +48,9 @@ static natsMsg *next_of(xq *q, const char *subject, uint64_t seq, natsStatus *st
 }
 
 static void run_ensure(xq *q, job *j) {
-  const char *subjects[] = {NT_SUBJECT_ROOM_PREFIX ">"};
+  char filter[NT_SUBJECT_MAX] = NT_SUBJECT_ROOM_PREFIX ">";
+  if (q->part >= 0) nt_subject_hist_filter(filter, sizeof filter, (unsigned)q->part);
+  const char *subjects[] = {filter};
   jsStreamConfig sc;
   jsStreamConfig_Init(&sc);
   sc.Name = q->stream;
@@ -62,9 +64,10 @@ static void run_ensure(xq *q, job *j) {
   sc.Replicas = q->replicas;
   sc.Discard = js_DiscardOld;
   sc.AllowDirect = true;
+  sc.Duplicates = q->dedupe_ns;
   jsRePublish rp;
   jsRePublish_Init(&rp);
-  rp.Source = NT_SUBJECT_ROOM_PREFIX ">";
+  rp.Source = filter;
   rp.Destination = NT_SUBJECT_LIVE_PREFIX ">";
   sc.RePublish = &rp;
   jsStreamInfo *si = NULL;
@@ -95,6 +98,15 @@ static void run_ensure(xq *q, job *j) {
   }
   jsStreamInfo_Destroy(si);
   j->status = js_err(s);
+  /* Changing --history-streams re-homes rooms: say so when the other layout's stream
+   * still holds messages (checked once, at the history's first ensure). */
+  if (s == NATS_OK && !j->probe && q->part <= 0) {
+    jsStreamInfo *oi = NULL;
+    jsErrCode e3 = 0;
+    if (js_GetStreamInfo(&oi, q->js, q->other, NULL, &e3) == NATS_OK && oi)
+      j->other_msgs = oi->State.Msgs;
+    jsStreamInfo_Destroy(oi);
+  }
 }
 
 static void run_after(xq *q, job *j) {

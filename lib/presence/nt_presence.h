@@ -109,6 +109,9 @@ typedef struct nt_presence_vtab {
   int (*connected)(nt_presence *p);
   void (*stats)(nt_presence *p, nt_presence_stats *out);
   void (*destroy)(nt_presence *p);
+  /* Optional (NULL: not sharded): the number of shards; when k < it, shard k's stats and
+   * connection state (nt_presence_shards). */
+  unsigned (*shards)(nt_presence *p, unsigned k, nt_presence_stats *out, int *connected);
 } nt_presence_vtab;
 
 struct nt_presence {
@@ -164,6 +167,12 @@ static inline int nt_presence_connected(nt_presence *p) { return p->vt->connecte
 static inline void nt_presence_get_stats(nt_presence *p, nt_presence_stats *out) {
   p->vt->stats(p, out);
 }
+/* 0 for a presence that is not sharded; else the number of shards, and when k < it,
+ * shard k's stats in *out and 1 in *connected while it is up (either may be NULL). */
+static inline unsigned nt_presence_shards(nt_presence *p, unsigned k, nt_presence_stats *out,
+                                          int *connected) {
+  return p->vt->shards ? p->vt->shards(p, k, out, connected) : 0;
+}
 /* Frees the implementation and closes its handles; pending callbacks are called with
  * NT_ECLOSED before it returns. The caller then runs the loop until handles are closed. */
 static inline void nt_presence_destroy(nt_presence *p) { p->vt->destroy(p); }
@@ -202,6 +211,23 @@ typedef struct nt_presence_redis_opts {
   const char *sentinels, *master;
   const char *sentinel_user, *sentinel_pass; /* AUTH to the sentinels (NULL: none) */
 } nt_presence_redis_opts;
+
+/* Presence over `n` stores (1..NT_PRESENCE_SHARDS_MAX; nt_presence_shard.c), one per
+ * tenant: every call about a tenant goes unchanged to shard nt_shard_of_tenant(tenant, n)
+ * (nt_subject.h), so transitions, member lists and the registry of one tenant are those
+ * of one store; conn_get (an id without its tenant) asks every shard and answers with the
+ * one that has it. make(ctx, k, h, &out) creates shard k with handler `h` and returns 0;
+ * the shards' on_conn_lost, on_offline and on_online reach the caller's handler as they
+ * come (each Redis shard reaps dead nodes and re-asserts this node's presence on its own),
+ * on_state reports whether some shard is up, and so does connected(): a shard's outage
+ * fails the calls of its tenants only (NT_ESTORE, as a lone Redis would) and leaves the
+ * others alone. Stats are the sum (inflight_max the largest); nt_presence_shards reads
+ * one shard. On failure the shards made so far are destroyed and a negative code returned. */
+#define NT_PRESENCE_SHARDS_MAX 16
+typedef int (*nt_presence_make_fn)(void *ctx, unsigned k, const nt_presence_handler *h,
+                                   nt_presence **out);
+int nt_presence_shard_new(unsigned n, nt_presence_make_fn make, void *ctx,
+                          const nt_presence_handler *h, nt_presence **out);
 
 int nt_presence_redis_open(uv_loop_t *loop, const nt_presence_redis_opts *o,
                            const nt_presence_handler *h, nt_presence **out);

@@ -179,3 +179,51 @@ int nt_subject_live_of(char *out, size_t cap, const char *room_subject) {
 int nt_subject_room_of(char *out, size_t cap, const char *live_subject) {
   return swap_prefix(out, cap, live_subject, NT_SUBJECT_LIVE_PREFIX, NT_SUBJECT_ROOM_PREFIX);
 }
+
+/* ---------------------------------------------------------------- sharding --- */
+
+static uint64_t fnv1a64(uint64_t h, const char *s) {
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+  return h;
+}
+
+/* Jump consistent hash: the bucket `key` falls in among n. */
+static unsigned jump(uint64_t key, unsigned n) {
+  int64_t b = -1, j = 0;
+  while (j < (int64_t)n) {
+    b = j;
+    key = key * 2862933555777941757ULL + 1;
+    j = (int64_t)((double)(b + 1) * ((double)(1LL << 31) / (double)((key >> 33) + 1)));
+  }
+  return (unsigned)b;
+}
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+
+unsigned nt_shard_of_tenant(const char *tenant, unsigned n) {
+  if (n <= 1 || !tenant) return 0;
+  return jump(fnv1a64(FNV_OFFSET, tenant), n);
+}
+
+unsigned nt_shard_of_room(const char *tenant, const char *room, unsigned n) {
+  if (n <= 1 || !tenant || !room) return 0;
+  return jump(fnv1a64(fnv1a64(fnv1a64(FNV_OFFSET, tenant), "."), room), n);
+}
+
+int nt_subject_room_shard(const char *room_subject, unsigned n) {
+  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  if (!room_subject || nt_subject_parse2(room_subject, NT_SUBJECT_ROOM_PREFIX, tenant, room))
+    return NT_EINVAL;
+  return (int)nt_shard_of_room(tenant, room, n);
+}
+
+int nt_subject_hist_of(char *out, size_t cap, unsigned part, const char *room_subject) {
+  char tenant[NT_ID_MAX + 1], room[NT_ID_MAX + 1];
+  if (!room_subject || nt_subject_parse2(room_subject, NT_SUBJECT_ROOM_PREFIX, tenant, room))
+    return NT_EINVAL;
+  return build(out, cap, "%s%u.%s.%s", NT_SUBJECT_HIST_PREFIX, part, tenant, room);
+}
+
+int nt_subject_hist_filter(char *out, size_t cap, unsigned part) {
+  return build(out, cap, "%s%u.>", NT_SUBJECT_HIST_PREFIX, part);
+}

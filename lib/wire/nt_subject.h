@@ -101,4 +101,26 @@ int nt_key_cluster(char *out, size_t cap, const char *prefix, const char *what);
 int nt_subject_live_of(char *out, size_t cap, const char *room_subject);
 int nt_subject_room_of(char *out, size_t cap, const char *live_subject);
 
+/* Sharding (docs/presence.md "Sharding", docs/history.md "Several streams"). The shard of
+ * a tenant (presence) or of a room (history) among `n` is the jump consistent hash
+ * (Lamping & Veach, 2014) of the 64-bit FNV-1a hash of the tenant id, or of
+ * "<tenant>.<room>" (the room subject's tail): stable across nodes, restarts and
+ * versions (tests/unit/test_subject.c holds a fixed vector), balanced, and growing `n` to
+ * n + 1 moves only about 1/(n + 1) of the keys. n 0 or 1: always 0. */
+unsigned nt_shard_of_tenant(const char *tenant, unsigned n);
+unsigned nt_shard_of_room(const char *tenant, const char *room, unsigned n);
+/* The shard of a room subject built by nt_subject_room, or NT_EINVAL. */
+int nt_subject_room_shard(const char *room_subject, unsigned n);
+
+/* Room history over K > 1 streams (--history-streams K): stream k (0 <= k < K) stores
+ * "natter.hist.<k>.<tenant>.<room>" for the rooms with nt_shard_of_room(..., K) == k and
+ * republishes them on the same live subject as the single stream (the RePublish rule maps
+ * "natter.hist.<k>.>" to NT_SUBJECT_LIVE_PREFIX ">"), so the live path and the nodes'
+ * subscriptions do not change with K. nt_subject_hist_of() maps a room subject to its
+ * stored subject in partition `part` (NT_EINVAL for anything but a room subject);
+ * nt_subject_hist_filter() writes "natter.hist.<part>.>", the stream's subject. */
+#define NT_SUBJECT_HIST_PREFIX "natter.hist."
+int nt_subject_hist_of(char *out, size_t cap, unsigned part, const char *room_subject);
+int nt_subject_hist_filter(char *out, size_t cap, unsigned part);
+
 #endif

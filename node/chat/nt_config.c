@@ -69,8 +69,9 @@ static const opt opts[] = {
   {G_CLUSTER, "nats", OPT_STR, O(nats), NULL, "NATS server URL(s), nats:// or tls://, comma-separated (cluster mode; needs --redis)", "URL[,URL...]"},
   {G_CLUSTER, "redis", OPT_STR, O(redis), NULL, "Redis URL, redis://[[user]:password@]host[:port][/db] or host:port (cluster mode; needs --nats)", "URL"},
   {G_CLUSTER, "node-id", OPT_STR, O(node_id), NULL, "this node's id, unique in the cluster (default: generated)", "ID"},
+  {G_CLUSTER, "redis-shards", OPT_STR, O(redis_shards), NULL, "presence over several Redis primaries, one per tenant by a stable hash (instead of --redis; the same list, in the same order, on every node)", "URL,URL[,URL...]"},
   {G_CLUSTER, "redis-sentinel", OPT_STR, O(redis_sentinel), NULL, "Redis Sentinel addresses (needs --redis-master; --redis then gives only user, password, db)", "HOST:PORT[,HOST:PORT...]"},
-  {G_CLUSTER, "redis-master", OPT_STR, O(redis_master), NULL, "name of the primary the sentinels monitor (with --redis-sentinel)", "NAME"},
+  {G_CLUSTER, "redis-master", OPT_STR, O(redis_master), NULL, "name of the primary the sentinels monitor (with --redis-sentinel); several names: one presence shard per primary, as --redis-shards", "NAME[,NAME...]"},
   {G_CLUSTER, "redis-sentinel-user", OPT_STR, O(redis_sentinel_user), NULL, "ACL user for AUTH to the sentinels (with --redis-sentinel-password)", "USER"},
   {G_CLUSTER, "redis-sentinel-password", OPT_STR, O(redis_sentinel_password), NULL, "password for AUTH to the sentinels (default: none)", "PASSWORD"},
   {G_CLUSTER, "nats-creds", OPT_STR, O(nats_creds), NULL, "NATS .creds file (user JWT + NKey seed) for every NATS connection", "FILE"},
@@ -101,8 +102,11 @@ static const opt opts[] = {
   {G_HISTORY, "history-max-per-room", OPT_LONG, O(history_max_per_room), "1000", "messages kept per room (older ones leave first)", NULL},
   {G_HISTORY, "history-storage", OPT_STR, O(history_storage), "file", "JetStream storage of the history stream", "file|memory"},
   {G_HISTORY, "history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)", NULL},
+  {G_HISTORY, "history-streams", OPT_LONG, O(history_streams), "1", "JetStream streams the rooms' history is spread over by a stable hash of tenant and room (1..16; changing it re-homes rooms, docs/history.md)", NULL},
   {G_HISTORY, "history-max-bytes", OPT_SIZE, O(history_max_bytes), "0", "bytes the history keeps over all rooms, oldest leave first (0: 1 GiB on JetStream, 64 MiB in memory)", NULL},
   {G_HISTORY, "history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are delivered live-only (0: --max-message-bytes + 4 KiB)", NULL},
+  {G_HISTORY, "history-dedupe-window", OPT_SECS, O(history_dedupe_window_s), "120", "seconds the history remembers a message id: a resend with the same id is acknowledged, neither stored nor delivered again (the stream's duplicate_window; at least --ack-timeout)", NULL},
+  {G_HISTORY, "ack-timeout", OPT_SECS, O(ack_timeout_s), "5", "seconds a room message may wait for the history to store it (resent while the stream cannot store) before sendMessage answers error unavailable", NULL},
   {G_HISTORY, "history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)", NULL},
   /* routes */
   {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action>", NULL},
@@ -553,12 +557,48 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
     fprintf(err, "natter-node: --redis-sentinel-user needs --redis-sentinel-password\n");
     return -1;
   }
-  int has_redis = cfg->redis != NULL || cfg->redis_sentinel != NULL;
+  if (cfg->redis_shards && (cfg->redis || cfg->redis_sentinel)) {
+    fprintf(err, "natter-node: --redis-shards replaces --redis and --redis-sentinel (with "
+                 "Sentinel, give one --redis-master name per shard)\n");
+    return -1;
+  }
+  char why[2 * NT_URL_REDACTED_MAX];
+  if (cfg->redis_shards) {
+    char *list[NT_CONFIG_SHARDS_MAX + 1];
+    char *dup = NULL;
+    int n = nt_config_split_list(cfg->redis_shards, &dup, list, NT_CONFIG_SHARDS_MAX + 1);
+    int bad = n < 2 || n > NT_CONFIG_SHARDS_MAX;
+    if (bad)
+      fprintf(err, "natter-node: --redis-shards takes 2 to %d Redis URLs, comma-separated\n",
+              NT_CONFIG_SHARDS_MAX);
+    for (int i = 0; !bad && i < n; i++)
+      if ((bad = nt_config_check_redis(list[i], why, sizeof why)))
+        fprintf(err, "natter-node: --redis-shards: %s\n", why);
+    free(dup);
+    if (bad) return -1;
+  }
+  if (cfg->redis_master) {
+    char *list[NT_CONFIG_SHARDS_MAX + 1];
+    char *dup = NULL;
+    int n = nt_config_split_list(cfg->redis_master, &dup, list, NT_CONFIG_SHARDS_MAX + 1);
+    free(dup);
+    if (n < 1 || n > NT_CONFIG_SHARDS_MAX) {
+      fprintf(err, "natter-node: --redis-master takes 1 to %d names, comma-separated\n",
+              NT_CONFIG_SHARDS_MAX);
+      return -1;
+    }
+  }
+  if (cfg->history_streams < 1 || cfg->history_streams > NT_CONFIG_SHARDS_MAX) {
+    fprintf(err, "natter-node: --history-streams must be between 1 and %d\n",
+            NT_CONFIG_SHARDS_MAX);
+    return -1;
+  }
+  int has_redis = cfg->redis != NULL || cfg->redis_sentinel != NULL || cfg->redis_shards != NULL;
   if ((cfg->nats != NULL) != has_redis) {
     fprintf(err,
-            "natter-node: --nats and --redis go together (--redis-sentinel counts as --redis): "
+            "natter-node: --nats and --redis go together (--redis-sentinel and --redis-shards count as --redis): "
             "give both to join a cluster, or neither to run standalone (got only --%s)\n",
-            cfg->nats ? "nats" : cfg->redis ? "redis" : "redis-sentinel");
+            cfg->nats ? "nats" : cfg->redis ? "redis" : cfg->redis_shards ? "redis-shards" : "redis-sentinel");
     return -1;
   }
   if (cfg->nats_creds && cfg->nats_nkey_seed) {
@@ -608,7 +648,6 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
             strlen(cfg->jwt_secret), cfg->jwt_alg ? cfg->jwt_alg : "HS256", hmin, hmin);
     return -1;
   }
-  char why[2 * NT_URL_REDACTED_MAX];
   if ((cfg->nats && nt_config_check_nats(cfg->nats, why, sizeof why)) ||
       (cfg->redis && nt_config_check_redis(cfg->redis, why, sizeof why))) {
     fprintf(err, "natter-node: %s\n", why);
@@ -704,6 +743,15 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
     fprintf(err, "natter-node: --history-storage must be file or memory\n");
     return -1;
   }
+  if (cfg->ack_timeout_s < 0.1 || cfg->ack_timeout_s > 3600) {
+    fprintf(err, "natter-node: --ack-timeout must be between 0.1 and 3600 seconds\n");
+    return -1;
+  }
+  if (cfg->history_dedupe_window_s < cfg->ack_timeout_s) {
+    fprintf(err, "natter-node: --history-dedupe-window must be at least --ack-timeout "
+                 "(a resend after error unavailable must be recognised)\n");
+    return -1;
+  }
   if (cfg->history_replicas < 1 || cfg->history_replicas > 5) {
     fprintf(err, "natter-node: --history-replicas must be between 1 and 5\n");
     return -1;
@@ -735,4 +783,21 @@ void nt_config_free(nt_config *cfg) {
       free(*p);
       *p = NULL;
     }
+}
+
+int nt_config_split_list(const char *list, char **dup, char **out, int max) {
+  *dup = list ? strdup(list) : NULL;
+  if (!*dup) return -1;
+  int n = 0;
+  for (char *t = *dup, *next; t; t = next) {
+    next = strchr(t, ',');
+    if (next) *next++ = '\0';
+    while (*t == ' ') t++;
+    size_t l = strlen(t);
+    while (l && t[l - 1] == ' ') t[--l] = '\0';
+    if (!l) return -1; /* an empty entry ("a,,b", "a,") is a mistake */
+    if (n == max) return max + 1;
+    out[n++] = t;
+  }
+  return n;
 }

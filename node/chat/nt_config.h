@@ -31,7 +31,8 @@ typedef struct nt_config {
   char *client_js;           /* served at /natter.js instead of static_dir's file */
   char *redis_prefix;
   char *redis_sentinel;      /* Sentinel host:port list, NULL: --redis's fixed address */
-  char *redis_master;        /* the sentinels' name of the primary */
+  char *redis_master;        /* the sentinels' name of the primary (a list: one per shard) */
+  char *redis_shards;        /* --redis-shards: Redis URLs, one presence shard each */
   char *redis_sentinel_user, *redis_sentinel_password;
   char *log_level;
   size_t max_message_bytes;
@@ -47,9 +48,12 @@ typedef struct nt_config {
   long history_max_per_room; /* messages kept per room */
   char *history_storage;     /* "file" | "memory" (JetStream) */
   long history_replicas;     /* JetStream stream replicas (1..5) */
+  long history_streams;      /* JetStream streams rooms are spread over (1..16) */
   size_t history_max_bytes;  /* all rooms together (0: 1 GiB JetStream, 64 MiB memory) */
   size_t history_max_msg_bytes; /* largest stored envelope (0: max_message_bytes + 4 KiB) */
   size_t history_tenant_bytes;  /* per tenant and node per max age (0: no quota) */
+  double history_dedupe_window_s; /* a message id is recognised this long (stream duplicates) */
+  double ack_timeout_s;      /* a room message unstored this long: error unavailable */
   char *tls_cert, *tls_key;
   char *tls_min_version;     /* "1.3" | "1.2" */
   int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */
@@ -107,6 +111,13 @@ int nt_config_split_hostport(const char *s, char *host, size_t hostcap, int *por
  * host and an optional port 1..65535. Returns 0, or -1 with the reason and the expected
  * form in `why` (capacity `cap`, the URL redacted). */
 int nt_config_check_nats(const char *list, char *why, size_t cap);
+
+/* Largest number of presence shards and history streams. */
+#define NT_CONFIG_SHARDS_MAX 16
+/* Splits a comma-separated list (blanks around entries trimmed) into out[] (pointers into
+ * *dup, a copy the caller frees, even on failure). Returns the number of entries, -1 for
+ * an empty entry, a NULL list or no memory, max + 1 when there are more than max. */
+int nt_config_split_list(const char *list, char **dup, char **out, int max);
 
 /* Checks a --redis value: redis://[[user]:password@]host[:port][/db] or host:port. Same
  * contract as nt_config_check_nats. */

@@ -728,9 +728,11 @@ void nt_resume_leave(nt_chat *n, nt_conn *c, nt_room *r) {
   if (rs) rs_remove(r->hist, rs);
 }
 
-int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len) {
+int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len,
+                      const nt_hist_pub *pub) {
   if (!n->res || !n->res->h) return nt_bus_publish(n->bus, subject, data, len, NULL);
-  return nt_history_publish(n->res->h, subject, data, len);
+  int rc = nt_history_publish(n->res->h, subject, data, len, pub);
+  return rc ? rc : 1;
 }
 
 void nt_resume_on_live(nt_chat *n, nt_room *r, const Natter__Envelope *env,
@@ -783,21 +785,53 @@ int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const
   return 1;
 }
 
+/* Per-stream history series (label stream="k") with --history-streams K > 1. */
+static void hist_stream_metrics(nt_prom *w, nt_history *h) {
+  unsigned n = h ? nt_history_shard_stats(h, 0, NULL) : 0;
+  static const char *const names[][2] = {
+      {"history_stream_storing", "1 while this stream stores room messages."},
+      {"history_stream_published_total", "Room messages published to this stream's rooms."},
+      {"history_stream_stored_total", "Room messages this stream confirmed stored."},
+      {"history_stream_live_only_total", "Messages of this stream's rooms delivered live-only, not stored (over quota or size)."},
+  };
+  for (size_t i = 0; n && i < sizeof names / sizeof names[0]; i++) {
+    nt_prom_head(w, names[i][0], i ? "counter" : "gauge", names[i][1]);
+    for (unsigned k = 0; k < n; k++) {
+      nt_hist_stats st = {0};
+      nt_history_shard_stats(h, k, &st);
+      uint64_t v[] = {(uint64_t)st.storing, st.published, st.stored, st.live_only};
+      char labels[32];
+      snprintf(labels, sizeof labels, "{stream=\"%u\"}", k);
+      nt_prom_sample(w, names[i][0], labels, v[i]);
+    }
+  }
+}
+
 void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_resume *res = n->res;
   if (!res) return;
   nt_hist_stats hs = {0};
   if (res->h) nt_history_get_stats(res->h, &hs);
   nt_prom_metric(w, "history_storing", "gauge",
-         "1 while room messages are stored (0: history down, live-only delivery).", (unsigned)hs.storing);
+         "1 while the history stores (0: down; room messages wait for it up to --ack-timeout).",
+         (unsigned)hs.storing);
   nt_prom_metric(w, "history_outages_total", "counter",
-         "Changes from storing to live-only delivery.", hs.outages);
+         "Changes from storing to not storing.", hs.outages);
   nt_prom_metric(w, "history_published_total", "counter",
          "Room messages published through the history.", hs.published);
   nt_prom_metric(w, "history_stored_total", "counter",
          "Room messages confirmed stored.", hs.stored);
   nt_prom_metric(w, "history_live_only_total", "counter",
-         "Room messages published live-only while the history was down.", hs.live_only + hs.resent);
+         "Room messages published live-only, not stored (over quota or size).", hs.live_only);
+  nt_prom_metric(w, "history_resent_total", "counter",
+         "Room message publications sent to the history again (same Nats-Msg-Id) after no "
+         "answer or a 503.", hs.resent);
+  nt_prom_metric(w, "history_dedup_total", "counter",
+         "Room messages acknowledged as duplicates of a stored message id (resends).",
+         hs.duplicates);
+  nt_prom_metric(w, "history_unavailable_total", "counter",
+         "Room messages not acknowledged within --ack-timeout (answered error unavailable).",
+         hs.unavailable);
   nt_prom_metric(w, "history_over_quota_total", "counter",
          "Room messages published live-only because their tenant was over "
          "--history-tenant-bytes or the message over --history-max-msg-bytes.", hs.over_quota);
@@ -821,4 +855,5 @@ void nt_resume_metrics(nt_chat *n, nt_prom *w) {
          "Replays larger than half the send queue, sent as the socket took them.", res->m.paced);
   nt_prom_metric(w, "history_pages_total", "counter",
          "History pages requested (action and HTTP API).", res->m.pages);
+  hist_stream_metrics(w, res->h);
 }

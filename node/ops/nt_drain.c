@@ -61,6 +61,10 @@ static void d_stats(nt_presence *p, nt_presence_stats *out) {
   nt_presence_get_stats(((drain_presence *)p)->inner, out);
 }
 
+static unsigned d_shards(nt_presence *p, unsigned k, nt_presence_stats *out, int *up) {
+  return nt_presence_shards(((drain_presence *)p)->inner, k, out, up);
+}
+
 /* ---------------------------------------------------------------- queue --------- */
 
 static held_op *enqueue(drain_presence *d, int is_leave, const char *tenant, const char *room,
@@ -178,6 +182,7 @@ static const nt_presence_vtab drain_vtab = {
     .connected = d_connected,
     .stats = d_stats,
     .destroy = d_destroy,
+    .shards = d_shards,
 };
 
 nt_presence *nt_drain_hold(nt_presence *inner) {

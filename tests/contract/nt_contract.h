@@ -36,6 +36,10 @@ typedef struct nt_ct_history_factory {
   /* Over `bus` (created by bus.create), with `cfg`. Returns once it is storing. */
   nt_history *(*create)(void *ctx, uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *cfg);
   void *ctx;
+  /* A sharded history (nt_history_shard_new): msg_id keys span the rooms of one shard
+   * only; same_shard(ctx, a, b) says whether room subjects a and b share one. */
+  int keys_per_shard;
+  int (*same_shard)(void *ctx, const char *a, const char *b);
 } nt_ct_history_factory;
 
 /* Run a suite (a cmocka group named after the factory); return cmocka's failure count. */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "nt_contract.h"
+#include "nt_subject.h"
 #include "nt_testsrv.h"
 
 /* Ready once the stream has confirmed it exists (nt_history_storing is 1 from the start:
@@ -25,6 +26,35 @@ static nt_history *js_history(void *ctx, uv_loop_t *loop, nt_bus *bus, const nt_
   return h;
 }
 
+/* Three streams (--history-streams 3): the same contract through the sharding wrapper. */
+typedef struct js_ctx {
+  uv_loop_t *loop;
+  nt_bus *bus;
+  const char *url;
+} js_ctx;
+
+static int js_shard(void *ctx, unsigned k, const nt_hist_cfg *cfg, const nt_hist_handler *h,
+                    nt_history **out) {
+  js_ctx *c = ctx;
+  return nt_history_js_new(c->loop, c->bus, c->url, "contract", cfg, h, out);
+}
+
+static nt_history *js_sharded(void *ctx, uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *cfg) {
+  js_ctx c = {loop, bus, ctx};
+  nt_history *h = NULL;
+  if (nt_history_shard_new(loop, 3, cfg, js_shard, &c, NULL, &h) != 0) return NULL;
+  if (!nt_ct_run_until(loop, c_storing, h, 10000)) {
+    nt_history_destroy(h);
+    return NULL;
+  }
+  return h;
+}
+
+/* Rooms of one of the 3 streams share msg_id keys. */
+static int same_of_3(void *ctx, const char *a, const char *b) {
+  return nt_subject_room_shard(a, 3) == nt_subject_room_shard(b, 3);
+}
+
 int main(void) {
   nt_testsrv srv;
   char dir[] = "/tmp/nt-contract-js-XXXXXX";
@@ -39,6 +69,10 @@ int main(void) {
                              .create = js_history,
                              .ctx = url};
   int failed = nt_ct_history_run(&f);
+  nt_ct_history_factory sf = {.name = "history contract: JetStream, 3 streams",
+                              .bus = f.bus, .create = js_sharded, .ctx = url,
+                              .keys_per_shard = 1, .same_shard = same_of_3};
+  failed += nt_ct_history_run(&sf);
   nt_testsrv_stop(&srv);
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -378,6 +378,26 @@ static void test_validate(void **state) {
   free(msg);
   done(&r);
 
+  /* the ack bound and the dedupe window: defaults 5 s and 120 s; a window shorter than
+   * the bound could not recognise a resend after error unavailable */
+  PARSE(&r, "--jwt-secret", GOOD_SECRET);
+  assert_true(r.cfg.ack_timeout_s == 5.0 && r.cfg.history_dedupe_window_s == 120.0);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--ack-timeout", "50ms");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--ack-timeout must be between 0.1 and 3600"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--ack-timeout", "30", "--history-dedupe-window", "20");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--history-dedupe-window must be at least --ack-timeout"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--ack-timeout", "2", "--history-dedupe-window", "60");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r);
+
   /* Sentinel: --redis-sentinel and --redis-master both or neither; with --nats they
    * replace --redis */
   PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-sentinel", "h:26379");
@@ -801,6 +821,69 @@ static void test_secret_files(void **state) {
   unlink(nul);
 }
 
+/* --redis-shards, several --redis-master names, --history-streams. */
+static void test_shards(void **state) {
+  (void)state;
+  run r = {0};
+  char *msg = NULL;
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-shards",
+        "redis://a:6379, redis://b:6380/2", "--history-streams", "3");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  assert_int_equal(r.cfg.history_streams, 3);
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET);
+  assert_int_equal(r.cfg.history_streams, 1); /* default: today's one stream */
+  done(&r);
+  static const char *bad[][2] = {
+      {"redis://a:6379", "takes 2 to 16"},             /* one shard: that is --redis */
+      {"redis://a:6379,,redis://b:6379", "takes 2 to 16"},
+      {"redis://a:6379,", "takes 2 to 16"},
+      {"redis://a:6379,rediss://b:6379", "--redis-shards: "},
+      {"a:1,a:2,a:3,a:4,a:5,a:6,a:7,a:8,a:9,a:10,a:11,a:12,a:13,a:14,a:15,a:16,a:17",
+       "takes 2 to 16"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-shards",
+          bad[i][0]);
+    assert_int_equal(validate(&r.cfg, &msg), -1);
+    if (!strstr(msg, bad[i][1])) fail_msg("%s: %s", bad[i][0], msg);
+    free(msg);
+    done(&r);
+  }
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis", "a:1",
+        "--redis-shards", "a:1,b:2");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--redis-shards replaces --redis"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--redis-shards", "a:1,b:2");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "only --redis-shards"));
+  free(msg);
+  done(&r);
+  /* Sentinel: one shard per monitored primary */
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-sentinel",
+        "h:26379", "--redis-master", "m0,m1,m2");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-sentinel",
+        "h:26379", "--redis-master", "m0,,m2");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--redis-master takes 1 to 16"));
+  free(msg);
+  done(&r);
+  const char *streams[] = {"0", "17", "100"};
+  for (size_t i = 0; i < 3; i++) {
+    PARSE(&r, "--jwt-secret", GOOD_SECRET, "--history-streams", streams[i]);
+    assert_int_equal(validate(&r.cfg, &msg), -1);
+    assert_non_null(strstr(msg, "--history-streams must be between 1 and 16"));
+    free(msg);
+    done(&r);
+  }
+}
+
 static void test_help_groups(void **state) {
   (void)state;
   run r = {0};
@@ -849,6 +932,7 @@ int main(void) {
       cmocka_unit_test_setup(test_split_hostport, clean_env),
       cmocka_unit_test_setup(test_free_twice, clean_env),
       cmocka_unit_test_setup(test_ca_file, clean_env),
+      cmocka_unit_test_setup(test_shards, clean_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -413,6 +413,87 @@ static void test_live_subjects(void **state) {
   assert_int_equal(nt_subject_live_of(out, 10, "natter.room.acme.lobby"), NT_ETOOLARGE);
 }
 
+
+/* The shard choice is part of the deployment: every node must pick the same shard for a
+ * tenant, this version and the next. A change of hash fails here. */
+static void test_shard_fixed_vector(void **state) {
+  (void)state;
+  static const struct {
+    const char *tenant;
+    unsigned of2, of3, of16, room3; /* room "general" among 3 */
+  } v[] = {
+      {"acme", 0, 0, 15, 2},    {"globex", 1, 1, 1, 0}, {"initech", 0, 2, 10, 2},
+      {"umbrella", 0, 0, 8, 2}, {"t1", 1, 1, 6, 0},     {"tenant-42", 0, 2, 8, 1},
+  };
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+    assert_int_equal(nt_shard_of_tenant(v[i].tenant, 2), v[i].of2);
+    assert_int_equal(nt_shard_of_tenant(v[i].tenant, 3), v[i].of3);
+    assert_int_equal(nt_shard_of_tenant(v[i].tenant, 16), v[i].of16);
+    assert_int_equal(nt_shard_of_room(v[i].tenant, "general", 3), v[i].room3);
+    char subj[NT_SUBJECT_MAX];
+    assert_true(nt_subject_room(subj, sizeof subj, v[i].tenant, "general") > 0);
+    assert_int_equal(nt_subject_room_shard(subj, 3), (int)v[i].room3);
+  }
+  /* one shard, or none: always 0 */
+  assert_int_equal(nt_shard_of_tenant("acme", 1), 0);
+  assert_int_equal(nt_shard_of_tenant("acme", 0), 0);
+  assert_int_equal(nt_shard_of_room("acme", "general", 1), 0);
+}
+
+/* Balanced: 30,000 tenants over 2, 3 and 5 shards, each within 5 % of its share; rooms
+ * too. Growing 3 -> 4 shards moves about a quarter of the tenants, and only to the new
+ * shard (the jump hash's promise; a modulo would move three quarters). */
+static void test_shard_balance_and_growth(void **state) {
+  (void)state;
+  enum { N = 30000 };
+  const unsigned ns[] = {2, 3, 5};
+  for (size_t c = 0; c < 3; c++) {
+    unsigned n = ns[c], count[5] = {0}, rooms[5] = {0};
+    for (int i = 0; i < N; i++) {
+      char t[32], r[32];
+      snprintf(t, sizeof t, "tenant-%d", i);
+      snprintf(r, sizeof r, "room-%d", i % 97);
+      unsigned k = nt_shard_of_tenant(t, n);
+      assert_true(k < n);
+      count[k]++;
+      rooms[nt_shard_of_room(t, r, n)]++;
+    }
+    for (unsigned k = 0; k < n; k++) {
+      double share = (double)N / n;
+      assert_true(count[k] > share * 0.95 && count[k] < share * 1.05);
+      assert_true(rooms[k] > share * 0.95 && rooms[k] < share * 1.05);
+    }
+  }
+  int moved = 0;
+  for (int i = 0; i < N; i++) {
+    char t[32];
+    snprintf(t, sizeof t, "tenant-%d", i);
+    unsigned a = nt_shard_of_tenant(t, 3), b = nt_shard_of_tenant(t, 4);
+    if (a != b) {
+      assert_int_equal(b, 3);
+      moved++;
+    }
+  }
+  assert_true(moved > N / 4 * 0.9 && moved < N / 4 * 1.1);
+}
+
+static void test_hist_subjects(void **state) {
+  (void)state;
+  char out[NT_SUBJECT_MAX];
+  assert_int_equal(nt_subject_hist_of(out, sizeof out, 2, "natter.room.acme.general"),
+                   (int)strlen("natter.hist.2.acme.general"));
+  assert_string_equal(out, "natter.hist.2.acme.general");
+  assert_int_equal(nt_subject_hist_of(out, sizeof out, 0, "natter.user.acme.u"), NT_EINVAL);
+  assert_int_equal(nt_subject_hist_of(out, sizeof out, 0, "natter.room.acme"), NT_EINVAL);
+  assert_int_equal(nt_subject_hist_of(out, sizeof out, 0, NULL), NT_EINVAL);
+  assert_int_equal(nt_subject_hist_of(out, 10, 0, "natter.room.acme.general"), NT_ETOOLARGE);
+  assert_true(nt_subject_hist_filter(out, sizeof out, 7) > 0);
+  assert_string_equal(out, "natter.hist.7.>");
+  assert_int_equal(nt_subject_room_shard("natter.room.a.b.c", 3), NT_EINVAL);
+  assert_int_equal(nt_subject_room_shard("natter.live.room.a.b", 3), NT_EINVAL);
+  assert_int_equal(nt_subject_room_shard(NULL, 3), NT_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_id_valid),
@@ -431,6 +512,9 @@ int main(void) {
       cmocka_unit_test(test_key_node),
       cmocka_unit_test(test_key_presence_layout),
       cmocka_unit_test(test_live_subjects),
+      cmocka_unit_test(test_shard_fixed_vector),
+      cmocka_unit_test(test_shard_balance_and_growth),
+      cmocka_unit_test(test_hist_subjects),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
