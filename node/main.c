@@ -127,6 +127,8 @@ int main(int argc, char **argv) {
         .max_msg_bytes = cfg.history_max_msg_bytes ? cfg.history_max_msg_bytes
                                                    : cfg.max_message_bytes + 4096,
         .tenant_bytes = cfg.history_tenant_bytes,
+        .dedupe_window_s = cfg.history_dedupe_window_s,
+        .ack_timeout_ms = (uint64_t)(cfg.ack_timeout_s * 1000),
         .nats_sec = &nsec,
     };
     if (cfg.nats) {

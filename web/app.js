@@ -2,7 +2,7 @@
 // who is online and the room's history. Uses only the natter client (served by the node at
 // /natter.js from clients/js/) and the browser; tokens come from the node's development-only
 // endpoint GET /dev/token (enabled with --dev-tokens on).
-import { NatterClient } from './natter.js';
+import { NatterClient, messageId } from './natter.js';
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -657,9 +657,17 @@ async function sendText(text) {
   c.list.scrollTop = c.list.scrollHeight;
   try {
     // excludeSelf: this page shows its own message at once, the server does not echo it.
-    const ack = c.kind === 'room'
-      ? await client.send(c.id, { text }, { excludeSelf: true })
-      : await client.sendToUser(c.id, { text });
+    // The id is chosen here so a replay of it (resume after a reconnect) that comes before
+    // the ack is recognised; the client resends it with that id until the ack.
+    let ack;
+    if (c.kind === 'room') {
+      const id = messageId();
+      li.dataset.id = id;
+      c.ids.add(id);
+      ack = await client.send(c.id, { text }, { excludeSelf: true, id });
+    } else {
+      ack = await client.sendToUser(c.id, { text });
+    }
     li.dataset.id = ack.id;
     c.ids.add(ack.id);
     li.classList.remove('pending');

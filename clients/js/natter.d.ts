@@ -45,6 +45,7 @@ export type ServerErrorCode =
   | 'too_large'
   | 'rate_limited'
   | 'timeout'
+  | 'unavailable'
   | 'internal';
 
 /** Error codes of the library itself. */
@@ -251,6 +252,10 @@ export interface NatterClientOptions {
   heartbeat?: boolean;
   /** Drop replayed messages whose `seq` was already seen (default true). */
   dedupe?: boolean;
+  /** ms a send() is resent with its id (after a reconnect, a timeout, `unavailable`)
+   *  before it rejects (default 110000; keep it under the server's
+   *  --history-dedupe-window). */
+  resendTimeout?: number;
   /** Random source in [0, 1) for the jitter. */
   random?: () => number;
   /** Replaces some or all of the global timers. */
@@ -269,6 +274,7 @@ export interface Defaults {
   readonly queueLimit: number;
   readonly heartbeat: boolean;
   readonly dedupe: boolean;
+  readonly resendTimeout: number;
 }
 
 export const DEFAULTS: Defaults;
@@ -376,6 +382,8 @@ export class NatterClient<M = Json> {
   readonly rooms: string[];
   /** actions waiting for a connection */
   readonly queued: number;
+  /** send()s not acknowledged yet (in flight, queued or waiting to be resent) */
+  readonly unacked: number;
   /** while reconnecting: the next attempt */
   readonly nextRetry: RetryInfo | null;
   /** the last `seq` seen in a room (undefined until the server sends one) */
@@ -399,8 +407,12 @@ export class NatterClient<M = Json> {
   join(roomId: string, options?: { since?: number }): Promise<JoinedFrame>;
   /** Leaves a room (no longer rejoined). */
   leave(roomId: string): Promise<LeftFrame>;
-  /** Broadcasts to a room; `excludeSelf` keeps it from coming back to this connection. */
-  send(roomId: string, message: M, options?: { excludeSelf?: boolean }): Promise<AckFrame>;
+  /** Broadcasts to a room; `excludeSelf` keeps it from coming back to this connection.
+   *  The message carries `id` (default: a new random one, `messageId()`); until its `ack`
+   *  (with history on: stored) it is resent with the same id after a reconnect, a timeout
+   *  or `error unavailable`, for up to `resendTimeout` ms; the server delivers it once.
+   *  Sending the same id again while it is unacknowledged returns the same promise. */
+  send(roomId: string, message: M, options?: SendOptions): Promise<AckFrame>;
   /** Sends to every connection of a user of the same tenant (a `direct` frame there). */
   sendToUser(userId: string, message: M): Promise<AckFrame>;
   /** The online members of a room, or of the tenant without `roomId`. */
@@ -417,6 +429,17 @@ export class NatterClient<M = Json> {
 }
 
 /** Delay in ms before reconnect attempt `attempt` (1-based), with jitter. */
+/** Options of send(). */
+export interface SendOptions {
+  excludeSelf?: boolean;
+  /** the message id: 1..64 bytes, a protocol id (no `.` `*` `>` `{` `}` `:` or
+   *  whitespace); default a new random one */
+  id?: string;
+}
+
+/** A new message id: 20 characters of [0-9A-Za-z] from crypto.getRandomValues. */
+export function messageId(random?: () => number): string;
+
 export function backoffDelay(attempt: number, options?: Partial<Defaults>, random?: () => number): number;
 
 /** Adds `token` to the query of a ws(s)/http(s) URL (http is mapped to ws). */

@@ -16,8 +16,10 @@
 // (and dead-connection detection), automatic reconnect with exponential backoff and jitter,
 // a token-refresh hook called before every connection attempt, rejoin of every room after a
 // reconnect (passing `since` = the last seen `seq` when the server sends one), a bounded queue
-// of actions made while disconnected (flushed in order once the rooms are rejoined), and a
-// clean close that stops reconnecting. See README.md beside this file (the package's
+// of actions made while disconnected (flushed in order once the rooms are rejoined),
+// reliable room messages (each send carries a random `id`; until its `ack` it is resent with
+// the same id after a reconnect, a timeout or `error unavailable`, which the server
+// deduplicates), and a clean close that stops reconnecting. See README.md beside this file (the package's
 // reference) and docs/client.md; natter.d.ts declares the types.
 
 export const VERSION = '0.1.0';
@@ -38,7 +40,28 @@ export const DEFAULTS = Object.freeze({
   queueLimit: 100, // actions kept while disconnected; more are rejected ('queue_full')
   heartbeat: true, // send `heartbeat` actions on the server's interval, detect dead links
   dedupe: true, // drop a replayed `message` whose `seq` is not after the room's last seq
+  resendTimeout: 110000, // ms a send() keeps being resent (same id) before it rejects; keep
+  // it under the server's --history-dedupe-window (120 s) so a late resend is recognised
 });
+
+const ID_ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+/** A new message id: 20 characters of [0-9A-Za-z] from crypto.getRandomValues (the
+ *  `random` source only where there is no Web Crypto). */
+export function messageId(random = Math.random) {
+  const out = [];
+  const c = globalThis.crypto;
+  while (out.length < 20) {
+    const bytes = new Uint8Array(32);
+    if (c && typeof c.getRandomValues === 'function') c.getRandomValues(bytes);
+    else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(random() * 256) & 255;
+    for (const b of bytes) if (b < 248 && out.length < 20) out.push(ID_ALPHABET[b % 62]); // no bias
+  }
+  return out.join('');
+}
+
+/** Server answers after which a send() is resent with the same id. */
+const RESEND_CODES = new Set(['unavailable', 'disconnected', 'timeout']);
 
 /** Errors of the client and of the server (`error` frames) carry a machine-readable code. */
 export class NatterError extends Error {
@@ -46,7 +69,7 @@ export class NatterError extends Error {
     super(message || code);
     this.name = 'NatterError';
     /** Server codes: bad_request, unknown_action, forbidden, not_found, too_large,
-     *  rate_limited, timeout, internal. Client codes: timeout, disconnected, closed,
+     *  rate_limited, timeout, unavailable, internal. Client codes: timeout, disconnected, closed,
      *  queue_full, left, token_failed, reconnect_failed, bad_frame, not_connected. */
     this.code = code;
     if (extra) Object.assign(this, extra);
@@ -151,6 +174,7 @@ export class NatterClient {
     this._closedByUser = false;
     this._rooms = new Map(); // roomId -> { since, lastSeq, waiters: [{resolve, reject}] }
     this._queue = []; // [{ frame, resolve, reject }] made while not ready
+    this._unacked = new Map(); // message id -> send() entry, until its ack
     this._pending = new Map(); // requestId -> { resolve, reject, timer, kind }
     this._nextRequest = 1;
     this._openWaiters = [];
@@ -221,6 +245,11 @@ export class NatterClient {
   /** Number of actions waiting for a connection. */
   get queued() {
     return this._queue.length;
+  }
+
+  /** Number of send()s not acknowledged yet (in flight, queued or waiting to be resent). */
+  get unacked() {
+    return this._unacked.size;
   }
 
   /** While reconnecting: { attempt, delay, at } of the next attempt (at = epoch ms). */
@@ -416,6 +445,7 @@ export class NatterClient {
       p.reject(err);
     }
     for (const q of this._queue.splice(0)) q.reject(err);
+    for (const e of [...this._unacked.values()]) this._sendFailed(e, err, true);
     for (const entry of this._rooms.values()) for (const w of entry.waiters.splice(0)) w.reject(err);
     this._rooms.clear();
     for (const w of this._openWaiters.splice(0)) w.reject(err);
@@ -587,13 +617,14 @@ export class NatterClient {
     });
   }
 
-  /** Sends now when ready; otherwise queues (bounded) until the next connection. */
-  _call(frame) {
+  /** Sends now when ready; otherwise queues (bounded, unless `force`: a resend of what
+   *  was accepted already) until the next connection. */
+  _call(frame, force = false) {
     if (this._ready) return this._request(frame);
     if (this._closedByUser || this._state === 'closed') {
       return Promise.reject(new NatterError('closed', 'the client is closed; call connect()'));
     }
-    if (this._queue.length >= this.options.queueLimit) {
+    if (!force && this._queue.length >= this.options.queueLimit) {
       return Promise.reject(new NatterError('queue_full', `more than ${this.options.queueLimit} actions waiting for a connection`));
     }
     return new Promise((resolve, reject) => this._queue.push({ frame, resolve, reject }));
@@ -686,16 +717,65 @@ export class NatterClient {
     });
   }
 
-  /** Broadcasts `message` (any JSON) to a room; resolves with the `ack` ({id}). */
-  send(roomId, message, { excludeSelf } = {}) {
+  /** Broadcasts `message` (any JSON) to a room; resolves with the `ack` ({id}) — with
+   *  history on, once the server stored it. The message carries `id` (default: a new
+   *  random one); until acknowledged it is resent with that id after a reconnect, a
+   *  timeout or `error unavailable` (backoff), for up to `resendTimeout` ms, and the
+   *  server delivers and stores it once. Other errors reject at once. */
+  send(roomId, message, { excludeSelf, id } = {}) {
     try {
       validId('roomId', roomId);
+      if (id != null) validId('id', id);
     } catch (e) {
       return Promise.reject(e);
     }
-    const frame = { action: 'sendMessage', roomId, message };
+    const msgId = id ?? messageId(this._random);
+    const known = this._unacked.get(msgId);
+    if (known) return known.promise; // the same message again: one send
+    const frame = { action: 'sendMessage', roomId, message, id: msgId };
     if (excludeSelf) frame.excludeSelf = true;
-    return this._call(frame);
+    const entry = { frame, start: this._t.now(), attempts: 0, timer: null };
+    entry.promise = new Promise((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    this._unacked.set(msgId, entry);
+    this._sendAttempt(entry, false);
+    return entry.promise;
+  }
+
+  _sendAttempt(entry, resend) {
+    entry.attempts++;
+    this._call(entry.frame, resend).then(
+      (ack) => {
+        if (this._unacked.get(entry.frame.id) !== entry) return;
+        this._unacked.delete(entry.frame.id);
+        entry.resolve(ack);
+      },
+      (err) => this._sendFailed(entry, err, false),
+    );
+  }
+
+  _sendFailed(entry, err, final) {
+    if (this._unacked.get(entry.frame.id) !== entry) return;
+    const expired = this._t.now() - entry.start >= this.options.resendTimeout;
+    if (final || !RESEND_CODES.has(err.code) || expired) {
+      this._t.clearTimeout(entry.timer);
+      this._unacked.delete(entry.frame.id);
+      entry.reject(err);
+      return;
+    }
+    if (err.code === 'unavailable') {
+      // the server could not store it in time: again after a backoff, same id
+      const delay = backoffDelay(entry.attempts, this.options, this._random);
+      entry.timer = this._t.setTimeout(() => {
+        entry.timer = null;
+        if (this._unacked.get(entry.frame.id) === entry) this._sendAttempt(entry, true);
+      }, delay);
+      return;
+    }
+    // disconnected: queued for the next connection (after the rejoin); timeout: at once
+    this._sendAttempt(entry, true);
   }
 
   /** Sends `message` to every connection of a user of the same tenant; resolves with the `ack`. */

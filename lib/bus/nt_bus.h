@@ -77,6 +77,8 @@ typedef struct nt_bus_vtab {
   void (*stats)(nt_bus *b, nt_bus_stats *out);
   void (*destroy)(nt_bus *b);
   int (*flush)(nt_bus *b, uint64_t timeout_ms, nt_bus_reply_cb cb, void *ud);
+  int (*publish_msgid)(nt_bus *b, const char *subject, const void *data, size_t len,
+                       const char *reply, const char *msg_id);
 } nt_bus_vtab;
 
 /* Every implementation embeds this as its first member. */
@@ -91,6 +93,15 @@ struct nt_bus {
 static inline int nt_bus_publish(nt_bus *b, const char *subject, const void *data,
                                  size_t len, const char *reply) {
   return b->vt->publish(b, subject, data, len, reply);
+}
+
+/* Publishes like nt_bus_publish with the header Nats-Msg-Id: `msg_id` (JetStream's
+ * deduplication key; the memory bus carries no headers and delivers the message as
+ * nt_bus_publish does — the memory history models deduplication itself). `msg_id` NULL:
+ * nt_bus_publish. Same return codes. */
+static inline int nt_bus_publish_msgid(nt_bus *b, const char *subject, const void *data,
+                                       size_t len, const char *reply, const char *msg_id) {
+  return b->vt->publish_msgid(b, subject, data, len, reply, msg_id);
 }
 
 /* Publishes like nt_bus_publish with a stream position attached (the headers a

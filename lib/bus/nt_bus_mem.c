@@ -373,6 +373,12 @@ static int mem_publish(nt_bus *bb, const char *subject, const void *data, size_t
   return rc;
 }
 
+static int mem_publish_msgid(nt_bus *bb, const char *subject, const void *data, size_t len,
+                             const char *reply, const char *msg_id) {
+  (void)msg_id; /* no headers in memory: the memory history deduplicates */
+  return mem_publish(bb, subject, data, len, reply);
+}
+
 static int mem_publish_seq(nt_bus *bb, const char *subject, const void *data, size_t len,
                            const nt_bus_seq *seq) {
   nt_bus_mem *b = (nt_bus_mem *)bb;
@@ -541,6 +547,7 @@ static void mem_destroy(nt_bus *bb) {
 static const nt_bus_vtab mem_vtab = {
     .publish = mem_publish,
     .publish_seq = mem_publish_seq,
+    .publish_msgid = mem_publish_msgid,
     .subscribe = mem_subscribe,
     .unsubscribe = mem_unsubscribe,
     .request = mem_request,

@@ -449,6 +449,26 @@ static int nats_publish(nt_bus *bb, const char *subject, const void *data, size_
   return 0;
 }
 
+/* A message with a Nats-Msg-Id header (see nt_bus_publish_msgid). */
+static int nats_publish_msgid(nt_bus *bb, const char *subject, const void *data, size_t len,
+                              const char *reply, const char *msg_id) {
+  if (!msg_id) return nats_publish(bb, subject, data, len, reply);
+  nt_bus_nats *b = (nt_bus_nats *)bb;
+  if (b->closing) return NT_ECLOSED;
+  if (!nt_bus_subject_valid(subject, 0) || (reply && !nt_bus_subject_valid(reply, 0)) ||
+      (len && !data) || !*msg_id)
+    return NT_EINVAL;
+  if (len > INT_MAX) return NT_ETOOLARGE;
+  natsMsg *m = NULL;
+  natsStatus st = natsMsg_Create(&m, subject, reply, data, (int)len);
+  if (st == NATS_OK) st = natsMsgHeader_Set(m, "Nats-Msg-Id", msg_id);
+  if (st == NATS_OK) st = natsConnection_PublishMsg(b->nc, m);
+  natsMsg_Destroy(m);
+  if (st != NATS_OK) return nt_nats_err(st);
+  b->st.published++;
+  return 0;
+}
+
 /* A message with the headers a stream's RePublish adds (see nt_bus_publish_seq). */
 static int nats_publish_seq(nt_bus *bb, const char *subject, const void *data, size_t len,
                             const nt_bus_seq *seq) {
@@ -616,6 +636,7 @@ static void nats_destroy(nt_bus *bb) {
 static const nt_bus_vtab nats_vtab = {
     .publish = nats_publish,
     .publish_seq = nats_publish_seq,
+    .publish_msgid = nats_publish_msgid,
     .subscribe = nats_subscribe,
     .unsubscribe = nats_unsubscribe,
     .request = nats_request,

@@ -12,9 +12,20 @@
  * stored message then reaches the nodes subscribed to natter.live.room.<t>.<r> carrying
  * an nt_bus_seq {seq, last}: its sequence and the previous sequence of the same room, so
  * a node sees a gap (last != the sequence it delivered before) and repairs it with
- * nt_history_fetch_after before delivering further. A history that cannot store
- * (JetStream down, no stream) publishes on the live subject without a position instead:
- * live-only delivery, never a stall; on_state reports the change.
+ * nt_history_fetch_after before delivering further.
+ *
+ * Acknowledgment and idempotency. Each publication may carry a key (nt_hist_pub.msg_id:
+ * JetStream's Nats-Msg-Id) and a completion callback. A publication whose key the
+ * history stored within cfg->dedupe_window_s is a duplicate: acknowledged (status 0,
+ * `duplicate` set) and neither stored nor delivered again. While the store cannot store
+ * (JetStream down, no responders, 503, leader election) the history keeps resending the
+ * same publication with the same key until cfg->ack_timeout_ms has passed since
+ * nt_history_publish, then completes with NT_ETIMEOUT: "not known to be stored" — it may
+ * still be stored later (a copy in the bus's reconnect buffer), so the caller resends with
+ * the same key. A room message is delivered only through the store (every delivered
+ * message is stored and has a seq); there is no live-only fallback, except for messages
+ * over the tenant's quota or the size limit, which are delivered live-only, never stored,
+ * and complete with NT_ELIMIT. on_state still reports whether the store answers.
  *
  * Threading: every function is called on the loop thread; every callback runs on the
  * loop thread and never inside the call that started it. When a function that takes a
@@ -47,6 +58,10 @@ typedef struct nt_hist_cfg {
                           * (nt_hist_quota.h; a day when max_age_s is 0); past it the
                           * tenant's messages are delivered live-only; 0: no quota */
   const struct nt_nats_sec *nats_sec; /* JetStream: credentials and TLS (NULL: none) */
+  double dedupe_window_s; /* publications with the same msg_id within this are stored once
+                           * (JetStream: the stream's duplicate_window); 0: 120 s */
+  uint64_t ack_timeout_ms; /* a publication not acknowledged this long after
+                            * nt_history_publish completes with NT_ETIMEOUT; 0: 5000 */
 } nt_hist_cfg;
 
 /* One stored message. `data` is what was published (the envelope), borrowed. */
@@ -59,7 +74,7 @@ typedef struct nt_hist_msg {
 
 /* Outcome of a fetch, borrowed for the duration of the callback. */
 typedef struct nt_hist_result {
-  int status;            /* 0, NT_EAGAIN (live-only: nothing stored can be read now),
+  int status;            /* 0, NT_EAGAIN (the store is not answering: nothing can be read now),
                           * NT_ETIMEOUT, NT_EBUS, NT_ENOMEM or NT_ECLOSED (destroyed) */
   const nt_hist_msg *msgs; /* ascending sequence */
   size_t n;
@@ -72,8 +87,44 @@ typedef struct nt_hist_result {
 typedef void (*nt_hist_cb)(void *ud, const nt_hist_result *r);
 typedef void (*nt_hist_done_cb)(void *ud, int status);
 
+/* The outcome of one publication, borrowed for the duration of the callback. */
+typedef struct nt_hist_ack {
+  int status;            /* 0: stored (or a duplicate of a stored one); NT_ETIMEOUT: not
+                          * acknowledged within cfg->ack_timeout_ms (resend with the same
+                          * msg_id); NT_ELIMIT: over the tenant's quota or the size limit,
+                          * delivered live-only and not stored; NT_EBUS: the store refused
+                          * it (neither stored nor delivered); NT_ECLOSED: the history was
+                          * destroyed first (unknown) */
+  uint64_t seq;          /* status 0: its sequence (0 when the store does not say) */
+  int duplicate;         /* status 0: it had been stored before under the same msg_id */
+} nt_hist_ack;
+
+typedef void (*nt_hist_ack_cb)(void *ud, const nt_hist_ack *a);
+
+/* Options of one nt_history_publish (designated initializers; NULL: all defaults). */
+typedef struct nt_hist_pub {
+  const char *msg_id;    /* idempotency key, copied: 1..NT_HIST_MSGID_MAX bytes, no control
+                          * character (NULL: none, so a resend is stored twice). One key
+                          * space for every room and tenant: callers scope it themselves
+                          * (nt_client: "<tenant>:<sender>:<message id>") */
+  nt_hist_ack_cb on_ack; /* called exactly once, later, on the loop thread, when
+                          * nt_history_publish returned 0 (NULL: no callback) */
+  void *ud;
+} nt_hist_pub;
+
+#define NT_HIST_MSGID_MAX 512
+
+/* 1 when `id` is a valid nt_hist_pub.msg_id. */
+static inline int nt_hist_msgid_valid(const char *id) {
+  size_t n = 0;
+  if (!id) return 0;
+  for (; id[n]; n++)
+    if ((unsigned char)id[n] < 0x20 || id[n] == 0x7f || n >= NT_HIST_MSGID_MAX) return 0;
+  return n > 0;
+}
+
 typedef struct nt_hist_handler {
-  /* storing = 1: publications are stored and sequenced; 0: live-only. Reported on
+  /* storing = 1: the store answers; 0: it does not (publications wait for it). Reported on
    * changes after creation (a history starts storing). May be NULL. */
   void (*on_state)(void *ud, int storing);
   void *ud;
@@ -81,13 +132,15 @@ typedef struct nt_hist_handler {
 
 typedef struct nt_hist_stats {
   uint64_t published;    /* room messages given to nt_history_publish */
-  uint64_t stored;       /* ... confirmed stored */
+  uint64_t stored;       /* ... confirmed stored (duplicates not counted) */
   uint64_t live_only;    /* ... published live without being stored (history down) */
   uint64_t over_quota;   /* ... published live-only: over their tenant's budget or the
                           * message size limit (also counted in live_only) */
-  uint64_t resent;       /* unconfirmed ones re-sent live-only after a failure or timeout */
-  uint64_t untracked;    /* published without confirmation tracking (tracking full) */
-  uint64_t outages;      /* changes from storing to live-only */
+  uint64_t resent;       /* ... sent to the store again (same msg_id) after no answer or a
+                          * "cannot store now" answer */
+  uint64_t duplicates;   /* ... acknowledged as duplicates of a stored msg_id */
+  uint64_t unavailable;  /* ... completed NT_ETIMEOUT (not acknowledged in time) */
+  uint64_t outages;      /* changes from storing to not storing */
   uint64_t fetches;      /* fetch requests completed */
   uint64_t fetch_errors; /* ... that failed */
   uint64_t fetched;      /* messages read from the history */
@@ -98,7 +151,8 @@ typedef struct nt_hist_stats {
 
 typedef struct nt_history_vtab {
   int (*ensure)(nt_history *h, nt_hist_done_cb cb, void *ud);
-  int (*publish)(nt_history *h, const char *subject, const void *data, size_t len);
+  int (*publish)(nt_history *h, const char *subject, const void *data, size_t len,
+                 const nt_hist_pub *pub);
   int (*fetch_after)(nt_history *h, const char *subject, uint64_t after, uint64_t upto,
                      size_t max, nt_hist_cb cb, void *ud);
   int (*fetch_page)(nt_history *h, const char *subject, uint64_t before, size_t limit,
@@ -115,18 +169,20 @@ struct nt_history {
 
 /* Creates or updates the store (JetStream: the stream with the configured retention and
  * the RePublish rule; idempotent, any number of nodes may race) and calls cb(ud, status)
- * once: 0, or NT_EBUS / NT_ETIMEOUT (the history then runs live-only and retries by
+ * once: 0, or NT_EBUS / NT_ETIMEOUT (the history then retries by
  * itself), NT_ECLOSED. `cb` may be NULL. Returns 0 or a negative code. */
 static inline int nt_history_ensure(nt_history *h, nt_hist_done_cb cb, void *ud) {
   return h->vt->ensure(h, cb, ud);
 }
 
-/* Publishes a room message (`data` copied; never blocks on the network): stored and
- * republished live with its sequence, or live-only while the history is down. Returns 0,
- * NT_EINVAL (not a room subject), or the bus's error (NT_EAGAIN, NT_EBUS...). */
+/* Publishes a room message (`data` and pub->msg_id copied; never blocks on the network):
+ * stored and republished live with its sequence, then pub->on_ack (see "Acknowledgment"
+ * above). `pub` may be NULL. Returns 0, NT_EINVAL (not a room subject, bad msg_id),
+ * NT_EAGAIN (too many publications awaiting acknowledgment), or the bus's error; on an
+ * error on_ack is never called. */
 static inline int nt_history_publish(nt_history *h, const char *subject, const void *data,
-                                     size_t len) {
-  return h->vt->publish(h, subject, data, len);
+                                     size_t len, const nt_hist_pub *pub) {
+  return h->vt->publish(h, subject, data, len, pub);
 }
 
 /* Reads the messages of `subject` with after < seq (<= upto when upto != 0), oldest first,
@@ -144,7 +200,7 @@ static inline int nt_history_fetch_page(nt_history *h, const char *subject, uint
   return h->vt->fetch_page(h, subject, before, limit, cb, ud);
 }
 
-/* 1 while publications are stored (0: live-only). */
+/* 1 while the store answers (0: publications wait for it, reads fail). */
 static inline int nt_history_storing(nt_history *h) { return h->vt->storing(h); }
 
 static inline void nt_history_get_stats(nt_history *h, nt_hist_stats *out) {
@@ -159,7 +215,8 @@ static inline void nt_history_destroy(nt_history *h) { h->vt->destroy(h); }
 /* In-memory history over `bus` (borrowed; must outlive it): a global sequence, per-room
  * lists bounded by cfg->max_per_room and max_age_s, all rooms together by max_bytes
  * (oldest messages first). Publishing stores synchronously and publishes the message on
- * the room's live subject with nt_bus_publish_seq. Returns NULL on bad arguments or
+ * the room's live subject with nt_bus_publish_seq; a duplicate msg_id within
+ * cfg->dedupe_window_s is acknowledged without storing or publishing. Returns NULL on bad arguments or
  * allocation failure. */
 nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *cfg,
                                const nt_hist_handler *h);

@@ -1,8 +1,8 @@
 /* nt_history_js: room history on NATS JetStream — a stream over natter.room.> that
  * republishes every stored message on natter.live.room.> with its sequence; stored
  * messages read back with direct gets on worker threads (nt_history_js_read.c). This
- * file is the loop side: publications and their acknowledgments, live-only fallback,
- * the job queue's loop end. Threading: nt_history_js_int.h. */
+ * file is the loop side: publications, their acknowledgments and resends (same
+ * Nats-Msg-Id) until the ack bound, the job queue's loop end. Threading: nt_history_js_int.h. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <nats/nats.h>
@@ -24,21 +24,32 @@
 /* Tuning */
 #define NWORKERS 2
 #define MAX_QUEUED_JOBS 4096     /* past it, fetches fail with NT_EAGAIN at once */
-#define ACK_TIMEOUT_MS 1000      /* a publication unconfirmed this long is resent live-only */
-#define TICK_MS 100              /* ack timeouts and probes */
+#define ATTEMPT_MS 1000          /* an attempt unanswered this long is sent again */
+#define RETRY_MIN_MS 100         /* after "cannot store now": resend after this, doubling */
+#define RETRY_MAX_MS 1000
+#define DEFAULT_ACK_TIMEOUT_MS 5000
+#define DEFAULT_DEDUPE_S 120.0
+#define TICK_MS 50               /* resends, ack timeouts and probes */
 #define PROBE_MS 2000            /* while live-only: try the stream again this often */
 #define RING_CAP 65536           /* publications awaiting their ack (power of two) */
 #define CONNECT_TIMEOUT_MS 1000
 #define ERR_LOG_INTERVAL_MS 5000
 #define DEFAULT_MAX_BYTES ((int64_t)1 << 30) /* stream max_bytes when the config says 0 */
 
-/* A publication awaiting its acknowledgment: its copy is resent live-only on failure. */
+/* A publication awaiting its acknowledgment: resent (same token and Nats-Msg-Id) while
+ * the stream cannot store, completed once. */
 typedef struct pend {
   uint64_t token;        /* 0: slot free */
-  uint64_t sent_ms;
+  uint64_t sent_ms;      /* the last attempt */
+  uint64_t deadline_ms;  /* nt_history_publish + ack timeout: NT_ETIMEOUT */
+  uint64_t retry_at;     /* != 0: the stream said "cannot store now", resend then */
+  unsigned attempts;
   int done;
+  int live_only;         /* over quota or size: published live, never sent to the stream */
   size_t len;
-  uint8_t *buf;          /* live subject, NUL, data */
+  uint8_t *buf;          /* room subject, NUL, msg id (maybe empty), NUL, data */
+  nt_hist_ack_cb cb;
+  void *ud;
 } pend;
 
 typedef struct hist_js {
@@ -64,6 +75,7 @@ typedef struct hist_js {
   nt_hist_stats st;
   nt_hist_quota *quota;  /* per-tenant budget (nt_hist_quota.h) */
   size_t max_msg_bytes;  /* 0: none */
+  uint64_t ack_timeout_ms;
   int closing, tick_open;
 } hist_js;
 
@@ -77,6 +89,33 @@ static void xq_release(xq *q) {
 
 /* ================================================================ nats.c thread */
 
+/* Appends an outcome for the loop (q->mu held). Returns 0 without memory. */
+static int xq_push_ack(xq *q, ackitem a) {
+  if (q->nacks == q->capacks) {
+    size_t cap = q->capacks ? q->capacks * 2 : 256;
+    ackitem *v = realloc(q->acks, cap * sizeof *v);
+    if (!v) return 0;
+    q->acks = v;
+    q->capacks = cap;
+  }
+  q->acks[q->nacks++] = a;
+  return 1;
+}
+
+/* The value of `"name":` in a flat JSON object (the server writes `"duplicate": true`
+ * with a space), or NULL. */
+static const char *json_field(const char *d, const char *name) {
+  char key[32];
+  snprintf(key, sizeof key, "\"%s\"", name);
+  const char *p = strstr(d, key);
+  if (!p) return NULL;
+  p += strlen(key);
+  while (*p == ' ') p++;
+  if (*p++ != ':') return NULL;
+  while (*p == ' ') p++;
+  return p;
+}
+
 /* An acknowledgment on "<inbox>.<token>": {"stream":..,"seq":N} when stored, {"error":
  * {"code":503,..}} when the stream cannot store now, another error for this message. */
 static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
@@ -85,26 +124,20 @@ static void on_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
   char *end = NULL;
   uint64_t token = dot ? strtoull(dot + 1, &end, 10) : 0;
   if (token && end && !*end) {
-    int kind = ACK_OK;
-    const char *d = natsMsg_GetData(msg);
+    int kind = ACK_OK, dup = 0;
+    uint64_t seq = 0;
+    const char *d = natsMsg_GetData(msg), *sq = d ? json_field(d, "seq") : NULL;
     if (natsMsg_IsNoResponders(msg)) kind = ACK_DOWN;
     else if (!d || strstr(d, "\"error\"")) kind = d && strstr(d, "\"code\":503") ? ACK_DOWN : ACK_FAIL;
-    else if (!strstr(d, "\"seq\"")) kind = ACK_FAIL;
-    uv_mutex_lock(&q->mu);
-    if (q->async) {
-      if (q->nacks == q->capacks) {
-        size_t cap = q->capacks ? q->capacks * 2 : 256;
-        ackitem *v = realloc(q->acks, cap * sizeof *v);
-        if (v) {
-          q->acks = v;
-          q->capacks = cap;
-        }
-      }
-      if (q->nacks < q->capacks) { /* else lost: the timeout resends the message */
-        q->acks[q->nacks++] = (ackitem){token, kind};
-        if (q->nacks == 1) uv_async_send(q->async);
-      }
+    else if (!sq) kind = ACK_FAIL;
+    if (kind == ACK_OK) {
+      const char *dv = json_field(d, "duplicate");
+      seq = strtoull(sq, NULL, 10);
+      dup = dv && !strncmp(dv, "true", 4);
     }
+    uv_mutex_lock(&q->mu); /* lost without memory: the message is resent, then times out */
+    if (q->async && xq_push_ack(q, (ackitem){token, kind, dup, seq}) && q->nacks == 1)
+      uv_async_send(q->async);
     uv_mutex_unlock(&q->mu);
   }
   natsMsg_Destroy(msg);
@@ -124,17 +157,23 @@ static void set_storing(hist_js *j, int storing, const char *why) {
   } else {
     j->st.outages++;
     j->next_probe = uv_now(j->loop) + PROBE_MS;
-    nt_log_warn("history unavailable, delivering live-only", "{s:s, s:s}", "stream",
-                j->q->stream, "reason", why);
+    nt_log_warn("history unavailable, publications wait for the stream", "{s:s, s:s, s:I}",
+                "stream", j->q->stream, "reason", why, "ack_timeout_ms",
+                (json_int_t)j->ack_timeout_ms);
   }
   if (j->h.on_state) j->h.on_state(j->h.ud, storing);
 }
 
-/* Publishes a copy on its live subject without a position (delivered, not stored). */
-static void resend_live(hist_js *j, pend *p) {
-  const char *live = (const char *)p->buf;
-  size_t sl = strlen(live) + 1;
-  if (nt_bus_publish(j->bus, live, p->buf + sl, p->len, NULL) == 0) j->st.resent++;
+/* (Re)sends a publication to the stream: its token's reply inbox, its Nats-Msg-Id. */
+static int send_pend(hist_js *j, pend *p) {
+  const char *subject = (const char *)p->buf, *id = subject + strlen(subject) + 1;
+  const uint8_t *data = (const uint8_t *)id + strlen(id) + 1;
+  char reply[96];
+  snprintf(reply, sizeof reply, "%s.%" PRIu64, j->inbox, p->token);
+  p->sent_ms = uv_now(j->loop);
+  p->retry_at = 0;
+  p->attempts++;
+  return nt_bus_publish_msgid(j->bus, subject, data, p->len, reply, *id ? id : NULL);
 }
 
 static void ring_pop(hist_js *j) {
@@ -148,21 +187,37 @@ static void ring_pop(hist_js *j) {
   }
 }
 
+/* Completes a publication once: counts it and calls its callback (which may publish). */
+static void complete(hist_js *j, pend *p, int status, uint64_t seq, int duplicate) {
+  p->done = 1;
+  if (status == 0 && !duplicate) j->st.stored++;
+  if (status == 0 && duplicate) j->st.duplicates++;
+  if (status == NT_ETIMEOUT) j->st.unavailable++;
+  nt_hist_ack a = {status, status == 0 ? seq : 0, status == 0 && duplicate};
+  if (p->cb) p->cb(p->ud, &a);
+}
+
 static void handle_ack(hist_js *j, const ackitem *a) {
   if (a->token < j->head_tok || a->token >= j->next_tok) return; /* late */
   pend *p = &j->ring[a->token & (RING_CAP - 1)];
   if (p->token != a->token || p->done) return;
-  p->done = 1;
   if (a->kind == ACK_OK) {
-    j->st.stored++;
+    set_storing(j, 1, NULL);
+    complete(j, p, 0, a->seq, a->duplicate);
+  } else if (a->kind == ACK_LIMIT) {
+    complete(j, p, NT_ELIMIT, 0, 0);
+  } else if (a->kind == ACK_DOWN) { /* no responders or 503: the same again, later */
+    unsigned sh = p->attempts < 5 ? p->attempts : 5;
+    uint64_t wait = (uint64_t)RETRY_MIN_MS << (sh ? sh - 1 : 0);
+    p->retry_at = uv_now(j->loop) + (wait < RETRY_MAX_MS ? wait : RETRY_MAX_MS);
+    set_storing(j, 0, "stream unavailable (503)");
   } else {
-    resend_live(j, p);
-    if (a->kind == ACK_DOWN) set_storing(j, 0, "stream unavailable (503)");
-    else if (uv_now(j->loop) >= j->err_log_at) {
+    if (uv_now(j->loop) >= j->err_log_at) {
       j->err_log_at = uv_now(j->loop) + ERR_LOG_INTERVAL_MS;
-      nt_log_warn("history refused a message, delivered live-only", "{s:s}", "subject",
+      nt_log_warn("history refused a message, not delivered", "{s:s}", "subject",
                   (const char *)p->buf);
     }
+    complete(j, p, NT_EBUS, 0, 0);
   }
   ring_pop(j);
 }
@@ -279,41 +334,50 @@ static int start_ensure(hist_js *j, int probe, nt_hist_done_cb cb, void *ud) {
   return rc;
 }
 
-/* Every TICK_MS: publications unconfirmed for ACK_TIMEOUT_MS are resent live-only (the
- * stream is not answering); while live-only, the stream is tried again every PROBE_MS.
- * While the bus itself is disconnected nothing times out: publications wait in its
- * reconnect buffer and go out (to the stream) once it is back, when their clock
- * restarts — resending them live-only would deliver them twice. */
+/* Every TICK_MS: a publication unanswered for ATTEMPT_MS, or told "cannot store now",
+ * is sent again (same Nats-Msg-Id: the stream stores it once); one not acknowledged
+ * within the ack timeout completes with NT_ETIMEOUT. While the bus itself is
+ * disconnected nothing is resent — the copies wait in its reconnect buffer and go out
+ * once it is back, when their attempt clock restarts — but the ack timeout still runs.
+ * While the stream does not answer, it is probed every PROBE_MS (for reads). */
 static void on_tick(uv_timer_t *t) {
   hist_js *j = t->data;
   uint64_t now = uv_now(j->loop);
-  int timed_out = 0;
-  if (!nt_bus_connected(j->bus)) {
-    j->bus_was_down = 1;
-    return;
-  }
-  if (j->bus_was_down) {
-    j->bus_was_down = 0;
-    for (uint64_t tok = j->head_tok; tok < j->next_tok; tok++) {
-      pend *p = &j->ring[tok & (RING_CAP - 1)];
-      if (p->token == tok && !p->done) p->sent_ms = now;
+  int connected = nt_bus_connected(j->bus), unanswered = 0;
+  if (!connected) j->bus_was_down = 1;
+  int restart = connected && j->bus_was_down;
+  if (restart) j->bus_was_down = 0;
+  for (uint64_t tok = j->head_tok; tok < j->next_tok && !j->closing; tok++) {
+    pend *p = &j->ring[tok & (RING_CAP - 1)];
+    if (p->token != tok || p->done) continue;
+    if (now >= p->deadline_ms) {
+      complete(j, p, NT_ETIMEOUT, 0, 0);
+      continue;
     }
+    if (restart) p->sent_ms = now;
+    if (!connected || p->live_only) continue; /* live_only: completed by queue_limit */
+    int due = p->retry_at ? now >= p->retry_at : now >= p->sent_ms + ATTEMPT_MS;
+    if (!due) continue;
+    if (!p->retry_at) unanswered++;
+    if (send_pend(j, p) == 0) j->st.resent++;
   }
-  while (j->head_tok < j->next_tok) {
-    pend *p = &j->ring[j->head_tok & (RING_CAP - 1)];
-    if (p->token == j->head_tok && !p->done) {
-      if (p->sent_ms + ACK_TIMEOUT_MS > now) break;
-      p->done = 1;
-      resend_live(j, p);
-      timed_out++;
-    }
-    ring_pop(j);
-  }
-  if (timed_out) set_storing(j, 0, "no acknowledgment from the stream");
+  if (j->closing) return;
+  ring_pop(j);
+  if (unanswered) set_storing(j, 0, "no acknowledgment from the stream");
   if (!j->storing && !j->probing && now >= j->next_probe) {
     j->next_probe = now + PROBE_MS;
     start_ensure(j, 1, NULL, NULL);
   }
+}
+
+/* Queues a completion for the loop's next wake-up (a callback never runs inside the
+ * call that started it). */
+static void queue_limit(hist_js *j, uint64_t token) {
+  xq *q = j->q;
+  uv_mutex_lock(&q->mu); /* without memory the ack timeout completes it (NT_ETIMEOUT) */
+  xq_push_ack(q, (ackitem){token, ACK_LIMIT, 0, 0});
+  uv_mutex_unlock(&q->mu);
+  uv_async_send(&j->async);
 }
 
 /* ================================================================ vtable */
@@ -324,39 +388,42 @@ static int js_ensure(nt_history *hh, nt_hist_done_cb cb, void *ud) {
   return start_ensure(j, 0, cb, ud);
 }
 
-static int js_publish(nt_history *hh, const char *subject, const void *data, size_t len) {
+static int js_publish(nt_history *hh, const char *subject, const void *data, size_t len,
+                      const nt_hist_pub *pub) {
   hist_js *j = (hist_js *)hh;
   if (j->closing) return NT_ECLOSED;
   char live[NT_SUBJECT_MAX];
-  int ll = nt_subject_live_of(live, sizeof live, subject);
-  if (ll < 0 || (len && !data)) return NT_EINVAL;
-  j->st.published++;
+  const char *id = pub && pub->msg_id ? pub->msg_id : "";
+  if (nt_subject_live_of(live, sizeof live, subject) < 0 || (len && !data) ||
+      (*id && !nt_hist_msgid_valid(id)) || (pub && pub->msg_id && !*id))
+    return NT_EINVAL;
+  if (j->next_tok - j->head_tok >= RING_CAP) return NT_EAGAIN; /* the stream is far behind */
   int over = nt_hist_over_quota(j->quota, j->max_msg_bytes, subject, len, uv_now(j->loop));
-  if (!j->storing || over) {
-    int rc = nt_bus_publish(j->bus, live, data, len, NULL);
-    if (rc == 0) j->st.live_only++;
-    if (rc == 0 && over) j->st.over_quota++;
-    return rc;
-  }
-  if (j->next_tok - j->head_tok >= RING_CAP) { /* not expected: the tick drains it */
-    j->st.untracked++;
-    return nt_bus_publish(j->bus, subject, data, len, NULL);
-  }
-  uint64_t tok = j->next_tok;
-  pend *p = &j->ring[tok & (RING_CAP - 1)];
-  uint8_t *buf = malloc((size_t)ll + 1 + len);
+  size_t sl = strlen(subject), il = strlen(id);
+  uint8_t *buf = malloc(sl + 1 + il + 1 + len);
   if (!buf) return NT_ENOMEM;
-  memcpy(buf, live, (size_t)ll + 1);
-  if (len) memcpy(buf + ll + 1, data, len);
-  char reply[96];
-  snprintf(reply, sizeof reply, "%s.%" PRIu64, j->inbox, tok);
-  int rc = nt_bus_publish(j->bus, subject, data, len, reply);
+  memcpy(buf, subject, sl + 1);
+  memcpy(buf + sl + 1, id, il + 1);
+  if (len) memcpy(buf + sl + il + 2, data, len);
+  uint64_t tok = j->next_tok, now = uv_now(j->loop);
+  pend *p = &j->ring[tok & (RING_CAP - 1)];
+  *p = (pend){.token = tok, .sent_ms = now, .deadline_ms = now + j->ack_timeout_ms,
+              .live_only = over, .len = len, .buf = buf, .cb = pub ? pub->on_ack : NULL,
+              .ud = pub ? pub->ud : NULL};
+  /* over the tenant's budget or the size limit: delivered live-only, never stored */
+  int rc = over ? nt_bus_publish(j->bus, live, data, len, NULL) : send_pend(j, p);
   if (rc) {
     free(buf);
+    *p = (pend){0};
     return rc;
   }
-  *p = (pend){tok, uv_now(j->loop), 0, len, buf};
   j->next_tok++;
+  j->st.published++;
+  if (over) {
+    j->st.live_only++;
+    j->st.over_quota++;
+    queue_limit(j, tok);
+  }
   return 0;
 }
 
@@ -456,6 +523,10 @@ static void js_destroy(nt_history *hh) {
   q->js = NULL;
   if (j->nc) natsConnection_Destroy(j->nc);
   j->nc = NULL;
+  for (uint64_t tok = j->head_tok; tok < j->next_tok; tok++) { /* unknown: may be stored */
+    pend *p = &j->ring[tok & (RING_CAP - 1)];
+    if (p->token == tok && !p->done) complete(j, p, NT_ECLOSED, 0, 0);
+  }
   for (size_t i = 0; i < RING_CAP; i++) free(j->ring[i].buf);
   uv_close((uv_handle_t *)&j->async, hist_closed);
 }
@@ -505,7 +576,7 @@ static natsStatus connect_nats(hist_js *j, const char *urls, const char *name,
 int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char *name,
                       const nt_hist_cfg *cfg, const nt_hist_handler *h, nt_history **out) {
   if (!loop || !bus || !urls || !cfg || !out || cfg->max_per_room < 1 || cfg->replicas < 1 ||
-      cfg->replicas > 5 || cfg->max_age_s < 0)
+      cfg->replicas > 5 || cfg->max_age_s < 0 || cfg->dedupe_window_s < 0)
     return NT_EINVAL;
   const char *stream = cfg->stream ? cfg->stream : NT_HISTORY_STREAM;
   if (strlen(stream) >= 64 || !nt_bus_subject_valid(stream, 0) || strchr(stream, '.'))
@@ -537,6 +608,9 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   q->max_msg_bytes = cfg->max_msg_bytes ? (int64_t)cfg->max_msg_bytes : -1;
   q->memory_storage = cfg->memory_storage;
   q->replicas = cfg->replicas;
+  q->dedupe_ns = (int64_t)((cfg->dedupe_window_s > 0 ? cfg->dedupe_window_s
+                                                     : DEFAULT_DEDUPE_S) * 1e9);
+  j->ack_timeout_ms = cfg->ack_timeout_ms ? cfg->ack_timeout_ms : DEFAULT_ACK_TIMEOUT_MS;
   j->base.vt = &js_vtab;
   j->loop = loop;
   j->bus = bus;
@@ -546,7 +620,7 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   j->quota = quota;
   j->max_msg_bytes = cfg->max_msg_bytes;
   j->head_tok = j->next_tok = 1;
-  j->storing = 1; /* until the stream says otherwise: early publications are tracked */
+  j->storing = 1; /* until the stream says otherwise */
   uv_async_init(loop, &j->async, on_async);
   j->async.data = j;
   q->async = &j->async;

@@ -27,7 +27,8 @@
  * finds async == NULL and drops the ack. */
 
 enum { J_ENSURE, J_AFTER, J_PAGE };
-enum { ACK_OK, ACK_FAIL, ACK_DOWN }; /* stored / this message refused / stream unavailable */
+/* stored / this message refused / stream unavailable / over quota (queued by the loop) */
+enum { ACK_OK, ACK_FAIL, ACK_DOWN, ACK_LIMIT };
 
 typedef struct job {
   struct job *next;
@@ -51,6 +52,8 @@ typedef struct job {
 typedef struct ackitem {
   uint64_t token;
   int kind;
+  int duplicate;         /* ACK_OK: the stream already had its Nats-Msg-Id */
+  uint64_t seq;          /* ACK_OK: its stream sequence */
 } ackitem;
 
 typedef struct xq {
@@ -70,6 +73,7 @@ typedef struct xq {
   double max_age_s;
   long max_per_room;
   int64_t max_bytes, max_msg_bytes; /* stream max_bytes, max_msg_size (-1: none) */
+  int64_t dedupe_ns;     /* stream duplicate_window */
   int memory_storage, replicas;
 } xq;
 

@@ -62,6 +62,7 @@ static void run_ensure(xq *q, job *j) {
   sc.Replicas = q->replicas;
   sc.Discard = js_DiscardOld;
   sc.AllowDirect = true;
+  sc.Duplicates = q->dedupe_ns;
   jsRePublish rp;
   jsRePublish_Init(&rp);
   rp.Source = NT_SUBJECT_ROOM_PREFIX ">";

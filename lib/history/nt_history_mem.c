@@ -1,5 +1,6 @@
 /* nt_history_mem: in-process room history (standalone node, unit tests) — one global
- * sequence, per-room lists bounded by count and age, all rooms bounded by bytes. */
+ * sequence, per-room lists bounded by count and age, all rooms bounded by bytes, message
+ * ids deduplicated within a window like a stream's Nats-Msg-Id. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 
 #define DEFAULT_MAX_BYTES ((size_t)64 << 20)
 #define MSG_OVERHEAD 64 /* per message, for the byte bound */
+#define DEFAULT_DEDUPE_S 120.0
 
 /* ---------------------------------------------------------------- types */
 
@@ -37,12 +39,23 @@ struct mroom {
   char subject[];
 };
 
-enum { OP_ENSURE, OP_AFTER, OP_PAGE };
+/* A msg_id seen within the dedupe window (a FIFO: the window is the same for all). */
+typedef struct mdup {
+  struct mdup *next;
+  int64_t expires_ms;
+  uint64_t seq;
+  size_t klen;
+  char key[];
+} mdup;
+
+enum { OP_ENSURE, OP_AFTER, OP_PAGE, OP_ACK };
 
 typedef struct mop {
   struct mop *next;
   int kind;
-  uint64_t a, b;   /* AFTER: after, upto; PAGE: before, - */
+  uint64_t a, b;   /* AFTER: after, upto; PAGE: before, -; ACK: seq, duplicate */
+  int status;      /* ACK */
+  nt_hist_ack_cb acb;
   size_t max;
   nt_hist_cb cb;
   nt_hist_done_cb done;
@@ -62,6 +75,9 @@ typedef struct hist_mem {
   nt_map rooms;    /* subject -> mroom* */
   mmsg *ghead, *gtail;
   uint64_t gseq;
+  nt_map dups;     /* msg_id -> mdup* (keys borrowed) */
+  mdup *dhead, *dtail;
+  int64_t dedupe_ms;
   mop *ops, *ops_tail;
   nt_hist_stats st;
   int closing;
@@ -117,15 +133,72 @@ static mroom *room_get(hist_mem *m, const char *subject, int create) {
   return r;
 }
 
-static int mem_publish(nt_history *hh, const char *subject, const void *data, size_t len) {
+static int queue_op(hist_mem *m, int kind, const char *subject, uint64_t a, uint64_t b,
+                    size_t max, nt_hist_cb cb, nt_hist_done_cb done, void *ud);
+
+/* Queues pub->on_ack for a later loop turn. */
+static int queue_ack(hist_mem *m, const nt_hist_pub *pub, int status, uint64_t seq, int dup) {
+  if (!pub || !pub->on_ack) return 0;
+  int rc = queue_op(m, OP_ACK, NULL, seq, (uint64_t)dup, 0, NULL, NULL, pub->ud);
+  if (rc == 0) {
+    m->ops_tail->status = status;
+    m->ops_tail->acb = pub->on_ack;
+  }
+  return rc;
+}
+
+static void dups_expire(hist_mem *m, int64_t now) {
+  while (m->dhead && m->dhead->expires_ms <= now) {
+    mdup *d = m->dhead;
+    m->dhead = d->next;
+    if (!m->dhead) m->dtail = NULL;
+    nt_map_del(&m->dups, d->key, d->klen);
+    free(d);
+  }
+}
+
+/* Remembers that `id` was stored as `seq`. */
+static int dups_add(hist_mem *m, const char *id, uint64_t seq, int64_t now) {
+  size_t kl = strlen(id);
+  mdup *d = malloc(sizeof *d + kl + 1);
+  if (!d) return NT_ENOMEM;
+  *d = (mdup){NULL, now + m->dedupe_ms, seq, kl};
+  memcpy(d->key, id, kl + 1);
+  if (nt_map_put(&m->dups, d->key, kl, d, NULL)) {
+    free(d);
+    return NT_ENOMEM;
+  }
+  if (m->dtail) m->dtail->next = d;
+  else m->dhead = d;
+  m->dtail = d;
+  return 0;
+}
+
+static int mem_publish(nt_history *hh, const char *subject, const void *data, size_t len,
+                       const nt_hist_pub *pub) {
   hist_mem *m = (hist_mem *)hh;
   if (m->closing) return NT_ECLOSED;
   char live[NT_SUBJECT_MAX];
-  if (nt_subject_live_of(live, sizeof live, subject) < 0 || (len && !data)) return NT_EINVAL;
-  if (nt_hist_over_quota(m->quota, m->max_msg_bytes, subject, len, uv_now(m->loop))) {
-    m->st.published++;
-    int rc = nt_bus_publish(m->bus, live, data, len, NULL);
+  const char *id = pub ? pub->msg_id : NULL;
+  if (nt_subject_live_of(live, sizeof live, subject) < 0 || (len && !data) ||
+      (id && !nt_hist_msgid_valid(id)))
+    return NT_EINVAL;
+  int64_t now = wall_ms();
+  dups_expire(m, now);
+  mdup *seen = id ? nt_map_get(&m->dups, id, strlen(id)) : NULL;
+  if (seen) { /* like the stream: acknowledged, neither stored nor delivered again */
+    int rc = queue_ack(m, pub, 0, seen->seq, 1);
     if (rc == 0) {
+      m->st.published++;
+      m->st.duplicates++;
+    }
+    return rc;
+  }
+  if (nt_hist_over_quota(m->quota, m->max_msg_bytes, subject, len, uv_now(m->loop))) {
+    int rc = nt_bus_publish(m->bus, live, data, len, NULL);
+    if (rc == 0) rc = queue_ack(m, pub, NT_ELIMIT, 0, 0);
+    if (rc == 0) {
+      m->st.published++;
       m->st.live_only++;
       m->st.over_quota++;
     }
@@ -134,7 +207,8 @@ static int mem_publish(nt_history *hh, const char *subject, const void *data, si
   expire(m);
   mroom *r = room_get(m, subject, 1);
   mmsg *x = r ? malloc(sizeof *x + len) : NULL;
-  if (!x) {
+  if (!x || (id && dups_add(m, id, m->gseq + 1, now))) {
+    free(x);
     if (r && r->n == 0) {
       nt_map_del(&m->rooms, r->subject, r->klen);
       free(r);
@@ -143,7 +217,7 @@ static int mem_publish(nt_history *hh, const char *subject, const void *data, si
   }
   x->room = r;
   x->seq = ++m->gseq;
-  x->stored_ms = wall_ms();
+  x->stored_ms = now;
   x->len = len;
   if (len) memcpy(x->data, data, len);
   x->rnext = x->gnext = NULL;
@@ -165,7 +239,11 @@ static int mem_publish(nt_history *hh, const char *subject, const void *data, si
   while (m->st.stored_bytes > m->max_bytes && m->ghead != x) msg_unlink_free(m, m->ghead);
   m->st.published++;
   m->st.stored++;
-  return nt_bus_publish_seq(m->bus, live, data, len, &seq);
+  /* stored: no memory for the acknowledgment is an error (a resend with the same msg_id
+   * is then a duplicate); the live copy goes out either way */
+  int rc = queue_ack(m, pub, 0, seq.seq, 0);
+  nt_bus_publish_seq(m->bus, live, data, len, &seq);
+  return rc;
 }
 
 /* ---------------------------------------------------------------- reads */
@@ -257,7 +335,10 @@ static void on_idle(uv_idle_t *hd) {
   uv_idle_stop(&m->idle);
   while (op) {
     mop *next = op->next;
-    if (m->closing) {
+    if (op->kind == OP_ACK) {
+      nt_hist_ack a = {op->status, op->a, (int)op->b};
+      op->acb(op->ud, &a);
+    } else if (m->closing) {
       nt_hist_result res = {.status = NT_ECLOSED};
       if (op->kind == OP_ENSURE) { if (op->done) op->done(op->ud, NT_ECLOSED); }
       else op->cb(op->ud, &res);
@@ -338,11 +419,16 @@ static void mem_destroy(nt_history *hh) {
   while (op) { /* callbacks now, as the contract says */
     mop *next = op->next;
     nt_hist_result res = {.status = NT_ECLOSED};
-    if (op->kind == OP_ENSURE) { if (op->done) op->done(op->ud, NT_ECLOSED); }
+    if (op->kind == OP_ACK) { /* decided already: stored, duplicate or live-only */
+      nt_hist_ack a = {op->status, op->a, (int)op->b};
+      op->acb(op->ud, &a);
+    } else if (op->kind == OP_ENSURE) { if (op->done) op->done(op->ud, NT_ECLOSED); }
     else op->cb(op->ud, &res);
     free(op);
     op = next;
   }
+  dups_expire(m, INT64_MAX);
+  nt_map_clear(&m->dups);
   while (m->ghead) msg_unlink_free(m, m->ghead);
   nt_map_clear(&m->rooms);
   uv_idle_stop(&m->idle);
@@ -361,7 +447,7 @@ static const nt_history_vtab mem_vtab = {
 
 nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *cfg,
                                const nt_hist_handler *h) {
-  if (!loop || !bus || !cfg || cfg->max_per_room < 1) return NULL;
+  if (!loop || !bus || !cfg || cfg->max_per_room < 1 || cfg->dedupe_window_s < 0) return NULL;
   hist_mem *m = calloc(1, sizeof *m);
   if (!m) return NULL;
   m->quota = nt_hist_quota_new(cfg->tenant_bytes, nt_hist_quota_window_ms(cfg));
@@ -379,5 +465,8 @@ nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *
   m->max_per_room = (size_t)cfg->max_per_room;
   m->max_bytes = cfg->max_bytes ? cfg->max_bytes : DEFAULT_MAX_BYTES;
   m->max_msg_bytes = cfg->max_msg_bytes;
+  nt_map_init_borrowed(&m->dups);
+  m->dedupe_ms = (int64_t)((cfg->dedupe_window_s > 0 ? cfg->dedupe_window_s
+                                                     : DEFAULT_DEDUPE_S) * 1000);
   return &m->base;
 }

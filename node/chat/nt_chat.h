@@ -116,12 +116,24 @@ typedef struct nt_client_msg {
   int exclude_sender;       /* excludeSelf: not back to sender_conn */
   const char *payload;      /* the message, JSON text (borrowed) */
   size_t len;
+  const char *id;           /* the sender's message id (nt_client_msg_id_valid), or NULL:
+                             * a new server id */
+  /* A room message with history on: called once, later, with the history's outcome
+   * (nt_hist_ack.status: 0 stored, NT_ETIMEOUT, NT_ELIMIT, NT_EBUS, NT_ECLOSED) */
+  void (*on_stored)(void *ud, int status);
+  void *ud;
 } nt_client_msg;
-/* Builds the envelope of `m` with a new id (written to `id`) and publishes it — a room
- * message through the history when it is on. The one publish of client and API messages.
- * Returns 0 or an nt_err code (logged). */
+#define NT_MSG_ID_MAX 64          /* a sender's message id: 1..64 bytes */
+/* 1 when `id` is a valid sender message id: an id (docs/protocol.md §4) of 1..64 bytes. */
+int nt_client_msg_id_valid(const char *id);
+/* Builds the envelope of `m` with its id (m->id, or a new one; written to `id`) and
+ * publishes it — a room message through the history when it is on, with the key
+ * "<tenant>:<sender user>:<id>" for deduplication. The one publish of client and API
+ * messages. Returns 1 when m->on_stored will be called (a room message, history on),
+ * 0 when published (to the NATS connection: nothing will be called), or an nt_err code
+ * (logged). */
 int nt_client_publish_message(nt_chat *n, const nt_client_msg *m,
-                              char id[NT_CONN_ID_LEN + 1]);
+                              char id[NT_MSG_ID_MAX + 1]);
 /* Pushes `data` to one local connection as a text frame (valid UTF-8) or a binary one.
  * Returns nt_conn_send's result (NT_ECLOSED: closing or just closed as slow). */
 int nt_client_push(nt_conn *c, const uint8_t *data, size_t len);

@@ -29,25 +29,44 @@ void nt_client_send_error(nt_chat *n, nt_conn *c, const char *code, const char *
   send_frame(c, nt_proto_error(code, msg, reqid));
 }
 
-/* Encodes and publishes one envelope (no allocation for envelopes under 4 KiB). */
+/* Encodes and publishes one envelope (no allocation for envelopes under 4 KiB). A room
+ * message goes through the history, which numbers it (nt_resume.c), with `pub`: returns
+ * 1 when pub->on_ack will be called. */
 static int publish_env(nt_chat *n, const char *subject, const Natter__Envelope *env,
-                       const char *reply) {
+                       const char *reply, const nt_hist_pub *pub) {
   uint8_t stackbuf[4096], *out;
   size_t len = nt_env_encode(env, stackbuf, sizeof stackbuf, &out);
   if (!len) return NT_ENOMEM;
-  /* room messages go through the history, which numbers them (nt_resume.c) */
   int r = n->res && env->kind == NATTER__KIND__ROOM_MESSAGE
-              ? nt_resume_publish(n, subject, out, len)
+              ? nt_resume_publish(n, subject, out, len, pub)
               : nt_bus_publish(n->bus, subject, out, len, reply);
   if (out != stackbuf) free(out);
-  if (r == 0) n->m.published++;
+  if (r >= 0) n->m.published++;
   else nt_log_warn("publish failed", "{s:s, s:s}", "subject", subject, "error", nt_strerror(r));
   return r;
 }
 
-int nt_client_publish_message(nt_chat *n, const nt_client_msg *m, char id[NT_CONN_ID_LEN + 1]) {
+int nt_client_msg_id_valid(const char *id) {
+  return id && strlen(id) <= NT_MSG_ID_MAX && nt_id_valid(id);
+}
+
+/* The history's answer for one message, relayed to the sender's callback. */
+typedef struct stored_op {
+  void (*cb)(void *ud, int status);
+  void *ud;
+} stored_op;
+
+static void on_hist_ack(void *ud, const nt_hist_ack *a) {
+  stored_op op = *(stored_op *)ud;
+  free(ud);
+  op.cb(op.ud, a->status);
+}
+
+int nt_client_publish_message(nt_chat *n, const nt_client_msg *m, char id[NT_MSG_ID_MAX + 1]) {
   if (!n->bus) return NT_ECLOSED;
-  nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
+  if (m->id && !nt_client_msg_id_valid(m->id)) return NT_EINVAL;
+  if (m->id) snprintf(id, NT_MSG_ID_MAX + 1, "%s", m->id);
+  else nt_rand_id(n->rand, id, NT_CONN_ID_LEN);
   int direct = m->target_user != NULL;
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
   env.id = id;
@@ -62,7 +81,21 @@ int nt_client_publish_message(nt_chat *n, const nt_client_msg *m, char id[NT_CON
   env.payload.data = (uint8_t *)m->payload;
   env.payload.len = m->len;
   env.exclude_sender = m->exclude_sender != 0;
-  return publish_env(n, m->subject, &env, NULL);
+  if (direct || !n->res) {
+    int r = publish_env(n, m->subject, &env, NULL, NULL);
+    return r > 0 ? 0 : r;
+  }
+  /* the key is scoped to tenant and sender (ids have no ':'), so one user's id never
+   * pre-empts another's; the server sender ("") cannot collide with a user (1..128 bytes) */
+  char key[NT_HIST_MSGID_MAX];
+  snprintf(key, sizeof key, "%s:%s:%s", m->tenant, m->sender_user, id);
+  stored_op *op = m->on_stored ? malloc(sizeof *op) : NULL;
+  if (m->on_stored && !op) return NT_ENOMEM;
+  if (op) *op = (stored_op){m->on_stored, m->ud};
+  nt_hist_pub pub = {.msg_id = key, .on_ack = op ? on_hist_ack : NULL, .ud = op};
+  int r = publish_env(n, m->subject, &env, NULL, &pub);
+  if (r != 1) free(op);
+  return r == 1 && !op ? 0 : r;
 }
 
 int nt_client_push(nt_conn *c, const uint8_t *data, size_t len) {
@@ -137,7 +170,7 @@ static void publish_presence(nt_chat *n, const char *tenant, const char *room,
   env.origin_node = n->id;
   env.timestamp_ms = nt_now_ms();
   env.status = online ? NATTER__PRESENCE_STATUS__ONLINE : NATTER__PRESENCE_STATUS__OFFLINE;
-  publish_env(n, subject, &env, NULL);
+  publish_env(n, subject, &env, NULL, NULL);
 }
 
 static void subscribe_room(nt_chat *n, nt_room *r) {
@@ -329,6 +362,7 @@ typedef struct conn_op {
   char room[NT_ID_MAX + 1];
   char action[NT_ID_MAX + 1];
   char reqid[NT_REQID_MAX + 1];
+  char msgid[NT_MSG_ID_MAX + 1]; /* sendMessage */
 } conn_op;
 
 static conn_op *conn_op_new(nt_chat *n, nt_conn *c, const char *room, const char *reqid) {
@@ -345,6 +379,24 @@ static conn_op *conn_op_new(nt_chat *n, nt_conn *c, const char *room, const char
 static void conn_op_free(conn_op *op) {
   nt_conn_unref(op->c);
   free(op);
+}
+
+/* sendMessage with history on: `ack` once the stream stored it (or had it: a duplicate
+ * id), `unavailable` when it did not answer in time (resend with the same id). */
+static void on_stored(void *ud, int status) {
+  conn_op *op = ud;
+  nt_chat *n = op->n;
+  if (nt_conn_is_open(op->c)) {
+    if (status == 0 || status == NT_ELIMIT) /* NT_ELIMIT: delivered, over the quota */
+      send_frame(op->c, nt_proto_ack(op->msgid, op->reqid));
+    else if (status == NT_ETIMEOUT || status == NT_ECLOSED)
+      nt_client_send_error(n, op->c, "unavailable",
+                           "the history did not confirm the message: resend it with the same id",
+                           op->reqid);
+    else
+      nt_client_send_error(n, op->c, "internal", "the history refused the message", op->reqid);
+  }
+  conn_op_free(op);
 }
 
 static void on_joined(void *ud, int status, int transition, const char *const *members,
@@ -473,7 +525,12 @@ static void act_send(nt_chat *n, nt_conn *c, const nt_req *rq, int direct) {
     nt_client_send_error(n, c, "internal", "cannot encode message", rq->reqid);
     return;
   }
-  char id[NT_CONN_ID_LEN + 1];
+  conn_op *op = direct ? NULL : conn_op_new(n, c, rq->room, rq->reqid);
+  if (!direct && !op) {
+    free(payload);
+    nt_client_send_error(n, c, "internal", "out of memory", rq->reqid);
+    return;
+  }
   nt_client_msg msg = {
       .subject = subject,
       .tenant = c->ident.tenant,
@@ -484,14 +541,24 @@ static void act_send(nt_chat *n, nt_conn *c, const nt_req *rq, int direct) {
       .exclude_sender = rq->exclude_self,
       .payload = payload,
       .len = plen,
+      .id = rq->msgid,
+      .on_stored = on_stored,
+      .ud = op,
   };
+  char idbuf[NT_MSG_ID_MAX + 1];
+  char *id = op ? op->msgid : idbuf;
   int r = nt_client_publish_message(n, &msg, id);
   free(payload);
-  if (r) {
+  if (r == 1) return; /* the ack follows once the history stored it (on_stored) */
+  if (r == NT_EAGAIN && n->res) /* history on: not stored, resend with the same id */
+    nt_client_send_error(n, c, "unavailable", "the history cannot take the message now",
+                         rq->reqid);
+  else if (r == NT_EINVAL)
+    nt_client_send_error(n, c, "bad_request", "invalid id", rq->reqid);
+  else if (r)
     nt_client_send_error(n, c, "internal", "message bus unavailable", rq->reqid);
-    return;
-  }
-  send_frame(c, nt_proto_ack(id, rq->reqid));
+  else send_frame(c, nt_proto_ack(id, rq->reqid));
+  if (op) conn_op_free(op);
 }
 
 static void act_presence(nt_chat *n, nt_conn *c, const nt_req *rq) {

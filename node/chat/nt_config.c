@@ -103,6 +103,8 @@ static const opt opts[] = {
   {G_HISTORY, "history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)", NULL},
   {G_HISTORY, "history-max-bytes", OPT_SIZE, O(history_max_bytes), "0", "bytes the history keeps over all rooms, oldest leave first (0: 1 GiB on JetStream, 64 MiB in memory)", NULL},
   {G_HISTORY, "history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are delivered live-only (0: --max-message-bytes + 4 KiB)", NULL},
+  {G_HISTORY, "history-dedupe-window", OPT_SECS, O(history_dedupe_window_s), "120", "seconds the history remembers a message id: a resend with the same id is acknowledged, neither stored nor delivered again (the stream's duplicate_window; at least --ack-timeout)", NULL},
+  {G_HISTORY, "ack-timeout", OPT_SECS, O(ack_timeout_s), "5", "seconds a room message may wait for the history to store it (resent while the stream cannot store) before sendMessage answers error unavailable", NULL},
   {G_HISTORY, "history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)", NULL},
   /* routes */
   {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action>", NULL},
@@ -702,6 +704,15 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   if (!cfg->history_storage || (strcmp(cfg->history_storage, "file") &&
                                 strcmp(cfg->history_storage, "memory"))) {
     fprintf(err, "natter-node: --history-storage must be file or memory\n");
+    return -1;
+  }
+  if (cfg->ack_timeout_s < 0.1 || cfg->ack_timeout_s > 3600) {
+    fprintf(err, "natter-node: --ack-timeout must be between 0.1 and 3600 seconds\n");
+    return -1;
+  }
+  if (cfg->history_dedupe_window_s < cfg->ack_timeout_s) {
+    fprintf(err, "natter-node: --history-dedupe-window must be at least --ack-timeout "
+                 "(a resend after error unavailable must be recognised)\n");
     return -1;
   }
   if (cfg->history_replicas < 1 || cfg->history_replicas > 5) {

@@ -118,6 +118,11 @@ int nt_proto_parse(const char *data, size_t len, nt_req *req, const char **why) 
       return NT_EINVAL;
     }
     req->exclude_self = json_is_true(ex);
+    if (get_id(root, "id", 0, &req->msgid, why, "invalid id")) return NT_EINVAL;
+    if (req->msgid && strlen(req->msgid) > 64) { /* NT_MSG_ID_MAX */
+      *why = "id is longer than 64 bytes";
+      return NT_EINVAL;
+    }
     return 0;
   }
   case NT_ACT_SEND_USER:

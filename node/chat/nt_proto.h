@@ -32,6 +32,7 @@ typedef struct nt_req {
   const char *user;             /* userId (validated id) or NULL */
   json_t *message;              /* `message` value or NULL */
   int exclude_self;
+  const char *msgid;            /* sendMessage: the sender's message id (1..64 bytes) or NULL */
   int has_since;
   uint64_t since;
   int64_t limit;                /* history, presence: 0 when absent */

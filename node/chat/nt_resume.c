@@ -728,9 +728,11 @@ void nt_resume_leave(nt_chat *n, nt_conn *c, nt_room *r) {
   if (rs) rs_remove(r->hist, rs);
 }
 
-int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len) {
+int nt_resume_publish(nt_chat *n, const char *subject, const void *data, size_t len,
+                      const nt_hist_pub *pub) {
   if (!n->res || !n->res->h) return nt_bus_publish(n->bus, subject, data, len, NULL);
-  return nt_history_publish(n->res->h, subject, data, len);
+  int rc = nt_history_publish(n->res->h, subject, data, len, pub);
+  return rc ? rc : 1;
 }
 
 void nt_resume_on_live(nt_chat *n, nt_room *r, const Natter__Envelope *env,
@@ -789,15 +791,25 @@ void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_hist_stats hs = {0};
   if (res->h) nt_history_get_stats(res->h, &hs);
   nt_prom_metric(w, "history_storing", "gauge",
-         "1 while room messages are stored (0: history down, live-only delivery).", (unsigned)hs.storing);
+         "1 while the history stores (0: down; room messages wait for it up to --ack-timeout).",
+         (unsigned)hs.storing);
   nt_prom_metric(w, "history_outages_total", "counter",
-         "Changes from storing to live-only delivery.", hs.outages);
+         "Changes from storing to not storing.", hs.outages);
   nt_prom_metric(w, "history_published_total", "counter",
          "Room messages published through the history.", hs.published);
   nt_prom_metric(w, "history_stored_total", "counter",
          "Room messages confirmed stored.", hs.stored);
   nt_prom_metric(w, "history_live_only_total", "counter",
-         "Room messages published live-only while the history was down.", hs.live_only + hs.resent);
+         "Room messages published live-only, not stored (over quota or size).", hs.live_only);
+  nt_prom_metric(w, "history_resent_total", "counter",
+         "Room message publications sent to the history again (same Nats-Msg-Id) after no "
+         "answer or a 503.", hs.resent);
+  nt_prom_metric(w, "history_dedup_total", "counter",
+         "Room messages acknowledged as duplicates of a stored message id (resends).",
+         hs.duplicates);
+  nt_prom_metric(w, "history_unavailable_total", "counter",
+         "Room messages not acknowledged within --ack-timeout (answered error unavailable).",
+         hs.unavailable);
   nt_prom_metric(w, "history_over_quota_total", "counter",
          "Room messages published live-only because their tenant was over "
          "--history-tenant-bytes or the message over --history-max-msg-bytes.", hs.over_quota);

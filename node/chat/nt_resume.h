@@ -61,9 +61,12 @@ void nt_resume_room_close(struct nt_chat *n, struct nt_room *r);
 /* `c` leaves `r` (before nt_hub_leave): forgets a resume in progress. */
 void nt_resume_leave(struct nt_chat *n, struct nt_conn *c, struct nt_room *r);
 
-/* Publishes a room message through the history (stored and sequenced, or live-only).
- * Same return codes as nt_bus_publish. */
-int nt_resume_publish(struct nt_chat *n, const char *subject, const void *data, size_t len);
+/* Publishes a room message through the history (stored and sequenced; `pub` as for
+ * nt_history_publish, may be NULL): returns 1 when it went to the history (pub->on_ack
+ * will be called), 0 when straight to the bus (no history: nothing will be called), or
+ * a negative code as nt_bus_publish / nt_history_publish return. */
+int nt_resume_publish(struct nt_chat *n, const char *subject, const void *data, size_t len,
+                      const nt_hist_pub *pub);
 
 /* A message of room `r` from its live subject (the fan-out's bus entry): `env` decoded
  * and checked (NULL: nobody can be shown it; counted already), `seq` its stream position

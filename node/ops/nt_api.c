@@ -224,6 +224,7 @@ typedef struct api_op {
   int timer_used;
   char id[NT_ID_MAX + 1];
   char sub[NT_ID_MAX + 1];
+  char msgid[NT_MSG_ID_MAX + 1]; /* a room message push */
   uint8_t *body;     /* POST /@connections: the data to deliver (copy) */
   size_t body_len;
 } api_op;
@@ -400,6 +401,21 @@ static void handle_conn(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_
 
 /* ================================================================ server push ==== */
 
+/* A room message push with history on: 202 once the stream stored it (or had its id),
+ * 503 when it did not answer in time (push again with the same id). */
+static void on_push_stored(void *ud, int status) {
+  api_op *op = ud;
+  if (status == 0 || status == NT_ELIMIT) /* NT_ELIMIT: delivered, over the quota */
+    reply_json(op->n, op->c, 202, json_pack("{s:s}", "id", op->msgid), op->keep_alive);
+  else if (status == NT_ETIMEOUT || status == NT_ECLOSED)
+    reply_error(op->n, op->c, 503, "unavailable",
+                "the history did not confirm the message; push it again with "
+                "the same id", op->keep_alive);
+  else
+    reply_error(op->n, op->c, 500, NULL, "the history refused the message", op->keep_alive);
+  op_free(op);
+}
+
 static void handle_push(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_http_req *req,
                         int ka) {
   int direct = m->route == NT_API_USER_MESSAGE;
@@ -418,6 +434,20 @@ static void handle_push(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_
     reply_error(n, c, 400, NULL, "the body must be a JSON object {\"message\": <any JSON>}", ka);
     return;
   }
+  json_t *jid = json_object_get(root, "id");
+  char msgid[NT_MSG_ID_MAX + 1];
+  const char *given = NULL;
+  if (jid && !json_is_null(jid) &&
+      (!json_is_string(jid) || strlen(json_string_value(jid)) != json_string_length(jid) ||
+       !nt_client_msg_id_valid(json_string_value(jid)))) {
+    json_decref(root);
+    reply_error(n, c, 400, NULL, "invalid id: 1..64 bytes, an id (docs/protocol.md)", ka);
+    return;
+  }
+  if (json_is_string(jid)) {
+    snprintf(msgid, sizeof msgid, "%s", json_string_value(jid));
+    given = msgid;
+  }
   size_t plen;
   char *payload = nt_proto_dump(msg, &plen);
   json_decref(root);
@@ -425,7 +455,12 @@ static void handle_push(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_
     reply_error(n, c, 500, NULL, "cannot encode the message", ka);
     return;
   }
-  char id[NT_CONN_ID_LEN + 1];
+  api_op *op = direct ? NULL : op_new(n, c, m, ka);
+  if (!direct && !op) {
+    free(payload);
+    reply_error(n, c, 500, NULL, "out of memory", ka);
+    return;
+  }
   nt_client_msg cm = {
       .subject = subject,
       .tenant = m->id,
@@ -436,9 +471,16 @@ static void handle_push(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_
       .exclude_sender = 0,
       .payload = payload,
       .len = plen,
+      .id = given,
+      .on_stored = on_push_stored,
+      .ud = op,
   };
+  char idbuf[NT_MSG_ID_MAX + 1];
+  char *id = op ? op->msgid : idbuf;
   int r = nt_client_publish_message(n, &cm, id);
   free(payload);
+  if (r == 1) return; /* answered once the history stored it (on_push_stored) */
+  if (op) op_free(op);
   if (r) {
     reply_error(n, c, 503, NULL, "message bus unavailable", ka);
     return;

@@ -1,9 +1,10 @@
 /* itest_history_js: the JetStream history against a real nats-server -js — stream created
  * and updated idempotently, every stored message republished on its live subject with a
  * per-room chain (seq, last), acknowledgments counted, replay and repair reads, backward
- * pages over a stream where rooms interleave (sparse and dense), and a JetStream outage:
- * live-only delivery within the acknowledgment timeout, then storing again once the
- * stream is back. */
+ * pages over a stream where rooms interleave (sparse and dense), Nats-Msg-Id
+ * deduplication (a resend is acknowledged as a duplicate, stored and delivered once), and
+ * a JetStream outage: nothing delivered, NT_ETIMEOUT at the acknowledgment bound, resends
+ * stored once when the stream is back (late or within the bound). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,6 +47,10 @@ typedef struct fx {
   int values[MAXMSG];
   size_t nr;
   int ensured;
+  /* publication outcomes (on_pub_ack), in completion order */
+  int nacks;
+  int ack_status[MAXMSG], ack_dup[MAXMSG];
+  uint64_t ack_seq[MAXMSG], ack_at[MAXMSG];
 } fx;
 
 static void record(fx *f, const char *subject, const uint8_t *data, size_t len,
@@ -119,8 +124,10 @@ static int c_stored(fx *f, void *arg) {
 }
 static int c_storing(fx *f, void *arg) { return nt_history_storing(f->h) == *(int *)arg; }
 
+#define ACK_MS 3000
+
 static nt_history *new_history(fx *f, long per_room) {
-  nt_hist_cfg cfg = {3600, per_room, 0, 1, NULL, 0, 0, 0, NULL};
+  nt_hist_cfg cfg = {3600, per_room, 0, 1, NULL, 0, 0, 0, NULL, 60, ACK_MS};
   nt_history *h = NULL;
   assert_int_equal(nt_history_js_new(&f->loop, f->bus, f->url, "itest", &cfg, NULL, &h), 0);
   return h;
@@ -169,7 +176,7 @@ static void publish(fx *f, const char *room, int value) {
   char subject[64], data[16];
   snprintf(subject, sizeof subject, "natter.room.t.%s", room);
   int n = snprintf(data, sizeof data, "%d", value);
-  assert_int_equal(nt_history_publish(f->h, subject, data, (size_t)n), 0);
+  assert_int_equal(nt_history_publish(f->h, subject, data, (size_t)n, NULL), 0);
 }
 
 static void read_after(fx *f, const char *room, uint64_t after, uint64_t upto, size_t max) {
@@ -299,12 +306,75 @@ static void test_js_ensure_is_idempotent_and_updates(void **state) {
   assert_int_equal(f->values[0], 2);
 }
 
-static void test_js_outage_live_only_then_back(void **state) {
+static void on_pub_ack(void *ud, const nt_hist_ack *a) {
+  fx *f = ud;
+  if (f->nacks >= MAXMSG) return;
+  f->ack_status[f->nacks] = a->status;
+  f->ack_dup[f->nacks] = a->duplicate;
+  f->ack_seq[f->nacks] = a->seq;
+  f->ack_at[f->nacks++] = now_ms();
+}
+
+static int c_acks(fx *f, void *arg) { return f->nacks >= *(int *)arg; }
+
+/* Publishes `value` in room `room` with msg_id `id`; returns publish's result. */
+static int publish_id(fx *f, const char *room, int value, const char *id) {
+  char subject[64], data[16];
+  snprintf(subject, sizeof subject, "natter.room.t.%s", room);
+  int n = snprintf(data, sizeof data, "%d", value);
+  nt_hist_pub pub = {.msg_id = id, .on_ack = on_pub_ack, .ud = f};
+  uv_update_time(&f->loop); /* the loop did not run while the server restarted */
+  return nt_history_publish(f->h, subject, data, (size_t)n, &pub);
+}
+
+/* Publishes with `id` and waits for its outcome; returns the status. */
+static int publish_wait(fx *f, const char *room, int value, const char *id) {
+  int want = f->nacks + 1;
+  assert_int_equal(publish_id(f, room, value, id), 0);
+  assert_true(run_until(f, c_acks, &want, ACK_MS + 3000));
+  return f->ack_status[f->nacks - 1];
+}
+
+static void test_js_dedupe_by_msg_id(void **state) {
   fx *f = *state;
-  publish(f, "x", 1);
+  assert_int_equal(publish_wait(f, "x", 1, "t:alice:m1"), 0);
+  assert_int_equal(f->ack_dup[0], 0);
+  assert_true(f->ack_seq[0] > 0);
   int want = 1;
-  assert_true(run_until(f, c_count, &want, 10000));
-  assert_true(f->got[0].seq > 0);
+  assert_true(run_until(f, c_count, &want, 5000));
+  assert_int_equal(f->got[0].seq, f->ack_seq[0]);
+  /* the same id again, even with other data: a duplicate, neither stored nor delivered */
+  assert_int_equal(publish_wait(f, "x", 2, "t:alice:m1"), 0);
+  assert_int_equal(f->ack_dup[1], 1);
+  assert_int_equal(f->ack_seq[1], f->ack_seq[0]);
+  /* another sender's key with the same message id is another message */
+  assert_int_equal(publish_wait(f, "x", 3, "t:bob:m1"), 0);
+  assert_int_equal(f->ack_dup[2], 0);
+  want = 2;
+  assert_true(run_until(f, c_count, &want, 5000));
+  run_until(f, c_count, &(int){3}, 300); /* a wrong third delivery would come by now */
+  assert_int_equal(f->n, 2);
+  assert_int_equal(f->got[1].value, 3);
+  read_after(f, "x", 0, 0, 100);
+  assert_int_equal(f->nr, 2);
+  assert_int_equal(f->values[0], 1);
+  assert_int_equal(f->values[1], 3);
+  nt_hist_stats st;
+  nt_history_get_stats(f->h, &st);
+  assert_int_equal(st.stored, 2);
+  assert_int_equal(st.duplicates, 1);
+  /* a bad key is refused at once, no callback */
+  assert_int_equal(publish_id(f, "x", 4, ""), NT_EINVAL);
+  assert_int_equal(publish_id(f, "x", 4, "bad\nkey"), NT_EINVAL);
+  run_until(f, c_acks, &(int){4}, 200);
+  assert_int_equal(f->nacks, 3);
+}
+
+static void test_js_outage_unavailable_then_back(void **state) {
+  fx *f = *state;
+  assert_int_equal(publish_wait(f, "x", 1, "t:a:1"), 0);
+  int want = 1;
+  assert_true(run_until(f, c_count, &want, 5000));
 
   /* the same server comes back without JetStream: no stream answers */
   char dir[256];
@@ -313,57 +383,63 @@ static void test_js_outage_live_only_then_back(void **state) {
   f->srv.js_dir[0] = '\0';
   assert_int_equal(nt_testsrv_restart(&f->srv, 10000), 0);
   uint64_t t0 = now_ms();
-  int sent = 0;
-  want = 2;
-  while (f->n < 2 && now_ms() - t0 < 15000) { /* until the bus is back and one gets out */
-    publish(f, "x", 100 + sent++);
-    uint64_t t1 = now_ms();
-    while (f->n < 2 && now_ms() - t1 < 1500) {
-      uv_run(&f->loop, UV_RUN_NOWAIT);
-      usleep(1000);
-    }
-  }
-  assert_true(f->n >= 2);
-  assert_int_equal(f->got[1].seq, 0); /* live-only: delivered without a position */
-  int storing = 0;
-  assert_true(run_until(f, c_storing, &storing, 5000));
+  /* not acknowledged within the bound: NT_ETIMEOUT, and never delivered live-only */
+  assert_int_equal(publish_wait(f, "x", 2, "t:a:2"), NT_ETIMEOUT);
+  assert_true(f->ack_at[1] - t0 >= ACK_MS - 50);
+  assert_int_equal(f->n, 1);
   nt_hist_stats st;
   nt_history_get_stats(f->h, &st);
-  assert_int_equal(st.outages, 1);
-  assert_true(st.resent + st.live_only >= 1);
-  /* while live-only, reads fail at once */
+  assert_int_equal(st.unavailable, 1);
+  assert_true(st.resent >= 1); /* it was tried again with the same key */
+  assert_int_equal(st.live_only, 0);
+  int storing = 0;
+  assert_true(run_until(f, c_storing, &storing, 5000));
   assert_int_equal(nt_history_fetch_after(f->h, "natter.room.t.x", 0, 0, 5, on_read, f),
-                   NT_EAGAIN);
-  int before = f->n;
-  publish(f, "x", 200); /* live-only at once, no acknowledgment wait */
-  want = before + 1;
-  assert_true(run_until(f, c_count, &want, 1000));
-  assert_int_equal(f->got[before].seq, 0);
+                   NT_EAGAIN); /* reads fail at once while the stream does not answer */
 
-  /* JetStream back (same store): the history probes, stores again */
+  /* sent while the stream is away, which comes back within the bound: stored late */
+  int before = f->nacks;
+  assert_int_equal(publish_id(f, "x", 3, "t:a:3"), 0);
   nt_testsrv_stop(&f->srv);
   snprintf(f->srv.js_dir, sizeof f->srv.js_dir, "%s", dir);
   assert_int_equal(nt_testsrv_restart(&f->srv, 10000), 0);
-  storing = 1;
-  assert_true(run_until(f, c_storing, &storing, 15000));
-  before = f->n;
+  want = before + 1;
+  assert_true(run_until(f, c_acks, &want, ACK_MS + 3000));
+  int late_ok = f->ack_status[before] == 0; /* the bound may pass while the bus reconnects */
+
+  /* the caller resends what was not acknowledged, with the same key: stored once */
   t0 = now_ms();
-  while (now_ms() - t0 < 10000) { /* the bus may still be reconnecting */
-    publish(f, "x", 300);
-    want = f->n + 1;
-    if (run_until(f, c_count, &want, 1500) && f->got[f->n - 1].seq > 0) break;
+  int st2 = -1;
+  while (st2 != 0 && now_ms() - t0 < 20000) st2 = publish_wait(f, "x", 2, "t:a:2");
+  assert_int_equal(st2, 0);
+  if (!late_ok) assert_int_equal(publish_wait(f, "x", 3, "t:a:3"), 0);
+  assert_int_equal(publish_wait(f, "x", 3, "t:a:3"), 0); /* once more: a duplicate */
+  assert_int_equal(f->ack_dup[f->nacks - 1], 1);
+  want = 3;
+  assert_true(run_until(f, c_count, &want, 5000));
+  run_until(f, c_count, &(int){4}, 300);
+  assert_int_equal(f->n, 3); /* each delivered once, each with its sequence */
+  for (int i = 0; i < 3; i++) assert_true(f->got[i].seq > 0);
+  read_after(f, "x", 0, 0, 100);
+  assert_int_equal(f->nr, 3);
+  int seen2 = 0, seen3 = 0;
+  for (size_t i = 1; i < f->nr; i++) {
+    seen2 += f->values[i] == 2;
+    seen3 += f->values[i] == 3;
   }
-  assert_true(f->n > before && f->got[f->n - 1].seq > 0);
-  read_after(f, "x", 0, 0, 100); /* the stream kept what it had before the outage */
-  assert_true(f->nr >= 2);
   assert_int_equal(f->values[0], 1);
+  assert_int_equal(seen2, 1);
+  assert_int_equal(seen3, 1);
+  print_message("stored within the bound after the stream came back: %s\n",
+                late_ok ? "yes" : "no (bound passed first)");
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_js_live_chain_reads_and_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_js_ensure_is_idempotent_and_updates, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_js_outage_live_only_then_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_js_dedupe_by_msg_id, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_js_outage_unavailable_then_back, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,7 @@
 nats-server: `seq` on every message frame, resume with `since` (replay, then live, no gap,
 no duplicate, `recovered`), `history` paging over WebSocket and the HTTP API, a node killed
 mid-stream, retention, concurrent senders on two nodes, the standalone memory history and
-live-only delivery when JetStream is unavailable.
+`error unavailable` (nothing delivered) when JetStream is unavailable.
 """
 
 import asyncio
@@ -333,11 +333,11 @@ def test_history_off_has_no_seq(harness):
     assert status == 404
 
 
-def test_jetstream_unavailable_degrades_to_live_only(harness):
+def test_jetstream_unavailable_answers_unavailable_not_live_only(harness):
     nats = harness.nats(jetstream=False)
     redis = harness.redis()
-    A = harness.node("A", nats=nats, redis=redis)
-    B = harness.node("B", nats=nats, redis=redis)
+    A = harness.node("A", nats=nats, redis=redis, args=("--ack-timeout", "1"))
+    B = harness.node("B", nats=nats, redis=redis, args=("--ack-timeout", "1"))
 
     async def body():
         a = await Client.connect(A, "alice")
@@ -347,11 +347,13 @@ def test_jetstream_unavailable_degrades_to_live_only(harness):
             await b.join("lo")
             await nats.await_sub_count("natter.room.t1.lo", 2)
             t0 = time.monotonic()
-            acks = [await a.say("lo", {"i": i}) for i in range(5)]
-            for ack in acks:
-                m = await b.expect("message", id=ack["id"], timeout=t(5))
-                assert "seq" not in m, m
-            assert time.monotonic() - t0 < t(5)
+            rids = [await a.action("sendMessage", roomId="lo", message={"i": i}, id=f"lo{i}")
+                    for i in range(3)]
+            for rid in rids:  # never stored, so never acknowledged nor delivered
+                await a.expect_error("unavailable", rid, timeout=t(5))
+            assert time.monotonic() - t0 < 1 + t(3)
+            await b.expect_none("message", 0.5, roomId="lo")
+            assert not a.received("ack")
             rid = await b.action("history", roomId="lo")
             await b.expect_error("internal", rid)
             # a resume is answered, not recovered
@@ -363,6 +365,8 @@ def test_jetstream_unavailable_degrades_to_live_only(harness):
     run(body())
     m = metrics(A)
     assert m.get("natter_history_storing") == 0, m
+    assert m.get("natter_history_unavailable_total") == 3, m
+    assert m.get("natter_history_live_only_total") == 0, m
     assert any(l.get("msg") == "history stream unavailable" for l in A.log_lines_json())
 
 

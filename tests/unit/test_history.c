@@ -106,7 +106,7 @@ static hfix *hfix_new(long per_room, double max_age, size_t max_bytes) {
   f->bus = nt_bus_mem_new(&f->loop, &bh);
   assert_non_null(f->bus);
   assert_int_equal(nt_bus_subscribe(f->bus, "natter.live.room.>", NULL, &f->sub), 0);
-  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, 0, 0, NULL};
+  nt_hist_cfg cfg = {max_age, per_room, 0, 1, NULL, max_bytes, 0, 0, NULL, 0, 0};
   f->h = nt_history_mem_new(&f->loop, f->bus, &cfg, NULL);
   assert_non_null(f->h);
   return f;
@@ -123,7 +123,7 @@ static void hfix_free(hfix *f) {
 static void pub(hfix *f, const char *room, const char *text) {
   char subject[128];
   snprintf(subject, sizeof subject, "natter.room.t.%s", room);
-  assert_int_equal(nt_history_publish(f->h, subject, text, strlen(text)), 0);
+  assert_int_equal(nt_history_publish(f->h, subject, text, strlen(text), NULL), 0);
 }
 
 static void run_until_done(hfix *f) {
@@ -215,7 +215,7 @@ static void test_mem_sequences_and_reads(void **state) {
   assert_int_equal(st.stored_msgs, 5);
   assert_true(st.storing);
   /* bad arguments */
-  assert_int_equal(nt_history_publish(f->h, "natter.user.t.a", "x", 1), NT_EINVAL);
+  assert_int_equal(nt_history_publish(f->h, "natter.user.t.a", "x", 1, NULL), NT_EINVAL);
   assert_int_equal(nt_history_fetch_after(f->h, "natter.room.t.a", 0, 0, 0, on_fetch, f),
                    NT_EINVAL);
   assert_int_equal(nt_history_fetch_page(f->h, "other", 0, 5, on_fetch, f), NT_EINVAL);
@@ -276,7 +276,7 @@ static void test_mem_tenant_quota_and_msg_size(void **state) {
   pub(f, "b", "0123456789");         /* t: 20 */
   pub(f, "a", "0123456789");         /* t would be 30: live-only */
   pub(f, "a", "0123456789abcdef");   /* 16 > 15 bytes: live-only */
-  assert_int_equal(nt_history_publish(f->h, "natter.room.u.a", "0123456789", 10), 0);
+  assert_int_equal(nt_history_publish(f->h, "natter.room.u.a", "0123456789", 10, NULL), 0);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   nt_hist_stats st;
   nt_history_get_stats(f->h, &st);
@@ -436,8 +436,9 @@ static void park_release(park_hist *p) {
 static int p_ensure(nt_history *hh, nt_hist_done_cb cb, void *ud) {
   return nt_history_ensure(((park_hist *)hh)->inner, cb, ud);
 }
-static int p_publish(nt_history *hh, const char *s, const void *d, size_t l) {
-  return nt_history_publish(((park_hist *)hh)->inner, s, d, l);
+static int p_publish(nt_history *hh, const char *s, const void *d, size_t l,
+                     const nt_hist_pub *pub) {
+  return nt_history_publish(((park_hist *)hh)->inner, s, d, l, pub);
 }
 static int p_after(nt_history *hh, const char *s, uint64_t a, uint64_t u, size_t max,
                    nt_hist_cb cb, void *ud) {
@@ -851,7 +852,7 @@ static void inject(const char *room, int value) {
   uint8_t buf[512], *out;
   size_t len = nt_env_encode(&ev, buf, sizeof buf, &out);
   assert_true(len > 0 && out == buf);
-  assert_int_equal(nt_resume_publish(nt_node_chat(g->node), subject, buf, len), 0);
+  assert_int_equal(nt_resume_publish(nt_node_chat(g->node), subject, buf, len, NULL), 1);
   pump();
 }
 

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 
 import fs from 'node:fs';
 
-import { NatterClient, NatterError, backoffDelay, withToken, DEFAULTS, PROTOCOL, VERSION } from '../natter.js';
+import { NatterClient, NatterError, backoffDelay, messageId, withToken, DEFAULTS, PROTOCOL, VERSION } from '../natter.js';
 import { FakeClock, flush, makeFakeWebSocket } from './helpers.mjs';
 
 /** Marks a promise as handled now (it may reject before the test asserts on it). */
@@ -47,6 +47,14 @@ async function connected(env, welcome = {}) {
   ws.answerJoins();
   await p;
   return ws;
+}
+
+/** Joins `room` on the open socket `ws` and waits for the joined. */
+async function joinedNow(env, ws, room) {
+  const pj = env.client.join(room);
+  await flush();
+  ws.answerJoins();
+  return pj;
 }
 
 /** Drops the current socket from the server side and lets the reconnect happen. */
@@ -519,10 +527,7 @@ describe('queue of actions made while disconnected', () => {
   test('sends are queued, then flushed in order after the rooms are rejoined', async () => {
     const env = setup();
     const ws1 = await connected(env);
-    const pj = env.client.join('lobby');
-    await flush();
-    ws1.answerJoins();
-    await pj;
+    await joinedNow(env, ws1, 'lobby');
     ws1.serverClose(1006);
     await flush();
     assert.equal(env.client.state, 'reconnecting');
@@ -579,6 +584,99 @@ describe('queue of actions made while disconnected', () => {
   });
 });
 
+describe('reliable send: an id, resent until acknowledged', () => {
+  test('a send in flight when the link drops is resent with the same id after the rejoin', async () => {
+    const env = setup();
+    const ws1 = await connected(env);
+    await joinedNow(env, ws1, 'lobby');
+    const p = env.client.send('lobby', 'x');
+    const q = env.client.send('lobby', 'y', { id: 'my-id-1' });
+    await flush();
+    const [f1, f2] = ws1.actions('sendMessage');
+    assert.equal(f2.id, 'my-id-1');
+    assert.equal(env.client.unacked, 2);
+    const ws2 = await reconnect(env); // no ack came: both outcomes unknown
+    assert.deepEqual(ws2.sent.map((f) => f.action), ['joinRoom'], 'nothing before the rejoin');
+    ws2.answerJoins();
+    await flush();
+    const [g1, g2] = ws2.actions('sendMessage');
+    assert.deepEqual([g1.id, g2.id], [f1.id, 'my-id-1'], 'same ids, same order');
+    assert.deepEqual([g1.message, g2.message], ['x', 'y']);
+    assert.notEqual(g1.requestId, f1.requestId);
+    ws2.serverSend({ type: 'ack', id: g1.id, requestId: g1.requestId });
+    ws2.serverSend({ type: 'ack', id: g2.id, requestId: g2.requestId });
+    assert.equal((await p).id, f1.id);
+    assert.equal((await q).id, 'my-id-1');
+    assert.equal(env.client.unacked, 0);
+    env.client.close();
+  });
+
+  test('error unavailable: resent after a backoff with the same id; other errors reject', async () => {
+    const env = setup({ initialDelay: 500, maxDelay: 4000, jitter: 0 });
+    const ws = await connected(env);
+    const p = env.client.send('lobby', 'x', { id: 'u1' });
+    const bad = handled(env.client.send('lobby', 'z', { id: 'u2' }));
+    await flush();
+    const [f1, fb] = ws.actions('sendMessage');
+    ws.serverSend({ type: 'error', code: 'forbidden', message: 'join first', requestId: fb.requestId });
+    await assert.rejects(bad, { code: 'forbidden' });
+    const lastU1 = () => ws.actions('sendMessage').filter((f) => f.id === 'u1').at(-1);
+    for (const wait of [500, 1000]) {
+      const last = lastU1();
+      ws.serverSend({ type: 'error', code: 'unavailable', message: 'resend', requestId: last.requestId });
+      await flush();
+      const n = ws.actions('sendMessage').length;
+      await env.clock.tick(wait - 1);
+      assert.equal(ws.actions('sendMessage').length, n, `not before ${wait} ms`);
+      await env.clock.tick(1);
+      assert.equal(ws.actions('sendMessage').length, n + 1);
+      assert.equal(ws.actions('sendMessage').at(-1).id, 'u1');
+    }
+    const last = lastU1();
+    ws.serverSend({ type: 'ack', id: 'u1', requestId: last.requestId });
+    assert.equal((await p).id, 'u1');
+    assert.notEqual(f1.requestId, last.requestId);
+    assert.equal(env.client.unacked, 0);
+    assert.equal(env.errors.length, 0);
+    env.client.close();
+  });
+
+  test('a request timeout resends at once; past resendTimeout the send rejects', async () => {
+    const env = setup({ requestTimeout: 1000, resendTimeout: 2500 });
+    const ws = await connected(env);
+    const p = handled(env.client.send('lobby', 'x', { id: 't1' }));
+    await flush();
+    assert.equal(ws.actions('sendMessage').length, 1);
+    await env.clock.tick(1000);
+    assert.equal(ws.actions('sendMessage').length, 2);
+    await env.clock.tick(1000);
+    assert.equal(ws.actions('sendMessage').length, 3);
+    await env.clock.tick(1000); // 3000 ms since the send: over resendTimeout
+    await assert.rejects(p, { code: 'timeout' });
+    assert.deepEqual(ws.actions('sendMessage').map((f) => f.id), ['t1', 't1', 't1']);
+    assert.equal(env.client.unacked, 0);
+    env.client.close();
+  });
+
+  test('the same id twice is one send; ids are random; bad ids are refused; close rejects', async () => {
+    const env = setup();
+    const ws = await connected(env);
+    const a = handled(env.client.send('lobby', 'x', { id: 'same' }));
+    const b = handled(env.client.send('lobby', 'x', { id: 'same' }));
+    assert.equal(a, b);
+    await assert.rejects(env.client.send('lobby', 'x', { id: '' }), { code: 'bad_request' });
+    const ids = new Set();
+    for (let i = 0; i < 200; i++) ids.add(messageId());
+    assert.equal(ids.size, 200);
+    for (const id of ids) assert.match(id, /^[0-9A-Za-z]{20}$/);
+    await flush();
+    assert.equal(ws.actions('sendMessage').length, 1);
+    await env.client.close();
+    await assert.rejects(a, { code: 'closed' });
+    assert.equal(env.client.unacked, 0);
+  });
+});
+
 describe('requests and replies', () => {
   test('replies resolve by requestId; error frames reject; timeouts reject', async () => {
     const env = setup({ requestTimeout: 5000 });
@@ -592,7 +690,8 @@ describe('requests and replies', () => {
     const pHist = handled(env.client.history('lobby', { limit: 10, before: 99 }));
     await flush();
     const [fSend, fPres, fTenant, fDenied, fCustom, fHb, fHist] = ws.sent;
-    assert.deepEqual(fSend, { action: 'sendMessage', roomId: 'lobby', message: { text: 'hi' }, excludeSelf: true, requestId: fSend.requestId });
+    assert.deepEqual(fSend, { action: 'sendMessage', roomId: 'lobby', message: { text: 'hi' }, id: fSend.id, excludeSelf: true, requestId: fSend.requestId });
+    assert.match(fSend.id, /^[0-9A-Za-z]{20}$/);
     assert.deepEqual(fTenant, { action: 'presence', requestId: fTenant.requestId });
     assert.deepEqual(fCustom, { action: 'getProfile', userId: 'bob', requestId: fCustom.requestId });
     assert.deepEqual(fHist, { action: 'history', roomId: 'lobby', limit: 10, before: 99, requestId: fHist.requestId });
@@ -628,11 +727,12 @@ describe('requests and replies', () => {
   test('requests in flight when the link drops are rejected with disconnected', async () => {
     const env = setup();
     const ws = await connected(env);
-    const p = handled(env.client.send('lobby', 'x'));
+    const p = handled(env.client.sendToUser('bob', 'x'));
     await flush();
     ws.serverClose(1006);
     await assert.rejects(p, { code: 'disconnected' });
   });
+
 
   test('events: message, direct, presence, members, frame; non-JSON frames are reported', async () => {
     const env = setup();
