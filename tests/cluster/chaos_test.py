@@ -61,7 +61,7 @@ from cluster_test import IP, NATS, NODES, Failed, check, log, nh  # noqa: E402
 LONG = "--long" in sys.argv
 if LONG:
     sys.argv.remove("--long")
-ROOMS, PER_ROOM, TICK, STEADY = (6, 10, 0.25, 6.0) if LONG else (3, 6, 0.5, 3.0)
+ROOMS, PER_ROOM, TICK, STEADY = (6, 10, 0.5, 8.0) if LONG else (3, 6, 0.5, 3.0)
 AWAY = (6.0, 10.0)          # seconds a member is away across a NATS / Redis event
 RECOVERY_BOUND = 30.0       # a fault not recovered from within this fails the scenario
 PRESENCE_BOUND = 10.0       # members lists must equal the connected users within this
@@ -618,7 +618,15 @@ def account(run, stored):
             for q in quitters:
                 if any(x.room == mb.room for x in run.members if x.user == q) and offs[q] != 1:
                     missed_off.append(f"{mb.user}: {offs[q]} offline for {q}")
+    why = collections.Counter()
+    for m in run.msgs.values():
+        if m.t_ack is None:
+            why[m.codes[-1] if m.codes else
+                "sender quit" if m.key[0] in quitters else "connection lost"] += 1
+    rejoins = [rec for mb in run.members for _, _, rec in mb.joins[1:]]
     return {
+        "never_acked": dict(why),
+        "resumes": (rejoins.count(True), len(rejoins) - rejoins.count(True)),
         "sent": len(run.msgs), "acked": len(acked),
         "given_up": sum(1 for m in run.msgs.values() if m.t_ack is None),
         "resent": sum(1 for m in run.msgs.values() if m.attempts > 1),
@@ -678,7 +686,8 @@ async def drive(cl, name, fault):
              members=len(run.members), secs=time.monotonic() - t_start)
     TABLE.append(a)
     log(f"{a['members']} members in {ROOMS} rooms; {a['sent']} messages sent, {a['acked']} "
-        f"acked ({a['resent']} resent with their id, {a['given_up']} never acked), "
+        f"acked ({a['resent']} resent with their id, {a['given_up']} never acked: "
+        f"{a['never_acked']}); rejoins recovered true / not {a['resumes']}; "
         f"{a['deliveries']} distinct deliveries; history counters of the live nodes "
         f"{a['hist']}")
     log(f"missing from the stream {a['missing']} {a['missing_ex']}, stored twice "
@@ -701,12 +710,13 @@ async def drive(cl, name, fault):
 
 def fmt_table(rows):
     out = ["| scenario | acked / sent | missing from stream | lost | duplicated | "
-           "false offline | ghosts | recovery |",
-           "|---|---|---|---|---|---|---|---|"]
+           "false offline | ghosts | recovery | rejoins recovered true / false |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for a in rows:
         out.append(f"| {a['scenario']} | {a['acked']} / {a['sent']} | {a['missing']} | "
                    f"{a['lost']} | {a['dup']} | {len(a['false_off'])} | "
-                   f"{len(a['ghosts'])} | {a['recovery']:.1f} s |")
+                   f"{len(a['ghosts'])} | {a['recovery']:.1f} s | "
+                   f"{a['resumes'][0]} / {a['resumes'][1]} |")
     return "\n".join(out)
 
 
