@@ -189,6 +189,7 @@ typedef struct res {
   double measure_s;
   nb_hist lat, hs, back, lat_storm;
   nb_hist re_dial, re_join; /* reconnects: dial → 101, 101 → every room joined */
+  nb_hist ack;              /* natter: sendMessage → its ack (history on: stored) */
 } res;
 
 static struct gen {
@@ -588,6 +589,8 @@ static void pub_send(pub *p) {
   n += (size_t)padn;
   msg[n++] = '"';
   msg[n++] = '}';
+  if (O.proto == PROTO_NATTER) /* the ack echoes it: sendMessage → ack latency */
+    n += (size_t)snprintf(msg + n, sizeof msg - n, ",\"requestId\":\"a%" PRIu64 "\"", t);
   msg[n++] = O.proto == PROTO_NATTER ? '}' : ']';
   if (O.rate <= 0) {
     slot *s = &p->slots[seq % (uint64_t)O.window];
@@ -730,7 +733,15 @@ static void on_text_natter(conn *c, const uint8_t *p, size_t len) {
       return;
     }
     break;
-  case 'a': G.r.acks++; return;
+  case 'a': {
+    G.r.acks++;
+    const uint8_t *rq = memmem(p, len, "\"requestId\":\"a", 14);
+    if (!rq) return;
+    rq += 14;
+    uint64_t t0 = parse_u64(&rq, p + len), now = now_ns();
+    if (t0 >= G.t_ws && t0 < G.t_we) nb_hist_record(&G.r.ack, now > t0 ? now - t0 : 0);
+    return;
+  }
   case 'p': G.r.presence++; return;
   case 'w':
     if (c->state == ST_WS) send_joins(c);
@@ -1257,6 +1268,7 @@ static void res_merge(res *d, const res *s) {
   d->measure_s = s->measure_s;
   nb_hist_merge(&d->lat, &s->lat);
   nb_hist_merge(&d->hs, &s->hs);
+  nb_hist_merge(&d->ack, &s->ack);
 }
 
 static void write_all(int fd, const void *p, size_t n) {
@@ -1317,6 +1329,10 @@ static void print_json(const res *r, const uint64_t *joined, const uint64_t *sen
          nb_hist_quantile(&r->lat, 0.5) / ms, nb_hist_quantile(&r->lat, 0.9) / ms,
          nb_hist_quantile(&r->lat, 0.99) / ms, nb_hist_quantile(&r->lat, 0.999) / ms,
          r->lat.total ? r->lat.max / ms : 0.0, nb_hist_mean(&r->lat) / ms);
+  if (r->ack.total) /* natter: a sendMessage's requestId carries its send time */
+    printf(",\"ack_ms\":{\"p50\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"n\":%" PRIu64 "}",
+           nb_hist_quantile(&r->ack, 0.5) / ms, nb_hist_quantile(&r->ack, 0.99) / ms,
+           r->ack.max / ms, (uint64_t)r->ack.total);
   { /* the start as a wall time, to place the phases among run.sh's samples */
     struct timespec rt;
     clock_gettime(CLOCK_REALTIME, &rt);
@@ -1494,6 +1510,7 @@ static void run_worker(long lo, long hi, int st_fd, int go_fd) {
   nb_hist_init(&G.r.lat_storm);
   nb_hist_init(&G.r.re_dial);
   nb_hist_init(&G.r.re_join);
+  nb_hist_init(&G.r.ack);
   G.r.conns = (uint64_t)G.nlocal;
   for (long i = 0; i < G.nlocal; i++) {
     conn *c = &G.conns[i];
@@ -1916,6 +1933,7 @@ int main(int argc, char **argv) {
   nb_hist_init(&total->lat_storm);
   nb_hist_init(&total->re_dial);
   nb_hist_init(&total->re_join);
+  nb_hist_init(&total->ack);
   int failed = 0;
   for (int k = 0; k < O.procs; k++) {
     uint32_t n = 0;

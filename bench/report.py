@@ -417,6 +417,8 @@ def table(path):
                     ("latency p50 ms", "lat_ms", "p50", 2),
                     ("latency p99 ms", "lat_ms", "p99", 2),
                     ("latency max ms", "lat_ms", "max", 2),
+                    ("ack p50 ms (sendMessage → ack)", "ack_ms", "p50", 2),
+                    ("ack p99 ms", "ack_ms", "p99", 2),
                     ("server CPU (cores)", "server_cores", None, 2),
                     ("server CPU µs/delivery", "cpu_us_per_delivery", None, 2),
                     ("background CPU (cores, others)", "bg_cores", None, 2),

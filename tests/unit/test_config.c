@@ -378,6 +378,26 @@ static void test_validate(void **state) {
   free(msg);
   done(&r);
 
+  /* the ack bound and the dedupe window: defaults 5 s and 120 s; a window shorter than
+   * the bound could not recognise a resend after error unavailable */
+  PARSE(&r, "--jwt-secret", GOOD_SECRET);
+  assert_true(r.cfg.ack_timeout_s == 5.0 && r.cfg.history_dedupe_window_s == 120.0);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--ack-timeout", "50ms");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--ack-timeout must be between 0.1 and 3600"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--ack-timeout", "30", "--history-dedupe-window", "20");
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--history-dedupe-window must be at least --ack-timeout"));
+  free(msg);
+  done(&r);
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--ack-timeout", "2", "--history-dedupe-window", "60");
+  assert_int_equal(validate(&r.cfg, &msg), 0);
+  free(msg);
+  done(&r);
+
   /* Sentinel: --redis-sentinel and --redis-master both or neither; with --nats they
    * replace --redis */
   PARSE(&r, "--jwt-secret", GOOD_SECRET, "--nats", "nats://a:4222", "--redis-sentinel", "h:26379");
