@@ -10,7 +10,12 @@ through haproxy's one published port on 127.0.0.1:
   4. one node container is stopped (`podman stop`: SIGTERM to natter-node as PID 1): its
      /readyz turns 503 during the drain, its client is closed with 1001 after the grace,
      reconnects through haproxy to another node and rejoins, messages flow again, and the
-     container exits with code 0 within the stop timeout.
+     container exits with code 0 within the stop timeout;
+  5. presence works through Sentinel (the nodes find the primary with NATTER_REDIS_SENTINEL):
+     the room's members are the connected users; then the Redis primary's container is
+     killed (`podman stop -t 0`): the sentinels promote the replica, presence answers again
+     through haproxy, a user who left during the failover is gone (no ghost) and was
+     announced offline, and no node restarted.
 
 Usage: smoke_test.py PORT PROJECT   (secrets from NATTER_JWT_SECRET / NATTER_ADMIN_TOKEN)
 Prints one line per check and timings; exits non-zero on the first failure. Reuses the
@@ -176,7 +181,7 @@ async def main():
         f"rejoined, messages flow")
     _, err = await asyncio.to_thread(stop.communicate, timeout=STOP_TIMEOUT + 15)
     stopped_after = time.monotonic() - t2
-    info = json.loads(podman("inspect", victim).stdout)[0]["State"]
+    info = state(victim)
     if info.get("Running") or info.get("ExitCode") != 0:
         raise AssertionError(f"{victim_node} after podman stop: running={info.get('Running')} "
                              f"exit={info.get('ExitCode')} {err}")
@@ -184,7 +189,73 @@ async def main():
         raise AssertionError(f"{victim_node} needed SIGKILL ({stopped_after:.1f}s)")
     log(f"{victim_node} container exited 0, {stopped_after:.1f}s after SIGTERM "
         f"(no SIGKILL)")
+
+    # 5. presence through Sentinel, then a failover of the Redis primary
+    everyone = survivors + back
+    observer, leaver = everyone[0], everyone[-1]
+    users = sorted(c.name for c in everyone)
+    got = await members(observer, "lobby")
+    if got != users:
+        raise AssertionError(f"presence through Sentinel: {got}, connected {users}")
+    primary = await asyncio.to_thread(sentinel_primary)
+    if primary not in ("redis", "redis-replica"):
+        raise AssertionError(f"the sentinels name the primary {primary!r}")
+    log(f"presence through Sentinel lists the {len(users)} connected users; primary {primary}")
+    started = {s: state(c)["StartedAt"] for s, c in nodes.items() if s != victim_node}
+    t3 = time.monotonic()
+    await asyncio.to_thread(podman, "stop", "-t", "0", container(primary))
+    await leaver.close()   # leaves while the primary is gone
+    await nh.async_wait_until(lambda: sentinel_primary() not in (None, primary), 40,
+                              interval=0.5, what="the sentinels to promote the replica")
+    t_agree = time.monotonic() - t3
+    promoted = await asyncio.to_thread(sentinel_primary)
+    want = [u for u in users if u != leaver.name]
+    end = time.monotonic() + 30
+    while (got := await members(observer, "lobby")) != want:
+        if time.monotonic() > end:
+            raise AssertionError(f"presence after the failover: {got}, want {want}")
+        await asyncio.sleep(0.5)
+    t_back = time.monotonic() - t3
+    await observer.expect("presence", userId=leaver.name, status="offline", timeout=10)
+    for s, c in nodes.items():
+        if s == victim_node:
+            continue
+        now = state(c)
+        if not now.get("Running") or now.get("StartedAt") != started[s]:
+            raise AssertionError(f"{s} restarted or stopped during the Redis failover: {now}")
+    log(f"Redis primary {primary} killed: the sentinels promoted {promoted} after "
+        f"{t_agree:.1f}s; presence answered again {t_back:.1f}s after the kill "
+        f"({t_back - t_agree:.1f}s after the sentinels agreed), {leaver.name} who left "
+        f"meanwhile gone and announced offline, no node restarted")
     await nh.close_all(*clients, *back)
+
+
+def sentinel_primary():
+    """The host name the first sentinel that answers gives for the primary (None when
+    none does)."""
+    for s in ("sentinel-1", "sentinel-2", "sentinel-3"):
+        try:
+            r = podman("exec", container(s), "redis-cli", "-p", "26379", "SENTINEL",
+                       "get-master-addr-by-name", "natter", check=False, timeout=20)
+        except subprocess.TimeoutExpired:
+            continue
+        out = r.stdout.split()
+        if r.returncode == 0 and out:
+            return out[0]
+    return None
+
+
+async def members(c, room):
+    """Sorted user ids of `room` from a `presence` request, or None on an error reply."""
+    rid = await c.action("presence", roomId=room)
+    f = await c.expect(None, pred=lambda f: f.get("requestId") == rid, timeout=10)
+    if f.get("type") != "members":
+        return None
+    return sorted(m["userId"] for m in f.get("members", []))
+
+
+def state(ctr):
+    return json.loads(podman("inspect", ctr).stdout)[0]["State"]
 
 
 if __name__ == "__main__":

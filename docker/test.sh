@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the natter image and runs the compose cluster for real with podman (no Docker
 # engine needed), then proves it: a WebSocket client connects through haproxy, a message
-# crosses nodes, a node container is stopped (SIGTERM drain as PID 1), and everything is
-# torn down. Exits non-zero on any failure; prints timings and the image size.
+# crosses nodes, a node container is stopped (SIGTERM drain as PID 1), presence works
+# through Redis Sentinel and survives a kill of the Redis primary (the sentinels promote
+# the replica), and everything is torn down. Exits non-zero on any failure; prints
+# timings and the image size.
 #
 #   docker/test.sh [--keep] [--port N]
 #
@@ -31,7 +33,7 @@ while [ $# -gt 0 ]; do
     --down) DOWN_ONLY=1 ;;
     --port) PORT="$2"; shift ;;
     --port=*) PORT="${1#*=}" ;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "docker/test.sh: unknown argument $1" >&2; exit 2 ;;
   esac
   shift

@@ -111,9 +111,10 @@ typedef void (*nt_hist_ack_cb)(void *ud, const nt_hist_ack *a);
 /* Options of one nt_history_publish (designated initializers; NULL: all defaults). */
 typedef struct nt_hist_pub {
   const char *msg_id;    /* idempotency key, copied: 1..NT_HIST_MSGID_MAX bytes, no control
-                          * character (NULL: none, so a resend is stored twice). One key
-                          * space for every room and tenant: callers scope it themselves
-                          * (nt_client: "<tenant>:<sender>:<message id>") */
+                          * character (NULL: none, so a resend is stored twice). Whether
+                          * rooms share a key space is the implementation's (one stream:
+                          * yes; a sharded history: per stream), so callers put tenant and
+                          * room in the key (nt_client: "<tenant>:<room>:<sender>:<id>") */
   nt_hist_ack_cb on_ack; /* called exactly once, later, on the loop thread, when
                           * nt_history_publish returned 0 (NULL: no callback) */
   void *ud;

@@ -85,10 +85,11 @@ int nt_client_publish_message(nt_chat *n, const nt_client_msg *m, char id[NT_MSG
     int r = publish_env(n, m->subject, &env, NULL, NULL);
     return r > 0 ? 0 : r;
   }
-  /* the key is scoped to tenant and sender (ids have no ':'), so one user's id never
-   * pre-empts another's; the server sender ("") cannot collide with a user (1..128 bytes) */
+  /* the key is scoped to tenant, room and sender (ids have no ':'), so one user's id
+   * never pre-empts another's, nor one room's another's (the same in any sharding of the
+   * history); the server sender ("") cannot collide with a user (1..128 bytes) */
   char key[NT_HIST_MSGID_MAX];
-  snprintf(key, sizeof key, "%s:%s:%s", m->tenant, m->sender_user, id);
+  snprintf(key, sizeof key, "%s:%s:%s:%s", m->tenant, m->room, m->sender_user, id);
   stored_op *op = m->on_stored ? malloc(sizeof *op) : NULL;
   if (m->on_stored && !op) return NT_ENOMEM;
   if (op) *op = (stored_op){m->on_stored, m->ud};

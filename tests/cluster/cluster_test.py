@@ -113,8 +113,8 @@ def sh(*argv, check_rc=True):
     return r
 
 
-def redis_cmd(*args, timeout=2.0):
-    with socket.create_connection((IP["redis"], 6379), timeout=timeout) as s:
+def redis_cmd(*args, timeout=2.0, host="redis", port=6379):
+    with socket.create_connection((IP[host], port), timeout=timeout) as s:
         out = [f"*{len(args)}\r\n".encode()]
         for a in args:
             a = str(a).encode()
@@ -165,25 +165,35 @@ class Cluster:
         restarted = [n for n in NATS if not (self.nats.get(n) and self.nats[n].alive())]
         for n in NATS:
             self.start_nats(n)
-        if not self.redis or not self.redis.alive():
-            self.redis = NsProc("redis", "redis", [
-                "redis-server", "--bind", IP["redis"], "--port", "6379", "--save", "",
-                "--appendonly", "no", "--protected-mode", "no"]).start()
+        self.ensure_redis()
         nh.wait_until(lambda: all(self.nats_ready(n) and self.routes(n) >= 2 for n in NATS),
                       30, 0.1, "3 NATS servers up with routes to each other")
-        nh.wait_until(lambda: redis_cmd("PING").startswith(b"+PONG"), 15, 0.1, "redis")
         if restarted and len(restarted) < len(NATS):
             # A server that rejoins may form duplicate routes that the cluster resolves a
             # moment later; interest sent meanwhile can miss a server (seen as a lost first
             # message after a join). Let the routes settle before the next scenario.
             time.sleep(2)
 
+    def ensure_redis(self):
+        """One Redis without persistence (tests/cluster/chaos_test.py: with Sentinel)."""
+        if not self.redis or not self.redis.alive():
+            self.redis = NsProc("redis", "redis", [
+                "redis-server", "--bind", IP["redis"], "--port", "6379", "--save", "",
+                "--appendonly", "no", "--protected-mode", "no"]).start()
+        nh.wait_until(lambda: redis_cmd("PING").startswith(b"+PONG"), 15, 0.1, "redis")
+
+    def redis_args(self):
+        return ["--redis", f"redis://{IP['redis']}:6379"]
+
+    def flush_presence(self):
+        redis_cmd("FLUSHALL")
+
     # ---- natter nodes and haproxy (fresh for each scenario)
     def start_node(self, name, extra=()):
         urls = ",".join(f"nats://{IP[n]}:4222" for n in NATS)
         p = NsProc(name, name, [
             BIN, "--listen", f"{IP[name]}:8080", "--api-listen", f"{IP[name]}:8081",
-            "--node-id", name, "--nats", urls, "--redis", f"redis://{IP['redis']}:6379",
+            "--node-id", name, "--nats", urls, *self.redis_args(),
             "--jwt-secret", SECRET, "--admin-token", ADMIN, "--trust-proxy", "on",
             "--drain-grace", str(DRAIN_GRACE), "--node-ttl", str(NODE_TTL),
             "--node-refresh", str(NODE_REFRESH), "--ping-interval", "5",
@@ -227,7 +237,7 @@ class Cluster:
         for n in NODES:
             heal(n)
         self.ensure_infra()
-        redis_cmd("FLUSHALL")
+        self.flush_presence()
         if before_nodes:
             before_nodes(self)
         for n in NODES:
@@ -1052,23 +1062,26 @@ SCENARIOS = [("kill9", scenario_kill9), ("partition", scenario_partition),
 SCENARIO_SETUP = {"history": (HISTORY_ARGS, lambda cl: js_delete_stream())}
 
 
-def main():
+def main(cl=None, scenarios=SCENARIOS, setup=SCENARIO_SETUP, body_timeout=90, after=None):
+    """Runs `scenarios` [(name, async fn(cl))] (those named by -k) on cluster `cl`, each
+    from cl.fresh(*setup[name]); `after(results)` prints more before the summary. Exits
+    1 when one failed or none ran."""
     only = None
     if len(sys.argv) > 2 and sys.argv[1] == "-k":
         only = set(sys.argv[2].split(","))
-    cl = Cluster()
+    cl = cl or Cluster()
     results = []
     try:
-        for name, fn in SCENARIOS:
+        for name, fn in scenarios:
             if only and name not in only:
                 continue
             print(f"-- {name}", flush=True)
             t0 = time.monotonic()
             try:
-                args, before = SCENARIO_SETUP.get(name, ((), None))
+                args, before = setup.get(name, ((), None))
                 cl.fresh(args, before)
                 log(f"fresh cluster ready in {time.monotonic() - t0:.1f}s")
-                nh.run(fn(cl), timeout=90)
+                nh.run(fn(cl), timeout=body_timeout)
                 results.append((name, True, time.monotonic() - t0, ""))
                 print(f"   PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
             except (Failed, AssertionError, Exception) as e:  # noqa: BLE001
@@ -1085,6 +1098,8 @@ def main():
     passed = sum(1 for r in results if r[1])
     failed = len(results) - passed
     print()
+    if after:
+        after(results)
     for name, ok, secs, detail in results:
         print(f"  {'PASS' if ok else 'FAIL'} {name:10s} {secs:5.1f}s"
               f"{'' if ok else '  ' + detail.splitlines()[0][:300]}")

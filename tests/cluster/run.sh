@@ -3,15 +3,23 @@
 # pairs to a bridge that lives in a namespace of its own. The root namespace gets no
 # address and no route; all traffic stays on 10.77.0.0/24 inside the namespaces.
 #
-#   hosts:  nats1 nats2 nats3 (clustered NATS, JetStream)  redis  node1 node2 node3
-#           (natter-node)  lb (haproxy)  client (the test and its WebSocket clients)
+#   hosts:  nats1 nats2 nats3 (clustered NATS, JetStream; the chaos suite adds a
+#           redis-sentinel on each)  redis redis2 (the chaos suite: primary and replica)
+#           node1 node2 node3 (natter-node)  lb (haproxy)  client (the tests and their
+#           WebSocket clients)
 #
 # Scenarios (tests/cluster/cluster_test.py): kill -9 a node, partition a node, stop a NATS
 # server, SIGTERM (drain) a node, history (R3 JetStream stream: resume with `since` after
-# kill -9, stream leader's NATS server stopped) — each with traffic and assertions. Everything is bounded
-# in time; namespaces and processes are always removed (trap), by name and by PID.
+# kill -9, stream leader's NATS server stopped) — each with traffic and assertions. Then
+# the chaos suite (tests/cluster/chaos_test.py, Redis behind Sentinel, message-level
+# accounting): node-kill9 nats-leader-kill9 nats-rolling redis-failover node-drain.
+# Everything is bounded in time; namespaces and processes are always removed (trap), by
+# name and by PID.
 #
-#   tests/cluster/run.sh [-k NAME[,NAME...]]       (kill9 partition nats drain history)
+#   tests/cluster/run.sh [-k NAME[,NAME...]] [--no-chaos | --chaos-only] [--long]
+#     -k            only these scenarios (of either file)
+#     --no-chaos    cluster_test.py only;  --chaos-only  chaos_test.py only
+#     --long        the chaos suite's long form (more members and traffic; bound 900 s)
 #   NATTER_BIN=path/to/natter-node tests/cluster/run.sh   (default: builds build/)
 #
 # Needs root (ip netns). Exits non-zero when a scenario fails; prints a summary line.
@@ -24,7 +32,27 @@ SUBNET=10.77.0
 PREFIX="ntc$$"          # namespace names: unique per run
 BR="$PREFIX-br"
 ART="$ROOT/tests/artifacts/cluster"
-HOSTS=(nats1:11 nats2:12 nats3:13 redis:20 node1:31 node2:32 node3:33 lb:40 client:50)
+HOSTS=(nats1:11 nats2:12 nats3:13 redis:20 redis2:21 node1:31 node2:32 node3:33 lb:40 client:50)
+CHAOS_NAMES=" node-kill9 nats-leader-kill9 nats-rolling redis-failover node-drain "
+RUN_CLUSTER=1 RUN_CHAOS=1 LONG=() K_CLUSTER="" K_CHAOS="" K_SET=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -k) K_SET=1
+        for n in ${2//,/ }; do
+          if [[ "$CHAOS_NAMES" == *" $n "* ]]; then K_CHAOS+="${K_CHAOS:+,}$n"; else K_CLUSTER+="${K_CLUSTER:+,}$n"; fi
+        done
+        shift ;;
+    --no-chaos) RUN_CHAOS=0 ;;
+    --chaos-only) RUN_CLUSTER=0 ;;
+    --long) LONG=(--long) ;;
+    *) echo "tests/cluster/run.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+if [ "$K_SET" = 1 ]; then
+  [ -n "$K_CLUSTER" ] || RUN_CLUSTER=0
+  [ -n "$K_CHAOS" ] || RUN_CHAOS=0
+fi
 
 stamp() { echo "== $(date +%H:%M:%S) (+$(( $(date +%s) - T0 ))s) $*"; }
 [ "$(id -u)" -eq 0 ] || { echo "tests/cluster/run.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -91,12 +119,22 @@ if ip -4 addr show | grep -q "$SUBNET\."; then
 fi
 
 # ---------------------------------------------------------------- scenarios ---------
-stamp "scenarios (tests/cluster/cluster_test.py, logs in $ART)"
-NTC_PREFIX=$PREFIX NTC_SUBNET=$SUBNET NTC_BIN=$BIN NTC_ART=$ART NTC_PIDFILE=$PIDFILE \
-  timeout 330 ip netns exec "$PREFIX-client" "$PY" tests/cluster/cluster_test.py "$@"
-rc=$?
-if [ "$rc" = 124 ]; then
-  echo "tests/cluster: scenarios exceeded the 330 s bound"
-  echo "summary: 0 passed, 1 failed"
-fi
+export NTC_PREFIX=$PREFIX NTC_SUBNET=$SUBNET NTC_BIN=$BIN NTC_ART=$ART NTC_PIDFILE=$PIDFILE
+rc=0
+suite() {  # file, bound (s), -k list, more arguments
+  local file=$1 bound=$2 k=$3 r
+  shift 3
+  stamp "scenarios (tests/cluster/$file, logs in $ART)"
+  timeout "$bound" ip netns exec "$PREFIX-client" "$PY" "tests/cluster/$file" \
+    ${k:+-k "$k"} "$@"
+  r=$?
+  if [ "$r" = 124 ]; then
+    echo "tests/cluster: $file exceeded the $bound s bound"
+    echo "summary: 0 passed, 1 failed"
+  fi
+  [ "$r" = 0 ] || rc=1
+}
+[ "$RUN_CLUSTER" = 1 ] && suite cluster_test.py 330 "$K_CLUSTER"
+[ "$RUN_CHAOS" = 1 ] && suite chaos_test.py "$([ ${#LONG[@]} = 0 ] && echo 330 || echo 900)" \
+  "$K_CHAOS" "${LONG[@]}"
 exit "$rc"

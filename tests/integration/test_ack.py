@@ -228,3 +228,24 @@ def test_api_push_answers_after_store_and_503_when_down(harness):
             await close_all(b)
     run(body())
     assert history_ids(A, "api") == ["api-1", "api-2"]
+
+
+def test_standalone_memory_history_dedupes_the_same_way(harness):
+    node = harness.node("solo", args=node_args())
+
+    async def body():
+        a, b = [await c for c in alice_and_bob(node)]
+        try:
+            await a.join("s")
+            await b.join("s")
+            for _ in range(3):  # the first stores, the resends are duplicates
+                r = await send_id(a, "s", {"k": 1}, "solo-1")
+                assert r["type"] == "ack" and r["id"] == "solo-1", r
+            got = await b.expect("message", id="solo-1", timeout=t(5))
+            assert got["seq"] > 0
+            await b.expect_none("message", t(1), id="solo-1", pred=lambda f: f is not got)
+        finally:
+            await close_all(a, b)
+    run(body())
+    assert history_ids(node, "s") == ["solo-1"]
+    assert nh.node_metrics(node)["natter_history_dedup_total"] == 2
