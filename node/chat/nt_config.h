@@ -50,6 +50,8 @@ typedef struct nt_config {
   size_t history_max_bytes;  /* all rooms together (0: 1 GiB JetStream, 64 MiB memory) */
   size_t history_max_msg_bytes; /* largest stored envelope (0: max_message_bytes + 4 KiB) */
   size_t history_tenant_bytes;  /* per tenant and node per max age (0: no quota) */
+  long history_recent;       /* recent messages kept per room to answer resumes (0: none) */
+  size_t history_recent_bytes; /* ... over all rooms of the node */
   char *tls_cert, *tls_key;
   char *tls_min_version;     /* "1.3" | "1.2" */
   int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */

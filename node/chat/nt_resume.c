@@ -74,6 +74,8 @@ struct nt_rhist {
   size_t nrs;
   uint64_t *copies;           /* the last RH_COPIES messages delivered (late_copy); NULL
                                * until the room's first message */
+  nt_recent recent;           /* what the room delivered lately: resumes within it are
+                               * answered from memory (nt_recent.h) */
   unsigned copies_at;
   char live[NT_SUBJECT_MAX];
 };
@@ -373,6 +375,15 @@ static void deliver_item(nt_chat *n, nt_room *r, const rh_item *it) {
   if (again && !it->seq) return;
   if (it->f && !again) /* the fan-out's loop, resumers left out */
     n->m.deliveries += nt_fanout_room(n, r, it->f, it->skip[0] ? it->skip : NULL);
+  if (!it->seq) { /* the members got a message outside the sequence: the ring no longer
+                   * holds everything delivered after its first item */
+    nt_recent_clear(&h->recent);
+  } else {
+    nt_recent_item ri = {.f = it->f, .seq = it->seq, .prev = it->prev, .idh = it->idh,
+                         .at_ms = uv_now(n->loop)};
+    memcpy(ri.skip, it->skip, sizeof ri.skip);
+    nt_recent_push(&h->recent, &ri);
+  }
   for (resumer *rs = h->rs, *next; rs; rs = next) {
     next = rs->next;
     rs_live(n, r, rs, it);
@@ -661,6 +672,10 @@ int nt_resume_attach(nt_chat *n, nt_history *h) {
   res->h = h;
   res->replay_max = n->cfg->history_max_per_room > 0 ? (size_t)n->cfg->history_max_per_room
                                                      : 1000;
+  res->recent_max = n->cfg->history_recent > 0 ? (size_t)n->cfg->history_recent : 0;
+  if (res->recent_max > res->replay_max) res->recent_max = res->replay_max;
+  res->recent.max = n->cfg->history_recent_bytes;
+  res->max_age_ms = (uint64_t)(n->cfg->history_max_age_s * 1000);
   n->res = res;
   return 0;
 }
@@ -675,6 +690,7 @@ void nt_resume_close(nt_chat *n) {
 }
 
 static void rhist_free(nt_rhist *h) {
+  nt_recent_clear(&h->recent);
   q_clear(&h->pend);
   free(h->copies);
   while (h->rs) {
@@ -711,6 +727,7 @@ const char *nt_resume_room_open(nt_chat *n, nt_room *r) {
       free(h);
       return NULL;
     }
+    nt_recent_init(&h->recent, n->res->recent_max, &n->res->recent);
     r->hist = h;
   }
   return r->hist->live;
@@ -752,6 +769,35 @@ int nt_resume_is_resumer(const nt_room *r, const nt_conn *c) {
   return r->hist && is_resumer(r->hist, c);
 }
 
+/* A resume whose `since` is within what the room delivered lately: its replay is taken
+ * from the room's recent messages (the same frames the members got), no read. Not while
+ * the room repairs a gap (what it delivered stops short of what exists). */
+static int from_memory(nt_chat *n, nt_room *r, resumer *rs) {
+  nt_resume *res = n->res;
+  nt_rhist *h = r->hist;
+  size_t first;
+  if (h->repairing || !res->h || !nt_history_storing(res->h)) return 0;
+  uint64_t now = uv_now(n->loop);
+  if (res->max_age_ms) nt_recent_expire(&h->recent, now > res->max_age_ms ? now - res->max_age_ms : 0);
+  if (!nt_recent_after(&h->recent, rs->since, &first)) return 0;
+  for (size_t i = first; i < nt_recent_len(&h->recent); i++) {
+    const nt_recent_item *ri = nt_recent_at(&h->recent, i);
+    rh_item it = {.f = ri->f, .seq = ri->seq, .prev = ri->prev, .idh = ri->idh};
+    memcpy(it.skip, ri->skip, sizeof it.skip);
+    if (it.f) nt_frame_ref(it.f);
+    if (q_push(&rs->replay, &it)) { /* memory short: read it instead */
+      nt_frame_unref(it.f);
+      q_clear(&rs->replay);
+      return 0;
+    }
+  }
+  rs->fetched = 1;
+  rs->recovered = 1;
+  res->m.recovered++;
+  res->m.from_memory++;
+  return 1;
+}
+
 void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const char *reqid) {
   nt_resume *res = n->res;
   if (!res || !res->h || !r->hist || rs_find_conn(r->hist, c)) return;
@@ -766,7 +812,7 @@ void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const c
   r->hist->rs = rs;
   r->hist->nrs++;
   res->m.resumes++;
-  fetch_rs(n, r, rs, since, 0);
+  if (!from_memory(n, r, rs)) fetch_rs(n, r, rs, since, 0);
 }
 
 int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const *members,
@@ -815,6 +861,12 @@ void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_prom_head(w, "history_resumes_total", "counter", "joinRoom with since, by outcome.");
   nt_prom_sample(w, "history_resumes_total", "{recovered=\"true\"}", res->m.recovered);
   nt_prom_sample(w, "history_resumes_total", "{recovered=\"false\"}", res->m.not_recovered);
+  nt_prom_metric(w, "history_resumes_from_memory_total", "counter",
+         "Resumes answered from the room's recent messages in memory (no history read).",
+         res->m.from_memory);
+  nt_prom_metric(w, "history_recent_bytes", "gauge",
+         "Bytes the rooms' recent messages hold (--history-recent-bytes).",
+         (uint64_t)res->recent.used);
   nt_prom_metric(w, "history_replayed_total", "counter",
          "Stored messages replayed to resuming connections.", res->m.replayed);
   nt_prom_metric(w, "history_replays_paced_total", "counter",
