@@ -72,6 +72,9 @@ struct nt_rhist {
   rh_queue pend;              /* live items held while a gap is repaired */
   resumer *rs;
   size_t nrs;
+  nt_map byconn;              /* connection id -> its resumer (borrowed keys: rs->c->id):
+                               * the fan-out asks for every member while a room has
+                               * resumers, so the lookup must not walk the list */
   uint64_t *copies;           /* the last RH_COPIES messages delivered (late_copy); NULL
                                * until the room's first message */
   nt_recent recent;           /* what the room delivered lately: resumes within it are
@@ -172,10 +175,10 @@ static resumer *rs_find_id(nt_rhist *h, uint64_t id) {
   return NULL;
 }
 
-static resumer *rs_find_conn(nt_rhist *h, const nt_conn *c) {
-  for (resumer *rs = h->rs; rs; rs = rs->next)
-    if (rs->c == c) return rs;
-  return NULL;
+static resumer *rs_find_conn(const nt_rhist *h, const nt_conn *c) {
+  if (!h->nrs) return NULL;
+  resumer *rs = nt_map_get(&h->byconn, c->id, strlen(c->id));
+  return rs && rs->c == c ? rs : NULL;
 }
 
 static void rs_free(resumer *rs) {
@@ -191,6 +194,7 @@ static void rs_remove(nt_rhist *h, resumer *rs) {
     if (*pp == rs) {
       *pp = rs->next;
       h->nrs--;
+      nt_map_del(&h->byconn, rs->c->id, strlen(rs->c->id));
       rs_free(rs);
       return;
     }
@@ -340,11 +344,7 @@ static void rs_live(nt_chat *n, nt_room *r, resumer *rs, const rh_item *it) {
 
 /* ---------------------------------------------------------------- rooms */
 
-static int is_resumer(const nt_rhist *h, const nt_conn *c) {
-  for (const resumer *rs = h->rs; rs; rs = rs->next)
-    if (rs->c == c) return 1;
-  return 0;
-}
+static int is_resumer(const nt_rhist *h, const nt_conn *c) { return rs_find_conn(h, c) != NULL; }
 
 /* A publication the stream acknowledged late (after ACK_TIMEOUT_MS in nt_history_js) is
  * resent live-only by its node and republished by the stream as well: two copies, one
@@ -691,6 +691,7 @@ void nt_resume_close(nt_chat *n) {
 
 static void rhist_free(nt_rhist *h) {
   nt_recent_clear(&h->recent);
+  nt_map_clear(&h->byconn);
   q_clear(&h->pend);
   free(h->copies);
   while (h->rs) {
@@ -728,6 +729,7 @@ const char *nt_resume_room_open(nt_chat *n, nt_room *r) {
       return NULL;
     }
     nt_recent_init(&h->recent, n->res->recent_max, &n->res->recent);
+    nt_map_init_borrowed(&h->byconn);
     r->hist = h;
   }
   return r->hist->live;
@@ -804,6 +806,10 @@ void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const c
   resumer *rs = calloc(1, sizeof *rs);
   if (!rs) return;
   rs->c = c;
+  if (nt_map_put(&r->hist->byconn, c->id, strlen(c->id), rs, NULL)) {
+    free(rs);
+    return;
+  }
   rs->id = ++res->next_id;
   rs->since = rs->cur = since;
   rs->state = RS_BUFFER;
