@@ -56,6 +56,8 @@ typedef struct resumer {
   int state;
   int force;                  /* accept the next item whatever its predecessor */
   int fetched, have_members, recovered;
+  uint64_t wait;              /* waits for the room's resume read of this id (coalesced) */
+  uint64_t room_last;         /* ... and the room's last sequence when it began */
   uint64_t pace_at;           /* RS_PACED: last time part of the replay went out */
   char **members;
   size_t nmembers;
@@ -72,6 +74,9 @@ struct nt_rhist {
   rh_queue pend;              /* live items held while a gap is repaired */
   resumer *rs;
   size_t nrs;
+  uint64_t cread;             /* the resume read in flight that later resumers may share
+                               * (its resumer id; 0: none) */
+  uint64_t cread_after;       /* ... and the `since` it reads after */
   nt_map byconn;              /* connection id -> its resumer (borrowed keys: rs->c->id):
                                * the fan-out asks for every member while a room has
                                * resumers, so the lookup must not walk the list */
@@ -484,6 +489,7 @@ static void fetch_rs(nt_chat *n, nt_room *r, resumer *rs, uint64_t after, uint64
   int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
   if (op && n->res->h) {
     op->id = rs->id;
+    op->after = after;
     op->upto = upto;
     rc = nt_history_fetch_after(n->res->h, r->subject, after, upto, n->res->replay_max,
                                 nt_resume_on_fetched, op);
@@ -521,19 +527,18 @@ static void fetch_room(nt_chat *n, nt_room *r, uint64_t after, uint64_t upto) {
   h->force = 1;
 }
 
-static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
-  nt_room *r = op_room(op);
-  resumer *rs = r ? rs_find_id(r->hist, op->id) : NULL;
-  if (!rs || rs->fetched) return;
+/* A resumer gets its answer: the replay `items` (n of them, referenced again here) when
+ * `ok`, else recovered: false. */
+static void rs_answer(nt_chat *n, nt_room *r, resumer *rs, int ok, const rh_item *items,
+                      size_t count) {
   nt_resume *res = n->res;
   rs->fetched = 1;
-  rs->recovered = hr->status == 0 && hr->anchored && !hr->more;
-  if (rs->recovered) {
+  rs->recovered = ok;
+  if (ok) {
     res->m.recovered++;
-    for (size_t i = 0; i < hr->n; i++) {
-      rh_item it = {0};
-      render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it);
-      it.seq = hr->msgs[i].seq;
+    for (size_t i = 0; i < count; i++) {
+      rh_item it = items[i];
+      if (it.f) nt_frame_ref(it.f);
       if (q_push(&rs->replay, &it)) nt_frame_unref(it.f);
     }
   } else {
@@ -542,6 +547,61 @@ static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
     rs->force = 1;
   }
   if (rs->have_members) rs_complete(n, r, rs, 1);
+}
+
+/* Where a resumer that shared the read (after `since`) starts in its result, when the
+ * result holds everything it needs: `since` is the read's own or one of its messages,
+ * and the read reached at least what the room had delivered when the resumer began (what
+ * came later it buffered). */
+static int shared_start(const resumer *p, const fetch_op *op, const nt_hist_result *hr,
+                        size_t *first) {
+  uint64_t newest = hr->n ? hr->msgs[hr->n - 1].seq : op->after;
+  if (newest < p->room_last) return 0;
+  if (p->since == op->after) {
+    *first = 0;
+    return 1;
+  }
+  for (size_t i = 0; i < hr->n; i++)
+    if (hr->msgs[i].seq == p->since) {
+      *first = i + 1;
+      return 1;
+    }
+  return 0;
+}
+
+/* A resume read completed: its resumer's answer, and the answers of the resumers of the
+ * same room that waited for it (rendered once, shared). */
+static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
+  nt_room *r = op_room(op);
+  if (!r) return;
+  nt_rhist *h = r->hist;
+  if (h->cread == op->id) h->cread = 0;
+  int ok = hr->status == 0 && hr->anchored && !hr->more;
+  rh_item *items = ok && hr->n ? calloc(hr->n, sizeof *items) : NULL;
+  if (ok && hr->n && !items) ok = 0;
+  for (size_t i = 0; items && i < hr->n; i++) {
+    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &items[i]);
+    items[i].seq = hr->msgs[i].seq;
+  }
+  size_t count = ok ? hr->n : 0;
+  resumer *rs = rs_find_id(h, op->id);
+  if (rs && !rs->fetched) rs_answer(n, r, rs, ok, items, count);
+  for (resumer *p = r->hist ? r->hist->rs : NULL, *next; p; p = next) {
+    next = p->next;
+    if (p->wait != op->id || p->fetched) continue;
+    p->wait = 0;
+    size_t first;
+    if (ok && shared_start(p, op, hr, &first)) {
+      n->res->m.coalesced++;
+      rs_answer(n, r, p, 1, items + first, count - first);
+    } else { /* not covered by that read: its own */
+      fetch_rs(n, r, p, p->since, 0);
+      if (p->fetched && p->have_members) rs_complete(n, r, p, 1);
+    }
+    if (!r->hist) break;
+  }
+  for (size_t i = 0; items && i < hr->n; i++) nt_frame_unref(items[i].f);
+  free(items);
 }
 
 static void done_rs_repair(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
@@ -818,7 +878,19 @@ void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const c
   r->hist->rs = rs;
   r->hist->nrs++;
   res->m.resumes++;
-  if (!from_memory(n, r, rs)) fetch_rs(n, r, rs, since, 0);
+  if (from_memory(n, r, rs)) return;
+  nt_rhist *h = r->hist;
+  if (h->cread && since >= h->cread_after && !h->repairing) {
+    /* a resume read of this room is in flight: wait for it (one read for a storm) */
+    rs->wait = h->cread;
+    rs->room_last = h->last;
+    return;
+  }
+  fetch_rs(n, r, rs, since, 0);
+  if (!rs->fetched && !h->cread) {
+    h->cread = rs->id;
+    h->cread_after = since;
+  }
 }
 
 int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const *members,
@@ -870,6 +942,9 @@ void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_prom_metric(w, "history_resumes_from_memory_total", "counter",
          "Resumes answered from the room's recent messages in memory (no history read).",
          res->m.from_memory);
+  nt_prom_metric(w, "history_resumes_coalesced_total", "counter",
+         "Resumes answered by another resume's read of the same room (no read of their own).",
+         res->m.coalesced);
   nt_prom_metric(w, "history_recent_bytes", "gauge",
          "Bytes the rooms' recent messages hold (--history-recent-bytes).",
          (uint64_t)res->recent.used);

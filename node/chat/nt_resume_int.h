@@ -27,7 +27,7 @@ struct nt_resume {
   struct {
     uint64_t resumes, recovered, not_recovered, replayed, gaps, gaps_repaired,
         gaps_unrepaired, dups, live_only, pages, page_errors, overflows, paced,
-        from_memory;
+        from_memory, coalesced;
   } m;
 };
 
@@ -38,6 +38,7 @@ typedef struct fetch_op {
   nt_chat *n;
   int kind;
   uint64_t id;                   /* resumer or repair id */
+  uint64_t after;                /* F_RESUME: the `since` it reads after */
   uint64_t upto;
   char subject[NT_SUBJECT_MAX];  /* the room's */
   nt_conn *c;                    /* F_PAGE: referenced until the callback */

@@ -1175,6 +1175,66 @@ static void test_node_resume_from_memory(void **state) {
   env_stop(e);
 }
 
+static void send_join_since(cli *c, const char *room, uint64_t since) {
+  char req[160];
+  snprintf(req, sizeof req, "{\"action\":\"joinRoom\",\"roomId\":\"%s\",\"since\":%llu}",
+           room, (unsigned long long)since);
+  cli_text(c, req);
+}
+
+/* Resumes of a room the node has no recent messages of, asked while one of them is read:
+ * those after the same or a later `since` share that read (no read of their own) and each
+ * gets exactly what it missed, then live; one after an older `since` reads for itself. */
+static void test_node_resumes_share_a_read(void **state) {
+  env *e = env_start("1000");
+  for (int i = 1; i <= 5; i++) inject("c", i); /* seq 1..5, no member here yet */
+  e->park->park = 1;
+  cli *b = cli_open("bob");
+  send_join_since(b, "c", 2);
+  uint64_t t0 = now_ms();
+  while (e->park->nheld == 0) {
+    pump();
+    if (now_ms() - t0 > WAIT_MS) fail_msg("the resume did not read the history");
+  }
+  int fetches = e->park->fetches;
+  cli *c = cli_open("carol");
+  send_join_since(c, "c", 3);
+  cli *d = cli_open("dave");
+  send_join_since(d, "c", 5);
+  for (int i = 0; i < 20; i++) pump();
+  assert_int_equal(e->park->fetches, fetches); /* carol and dave wait for bob's read */
+  cli *x = cli_open("erin");
+  send_join_since(x, "c", 1); /* older than what is being read: a read of its own */
+  t0 = now_ms();
+  while (e->park->nheld < 2) {
+    pump();
+    if (now_ms() - t0 > WAIT_MS) fail_msg("the older resume did not read the history");
+  }
+  assert_int_equal(e->park->fetches, fetches + 1);
+  e->park->park = 0;
+  inject("c", 6); /* live while the reads are held: buffered, after the replays */
+  for (int i = 0; i < 20; i++) pump();
+  park_release(e->park);
+  cli *all[] = {b, c, d, x};
+  for (int k = 0; k < 4; k++) {
+    json_t *j = cli_next(all[k], "joined"); /* json_is_true evaluates its argument twice */
+    assert_true(json_is_true(json_object_get(j, "recovered")));
+  }
+  expect_messages(b, (const int[]){3, 4, 5, 6}, 4);
+  expect_messages(c, (const int[]){4, 5, 6}, 3);
+  expect_messages(d, (const int[]){6}, 1);
+  expect_messages(x, (const int[]){2, 3, 4, 5, 6}, 5);
+  assert_int_equal(metric_value("natter_history_resumes_coalesced_total"), 2);
+  inject("c", 7);
+  expect_messages(d, (const int[]){6, 7}, 2);
+  expect_messages(b, (const int[]){3, 4, 5, 6, 7}, 5);
+  cli_close(b);
+  cli_close(c);
+  cli_close(d);
+  cli_close(x);
+  env_stop(e);
+}
+
 /* Retention applies to memory too: a resume after a message older than
  * --history-max-per-room messages is answered by the history (not recovered). */
 static void test_node_resume_memory_bounded_by_retention(void **state) {
@@ -1247,6 +1307,7 @@ int main(void) {
       cmocka_unit_test(test_node_late_ack_copy_delivered_once),
       cmocka_unit_test(test_node_resume_from_memory),
       cmocka_unit_test(test_node_resume_memory_bounded_by_retention),
+      cmocka_unit_test(test_node_resumes_share_a_read),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
