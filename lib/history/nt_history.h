@@ -235,6 +235,14 @@ nt_history *nt_history_mem_new(uv_loop_t *loop, nt_bus *bus, const nt_hist_cfg *
  * "<name>-history") from two worker threads, because nats.c's JetStream calls block.
  * Runs nt_history_ensure itself at creation. On success writes *out and returns 0;
  * otherwise NT_EINVAL, NT_ENOMEM or NT_EBUS. */
+/* JetStream reads (fetch_after, fetch_page) in flight: at most NT_HIST_JS_READS_RUNNING
+ * are handed to the worker threads at once; up to NT_HIST_JS_READS_WAITING more wait
+ * behind them in order, each at most NT_HIST_JS_READ_WAIT_MS (then its callback gets
+ * NT_ETIMEOUT); past both, a fetch returns NT_EAGAIN at once (nt_hist_gate.h). */
+#define NT_HIST_JS_READS_RUNNING 1024
+#define NT_HIST_JS_READS_WAITING 16384
+#define NT_HIST_JS_READ_WAIT_MS 5000
+
 int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char *name,
                       const nt_hist_cfg *cfg, const nt_hist_handler *h, nt_history **out);
 

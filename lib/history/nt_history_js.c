@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <nats/nats.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +24,8 @@
 
 /* Tuning */
 #define NWORKERS 2
-#define MAX_QUEUED_JOBS 4096     /* past it, fetches fail with NT_EAGAIN at once */
+#define MAX_QUEUED_JOBS 4096     /* jobs outside the read gate (stream creation) */
+/* reads: NT_HIST_JS_READS_RUNNING, _WAITING and NT_HIST_JS_READ_WAIT_MS (nt_history.h) */
 #define ATTEMPT_MS 1000          /* an attempt unanswered this long is sent again */
 #define RETRY_MIN_MS 100         /* after "cannot store now": resend after this, doubling */
 #define RETRY_MAX_MS 1000
@@ -76,6 +78,7 @@ typedef struct hist_js {
   nt_hist_quota *quota;  /* per-tenant budget (nt_hist_quota.h) */
   int own_quota;         /* quota is this history's (not a shared one) */
   int part;              /* partition (nt_hist_cfg.partition - 1), -1: the one stream */
+  nt_hist_gate gate;     /* reads: bounded in flight, a bounded wait behind (loop only) */
   size_t max_msg_bytes;  /* 0: none */
   uint64_t ack_timeout_ms;
   int closing, tick_open;
@@ -224,6 +227,17 @@ static void handle_ack(hist_js *j, const ackitem *a) {
   ring_pop(j);
 }
 
+static int queue_job(hist_js *j, job *jb, int bounded);
+
+/* A read gave its place back: the oldest waiting one runs. */
+static void read_done(hist_js *j) {
+  nt_hist_gate_node *gn = nt_hist_gate_done(&j->gate);
+  if (!gn) return;
+  job *next = (job *)((char *)gn - offsetof(job, gn));
+  next->gated = 1;
+  queue_job(j, next, 0); /* unbounded: the gate is the bound */
+}
+
 static void finish_job(hist_js *j, job *jb, int closed) {
   if (jb->kind == J_ENSURE) {
     int st = closed ? NT_ECLOSED : jb->status;
@@ -259,6 +273,7 @@ static void finish_job(hist_js *j, job *jb, int closed) {
   } else {
     nt_hist_result r = {0};
     nt_hist_msg *msgs = NULL;
+    if (jb->gated && !closed) read_done(j); /* before the callback: it may destroy j */
     r.status = closed ? NT_ECLOSED : jb->status;
     if (r.status == 0 && jb->n) {
       msgs = malloc(jb->n * sizeof *msgs);
@@ -311,10 +326,12 @@ static void on_async(uv_async_t *a) {
   }
 }
 
-static int queue_job(hist_js *j, job *jb) {
+/* Hands a job to the workers; `bounded`: refused past MAX_QUEUED_JOBS (reads are bounded
+ * by the gate instead). */
+static int queue_job(hist_js *j, job *jb, int bounded) {
   xq *q = j->q;
   uv_mutex_lock(&q->mu);
-  if (q->ntodo >= MAX_QUEUED_JOBS) {
+  if (bounded && q->ntodo >= MAX_QUEUED_JOBS) {
     uv_mutex_unlock(&q->mu);
     return NT_EAGAIN;
   }
@@ -335,7 +352,7 @@ static int start_ensure(hist_js *j, int probe, nt_hist_done_cb cb, void *ud) {
   jb->probe = probe;
   jb->done = cb;
   jb->ud = ud;
-  int rc = queue_job(j, jb);
+  int rc = queue_job(j, jb, 1);
   if (rc) free(jb);
   else if (probe) j->probing = 1;
   return rc;
@@ -347,9 +364,23 @@ static int start_ensure(hist_js *j, int probe, nt_hist_done_cb cb, void *ud) {
  * disconnected nothing is resent — the copies wait in its reconnect buffer and go out
  * once it is back, when their attempt clock restarts — but the ack timeout still runs.
  * While the stream does not answer, it is probed every PROBE_MS (for reads). */
+/* Reads that waited in the gate past NT_HIST_JS_READ_WAIT_MS fail with NT_ETIMEOUT. Returns 1 when
+ * a callback destroyed the history. */
+static int expire_reads(hist_js *j, uint64_t now) {
+  nt_hist_gate_node *gn;
+  while ((gn = nt_hist_gate_expired(&j->gate, now, NT_HIST_JS_READ_WAIT_MS)) != NULL) {
+    job *jb = (job *)((char *)gn - offsetof(job, gn));
+    jb->status = NT_ETIMEOUT;
+    finish_job(j, jb, 0);
+    if (j->closing) return 1;
+  }
+  return 0;
+}
+
 static void on_tick(uv_timer_t *t) {
   hist_js *j = t->data;
   uint64_t now = uv_now(j->loop);
+  if (expire_reads(j, now)) return;
   int connected = nt_bus_connected(j->bus), unanswered = 0;
   if (!connected) j->bus_was_down = 1;
   int restart = connected && j->bus_was_down;
@@ -466,7 +497,12 @@ static int start_fetch(hist_js *j, int kind, const char *subject, uint64_t a, ui
   jb->max = max;
   jb->cb = cb;
   jb->ud = ud;
-  int rc = queue_job(j, jb);
+  int rc = nt_hist_gate_enter(&j->gate, &jb->gn, uv_now(j->loop));
+  if (rc == NT_HIST_GATE_WAIT) return 0;
+  if (rc == NT_HIST_GATE_RUN) {
+    jb->gated = 1;
+    rc = queue_job(j, jb, 0);
+  }
   if (rc) free(jb);
   return rc;
 }
@@ -535,6 +571,10 @@ static void js_destroy(nt_history *hh) {
     job *next = todo->next;
     finish_job(j, todo, 1);
     todo = next;
+  }
+  for (nt_hist_gate_node *gn = nt_hist_gate_take_all(&j->gate), *nx; gn; gn = nx) {
+    nx = gn->next;
+    finish_job(j, (job *)((char *)gn - offsetof(job, gn)), 1);
   }
   if (j->ack_sub) natsSubscription_Destroy(j->ack_sub);
   j->ack_sub = NULL;
@@ -652,7 +692,8 @@ int nt_history_js_new(uv_loop_t *loop, nt_bus *bus, const char *urls, const char
   j->part = part;
   j->max_msg_bytes = cfg->max_msg_bytes;
   j->head_tok = j->next_tok = 1;
-  j->storing = 1; /* until the stream says otherwise */
+  nt_hist_gate_init(&j->gate, NT_HIST_JS_READS_RUNNING, NT_HIST_JS_READS_WAITING);
+  j->storing = 1; /* until the stream says otherwise: early publications are tracked */
   uv_async_init(loop, &j->async, on_async);
   j->async.data = j;
   q->async = &j->async;

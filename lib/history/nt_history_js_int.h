@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "nt_hist_gate.h"
 #include "nt_history.h"
 #include "nt_subject.h"
 
@@ -34,6 +35,8 @@ typedef struct job {
   struct job *next;
   int kind;
   int probe;             /* J_ENSURE started by the history itself */
+  nt_hist_gate_node gn;  /* AFTER and PAGE: their place in the read gate (loop only) */
+  int gated;             /* holds a running place of the gate */
   char subject[NT_SUBJECT_MAX];
   uint64_t a, b;         /* AFTER: after, upto; PAGE: before */
   size_t max;

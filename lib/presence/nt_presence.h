@@ -189,6 +189,10 @@ nt_presence *nt_presence_mem_new(uv_loop_t *loop, const nt_presence_handler *h);
  * Returns the number of connections reaped. */
 size_t nt_presence_mem_reap_node(nt_presence *p, const char *node);
 
+/* Redis commands a node keeps sent and unanswered at once; past it operations wait on
+ * the node, in order (natter_presence_queued). The liveness heartbeat bypasses it. */
+#define NT_PRESENCE_REDIS_WINDOW 2048
+
 /* Redis presence (hiredis async on `loop`). `url` is redis://[:password@]host:port[/db];
  * keys start with `prefix` (default "natter:"). This node's liveness record expires after
  * `node_ttl_s` and is refreshed every `refresh_s`. Connects in the background and keeps

@@ -24,9 +24,12 @@
  * thousands of scripts within a second; pipelined all at once they sit formatted in
  * hiredis' output buffer and in Redis' query buffer, and the liveness heartbeat queues
  * behind all of them (a node could miss its ttl and be reaped). Past the window an op
- * waits here, in order, with its arguments; the heartbeat goes first. 256 in flight keep
- * Redis as busy as any deeper pipeline. */
-#define WINDOW 256
+ * waits here, in order, with its arguments; the heartbeat goes first. The window is what
+ * paces a reconnect storm: it refills as fast as the node's loop reads replies, and a
+ * loop slowed by the storm's handshakes made 256 a bound of ~5,000 ops/s (scenario 6,
+ * docs/benchmarks.md); 2,048 keep the heartbeat at most ~0.1 s (rooms of 100) to ~0.9 s
+ * (rooms of 10,000, 442 µs per join) of Redis work behind, within the 3 s node ttl. */
+#define WINDOW NT_PRESENCE_REDIS_WINDOW
 
 /* init_cmd id of the ROLE check (script ids are >= 0, -1 is AUTH/SELECT) */
 #define ROLE_CHECK (-2)

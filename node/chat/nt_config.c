@@ -108,6 +108,8 @@ static const opt opts[] = {
   {G_HISTORY, "history-dedupe-window", OPT_SECS, O(history_dedupe_window_s), "120", "seconds the history remembers a message id: a resend with the same id is acknowledged, neither stored nor delivered again (the stream's duplicate_window; at least --ack-timeout)", NULL},
   {G_HISTORY, "ack-timeout", OPT_SECS, O(ack_timeout_s), "5", "seconds a room message may wait for the history to store it (resent while the stream cannot store) before sendMessage answers error unavailable", NULL},
   {G_HISTORY, "history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)", NULL},
+  {G_HISTORY, "history-recent", OPT_LONG, O(history_recent), "128", "recent messages each room keeps in memory to answer resumes without reading the history (at most --history-max-per-room; 0: every resume reads the history)", NULL},
+  {G_HISTORY, "history-recent-bytes", OPT_SIZE, O(history_recent_bytes), "16777216", "bytes those recent messages may take over all rooms of the node; past it a room gives up its oldest ones", NULL},
   /* routes */
   {G_ROUTES, "routes", OPT_BOOL, O(routes), "on", "forward unknown actions to natter.route.<action>", NULL},
   {G_ROUTES, "route-timeout", OPT_SECS, O(route_timeout_s), "5", "seconds to wait for a route's reply", NULL},
@@ -761,6 +763,10 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
       (cfg->history_max_msg_bytes && cfg->history_max_msg_bytes < 1024) ||
       (!cfg->history_max_msg_bytes && cfg->max_message_bytes > INT32_MAX - 4096)) {
     fprintf(err, "natter-node: --history-max-msg-bytes must be 0 or between 1k and 2G\n");
+    return -1;
+  }
+  if (cfg->history_recent < 0 || cfg->history_recent > 1000000) {
+    fprintf(err, "natter-node: --history-recent must be between 0 and 1000000\n");
     return -1;
   }
   if (cfg->history_max_bytes && cfg->history_max_bytes < (1u << 20)) {

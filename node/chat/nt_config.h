@@ -54,6 +54,8 @@ typedef struct nt_config {
   size_t history_tenant_bytes;  /* per tenant and node per max age (0: no quota) */
   double history_dedupe_window_s; /* a message id is recognised this long (stream duplicates) */
   double ack_timeout_s;      /* a room message unstored this long: error unavailable */
+  long history_recent;       /* recent messages kept per room to answer resumes (0: none) */
+  size_t history_recent_bytes; /* ... over all rooms of the node */
   char *tls_cert, *tls_key;
   char *tls_min_version;     /* "1.3" | "1.2" */
   int api_tls;               /* -1 auto (on with --tls-cert), 0 off, 1 on */

@@ -56,6 +56,8 @@ typedef struct resumer {
   int state;
   int force;                  /* accept the next item whatever its predecessor */
   int fetched, have_members, recovered;
+  uint64_t wait;              /* waits for the room's resume read of this id (coalesced) */
+  uint64_t room_last;         /* ... and the room's last sequence when it began */
   uint64_t pace_at;           /* RS_PACED: last time part of the replay went out */
   char **members;
   size_t nmembers;
@@ -72,8 +74,16 @@ struct nt_rhist {
   rh_queue pend;              /* live items held while a gap is repaired */
   resumer *rs;
   size_t nrs;
+  uint64_t cread;             /* the resume read in flight that later resumers may share
+                               * (its resumer id; 0: none) */
+  uint64_t cread_after;       /* ... and the `since` it reads after */
+  nt_map byconn;              /* connection id -> its resumer (borrowed keys: rs->c->id):
+                               * the fan-out asks for every member while a room has
+                               * resumers, so the lookup must not walk the list */
   uint64_t *copies;           /* the last RH_COPIES messages delivered (late_copy); NULL
                                * until the room's first message */
+  nt_recent recent;           /* what the room delivered lately: resumes within it are
+                               * answered from memory (nt_recent.h) */
   unsigned copies_at;
   char live[NT_SUBJECT_MAX];
 };
@@ -170,10 +180,10 @@ static resumer *rs_find_id(nt_rhist *h, uint64_t id) {
   return NULL;
 }
 
-static resumer *rs_find_conn(nt_rhist *h, const nt_conn *c) {
-  for (resumer *rs = h->rs; rs; rs = rs->next)
-    if (rs->c == c) return rs;
-  return NULL;
+static resumer *rs_find_conn(const nt_rhist *h, const nt_conn *c) {
+  if (!h->nrs) return NULL;
+  resumer *rs = nt_map_get(&h->byconn, c->id, strlen(c->id));
+  return rs && rs->c == c ? rs : NULL;
 }
 
 static void rs_free(resumer *rs) {
@@ -189,6 +199,7 @@ static void rs_remove(nt_rhist *h, resumer *rs) {
     if (*pp == rs) {
       *pp = rs->next;
       h->nrs--;
+      nt_map_del(&h->byconn, rs->c->id, strlen(rs->c->id));
       rs_free(rs);
       return;
     }
@@ -338,11 +349,7 @@ static void rs_live(nt_chat *n, nt_room *r, resumer *rs, const rh_item *it) {
 
 /* ---------------------------------------------------------------- rooms */
 
-static int is_resumer(const nt_rhist *h, const nt_conn *c) {
-  for (const resumer *rs = h->rs; rs; rs = rs->next)
-    if (rs->c == c) return 1;
-  return 0;
-}
+static int is_resumer(const nt_rhist *h, const nt_conn *c) { return rs_find_conn(h, c) != NULL; }
 
 /* A publication the stream acknowledged late (after ACK_TIMEOUT_MS in nt_history_js) is
  * resent live-only by its node and republished by the stream as well: two copies, one
@@ -373,6 +380,15 @@ static void deliver_item(nt_chat *n, nt_room *r, const rh_item *it) {
   if (again && !it->seq) return;
   if (it->f && !again) /* the fan-out's loop, resumers left out */
     n->m.deliveries += nt_fanout_room(n, r, it->f, it->skip[0] ? it->skip : NULL);
+  if (!it->seq) { /* the members got a message outside the sequence: the ring no longer
+                   * holds everything delivered after its first item */
+    nt_recent_clear(&h->recent);
+  } else {
+    nt_recent_item ri = {.f = it->f, .seq = it->seq, .prev = it->prev, .idh = it->idh,
+                         .at_ms = uv_now(n->loop)};
+    memcpy(ri.skip, it->skip, sizeof ri.skip);
+    nt_recent_push(&h->recent, &ri);
+  }
   for (resumer *rs = h->rs, *next; rs; rs = next) {
     next = rs->next;
     rs_live(n, r, rs, it);
@@ -473,6 +489,7 @@ static void fetch_rs(nt_chat *n, nt_room *r, resumer *rs, uint64_t after, uint64
   int rc = n->res->h ? NT_ENOMEM : NT_ECLOSED;
   if (op && n->res->h) {
     op->id = rs->id;
+    op->after = after;
     op->upto = upto;
     rc = nt_history_fetch_after(n->res->h, r->subject, after, upto, n->res->replay_max,
                                 nt_resume_on_fetched, op);
@@ -510,19 +527,18 @@ static void fetch_room(nt_chat *n, nt_room *r, uint64_t after, uint64_t upto) {
   h->force = 1;
 }
 
-static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
-  nt_room *r = op_room(op);
-  resumer *rs = r ? rs_find_id(r->hist, op->id) : NULL;
-  if (!rs || rs->fetched) return;
+/* A resumer gets its answer: the replay `items` (n of them, referenced again here) when
+ * `ok`, else recovered: false. */
+static void rs_answer(nt_chat *n, nt_room *r, resumer *rs, int ok, const rh_item *items,
+                      size_t count) {
   nt_resume *res = n->res;
   rs->fetched = 1;
-  rs->recovered = hr->status == 0 && hr->anchored && !hr->more;
-  if (rs->recovered) {
+  rs->recovered = ok;
+  if (ok) {
     res->m.recovered++;
-    for (size_t i = 0; i < hr->n; i++) {
-      rh_item it = {0};
-      render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &it);
-      it.seq = hr->msgs[i].seq;
+    for (size_t i = 0; i < count; i++) {
+      rh_item it = items[i];
+      if (it.f) nt_frame_ref(it.f);
       if (q_push(&rs->replay, &it)) nt_frame_unref(it.f);
     }
   } else {
@@ -531,6 +547,61 @@ static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
     rs->force = 1;
   }
   if (rs->have_members) rs_complete(n, r, rs, 1);
+}
+
+/* Where a resumer that shared the read (after `since`) starts in its result, when the
+ * result holds everything it needs: `since` is the read's own or one of its messages,
+ * and the read reached at least what the room had delivered when the resumer began (what
+ * came later it buffered). */
+static int shared_start(const resumer *p, const fetch_op *op, const nt_hist_result *hr,
+                        size_t *first) {
+  uint64_t newest = hr->n ? hr->msgs[hr->n - 1].seq : op->after;
+  if (newest < p->room_last) return 0;
+  if (p->since == op->after) {
+    *first = 0;
+    return 1;
+  }
+  for (size_t i = 0; i < hr->n; i++)
+    if (hr->msgs[i].seq == p->since) {
+      *first = i + 1;
+      return 1;
+    }
+  return 0;
+}
+
+/* A resume read completed: its resumer's answer, and the answers of the resumers of the
+ * same room that waited for it (rendered once, shared). */
+static void done_resume(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
+  nt_room *r = op_room(op);
+  if (!r) return;
+  nt_rhist *h = r->hist;
+  if (h->cread == op->id) h->cread = 0;
+  int ok = hr->status == 0 && hr->anchored && !hr->more;
+  rh_item *items = ok && hr->n ? calloc(hr->n, sizeof *items) : NULL;
+  if (ok && hr->n && !items) ok = 0;
+  for (size_t i = 0; items && i < hr->n; i++) {
+    render_item(n, r, hr->msgs[i].data, hr->msgs[i].len, hr->msgs[i].seq, &items[i]);
+    items[i].seq = hr->msgs[i].seq;
+  }
+  size_t count = ok ? hr->n : 0;
+  resumer *rs = rs_find_id(h, op->id);
+  if (rs && !rs->fetched) rs_answer(n, r, rs, ok, items, count);
+  for (resumer *p = r->hist ? r->hist->rs : NULL, *next; p; p = next) {
+    next = p->next;
+    if (p->wait != op->id || p->fetched) continue;
+    p->wait = 0;
+    size_t first;
+    if (ok && shared_start(p, op, hr, &first)) {
+      n->res->m.coalesced++;
+      rs_answer(n, r, p, 1, items + first, count - first);
+    } else { /* not covered by that read: its own */
+      fetch_rs(n, r, p, p->since, 0);
+      if (p->fetched && p->have_members) rs_complete(n, r, p, 1);
+    }
+    if (!r->hist) break;
+  }
+  for (size_t i = 0; items && i < hr->n; i++) nt_frame_unref(items[i].f);
+  free(items);
 }
 
 static void done_rs_repair(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
@@ -661,6 +732,10 @@ int nt_resume_attach(nt_chat *n, nt_history *h) {
   res->h = h;
   res->replay_max = n->cfg->history_max_per_room > 0 ? (size_t)n->cfg->history_max_per_room
                                                      : 1000;
+  res->recent_max = n->cfg->history_recent > 0 ? (size_t)n->cfg->history_recent : 0;
+  if (res->recent_max > res->replay_max) res->recent_max = res->replay_max;
+  res->recent.max = n->cfg->history_recent_bytes;
+  res->max_age_ms = (uint64_t)(n->cfg->history_max_age_s * 1000);
   n->res = res;
   return 0;
 }
@@ -675,6 +750,8 @@ void nt_resume_close(nt_chat *n) {
 }
 
 static void rhist_free(nt_rhist *h) {
+  nt_recent_clear(&h->recent);
+  nt_map_clear(&h->byconn);
   q_clear(&h->pend);
   free(h->copies);
   while (h->rs) {
@@ -711,6 +788,8 @@ const char *nt_resume_room_open(nt_chat *n, nt_room *r) {
       free(h);
       return NULL;
     }
+    nt_recent_init(&h->recent, n->res->recent_max, &n->res->recent);
+    nt_map_init_borrowed(&h->byconn);
     r->hist = h;
   }
   return r->hist->live;
@@ -754,12 +833,45 @@ int nt_resume_is_resumer(const nt_room *r, const nt_conn *c) {
   return r->hist && is_resumer(r->hist, c);
 }
 
+/* A resume whose `since` is within what the room delivered lately: its replay is taken
+ * from the room's recent messages (the same frames the members got), no read. Not while
+ * the room repairs a gap (what it delivered stops short of what exists). */
+static int from_memory(nt_chat *n, nt_room *r, resumer *rs) {
+  nt_resume *res = n->res;
+  nt_rhist *h = r->hist;
+  size_t first;
+  if (h->repairing || !res->h || !nt_history_storing(res->h)) return 0;
+  uint64_t now = uv_now(n->loop);
+  if (res->max_age_ms) nt_recent_expire(&h->recent, now > res->max_age_ms ? now - res->max_age_ms : 0);
+  if (!nt_recent_after(&h->recent, rs->since, &first)) return 0;
+  for (size_t i = first; i < nt_recent_len(&h->recent); i++) {
+    const nt_recent_item *ri = nt_recent_at(&h->recent, i);
+    rh_item it = {.f = ri->f, .seq = ri->seq, .prev = ri->prev, .idh = ri->idh};
+    memcpy(it.skip, ri->skip, sizeof it.skip);
+    if (it.f) nt_frame_ref(it.f);
+    if (q_push(&rs->replay, &it)) { /* memory short: read it instead */
+      nt_frame_unref(it.f);
+      q_clear(&rs->replay);
+      return 0;
+    }
+  }
+  rs->fetched = 1;
+  rs->recovered = 1;
+  res->m.recovered++;
+  res->m.from_memory++;
+  return 1;
+}
+
 void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const char *reqid) {
   nt_resume *res = n->res;
   if (!res || !res->h || !r->hist || rs_find_conn(r->hist, c)) return;
   resumer *rs = calloc(1, sizeof *rs);
   if (!rs) return;
   rs->c = c;
+  if (nt_map_put(&r->hist->byconn, c->id, strlen(c->id), rs, NULL)) {
+    free(rs);
+    return;
+  }
   rs->id = ++res->next_id;
   rs->since = rs->cur = since;
   rs->state = RS_BUFFER;
@@ -768,7 +880,19 @@ void nt_resume_begin(nt_chat *n, nt_conn *c, nt_room *r, uint64_t since, const c
   r->hist->rs = rs;
   r->hist->nrs++;
   res->m.resumes++;
+  if (from_memory(n, r, rs)) return;
+  nt_rhist *h = r->hist;
+  if (h->cread && since >= h->cread_after && !h->repairing) {
+    /* a resume read of this room is in flight: wait for it (one read for a storm) */
+    rs->wait = h->cread;
+    rs->room_last = h->last;
+    return;
+  }
   fetch_rs(n, r, rs, since, 0);
+  if (!rs->fetched && !h->cread) {
+    h->cread = rs->id;
+    h->cread_after = since;
+  }
 }
 
 int nt_resume_joined(nt_chat *n, nt_conn *c, const char *room, const char *const *members,
@@ -849,6 +973,15 @@ void nt_resume_metrics(nt_chat *n, nt_prom *w) {
   nt_prom_head(w, "history_resumes_total", "counter", "joinRoom with since, by outcome.");
   nt_prom_sample(w, "history_resumes_total", "{recovered=\"true\"}", res->m.recovered);
   nt_prom_sample(w, "history_resumes_total", "{recovered=\"false\"}", res->m.not_recovered);
+  nt_prom_metric(w, "history_resumes_from_memory_total", "counter",
+         "Resumes answered from the room's recent messages in memory (no history read).",
+         res->m.from_memory);
+  nt_prom_metric(w, "history_resumes_coalesced_total", "counter",
+         "Resumes answered by another resume's read of the same room (no read of their own).",
+         res->m.coalesced);
+  nt_prom_metric(w, "history_recent_bytes", "gauge",
+         "Bytes the rooms' recent messages hold (--history-recent-bytes).",
+         (uint64_t)res->recent.used);
   nt_prom_metric(w, "history_replayed_total", "counter",
          "Stored messages replayed to resuming connections.", res->m.replayed);
   nt_prom_metric(w, "history_replays_paced_total", "counter",

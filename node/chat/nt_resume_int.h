@@ -10,6 +10,7 @@
 #include "nt_history.h"
 #include "nt_chat.h"
 #include "nt_proto.h"
+#include "nt_recent.h"
 #include "nt_resume.h"
 
 typedef struct nt_resume nt_resume;
@@ -17,12 +18,16 @@ typedef struct nt_resume nt_resume;
 struct nt_resume {
   nt_history *h;
   size_t replay_max;
+  size_t recent_max;           /* --history-recent, at most replay_max */
+  uint64_t max_age_ms;         /* --history-max-age (0: none) */
+  nt_recent_budget recent;     /* --history-recent-bytes over all rooms */
   uint64_t next_id;
   uint64_t log_at;
   uv_timer_t *pace;            /* tops up paced replays (nt_resume.c); NULL until needed */
   struct {
     uint64_t resumes, recovered, not_recovered, replayed, gaps, gaps_repaired,
-        gaps_unrepaired, dups, live_only, pages, page_errors, overflows, paced;
+        gaps_unrepaired, dups, live_only, pages, page_errors, overflows, paced,
+        from_memory, coalesced;
   } m;
 };
 
@@ -33,6 +38,7 @@ typedef struct fetch_op {
   nt_chat *n;
   int kind;
   uint64_t id;                   /* resumer or repair id */
+  uint64_t after;                /* F_RESUME: the `since` it reads after */
   uint64_t upto;
   char subject[NT_SUBJECT_MAX];  /* the room's */
   nt_conn *c;                    /* F_PAGE: referenced until the callback */

@@ -434,12 +434,76 @@ static void test_js_outage_unavailable_then_back(void **state) {
                 late_ok ? "yes" : "no (bound passed first)");
 }
 
+/* Reads counted by outcome (a storm of resumes). */
+typedef struct tally {
+  int calls, ok, timeout, closed, other;
+  size_t msgs;
+} tally;
+
+static void on_tally(void *ud, const nt_hist_result *r) {
+  tally *t = ud;
+  t->calls++;
+  if (r->status == 0) {
+    t->ok++;
+    t->msgs += r->n;
+  } else if (r->status == NT_ETIMEOUT) t->timeout++;
+  else if (r->status == NT_ECLOSED) t->closed++;
+  else t->other++;
+}
+
+typedef struct storm {
+  tally t;
+  int want;
+} storm;
+
+static int c_storm(fx *f, void *arg) { return ((storm *)arg)->t.calls >= ((storm *)arg)->want; }
+
+/* More reads at once than the history runs: they wait, in order, and are answered (or
+ * time out waiting, NT_ETIMEOUT); past the running and waiting bounds a read is refused
+ * at once with NT_EAGAIN, never queued without bound. Destroying the history answers the
+ * waiting ones with NT_ECLOSED before it returns. */
+static void test_js_reads_wait_bounded(void **state) {
+  fx *f = *state;
+  publish(f, "q", 1);
+  uint64_t one = 1;
+  assert_true(run_until(f, c_stored, &one, 10000));
+  const int accepted = NT_HIST_JS_READS_RUNNING + NT_HIST_JS_READS_WAITING, extra = 500;
+  storm s = {.want = accepted};
+  int refused = 0;
+  for (int i = 0; i < accepted + extra; i++) {
+    int rc = nt_history_fetch_after(f->h, "natter.room.t.q", 0, 0, 5, on_tally, &s.t);
+    if (rc == NT_EAGAIN) refused++;
+    else assert_int_equal(rc, 0);
+  }
+  assert_int_equal(refused, extra);
+  assert_int_equal(s.t.calls, 0); /* never inside the call */
+  assert_true(run_until(f, c_storm, &s, 60000));
+  assert_int_equal(s.t.calls, accepted);
+  assert_int_equal(s.t.ok + s.t.timeout, accepted);
+  assert_true(s.t.ok >= NT_HIST_JS_READS_RUNNING); /* at least those that never waited */
+  assert_int_equal(s.t.msgs, (size_t)s.t.ok);      /* each read the room's one message */
+  /* room again once the storm is answered */
+  read_after(f, "q", 0, 0, 5);
+  assert_int_equal(f->nr, 1);
+
+  /* waiting reads when the history goes: answered before destroy returns */
+  storm d = {.want = 3000};
+  for (int i = 0; i < d.want; i++)
+    assert_int_equal(nt_history_fetch_after(f->h, "natter.room.t.q", 0, 0, 5, on_tally, &d.t), 0);
+  nt_history_destroy(f->h);
+  f->h = NULL;
+  assert_int_equal(d.t.calls, d.want);
+  assert_int_equal(d.t.ok + d.t.closed, d.want);
+  assert_true(d.t.closed > 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_js_live_chain_reads_and_pages, setup, teardown),
       cmocka_unit_test_setup_teardown(test_js_ensure_is_idempotent_and_updates, setup, teardown),
       cmocka_unit_test_setup_teardown(test_js_dedupe_by_msg_id, setup, teardown),
       cmocka_unit_test_setup_teardown(test_js_outage_unavailable_then_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_js_reads_wait_bounded, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

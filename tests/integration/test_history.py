@@ -208,6 +208,57 @@ def test_since_older_than_retention_is_not_recovered(harness):
     run(body())
 
 
+def test_resume_within_recent_messages_is_answered_from_memory(harness):
+    """A resume whose `since` is among the room's recent messages on the node
+    (--history-recent, 4 here) replays them from memory; one older than those is read from
+    JetStream, with the same order and `recovered`; one older than JetStream keeps (past
+    --history-max-per-room) is answered `recovered: false`."""
+    nats, redis, (A,) = harness.cluster(1, args=("--history-recent", "4",
+                                                 "--history-max-per-room", "8"))
+
+    async def body():
+        alice = await Client.connect(A, "alice")
+        bob = carol = dave = None
+        try:
+            await alice.join("mem")
+            ids = await send_n(alice, "mem", 8, "x")
+            frames = await collect(alice, "mem", ids)
+            assert_increasing(frames, "live")
+
+            # after the 6th: 7 and 8, from the 4 kept in memory
+            bob, j = await rejoin(A, "bob", "mem", frames[5]["seq"], name="bob")
+            assert j.get("recovered") is True, j
+            got = await collect(bob, "mem", ids[6:])
+            assert [f["id"] for f in got] == ids[6:]
+            m = metrics(A)
+            assert m.get("natter_history_resumes_from_memory_total") == 1, m
+            assert m.get("natter_history_recent_bytes", 0) > 0, m
+
+            # after the 2nd: older than what memory keeps (5..8), read from JetStream
+            carol, j = await rejoin(A, "carol", "mem", frames[1]["seq"], name="carol")
+            assert j.get("recovered") is True, j
+            live = await alice.say("mem", "live")
+            got = await collect(carol, "mem", ids[2:] + [live["id"]])
+            assert [f["id"] for f in got] == ids[2:] + [live["id"]], "replay, then live, once each"
+            assert_increasing(got, "from JetStream")
+            await carol.expect_none("message", 0.3, pred=lambda f: f["id"] in ids[:2])
+            m = metrics(A)
+            assert m.get("natter_history_resumes_from_memory_total") == 1, m
+            assert m.get('natter_history_resumes_total{recovered="true"}') == 2, m
+            assert m.get("natter_history_replayed_total", 0) >= 2 + 6, m
+
+            # 9 messages in the room now, 8 kept by JetStream: after the 1st is gone
+            dave, j = await rejoin(A, "dave", "mem", frames[0]["seq"], name="dave")
+            assert j.get("recovered") is False, j
+            await dave.expect_none("message", 0.3)
+            m = metrics(A)
+            assert m.get('natter_history_resumes_total{recovered="false"}') == 1, m
+            assert m.get("natter_history_resumes_from_memory_total") == 1, m
+        finally:
+            await close_all(alice, bob, carol, dave)
+    run(body())
+
+
 # ---------------------------------------------------------------------------------------
 # History pages
 # ---------------------------------------------------------------------------------------

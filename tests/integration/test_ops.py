@@ -21,7 +21,8 @@ CONTRACT_FLAGS = [
     "--max-message-bytes", "--send-queue-bytes", "--ping-interval", "--idle-timeout",
     "--drain-grace", "--static-dir", "--max-connections", "--routes", "--route-timeout",
     "--log-level", "--dev-tokens", "--default-tenant", "--tls-cert", "--tls-key",
-    "--compression", "--history", "--redis-sentinel", "--redis-master",
+    "--compression", "--history", "--history-recent", "--history-recent-bytes",
+    "--redis-sentinel", "--redis-master",
     "--redis-sentinel-user", "--redis-sentinel-password", "--nats-creds", "--nats-nkey-seed",
     "--nats-tls-ca", "--nats-tls-cert", "--nats-tls-key",
 ]

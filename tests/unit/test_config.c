@@ -249,6 +249,33 @@ static void test_seconds(void **state) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) refused("idle-timeout", bad[i]);
 }
 
+/* --history-recent (messages per room kept for resumes) and --history-recent-bytes. */
+static void test_history_recent(void **state) {
+  (void)state;
+  run r = {0};
+  parse_v(&r, NULL);
+  assert_int_equal(r.rc, 0);
+  assert_int_equal(r.cfg.history_recent, 128);
+  assert_int_equal(r.cfg.history_recent_bytes, 16777216);
+  done(&r);
+  PARSE(&r, "--history-recent", "0", "--history-recent-bytes", "1M");
+  assert_int_equal(r.rc, 0);
+  assert_int_equal(r.cfg.history_recent, 0);
+  assert_int_equal(r.cfg.history_recent_bytes, 1 << 20);
+  done(&r);
+  refused("history-recent", "-1");
+  refused("history-recent", "many");
+  char *msg = NULL; /* parsed, then refused by the checks at start-up */
+  PARSE(&r, "--jwt-secret", GOOD_SECRET, "--history-recent", "1000001");
+  assert_int_equal(r.rc, 0);
+  assert_int_equal(validate(&r.cfg, &msg), -1);
+  assert_non_null(strstr(msg, "--history-recent must be between 0 and 1000000"));
+  free(msg);
+  done(&r);
+  refused("history-recent-bytes", "lots");
+  refused("history-recent-bytes", "-1");
+}
+
 static void test_booleans_and_longs(void **state) {
   (void)state;
   const char *on[] = {"on", "true", "1", "yes", "ON", "True", "YES"};
@@ -920,6 +947,7 @@ int main(void) {
       cmocka_unit_test_setup(test_sizes, clean_env),
       cmocka_unit_test_setup(test_seconds, clean_env),
       cmocka_unit_test_setup(test_booleans_and_longs, clean_env),
+      cmocka_unit_test_setup(test_history_recent, clean_env),
       cmocka_unit_test_setup(test_unknown_and_missing, clean_env),
       cmocka_unit_test_setup(test_help_and_version, clean_env),
       cmocka_unit_test_setup(test_validate, clean_env),

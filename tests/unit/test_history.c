@@ -539,14 +539,16 @@ static void tap_release(env *e) {
   e->hold = 0;
 }
 
-static env *env_start(const char *per_room) {
+/* A node with --history-max-per-room `per_room` and --history-recent `recent`. */
+static env *env_start_recent(const char *per_room, const char *recent) {
   env *e = calloc(1, sizeof *e);
   assert_int_equal(uv_loop_init(&e->loop), 0);
   char *argv[] = {"natter-node", "--jwt-secret", SECRET, "--listen", "127.0.0.1:0",
                   "--api-listen", "127.0.0.1:0", "--node-id", "hist-node",
-                  "--history-max-per-room", (char *)per_room, "--log-level", "error", NULL};
+                  "--history-max-per-room", (char *)per_room, "--history-recent",
+                  (char *)recent, "--log-level", "error", NULL};
   FILE *devnull = fopen("/dev/null", "w");
-  assert_int_equal(nt_config_parse(&e->cfg, 13, argv, devnull, stderr), 0);
+  assert_int_equal(nt_config_parse(&e->cfg, 15, argv, devnull, stderr), 0);
   fclose(devnull);
   e->node = nt_node_new(&e->loop, &e->cfg);
   assert_non_null(e->node);
@@ -573,6 +575,8 @@ static env *env_start(const char *per_room) {
   g = e;
   return e;
 }
+
+static env *env_start(const char *per_room) { return env_start_recent(per_room, "128"); }
 
 static void env_stop(env *e) {
   nt_node_stop(e->node);
@@ -873,8 +877,9 @@ static void test_node_gap_repair_and_duplicates(void **state) {
   env_stop(e);
 }
 
+/* The replay read from the history (no recent messages in memory: --history-recent 0). */
 static void test_node_resume_merges_replay_and_live(void **state) {
-  env *e = env_start("1000");
+  env *e = env_start_recent("1000", "0");
   cli *a = cli_open("alice");
   cli_join(a, "r", -1);
   for (int i = 1; i <= 3; i++) cli_say(a, "r", i); /* seq 1..3 */
@@ -998,7 +1003,7 @@ static void test_node_not_recovered_and_pages(void **state) {
 /* Reads fail (history down): a resume is answered at once, not recovered, and live goes
  * on; a gap that cannot be read is delivered with its hole; pages answer an error. */
 static void test_node_history_unavailable(void **state) {
-  env *e = env_start("1000");
+  env *e = env_start_recent("1000", "0"); /* the resume must read */
   cli *a = cli_open("alice");
   cli_join(a, "u", -1);
   cli_say(a, "u", 1);
@@ -1090,6 +1095,171 @@ static void test_node_late_ack_copy_delivered_once(void **state) {
   env_stop(e);
 }
 
+/* The seq of every message frame `c` received, in order (at most `max`). */
+static size_t seqs_of(cli *c, uint64_t *out, size_t max) {
+  size_t k = 0;
+  for (size_t i = 0; i < json_array_size(c->frames) && k < max; i++) {
+    json_t *f = json_array_get(c->frames, i);
+    if (!strcmp(ftype(f), "message"))
+      out[k++] = (uint64_t)json_integer_value(json_object_get(f, "seq"));
+  }
+  return k;
+}
+
+static json_t *join_since(cli *c, const char *room, uint64_t since) {
+  return cli_join(c, room, (long long)since);
+}
+
+/* Resumes within what the room delivered lately are answered from memory — no history
+ * read, the same replay-then-live order, live messages that arrive meanwhile merged once
+ * each; one older than the room's recent messages (3 here) or not a position of the room
+ * still reads the history, which answers it. */
+static void test_node_resume_from_memory(void **state) {
+  env *e = env_start_recent("1000", "3");
+  cli *a = cli_open("alice");
+  cli_join(a, "m", -1);
+  for (int i = 1; i <= 5; i++) cli_say(a, "m", i);
+  expect_messages(a, (const int[]){1, 2, 3, 4, 5}, 5);
+  uint64_t s[8];
+  assert_int_equal(seqs_of(a, s, 8), 5);
+  int fetches = e->park->fetches;
+
+  cli *b = cli_open("bob");
+  json_t *j = join_since(b, "m", s[2]); /* saw 3 */
+  assert_true(json_is_true(json_object_get(j, "recovered")));
+  expect_messages(b, (const int[]){4, 5}, 2);
+  assert_int_equal(e->park->fetches, fetches);
+  assert_int_equal(metric_value("natter_history_resumes_from_memory_total"), 1);
+
+  /* 6 is stored but still in transit when carol resumes after 4: her replay (5) comes
+   * from memory, 6 reaches her live afterwards, once */
+  e->hold = 1;
+  cli_say(a, "m", 6);
+  wait_held(e, 1);
+  cli *c = cli_open("carol");
+  j = join_since(c, "m", s[3]);
+  assert_true(json_is_true(json_object_get(j, "recovered")));
+  tap_release(e);
+  expect_messages(c, (const int[]){5, 6}, 2);
+  expect_messages(b, (const int[]){4, 5, 6}, 2 + 1);
+  assert_int_equal(e->park->fetches, fetches);
+  assert_int_equal(metric_value("natter_history_resumes_from_memory_total"), 2);
+
+  /* the room keeps 4, 5, 6 now: after 1 is older than that and is read from the history */
+  cli *d = cli_open("dave");
+  j = join_since(d, "m", s[0]);
+  assert_true(json_is_true(json_object_get(j, "recovered")));
+  expect_messages(d, (const int[]){2, 3, 4, 5, 6}, 5);
+  assert_int_equal(e->park->fetches, fetches + 1);
+  /* after 3, the predecessor of the oldest kept: still answered from memory */
+  cli *f = cli_open("frank");
+  j = join_since(f, "m", s[2]);
+  assert_true(json_is_true(json_object_get(j, "recovered")));
+  expect_messages(f, (const int[]){4, 5, 6}, 3);
+  assert_int_equal(e->park->fetches, fetches + 1);
+  /* not a position of the room: the history answers (not recovered, nothing replayed) */
+  cli *x = cli_open("erin");
+  j = join_since(x, "m", s[4] + 1000);
+  assert_true(json_is_false(json_object_get(j, "recovered")));
+  assert_int_equal(e->park->fetches, fetches + 2);
+  cli_say(a, "m", 7);
+  expect_messages(x, (const int[]){7}, 1);
+  expect_messages(f, (const int[]){4, 5, 6, 7}, 4);
+  assert_int_equal(metric_value("natter_history_resumes_from_memory_total"), 3);
+  assert_true(metric_value("natter_history_recent_bytes") > 0);
+  cli_close(a);
+  cli_close(b);
+  cli_close(c);
+  cli_close(d);
+  cli_close(f);
+  cli_close(x);
+  env_stop(e);
+}
+
+static void send_join_since(cli *c, const char *room, uint64_t since) {
+  char req[160];
+  snprintf(req, sizeof req, "{\"action\":\"joinRoom\",\"roomId\":\"%s\",\"since\":%llu}",
+           room, (unsigned long long)since);
+  cli_text(c, req);
+}
+
+/* Resumes of a room the node has no recent messages of, asked while one of them is read:
+ * those after the same or a later `since` share that read (no read of their own) and each
+ * gets exactly what it missed, then live; one after an older `since` reads for itself. */
+static void test_node_resumes_share_a_read(void **state) {
+  env *e = env_start("1000");
+  for (int i = 1; i <= 5; i++) inject("c", i); /* seq 1..5, no member here yet */
+  e->park->park = 1;
+  cli *b = cli_open("bob");
+  send_join_since(b, "c", 2);
+  uint64_t t0 = now_ms();
+  while (e->park->nheld == 0) {
+    pump();
+    if (now_ms() - t0 > WAIT_MS) fail_msg("the resume did not read the history");
+  }
+  int fetches = e->park->fetches;
+  cli *c = cli_open("carol");
+  send_join_since(c, "c", 3);
+  cli *d = cli_open("dave");
+  send_join_since(d, "c", 5);
+  for (int i = 0; i < 20; i++) pump();
+  assert_int_equal(e->park->fetches, fetches); /* carol and dave wait for bob's read */
+  cli *x = cli_open("erin");
+  send_join_since(x, "c", 1); /* older than what is being read: a read of its own */
+  t0 = now_ms();
+  while (e->park->nheld < 2) {
+    pump();
+    if (now_ms() - t0 > WAIT_MS) fail_msg("the older resume did not read the history");
+  }
+  assert_int_equal(e->park->fetches, fetches + 1);
+  e->park->park = 0;
+  inject("c", 6); /* live while the reads are held: buffered, after the replays */
+  for (int i = 0; i < 20; i++) pump();
+  park_release(e->park);
+  cli *all[] = {b, c, d, x};
+  for (int k = 0; k < 4; k++) {
+    json_t *j = cli_next(all[k], "joined"); /* json_is_true evaluates its argument twice */
+    assert_true(json_is_true(json_object_get(j, "recovered")));
+  }
+  expect_messages(b, (const int[]){3, 4, 5, 6}, 4);
+  expect_messages(c, (const int[]){4, 5, 6}, 3);
+  expect_messages(d, (const int[]){6}, 1);
+  expect_messages(x, (const int[]){2, 3, 4, 5, 6}, 5);
+  assert_int_equal(metric_value("natter_history_resumes_coalesced_total"), 2);
+  inject("c", 7);
+  expect_messages(d, (const int[]){6, 7}, 2);
+  expect_messages(b, (const int[]){3, 4, 5, 6, 7}, 5);
+  cli_close(b);
+  cli_close(c);
+  cli_close(d);
+  cli_close(x);
+  env_stop(e);
+}
+
+/* Retention applies to memory too: a resume after a message older than
+ * --history-max-per-room messages is answered by the history (not recovered). */
+static void test_node_resume_memory_bounded_by_retention(void **state) {
+  env *e = env_start_recent("3", "128"); /* the room's recent messages: at most 3 */
+  cli *a = cli_open("alice");
+  cli_join(a, "k", -1);
+  for (int i = 1; i <= 6; i++) cli_say(a, "k", i);
+  expect_messages(a, (const int[]){1, 2, 3, 4, 5, 6}, 6);
+  uint64_t s[8];
+  assert_int_equal(seqs_of(a, s, 8), 6);
+  cli *b = cli_open("bob");
+  json_t *j = join_since(b, "k", s[0]);
+  assert_true(json_is_false(json_object_get(j, "recovered")));
+  cli *c = cli_open("carol");
+  j = join_since(c, "k", s[2]); /* 4, 5, 6 are kept, 3 is their predecessor */
+  assert_true(json_is_true(json_object_get(j, "recovered")));
+  expect_messages(c, (const int[]){4, 5, 6}, 3);
+  assert_int_equal(metric_value("natter_history_resumes_from_memory_total"), 1);
+  cli_close(a);
+  cli_close(b);
+  cli_close(c);
+  env_stop(e);
+}
+
 static void test_proto_rendering(void **state) {
   nt_frame *f = nt_proto_message("i", "r", NULL, "1", 1, 5, 77);
   const char *p = (const char *)nt_frame_payload(f);
@@ -1136,6 +1306,9 @@ int main(void) {
       cmocka_unit_test(test_node_not_recovered_and_pages),
       cmocka_unit_test(test_node_history_unavailable),
       cmocka_unit_test(test_node_late_ack_copy_delivered_once),
+      cmocka_unit_test(test_node_resume_from_memory),
+      cmocka_unit_test(test_node_resume_memory_bounded_by_retention),
+      cmocka_unit_test(test_node_resumes_share_a_read),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
