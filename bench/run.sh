@@ -105,6 +105,7 @@ else
   C7=${NB_S7_CONNS:-100000}; R7=${NB_S7_ROOMS:-800}; BIG7=${NB_BIG_ROOMS:-2}; BIGS7=${NB_BIG_SIZE:-10000}; RATE7=1000; PROCS7=6; IDLE7=12; W7=3; D7=10; DR7=14
 fi
 PING7=${NB_PING:-5}
+[ "$BIG7" != 0 ] || BIGS7=0  # NB_BIG_ROOMS=0: rooms of 100 only
 
 # ---------------------------------------------------------------- ports ----------
 NATS_PORT=$((PB + 222)); NATS_MON=$((PB + 822))
