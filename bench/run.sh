@@ -80,7 +80,7 @@ if [ $HCOMPARE = 1 ]; then
   case "$SCEN" in 1,2,3,4,5|1,2,3,4,5,6,7) SCEN="1,2" ;; esac
   case ",$SCEN," in *,[34567],*) echo "run.sh: --history-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
 fi
-[ -n "$SCEN" ] || { [ $SMOKE = 1 ] && SCEN="1,2,3,4,5,6,7" || SCEN="1,2,3,4,5"; }
+[ -n "$SCEN" ] || { [ $SMOKE = 1 ] && SCEN="1,2,3,4,5,6,7,8" || SCEN="1,2,3,4,5"; }
 [ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 0 ] || echo -smoke)
 mkdir -p "$OUT"
 RES=$OUT/results.jsonl
