@@ -685,6 +685,14 @@ def check(path):
             print("check: %s: clients rejoined without since, yet no message counted lost: "
                   "the accounting cannot see a loss" % name, file=sys.stderr)
             ok = False
+        if r.get("scenario") == "s8":
+            # a room filled below --presence-max-members: each member hears of each other
+            # user exactly once, in its joined or as presence online (docs/presence.md)
+            n = r.get("fill") or 0
+            if r.get("ready") != n or (n <= 1000 and r.get("presence") != n * (n - 1) // 2):
+                print("check: %s: %s of %s joined, %s presence frames (want %s: each pair once)" % (
+                    name, r.get("ready"), n, r.get("presence"), n * (n - 1) // 2), file=sys.stderr)
+                ok = False
         if r.get("scenario") in ("s6", "s7"):
             # the storm must have happened and been accounted: clients dropped, came back,
             # and were compared against the reference (a broken generator shows here)

@@ -30,7 +30,10 @@
 #      addresses; nodes at --ping-interval 5 for the idle-CPU window (NB_PING), then 1,000
 #      msg/s, then the seventh node killed: connect time, RSS, Redis, NATS, CPU, fan-out
 #      p99, the storm figures of 6
-#   Scenarios 6 and 7 are not in the default list (a full 7 takes several minutes); the
+#   8  fill one room (natter): 2 nodes, NB_FILL (10,000) distinct users joining one room
+#      with 1,000 handshakes in flight: connect time, presence frames received, Redis
+#      commands per join and redis-server CPU, node CPU (NB_PERF=1: perf record of node 1)
+#   Scenarios 6, 7 and 8 are not in the default list (a full 7 takes several minutes); the
 #   smoke runs them small.
 # --smoke: a few seconds per scenario with small numbers (CI); Socket.IO is included when
 # its npm dependencies are installed (full runs install them with npm ci).
@@ -89,9 +92,9 @@ if [ "$SCOMPARE" != 0 ]; then
   [ $HCOMPARE = 0 ] || { echo "run.sh: --streams-compare and --history-compare are separate runs" >&2; exit 2; }
   SIO=no
   [ -n "$SCEN" ] || SCEN="2"
-  case ",$SCEN," in *,[34567],*) echo "run.sh: --streams-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
+  case ",$SCEN," in *,[345678],*) echo "run.sh: --streams-compare runs scenarios 1 and 2 only" >&2; exit 2 ;; esac
 fi
-[ -n "$SCEN" ] || { [ $SMOKE = 1 ] && SCEN="1,2,3,4,5,6,7" || SCEN="1,2,3,4,5"; }
+[ -n "$SCEN" ] || { [ $SMOKE = 1 ] && SCEN="1,2,3,4,5,6,7,8" || SCEN="1,2,3,4,5"; }
 [ -n "$OUT" ] || OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)$([ $SMOKE = 0 ] || echo -smoke)
 mkdir -p "$OUT"
 RES=$OUT/results.jsonl
@@ -106,14 +109,17 @@ if [ $SMOKE = 1 ]; then
   # 6: conns, rooms (one publisher each), msg/s, generator processes, warm-up, measure, drain
   C6=${NB_S6_CONNS:-800}; R6=${NB_S6_ROOMS:-8}; RATE6=80; PROCS6=1; W6=1; D6=2; DR6=8
   # 7: the same plus big rooms x members, --idle seconds
-  C7=${NB_S7_CONNS:-1400}; R7=10; BIG7=2; BIGS7=${NB_BIG_SIZE:-200}; RATE7=120; PROCS7=2; IDLE7=3; W7=1; D7=2; DR7=8
+  C8=${NB_FILL:-400}
+  C7=${NB_S7_CONNS:-1400}; R7=${NB_S7_ROOMS:-10}; BIG7=${NB_BIG_ROOMS:-2}; BIGS7=${NB_BIG_SIZE:-200}; RATE7=120; PROCS7=2; IDLE7=3; W7=1; D7=2; DR7=8
 else
   C1=2000; R1=20; P1=20; RATE1=500; WARM=3; DUR=10; DRAIN=2; WIN=16
   C3=15000; R3=150; LIMIT=500; C4=15000; C4SIO=5000
   C6=${NB_S6_CONNS:-20000}; R6=${NB_S6_ROOMS:-200}; RATE6=200; PROCS6=2; W6=2; D6=5; DR6=12
-  C7=${NB_S7_CONNS:-100000}; R7=800; BIG7=2; BIGS7=${NB_BIG_SIZE:-10000}; RATE7=1000; PROCS7=6; IDLE7=12; W7=3; D7=10; DR7=14
+  C8=${NB_FILL:-10000}
+  C7=${NB_S7_CONNS:-100000}; R7=${NB_S7_ROOMS:-800}; BIG7=${NB_BIG_ROOMS:-2}; BIGS7=${NB_BIG_SIZE:-10000}; RATE7=1000; PROCS7=6; IDLE7=12; W7=3; D7=10; DR7=14
 fi
 PING7=${NB_PING:-5}
+[ "$BIG7" != 0 ] || BIGS7=0  # NB_BIG_ROOMS=0: rooms of 100 only
 
 # ---------------------------------------------------------------- ports ----------
 NATS_PORT=$((PB + 222)); NATS_MON=$((PB + 822))
@@ -191,10 +197,14 @@ rss_kb() { awk '/^VmRSS:/{print $2}' "/proc/$1/status"; }
 HZ=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- build ----------
-log "building Release natter-node and natter-bench in $BUILD"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNATTER_TESTS=OFF > "$OUT/build.log" 2>&1
-cmake --build "$BUILD" -j "$(nproc)" --target natter-node natter-bench >> "$OUT/build.log" 2>&1 ||
-  { tail -30 "$OUT/build.log" >&2; exit 1; }
+# NB_SKIP_BUILD=1: use the binaries already in $BUILD (e.g. an older tree built there, for
+# a before/after comparison).
+if [ "${NB_SKIP_BUILD:-0}" != 1 ]; then
+  log "building Release natter-node and natter-bench in $BUILD"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DNATTER_TESTS=OFF > "$OUT/build.log" 2>&1
+  cmake --build "$BUILD" -j "$(nproc)" --target natter-node natter-bench >> "$OUT/build.log" 2>&1 ||
+    { tail -30 "$OUT/build.log" >&2; exit 1; }
+fi
 NODE_BIN=$BUILD/natter-node
 GEN=$BUILD/bench/natter-bench
 # Publishers send as fast as the window allows: the per-connection flood limit (a
@@ -679,6 +689,37 @@ scenario_storm() {
   HISTORY=off
 }
 
+redis_info() { # redis_info FIELD: one field of the benchmark Redis' INFO
+  redis-cli -p "$REDIS_NT" info all 2>/dev/null | tr -d '\r' | awk -F: -v k="$1" '$1 == k {print $2}'
+}
+
+# 8: one room filled by NB_FILL distinct users over 2 nodes, all joining at once.
+scenario_fill() {
+  stop_nodes; start_nodes 2
+  local tag=s8.natter.$RUN perf_pid=""
+  local cmd0 cpu0 t0 n0
+  cmd0=$(redis_info total_commands_processed); cpu0=$(redis_info used_cpu_sys_main_thread)
+  cpu0=$(awk -v a="$cpu0" -v b="$(redis_info used_cpu_user_main_thread)" 'BEGIN{print a + b}')
+  n0=$(ticks "${NODE_PIDS[@]}"); t0=$(date +%s.%N)
+  if [ "${NB_PERF:-0}" = 1 ] && command -v perf > /dev/null; then
+    start "perf.$tag" perf record -F 499 -g -p "${NODE_PIDS[0]}" -o "$OUT/perf.$tag.data" -- sleep 600
+    perf_pid=$LASTPID
+  fi
+  "$GEN" --url "$(urls natter 2)" --conns "$C8" --rooms 1 --src-addrs 2 --concurrency 1000 \
+    --connect-timeout 400 --warmup 0 --duration 0.5 --drain 3 --quiet > "$OUT/gen.$tag.json" 2> "$OUT/gen.$tag.log" || true
+  [ -z "$perf_pid" ] || { kill -INT "$perf_pid" 2>/dev/null || true; sleep 2; stop "$perf_pid"; }
+  local cmd1 cpu1 t1 n1
+  cmd1=$(redis_info total_commands_processed)
+  cpu1=$(awk -v a="$(redis_info used_cpu_sys_main_thread)" -v b="$(redis_info used_cpu_user_main_thread)" 'BEGIN{print a + b}')
+  n1=$(ticks "${NODE_PIDS[@]}"); t1=$(date +%s.%N)
+  python3 "$ROOT/bench/report.py" annotate "$RES" "$OUT/gen.$tag.json" scenario=s8 system=natter run="$RUN" \
+    fill="$C8" redis_cmds="$((cmd1 - cmd0))" redis_cpu_s="$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')" \
+    node_cpu_s="$(awk -v a="$n0" -v b="$n1" -v hz="$HZ" 'BEGIN{printf "%.2f", (b - a) / hz}')" \
+    wall_s="$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}')" > /dev/null
+  log "s8: $(tail -1 "$RES" | python3 -c 'import json,sys; r=json.loads(sys.stdin.read()); print("%s of %s joined, connect %s s, %s presence frames, Redis %s commands (%s CPU s), nodes %s CPU s" % (r.get("ready"), r.get("fill"), r.get("connect_s"), r.get("presence"), r.get("redis_cmds"), r.get("redis_cpu_s"), r.get("node_cpu_s")))')"
+  stop_nodes
+}
+
 # 7: every room's members over all 7 nodes; --idle seconds of silence (pings only, every
 # --ping-interval $PING7 s) before the stream starts.
 scenario_100k() {
@@ -703,6 +744,7 @@ for RUN in $(seq 1 "$RUNS"); do
   has 5 && scenario_scaleout
   has 6 && scenario_storm
   has 7 && scenario_100k
+  has 8 && scenario_fill
 done
 
 {

@@ -74,7 +74,16 @@ export interface ErrorFrame {
 export interface JoinedFrame {
   type: 'joined';
   roomId: string;
+  /** The first page (about 100) of the room's online members, the joining user included. */
   members: Member[];
+  /** How many members the room has (absent when the presence store is unreachable). */
+  total?: number;
+  /** Present when the room has more members than `members` lists: pass it to
+   *  `presencePage` (or use `roomMembers`) for the rest. */
+  cursor?: string;
+  /** `false` when the room is larger than the server's --presence-max-members: no
+   *  `presence` online/offline events come for it; read the list with `roomMembers`. */
+  presenceEvents?: false;
   recovered?: boolean;
   requestId?: string;
 }
@@ -420,6 +429,9 @@ export class NatterClient<M = Json> {
   presence(roomId?: string): Promise<Member[]>;
   /** One page of presence; pass the frame's `cursor` back for the next (none on the last). */
   presencePage(roomId?: string, page?: { cursor?: string; limit?: number }): Promise<MembersFrame>;
+  /** Every online member of a room: `joined`'s members and the pages after its cursor
+   *  (or every page when no `joined` is given), deduplicated by userId. */
+  roomMembers(roomId: string, joined?: JoinedFrame, options?: { maxPages?: number }): Promise<Member[]>;
   /** A page of stored messages, oldest first (the newest `limit` below `before`). */
   history(roomId: string, options?: { limit?: number; before?: number }): Promise<HistoryFrame<M>>;
   /** A heartbeat round trip. */

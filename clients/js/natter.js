@@ -804,6 +804,31 @@ export class NatterClient {
     return this._call(frame);
   }
 
+  /** Every online member of a room: the members of `joined` (a `joined` frame of this
+   *  room) and the `presence` pages after its `cursor`, or all pages from the first
+   *  without one. Deduplicated by userId (a user who comes or goes during the walk may be
+   *  missing or listed once more, docs/presence.md). Rooms larger than `joined` lists
+   *  (about 100) and rooms without presence events (`presenceEvents: false`) are read this
+   *  way; `maxPages` bounds the walk. */
+  async roomMembers(roomId, joined, { maxPages = 1000 } = {}) {
+    const seen = new Map();
+    const add = (list) => { for (const m of list || []) if (!seen.has(m.userId)) seen.set(m.userId, m); };
+    let cursor;
+    if (joined) {
+      if (joined.roomId !== roomId) return Promise.reject(new TypeError('joined is not a joined frame of this room'));
+      add(joined.members);
+      cursor = joined.cursor;
+      if (!cursor) return [...seen.values()];
+    }
+    for (let pages = 0; pages < maxPages; pages++) {
+      const page = await this.presencePage(roomId, cursor != null ? { cursor } : {});
+      add(page.members);
+      cursor = page.cursor;
+      if (!cursor) break;
+    }
+    return [...seen.values()];
+  }
+
   /** Stored messages of a room (when history is on); resolves with the `history` frame. */
   history(roomId, { limit, before } = {}) {
     const frame = { action: 'history', roomId };

@@ -28,10 +28,26 @@ typedef struct nt_conn_info {
   int64_t last_active_ms;
 } nt_conn_info;
 
-/* join: `transition` is 1 when this was the user's first connection in the room (the
- * user just went online there). `members` are the room's online users after the join. */
-typedef void (*nt_presence_join_cb)(void *ud, int status, int transition,
-                                    const char *const *members, size_t n);
+/* What a join returns (borrowed for the callback). `transition` is 1 when this was the
+ * user's first connection in the room (the user just went online there). `members` are
+ * the first page (about NT_PRESENCE_JOINED_MAX) of the room's online users after the
+ * join; `cursor` continues the list with nt_presence_members (NULL: the list is whole),
+ * `total` is the number of members after the join. `version` orders the joins of one room:
+ * the store's per-room join counter after this join (every join of the room increments
+ * it, in the store's order, so the page above lists the users of every join with a
+ * smaller version that are still there; 0 when unknown). It restarts when the room
+ * empties. All of it is O(1) in the room's size for the store. */
+typedef struct nt_presence_joined {
+  int transition;
+  const char *const *members;
+  size_t n;
+  const char *cursor;
+  uint64_t total;
+  uint64_t version;
+} nt_presence_joined;
+/* join: `j` is NULL when status != 0. (Changed from (ud, status, transition, members, n)
+ * to carry total, cursor and version: wrappers of the vtable pass it through.) */
+typedef void (*nt_presence_join_cb)(void *ud, int status, const nt_presence_joined *j);
 /* leave: `transition` is 1 when it was the user's last connection in the room. */
 typedef void (*nt_presence_leave_cb)(void *ud, int status, int transition);
 /* One page of a member list (borrowed for the callback): about `limit` users (Redis may

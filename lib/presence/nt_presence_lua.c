@@ -26,6 +26,9 @@
   "  local uk = B .. '" NT_KEY_ROOMU ":' .. r\n"                                         \
   "  if redis.call('HINCRBY', uk, u, -1) <= 0 then\n"                                    \
   "    redis.call('HDEL', uk, u)\n"                                                      \
+  "    if redis.call('EXISTS', uk) == 0 then\n"                                          \
+  "      redis.call('DEL', B .. '" NT_KEY_RJOINS ":' .. r)\n"                             \
+  "    end\n"                                                                            \
   "    return u\n"                                                                       \
   "  end\n"                                                                              \
   "  return false\n"                                                                     \
@@ -77,12 +80,20 @@
   "local t = redis.call('TIME')\n"                                                       \
   "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
+/* Returns {transition, first page of members, its cursor ('0': whole), members in all,
+ * the room's join counter after this join}: O(1) in the room's size (one HSCAN page, HLEN,
+ * INCR). The counter orders the room's joins, so a node can tell whether a member's
+ * `joined` already listed a user (nt_presence_joined.version); drop() deletes it with the
+ * room's last member. */
 static const char join_lua[] = PRELUDE
     "local c, u, r = ARGV[2], ARGV[3], ARGV[4]\n"
     "local tr = add(c, u, r) and 1 or 0\n"
     "redis.call('SADD', B .. '" NT_KEY_CROOMS ":' .. c, r)\n"
     "redis.call('HSET', B .. '" NT_KEY_NODEIDX ":' .. ARGV[5], c, u)\n"
-    "return {tr, page(B .. '" NT_KEY_ROOMU ":' .. r, '0', " STR(NT_PRESENCE_JOINED_MAX) ")[2]}\n";
+    "local uk = B .. '" NT_KEY_ROOMU ":' .. r\n"
+    "local v = redis.call('INCR', B .. '" NT_KEY_RJOINS ":' .. r)\n"
+    "local pg = page(uk, '0', " STR(NT_PRESENCE_JOINED_MAX) ")\n"
+    "return {tr, pg[2], pg[1], redis.call('HLEN', uk), v}\n";
 
 /* One page of a member hash (online, or roomu:<room>): O(count) whatever the hash holds,
  * where HKEYS would be O(tenant). */

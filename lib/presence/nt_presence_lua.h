@@ -8,8 +8,9 @@
  * slot. Liveness scripts take KEYS = live, reaping, reaped (nt_key_cluster). Replies are
  * documented beside each script in nt_presence_lua.c. */
 enum {
-  NT_LUA_JOIN,        /* ARGV base conn user room node -> {transition, {members}}: the
-                       * first NT_PRESENCE_JOINED_MAX or so members (HSCAN) */
+  NT_LUA_JOIN,        /* ARGV base conn user room node -> {transition, {members}, cursor,
+                       * total, version}: the first NT_PRESENCE_JOINED_MAX or so members
+                       * (HSCAN), HLEN, the room's join counter (INCR) */
   NT_LUA_LEAVE,       /* ARGV base conn room node -> transition */
   NT_LUA_CONN_ADD,    /* ARGV base conn user node -> 1 */
   NT_LUA_CONN_REMOVE, /* ARGV base conn node -> {found, {room, user, ...}} */

@@ -24,6 +24,7 @@ typedef struct mem_conn {
 typedef struct mem_room {
   nt_map conns;  /* conn id -> user (owned string) */
   nt_map users;  /* user -> number of its connections in the room (uintptr_t) */
+  uint64_t joins; /* the room's join counter (nt_presence_joined.version) */
 } mem_room;
 
 /* A callback waiting for the next loop turn, with a copy of what it reports. */
@@ -38,8 +39,9 @@ typedef struct mem_cb {
   char **members;      /* CB_JOIN, CB_MEMBERS: n pointers then the strings, one block;
                         * CB_OFFLINE: tenant, room, user */
   size_t n;
-  char cursor[24];     /* CB_MEMBERS: the next page's cursor ("" on the last page) */
-  uint64_t total;      /* CB_MEMBERS: members in all */
+  char cursor[24];     /* CB_MEMBERS, CB_JOIN: the next page's cursor ("" on the last page) */
+  uint64_t total;      /* CB_MEMBERS, CB_JOIN: members in all */
+  uint64_t version;    /* CB_JOIN: the room's join counter after the join */
 } mem_cb;
 
 typedef struct mem_presence {
@@ -222,7 +224,12 @@ static void cb_call(mem_presence *m, mem_cb *c) {
   const nt_presence_handler *h = &m->base.h;
   const char *const *names = (const char *const *)c->members;
   switch (c->kind) {
-  case CB_JOIN: c->cb.join(c->ud, c->status, c->transition, names, c->n); break;
+  case CB_JOIN: {
+    nt_presence_joined j = {c->transition, names, c->n, c->cursor[0] ? c->cursor : NULL,
+                            c->total, c->version};
+    c->cb.join(c->ud, c->status, c->status ? NULL : &j);
+    break;
+  }
   case CB_LEAVE: c->cb.leave(c->ud, c->status, c->transition); break;
   case CB_MEMBERS: {
     nt_presence_page pg = {names, c->n, c->cursor[0] ? c->cursor : NULL, c->total};
@@ -318,12 +325,16 @@ static int mem_join(nt_presence *p, const char *tenant, const char *room, const 
   }
   m->st.ops++;
   if (tr) m->st.transitions++;
+  uint64_t version = ++r->joins;
   if (c) {
     c->cb.join = cb;
     c->transition = tr;
     size_t it = 0;
     c->status = snapshot_page(&r->users, &it, NT_PRESENCE_JOINED_MAX, &c->members, &c->n);
     if (c->status) c->n = 0;
+    if (it) snprintf(c->cursor, sizeof c->cursor, "%zu", it);
+    c->total = r->users.len;
+    c->version = version;
     enqueue(m, c);
   }
   return 0;

@@ -123,7 +123,7 @@ static void op_fail(rop *op, int status) {
   op->cbkind = CB_NONE;
   memset(&op->cb, 0, sizeof op->cb);
   switch (kind) {
-  case CB_JOIN: cb.join(op->ud, status, 0, NULL, 0); break;
+  case CB_JOIN: cb.join(op->ud, status, NULL); break;
   case CB_LEAVE: cb.leave(op->ud, status, 0); break;
   case CB_MEMBERS: cb.members(op->ud, status, NULL); break;
   case CB_DONE: cb.done(op->ud, status); break;
@@ -573,15 +573,23 @@ static size_t reply_strings(const redisReply *r, const char ***out) {
   return n;
 }
 
+/* {transition, first page of members, next cursor, total, version} (nt_presence_lua.c). */
 static void on_join(rp *p, rop *op, redisReply *r) {
-  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) return; /* op_fail follows */
+  if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 5 ||
+      r->element[2]->type != REDIS_REPLY_STRING || r->element[3]->type != REDIS_REPLY_INTEGER ||
+      r->element[4]->type != REDIS_REPLY_INTEGER)
+    return; /* op_fail follows */
   int tr = r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer == 1;
   if (tr) p->st.transitions++;
   nt_rp_mirror_confirm(p, op->id, op->room);
   const char **m;
   size_t n = reply_strings(r->element[1], &m);
+  const char *cur = r->element[2]->str;
+  nt_presence_joined j = {tr, m, n, strcmp(cur, "0") ? cur : NULL,
+                          (uint64_t)(r->element[3]->integer > 0 ? r->element[3]->integer : 0),
+                          (uint64_t)(r->element[4]->integer > 0 ? r->element[4]->integer : 0)};
   op->cbkind = CB_NONE;
-  if (op->cb.join) op->cb.join(op->ud, 0, tr, m, n);
+  if (op->cb.join) op->cb.join(op->ud, 0, &j);
   free(m);
 }
 

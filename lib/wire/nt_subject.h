@@ -51,6 +51,7 @@ int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
  *   online             hash user -> registered connections (the tenant's online users)
  *   room:<room>        hash connId -> user: the connections in a room
  *   roomu:<room>       hash user -> connections in the room (the members, by user)
+ *   rjoins:<room>      string: the room's join counter (deleted with its last member)
  *   crooms:<connId>    set: the rooms of one connection
  *   node:<nodeId>      hash connId -> user: what a node holds in the tenant (reap index)
  * Keys outside any tenant:
@@ -68,6 +69,7 @@ int nt_key_node(char *out, size_t cap, const char *prefix, const char *what,
 #define NT_KEY_ROOMU "roomu"
 #define NT_KEY_CROOMS "crooms"
 #define NT_KEY_GONE "gone"
+#define NT_KEY_RJOINS "rjoins"
 #define NT_KEY_NODEIDX "node"
 #define NT_KEY_TENANTS "tenants"
 #define NT_KEY_LIVE "live"

@@ -10,6 +10,7 @@
 #include "nt_integ.h"
 #include "nt_limits.h"
 #include "nt_log.h"
+#include "nt_pfan.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_utf8.h"
@@ -154,11 +155,20 @@ void nt_client_publish_event(nt_chat *n, int kind, const nt_conn *c, const char 
   publish_event_of(n, n->id, kind, c, tenant, user, conn_id, room, reason);
 }
 
+/* A presence transition: to the webhook, and to the room's members unless the room is known
+ * to be larger than --presence-max-members (`total`: members after a join, 0 unknown;
+ * receivers check again with what they know, nt_fanout.c). `version`: the join's
+ * (nt_presence_joined), 0 for offline and re-asserted online. */
 static void publish_presence(nt_chat *n, const char *tenant, const char *room,
-                             const char *user, const char *conn_id, int online) {
+                             const char *user, const char *conn_id, int online,
+                             uint64_t version, uint64_t total) {
   if (n->webhook) /* a presence transition: decided once in the cluster */
     nt_webhook_emit(n, online ? NT_WH_ONLINE : NT_WH_OFFLINE, tenant, user, room, conn_id,
                     NULL, NULL);
+  if (!nt_pfan_events_on(n->cfg->presence_max_members, total)) {
+    n->m.presence_suppressed++;
+    return;
+  }
   char subject[NT_SUBJECT_MAX];
   if (nt_subject_presence(subject, sizeof subject, tenant, room) < 0) return;
   Natter__Envelope env = NATTER__ENVELOPE__INIT;
@@ -171,6 +181,8 @@ static void publish_presence(nt_chat *n, const char *tenant, const char *room,
   env.origin_node = n->id;
   env.timestamp_ms = nt_now_ms();
   env.status = online ? NATTER__PRESENCE_STATUS__ONLINE : NATTER__PRESENCE_STATUS__OFFLINE;
+  env.presence_version = version;
+  env.presence_total = total;
   publish_env(n, subject, &env, NULL, NULL);
 }
 
@@ -184,6 +196,7 @@ static void subscribe_room(nt_chat *n, nt_room *r) {
 
 static void leave_room_local(nt_chat *n, nt_conn *c, nt_room *r) {
   if (n->res) nt_resume_leave(n, c, r);
+  nt_pfan_leave(r, c);
   if (nt_hub_leave(&n->hub, c, r)) {
     if (r->sub) nt_bus_unsubscribe(n->bus, r->sub);
     if (r->psub) nt_bus_unsubscribe(n->bus, r->psub);
@@ -202,7 +215,7 @@ typedef struct leave_op {
 static void on_left(void *ud, int status, int transition) {
   leave_op *op = ud;
   if (status == 0 && transition && op->n->bus)
-    publish_presence(op->n, op->tenant, op->room, op->user, NULL, 0);
+    publish_presence(op->n, op->tenant, op->room, op->user, NULL, 0, 0, 0);
   free(op);
 }
 
@@ -218,7 +231,7 @@ static void presence_leave(nt_chat *n, const nt_conn *c, const char *room) {
 
 void nt_client_on_offline(void *ud, const char *tenant, const char *room, const char *user) {
   nt_chat *n = ud;
-  publish_presence(n, tenant, room, user, NULL, 0);
+  publish_presence(n, tenant, room, user, NULL, 0, 0, 0);
   /* A reap's leave: per user and room (not per connection), marked with the reason. */
   nt_client_publish_event(n, NATTER__EVENT_KIND__LEAVE, NULL, tenant, user, "", room,
                           NATTER__DISCONNECT_REASON__NODE_LOST);
@@ -226,7 +239,7 @@ void nt_client_on_offline(void *ud, const char *tenant, const char *room, const 
 
 /* Presence re-asserted after survivors had reaped this node: tell the room again. */
 void nt_client_on_online(void *ud, const char *tenant, const char *room, const char *user) {
-  publish_presence(ud, tenant, room, user, NULL, 1);
+  publish_presence(ud, tenant, room, user, NULL, 1, 0, 0);
 }
 
 void nt_client_on_store_state(void *ud, int connected) {
@@ -400,21 +413,27 @@ static void on_stored(void *ud, int status) {
   conn_op_free(op);
 }
 
-static void on_joined(void *ud, int status, int transition, const char *const *members,
-                      size_t n_members) {
+static void on_joined(void *ud, int status, const nt_presence_joined *j) {
   conn_op *op = ud;
   nt_chat *n = op->n;
   nt_conn *c = op->c;
-  if (status == 0 && transition)
-    publish_presence(n, c->ident.tenant, op->room, c->ident.user, c->id, 1);
-  if (nt_conn_is_open(c) && nt_hub_conn_room(c, op->room)) {
+  if (status) j = NULL;
+  if (j && j->transition)
+    publish_presence(n, c->ident.tenant, op->room, c->ident.user, c->id, 1, j->version,
+                     j->total);
+  nt_room *r = nt_conn_is_open(c) ? nt_hub_conn_room(c, op->room) : NULL;
+  if (r) {
+    if (j && j->total) r->total = j->total;
     /* store down: the join works locally; members are unknown */
     const char *self = c->ident.user;
-    const char *const *mem = status == 0 ? members : &self;
-    size_t nmem = status == 0 ? n_members : 1;
+    const char *const *mem = j ? j->members : &self;
+    size_t nmem = j ? j->n : 1;
+    nt_proto_roster x = {j ? j->total : 0, j ? j->cursor : NULL,
+                         !nt_pfan_events_on(n->cfg->presence_max_members, r->total)};
     /* a resume (joinRoom with since) sends `joined` itself, then the replay */
     if (!n->res || !nt_resume_joined(n, c, op->room, mem, nmem))
-      send_frame(c, nt_proto_joined(op->room, mem, nmem, op->reqid));
+      send_frame(c, nt_proto_joined_ex(op->room, mem, nmem, &x, op->reqid));
+    nt_pfan_ready(n, r, c, j ? j->version : 0);
   }
   conn_op_free(op);
 }
@@ -432,8 +451,12 @@ static void on_members(void *ud, int status, const nt_presence_page *pg) {
 
 static void on_rejoined(void *ud, int status, const nt_presence_page *pg) {
   conn_op *op = ud;
-  if (nt_conn_is_open(op->c) && status == 0)
-    send_frame(op->c, nt_proto_joined(op->room, pg->members, pg->n, op->reqid));
+  nt_room *r = nt_conn_is_open(op->c) ? nt_hub_conn_room(op->c, op->room) : NULL;
+  if (r && status == 0) {
+    nt_proto_roster x = {pg->total, pg->cursor,
+                         !nt_pfan_events_on(op->n->cfg->presence_max_members, pg->total)};
+    send_frame(op->c, nt_proto_joined_ex(op->room, pg->members, pg->n, &x, op->reqid));
+  }
   conn_op_free(op);
 }
 
@@ -441,7 +464,7 @@ static void presence_join(conn_op *op) {
   nt_conn *c = op->c;
   if (nt_presence_join(op->n->pres, c->ident.tenant, op->room, c->ident.user, c->id,
                        on_joined, op))
-    on_joined(op, NT_ESTORE, 0, NULL, 0);
+    on_joined(op, NT_ESTORE, NULL);
 }
 
 static void on_join_flushed(void *ud, int status, const uint8_t *data, size_t len) {
@@ -478,6 +501,7 @@ static void act_join(nt_chat *n, nt_conn *c, const nt_req *rq) {
     return;
   }
   if (created) subscribe_room(n, r);
+  nt_pfan_pending(r, c); /* presence events wait for its `joined` (nt_pfan.h) */
   if (n->res && rq->has_since) nt_resume_begin(n, c, r, rq->since, rq->reqid);
   n->m.joins++;
   nt_client_publish_event(n, NATTER__EVENT_KIND__JOIN, c, c->ident.tenant, c->ident.user,

@@ -83,6 +83,7 @@ static const opt opts[] = {
   {G_CLUSTER, "node-ttl", OPT_SECS, O(node_ttl_s), "3", "seconds without refresh after which a node is considered dead", NULL},
   {G_CLUSTER, "node-refresh", OPT_SECS, O(node_refresh_s), "1", "seconds between refreshes of this node's liveness record", NULL},
   {G_CLUSTER, "max-user-subscriptions", OPT_LONG, O(max_user_subs), "128", "users of one tenant with their own bus subscription on this node; past it one natter.user.<tenant>.* subscription serves the rest (0: always the wildcard)", NULL},
+  {G_CLUSTER, "presence-max-members", OPT_LONG, O(presence_max_members), "1000", "rooms with more members get no presence online/offline events (joined says presenceEvents false; page the list with presence); 0: events in every room", NULL},
   /* limits */
   {G_LIMITS, "max-connections", OPT_LONG, O(max_connections), "0", "WebSocket connections before upgrades get 503 (0: from the open-files limit)", NULL},
   {G_LIMITS, "max-message-bytes", OPT_SIZE, O(max_message_bytes), "65536", "largest client message; larger ones close with 1009", NULL},
@@ -720,6 +721,10 @@ int nt_config_validate(const nt_config *cfg, FILE *err) {
   }
   if (cfg->max_user_subs < 0 || cfg->max_user_subs > 1000000) {
     fprintf(err, "natter-node: --max-user-subscriptions must be between 0 and 1000000\n");
+    return -1;
+  }
+  if (cfg->presence_max_members < 0 || cfg->presence_max_members > 100000000) {
+    fprintf(err, "natter-node: --presence-max-members must be between 0 and 100000000\n");
     return -1;
   }
   if (cfg->max_rooms_per_conn < 1 || cfg->max_rooms_per_conn > 65535) {

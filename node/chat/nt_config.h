@@ -63,6 +63,7 @@ typedef struct nt_config {
   char *trusted_proxies;     /* addresses/CIDRs of trusted proxies (nt_proxy.h), NULL: none */
   double node_ttl_s;         /* node liveness record TTL in Redis */
   double node_refresh_s;     /* node liveness refresh interval */
+  long presence_max_members; /* rooms larger than this get no presence events (0: no limit) */
   int auth_request;          /* bool: ask natter.auth.connect before accepting an upgrade */
   double auth_timeout_s;     /* wait for the authorizer's reply (then 503) */
   /* limits (docs/security.md; enforced in nt_limits.c) */

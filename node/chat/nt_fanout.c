@@ -9,6 +9,7 @@
 #include "nt_chat.h"
 #include "nt_envelope.h"
 #include "nt_log.h"
+#include "nt_pfan.h"
 #include "nt_proto.h"
 #include "nt_resume.h"
 #include "nt_subject.h"
@@ -45,9 +46,17 @@ static void on_room(nt_chat *n, nt_room *r, const Natter__Envelope *env) {
                          0);
     if (env->exclude_sender) skip = env->sender_conn;
   } else if (env->kind == NATTER__KIND__PRESENCE) {
+    if (env->presence_total) r->total = env->presence_total;
+    if (!nt_pfan_events_on(n->cfg->presence_max_members, r->total)) {
+      n->m.presence_suppressed++; /* e.g. a reap's offline in a room too large */
+      return;
+    }
     f = nt_proto_presence(r->name, env->sender_user,
                           env->status == NATTER__PRESENCE_STATUS__ONLINE, env->timestamp_ms);
-    if (env->exclude_sender) skip = env->sender_conn;
+    if (!f) return;
+    nt_pfan_deliver(n, r, f, env->presence_version, env->exclude_sender ? env->sender_conn : NULL);
+    nt_frame_unref(f);
+    return;
   }
   if (!f) return;
   size_t d = nt_fanout_room(n, r, f, skip);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "nt_err.h"
+#include "nt_pfan.h"
 
 void nt_hub_init(nt_hub *h) {
   memset(h, 0, sizeof *h);
@@ -27,6 +28,7 @@ void nt_hub_free(nt_hub *h) {
     nt_room *r = v;
     nt_map_del(&h->rooms, r->subject, strlen(r->subject));
     nt_map_del(&h->rooms, r->psubject, strlen(r->psubject));
+    nt_pfan_room_free(r);
     free(r->members);
     free(r);
   }
@@ -163,7 +165,7 @@ nt_room *nt_hub_join(nt_hub *h, nt_conn *c, const char *tenant, const char *name
     return NULL;
   }
   c->caprooms = (uint16_t)(rc > UINT16_MAX ? UINT16_MAX : rc);
-  c->rooms[c->nrooms++] = (nt_conn_room){r, r->n};
+  c->rooms[c->nrooms++] = (nt_conn_room){.room = r, .idx = r->n};
   r->members[r->n++] = c;
   return r;
 }
@@ -187,6 +189,7 @@ void nt_hub_room_free(nt_hub *h, nt_room *r) {
   nt_map_del(&h->rooms, r->subject, strlen(r->subject));
   nt_map_del(&h->rooms, r->psubject, strlen(r->psubject));
   h->nrooms--;
+  nt_pfan_room_free(r);
   free(r->members);
   free(r);
 }

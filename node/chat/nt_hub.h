@@ -25,6 +25,9 @@ typedef struct nt_room {
   nt_bus_sub *sub, *psub;         /* owned by the node (bus handles) */
   struct nt_rhist *hist;          /* history state (nt_resume.c); NULL with history off */
   uint8_t ready;                  /* the bus server confirmed the subscriptions */
+  uint32_t npending;              /* local members whose `joined` is not sent (nt_pfan.c) */
+  struct nt_pfan_ring *pring;     /* presence frames kept for them, or NULL (nt_pfan.c) */
+  uint64_t total;                 /* members cluster-wide, as the last join reported (0: unknown) */
   char str[];                     /* the strings above */
 } nt_room;
 

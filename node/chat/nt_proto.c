@@ -297,18 +297,30 @@ nt_frame *nt_proto_error(const char *code, const char *message, const char *reqi
   return sb_frame(&b);
 }
 
-static nt_frame *room_list(const char *type, const char *room, const char *const *members,
-                           size_t n, const char *reqid) {
-  sb b;
-  sb_init(&b, 64 + n * 24);
-  sb_lit(&b, "{\"type\":\"");
-  sb_lit(&b, type);
-  sb_lit(&b, "\"");
-  if (room) {
-    sb_lit(&b, ",\"roomId\":");
-    sb_str(&b, room);
+/* `,"total":N` (when known) and `,"cursor":"…"` (when more follow) of a member list. */
+static void sb_page(sb *b, uint64_t total, int with_total, const char *cursor) {
+  if (with_total) {
+    char num[48];
+    snprintf(num, sizeof num, ",\"total\":%llu", (unsigned long long)total);
+    sb_lit(b, num);
   }
+  if (cursor) {
+    sb_lit(b, ",\"cursor\":");
+    sb_str(b, cursor);
+  }
+}
+
+nt_frame *nt_proto_joined_ex(const char *room, const char *const *members, size_t n,
+                             const nt_proto_roster *x, const char *reqid) {
+  sb b;
+  sb_init(&b, 128 + n * 24);
+  sb_lit(&b, "{\"type\":\"joined\",\"roomId\":");
+  sb_str(&b, room);
   sb_members(&b, members, n);
+  if (x) {
+    sb_page(&b, x->total, x->total > 0, x->cursor);
+    if (x->events_off) sb_lit(&b, ",\"presenceEvents\":false");
+  }
   sb_reqid(&b, reqid);
   sb_lit(&b, "}");
   return sb_frame(&b);
@@ -316,7 +328,7 @@ static nt_frame *room_list(const char *type, const char *room, const char *const
 
 nt_frame *nt_proto_joined(const char *room, const char *const *members, size_t n,
                           const char *reqid) {
-  return room_list("joined", room, members, n, reqid);
+  return nt_proto_joined_ex(room, members, n, NULL, reqid);
 }
 
 nt_frame *nt_proto_joined_resume(const char *room, const char *const *members, size_t n,
@@ -341,13 +353,7 @@ nt_frame *nt_proto_members(const char *room, const nt_presence_page *pg, const c
     sb_str(&b, room);
   }
   sb_members(&b, pg->members, pg->n);
-  char num[48];
-  snprintf(num, sizeof num, ",\"total\":%llu", (unsigned long long)pg->total);
-  sb_lit(&b, num);
-  if (pg->cursor) {
-    sb_lit(&b, ",\"cursor\":");
-    sb_str(&b, pg->cursor);
-  }
+  sb_page(&b, pg->total, 1, pg->cursor);
   sb_reqid(&b, reqid);
   sb_lit(&b, "}");
   return sb_frame(&b);

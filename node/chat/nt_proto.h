@@ -58,6 +58,17 @@ nt_frame *nt_proto_welcome(const char *conn_id, const char *user, const char *te
 nt_frame *nt_proto_error(const char *code, const char *message, const char *reqid);
 nt_frame *nt_proto_joined(const char *room, const char *const *members, size_t n,
                           const char *reqid);
+/* What `joined` says of the rest of the room (docs/protocol.md `joined`): `total` members
+ * (0: unknown, not rendered), `cursor` for the next `presence` page (NULL: the list is
+ * whole), `events_off` when the room is larger than --presence-max-members. */
+typedef struct nt_proto_roster {
+  uint64_t total;
+  const char *cursor;
+  int events_off;
+} nt_proto_roster;
+/* `joined` with the roster fields of `x` (NULL: members only, as nt_proto_joined). */
+nt_frame *nt_proto_joined_ex(const char *room, const char *const *members, size_t n,
+                             const nt_proto_roster *x, const char *reqid);
 /* `joined` after a joinRoom with `since` (history): adds "recovered": true|false. */
 nt_frame *nt_proto_joined_resume(const char *room, const char *const *members, size_t n,
                                  int recovered, const char *reqid);

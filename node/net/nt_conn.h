@@ -127,6 +127,8 @@ enum nt_close_reason {
 typedef struct nt_conn_room {
   struct nt_room *room;
   uint32_t idx;                 /* position of this connection in room->members */
+  uint32_t pmark;               /* presence (node/chat nt_pfan.c): the room's presence */
+  uint64_t pver;                /* arrivals when the join began; the join's version */
 } nt_conn_room;
 
 /* Input read from the socket but not processed yet, kept while reading is paused (rare):

@@ -106,6 +106,7 @@ void nt_metrics_render(const nt_metrics *m, nt_prom *w) {
   nt_prom_metric(w, "authz_unavailable_total", "counter", "Upgrades refused with 503: no, late or undecodable authorizer reply.", m->authz_unavailable);
   nt_prom_metric(w, "rate_limited_total", "counter", "Client messages refused by the per-connection rate limit.", m->rate_limited);
   nt_prom_metric(w, "rate_limit_closes_total", "counter", "Connections closed with 1008 for sustained flooding.", m->rate_limit_closes);
+  nt_prom_metric(w, "presence_events_suppressed_total", "counter", "Presence online/offline events not fanned out because the room has more members than --presence-max-members (counted where dropped: the announcing node, or a receiving node).", m->presence_suppressed);
   nt_prom_metric(w, "room_limit_rejected_total", "counter", "Joins refused by --max-rooms-per-connection.", m->room_limit_rejected);
   nt_prom_metric(w, "user_wildcard_tenants", "gauge", "Tenants whose users this node receives through one natter.user.<tenant>.* subscription (--max-user-subscriptions).", m->user_wildcards);
   nt_prom_metric(w, "user_limit_rejected_total", "counter", "Upgrades refused with 429 by --max-connections-per-user.", m->user_limit_rejected);

@@ -48,6 +48,7 @@ typedef struct nt_metrics {
   uint64_t published;            /* envelopes published to the bus */
   uint64_t bus_received;         /* envelopes received from the bus */
   uint64_t deliveries;           /* room/direct messages queued to local members */
+  uint64_t presence_suppressed;  /* presence events not fanned out: room > --presence-max-members */
   uint64_t bytes_in, bytes_out;
   uint64_t slow_consumer_closes;
   uint64_t timeouts;             /* idle-timeout closes */

@@ -24,8 +24,11 @@ typedef struct pfx pfx;
 typedef struct rec {
   pfx *f;
   int calls, status, transition, order;
-  char members[1024]; /* sorted, comma-separated */
+  char members[4096]; /* sorted, comma-separated (a listpack of 512 is paged whole) */
   size_t n;
+  uint64_t total, version; /* join: members in all, the room's join counter */
+  int has_cursor;          /* join: the member list continues */
+  char cursor[32];
   char user[32], node[32], ip[48], ua[64], tenant[32];
   int64_t connected_at, last_active;
 } rec;
@@ -62,18 +65,22 @@ static void put_members(rec *r, const char *const *m, size_t n) {
   qsort(v, n, sizeof v[0], cmp);
   r->members[0] = '\0';
   size_t used = 0;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n && used < sizeof r->members; i++)
     used += (size_t)snprintf(r->members + used, sizeof r->members - used, "%s%s",
                              i ? "," : "", v[i]);
   r->n = n;
   free(v);
 }
 
-static void on_join(void *ud, int status, int tr, const char *const *m, size_t n) {
+static void on_join(void *ud, int status, const nt_presence_joined *j) {
   rec *r = ud;
   hit(r, status);
-  r->transition = tr;
-  put_members(r, m, n);
+  r->transition = j ? j->transition : 0;
+  put_members(r, j ? j->members : NULL, j ? j->n : 0);
+  r->total = j ? j->total : 0;
+  r->version = j ? j->version : 0;
+  r->has_cursor = j && j->cursor;
+  if (r->has_cursor) snprintf(r->cursor, sizeof r->cursor, "%s", j->cursor);
 }
 
 static void on_leave(void *ud, int status, int tr) {
@@ -345,7 +352,7 @@ typedef struct pager {
   uint64_t total;
   char cursor[32];
   int has_cursor;
-  char seen[300];
+  char seen[700];
 } pager;
 
 static void on_page(void *ud, int status, const nt_presence_page *pg) {
@@ -401,6 +408,69 @@ static void test_members_paged(void **state) {
   assert_int_equal(CALL(f, nt_presence_members(f->p, f->t, NULL, NULL,
                                                NT_PRESENCE_PAGE_MAX + 1, on_page, &g)),
                    NT_EINVAL);
+}
+
+static void join_fast(pfx *f, rec *r, const char *room, int i) {
+  char u[16], c[16];
+  snprintf(u, sizeof u, "u%d", i);
+  snprintf(c, sizeof c, "jc%d", i);
+  memset(r, 0, sizeof *r);
+  r->f = f;
+  assert_int_equal(CALL(f, nt_presence_join(f->p, f->t, room, u, c, on_join, r)), 0);
+  assert_true(nt_ct_run_until(&f->loop, c_calls, r, 5000));
+  assert_int_equal(r->status, 0);
+}
+
+/* A join's answer costs the store O(1) in the room's size and says where the room stands:
+ * one bounded page of members, a cursor for the rest, the total, and a version that
+ * orders the room's joins (1, 2, 3, ... here: one caller) and restarts once the room is
+ * empty (the store keeps nothing of an empty room). */
+static void test_join_roster(void **state) {
+  pfx *f = *state;
+  enum { N = 600 }; /* past Redis' listpack (512): a hash table, paged */
+  rec r;
+  for (int i = 0; i < N; i++) {
+    join_fast(f, &r, "roster", i);
+    if (r.version != (uint64_t)i + 1 || r.total != (uint64_t)i + 1)
+      fail_msg("%s: join %d: version %llu total %llu", F->name, i,
+               (unsigned long long)r.version, (unsigned long long)r.total);
+  }
+  if (r.n > 150) fail_msg("%s: joined listed %zu of %d members", F->name, r.n, N);
+  assert_true(r.has_cursor);
+  /* the join's page and the pages after its cursor list every member */
+  pager g = {.f = f};
+  char list[4200];
+  snprintf(list, sizeof list, ",%s,", r.members);
+  for (int i = 0; i < N; i++) {
+    char u[20];
+    snprintf(u, sizeof u, ",u%d,", i);
+    if (strstr(list, u)) g.seen[i]++;
+  }
+  const char *cursor = r.cursor;
+  char cur[32];
+  for (int pages = 0; cursor && pages < 40; pages++) {
+    g.calls = 0;
+    assert_int_equal(CALL(f, nt_presence_members(f->p, f->t, "roster", cursor, 100, on_page, &g)), 0);
+    assert_true(nt_ct_run_until(&f->loop, page_done, &g, 5000));
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.total, N);
+    snprintf(cur, sizeof cur, "%s", g.cursor);
+    cursor = g.has_cursor ? cur : NULL;
+  }
+  for (int i = 0; i < N; i++)
+    if (!g.seen[i]) fail_msg("%s: u%d in neither the join's page nor the pages after it", F->name, i);
+  for (int i = 0; i < N; i++) {
+    char u[16], c[16];
+    snprintf(u, sizeof u, "u%d", i);
+    snprintf(c, sizeof c, "jc%d", i);
+    rec l = {.f = f};
+    assert_int_equal(CALL(f, nt_presence_leave(f->p, f->t, "roster", u, c, on_leave, &l)), 0);
+    assert_true(nt_ct_run_until(&f->loop, c_calls, &l, 5000));
+  }
+  join_fast(f, &r, "roster", 7);
+  assert_int_equal(r.version, 1);
+  assert_int_equal(r.total, 1);
+  assert_false(r.has_cursor);
 }
 
 static void test_invalid_arguments(void **state) {
@@ -471,6 +541,7 @@ int nt_ct_presence_run(const nt_ct_presence_factory *f) {
       cmocka_unit_test_setup_teardown(test_null_callbacks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_members, setup, teardown),
       cmocka_unit_test_setup_teardown(test_members_paged, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_join_roster, setup, teardown),
       cmocka_unit_test_setup_teardown(test_invalid_arguments, setup, teardown),
       cmocka_unit_test_setup_teardown(test_destroy_fails_pending, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connected_and_stats, setup, teardown),

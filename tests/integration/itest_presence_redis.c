@@ -79,7 +79,7 @@ static void h_state(void *ud, int up) {
   if (n->nstates < 64) n->states[n->nstates++] = up;
 }
 
-static void cb_join(void *ud, int status, int tr, const char *const *m, size_t n) {
+static void cb_list(void *ud, int status, int tr, const char *const *m, size_t n) {
   res *r = ud;
   r->done++;
   r->status = status;
@@ -96,8 +96,12 @@ static void cb_leave(void *ud, int status, int tr) {
   r->transition = tr;
 }
 
+static void cb_join(void *ud, int status, const nt_presence_joined *j) {
+  cb_list(ud, status, j ? j->transition : 0, j ? j->members : NULL, j ? j->n : 0);
+}
+
 static void cb_members(void *ud, int status, const nt_presence_page *pg) {
-  cb_join(ud, status, 0, pg ? pg->members : NULL, pg ? pg->n : 0);
+  cb_list(ud, status, 0, pg ? pg->members : NULL, pg ? pg->n : 0);
 }
 
 static void cb_done(void *ud, int status) {
@@ -689,9 +693,9 @@ typedef struct ordered {
   order *o;
   int i;
 } ordered;
-static void cb_ordered(void *ud, int status, int tr, const char *const *m, size_t n) {
+static void cb_ordered(void *ud, int status, const nt_presence_joined *j) {
   ordered *x = ud;
-  if (status != 0 || x->i != x->o->next || !tr) x->o->bad++;
+  if (status != 0 || x->i != x->o->next || !j || !j->transition) x->o->bad++;
   x->o->next = x->i + 1;
   x->o->done++;
 }

@@ -17,12 +17,11 @@ typedef struct result {
   int calls, status, transition;
 } result;
 
-static void on_join(void *ud, int status, int transition, const char *const *members,
-                    size_t n) {
+static void on_join(void *ud, int status, const nt_presence_joined *j) {
   result *r = ud;
   r->calls++;
   r->status = status;
-  r->transition = transition;
+  r->transition = j ? j->transition : 0;
 }
 
 static void on_leave(void *ud, int status, int transition) {

@@ -101,6 +101,7 @@ static void test_flag_defaults(void **state) {
   assert_int_equal(cfg.rate_burst, 200);
   assert_int_equal(cfg.rate_close_after, 20);
   assert_int_equal(cfg.max_rooms_per_conn, 128);
+  assert_int_equal(cfg.presence_max_members, 1000);
   assert_int_equal(cfg.max_conns_per_user, 0);
   assert_int_equal(cfg.max_header_bytes, 16384);
   assert_true(cfg.handshake_timeout_s == 10.0);
@@ -126,6 +127,8 @@ static void test_flag_validation(void **state) {
   static const char *const bad[][5] = {
       {"--max-rooms-per-connection", "0"},
       {"--max-rooms-per-connection", "65536"},
+      {"--presence-max-members", "-1"},
+      {"--presence-max-members", "100000001"},
       {"--max-header-bytes", "512"},
       {"--handshake-timeout", "0"},
       {"--rate-limit", "-1"},

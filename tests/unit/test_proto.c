@@ -519,6 +519,27 @@ static void test_render_joined_members(void **state) {
   assert_int_equal(json_array_size(json_object_get(v, "members")), 0);
   json_decref(v);
 
+  /* the roster fields: total when known, cursor when more follow, presenceEvents only
+   * when false (a small room's `joined` is the old frame plus total) */
+  nt_proto_roster small = {.total = 3};
+  v = frame_json(nt_proto_joined_ex("lobby", members, 3, &small, "1"));
+  assert_int_equal(jint(v, "total"), 3);
+  assert_null(json_object_get(v, "cursor"));
+  assert_null(json_object_get(v, "presenceEvents"));
+  assert_int_equal(jint(v, "requestId"), 1);
+  json_decref(v);
+  nt_proto_roster big = {.total = 10000, .cursor = "4096", .events_off = 1};
+  v = frame_json(nt_proto_joined_ex("hall", members, 3, &big, NULL));
+  assert_int_equal(jint(v, "total"), 10000);
+  assert_string_equal(jstr(v, "cursor"), "4096");
+  assert_true(json_is_false(json_object_get(v, "presenceEvents")));
+  assert_int_equal(json_array_size(json_object_get(v, "members")), 3);
+  json_decref(v);
+  nt_proto_roster unknown = {0};
+  v = frame_json(nt_proto_joined_ex("hall", members, 1, &unknown, NULL));
+  assert_null(json_object_get(v, "total"));
+  json_decref(v);
+
   nt_presence_page pg = {members, 2, "1234", 7};
   v = frame_json(nt_proto_members("lobby", &pg, NULL));
   assert_string_equal(jstr(v, "type"), "members");

@@ -68,7 +68,7 @@ static void pfx_free(pfx *f) {
   free(f);
 }
 
-static void on_join(void *ud, int status, int transition, const char *const *m, size_t n) {
+static void on_join(void *ud, int status, const nt_presence_joined *j) {
   assert_int_equal(status, 0);
   (*(int *)ud)++;
 }

@@ -678,6 +678,38 @@ describe('reliable send: an id, resent until acknowledged', () => {
 });
 
 describe('requests and replies', () => {
+  test('roomMembers: joined of a small room is the whole list; a large one is paged after its cursor', async () => {
+    const env = setup();
+    const ws = await connected(env);
+    // small room (the frame as servers before `total` sent it, too): no request at all
+    const small = { type: 'joined', roomId: 'lobby', members: [{ userId: 'alice' }, { userId: 'bob' }] };
+    assert.deepEqual(await env.client.roomMembers('lobby', small), small.members);
+    assert.deepEqual(await env.client.roomMembers('lobby', { ...small, total: 2 }), small.members);
+    await flush();
+    assert.equal(ws.actions('presence').length, 0);
+    // large room without events: pages from the joined's cursor, deduplicated
+    const big = { type: 'joined', roomId: 'hall', members: [{ userId: 'a' }, { userId: 'b' }], total: 4, cursor: '17', presenceEvents: false };
+    const p = env.client.roomMembers('hall', big);
+    await flush();
+    const [first] = ws.actions('presence');
+    assert.deepEqual(first, { action: 'presence', roomId: 'hall', cursor: '17', requestId: first.requestId });
+    ws.serverSend({ type: 'members', roomId: 'hall', members: [{ userId: 'b' }, { userId: 'c' }], total: 4, cursor: '40', requestId: first.requestId });
+    await flush();
+    const second = ws.actions('presence')[1];
+    assert.equal(second.cursor, '40');
+    ws.serverSend({ type: 'members', roomId: 'hall', members: [{ userId: 'd' }], total: 4, requestId: second.requestId });
+    assert.deepEqual((await p).map((m) => m.userId), ['a', 'b', 'c', 'd']);
+    // without a joined: from the first page; a joined of another room is refused
+    const p2 = env.client.roomMembers('hall');
+    await flush();
+    const third = ws.actions('presence')[2];
+    assert.deepEqual(third, { action: 'presence', roomId: 'hall', requestId: third.requestId });
+    ws.serverSend({ type: 'members', roomId: 'hall', members: [{ userId: 'a' }], total: 1, requestId: third.requestId });
+    assert.deepEqual(await p2, [{ userId: 'a' }]);
+    await assert.rejects(env.client.roomMembers('other', big), TypeError);
+    env.client.close();
+  });
+
   test('replies resolve by requestId; error frames reject; timeouts reject', async () => {
     const env = setup({ requestTimeout: 5000 });
     const ws = await connected(env);

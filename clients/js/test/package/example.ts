@@ -45,6 +45,14 @@ export function typeChecks(client: NatterClient<Chat>): void {
   void frame;
   const detail: NatterEventMap<Chat>['direct'] | null = null;
   void detail;
+  void client.join('room').then(async (j) => {
+    const total: number | undefined = j.total;
+    const events: false | undefined = j.presenceEvents;
+    const all: { userId: string }[] = await client.roomMembers('room', j);
+    // @ts-expect-error: presenceEvents is only ever false
+    const on: true = j.presenceEvents;
+    void [total, events, all, on];
+  });
 }
 
 async function main(): Promise<void> {
