@@ -24,6 +24,7 @@
 #include "nt_accesslog.h"
 #include "nt_log.h"
 #include "nt_node.h"
+#include "nt_pfan.h"
 #include "nt_rand.h"
 #include "nt_resume.h"
 #include "nt_sock.h"
@@ -108,6 +109,7 @@ nt_node *nt_node_new(uv_loop_t *loop, const nt_config *cfg) {
   n->chat.loop = loop;
   n->chat.cfg = cfg;
   nt_hub_init(&n->chat.hub);
+  n->chat.hub.room_dtor = nt_pfan_room_free;
   nt_map_init_borrowed(&n->chat.uas);
   if (!(n->chat.rand = calloc(1, sizeof *n->chat.rand))) {
     free(n);

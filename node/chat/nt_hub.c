@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "nt_err.h"
-#include "nt_pfan.h"
 
 void nt_hub_init(nt_hub *h) {
   memset(h, 0, sizeof *h);
@@ -28,7 +27,7 @@ void nt_hub_free(nt_hub *h) {
     nt_room *r = v;
     nt_map_del(&h->rooms, r->subject, strlen(r->subject));
     nt_map_del(&h->rooms, r->psubject, strlen(r->psubject));
-    nt_pfan_room_free(r);
+    if (h->room_dtor) h->room_dtor(r);
     free(r->members);
     free(r);
   }
@@ -189,7 +188,7 @@ void nt_hub_room_free(nt_hub *h, nt_room *r) {
   nt_map_del(&h->rooms, r->subject, strlen(r->subject));
   nt_map_del(&h->rooms, r->psubject, strlen(r->psubject));
   h->nrooms--;
-  nt_pfan_room_free(r);
+  if (h->room_dtor) h->room_dtor(r);
   free(r->members);
   free(r);
 }

@@ -60,6 +60,9 @@ typedef struct nt_hub {
   nt_map tenants;   /* tenant -> nt_hub_tenant* (tenants with local users) */
   size_t nrooms;
   size_t nwild;     /* tenants with a wildcard user subscription */
+  /* Called with each room before it is freed, to release what others keep in it
+   * (nt_pfan_room_free: the presence ring); NULL: nothing. Set after nt_hub_init. */
+  void (*room_dtor)(nt_room *r);
 } nt_hub;
 
 void nt_hub_init(nt_hub *h);

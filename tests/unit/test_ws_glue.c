@@ -1112,6 +1112,58 @@ static void test_abrupt_disconnect(void **state) {
   cli_free(a);
 }
 
+/* Joins in flight at once (standalone: memory presence and bus): each member hears of
+ * each other user exactly once — listed in its `joined` or announced online after it —
+ * and nothing of the room before its `joined`. Before the presence fan-out took the
+ * store's join order into account, members also heard of users their `joined` listed. */
+static void test_concurrent_joins_each_pair_once(void **state) {
+  (void)state;
+  enum { N = 24 };
+  cli *c[N];
+  char user[N][16];
+  int heard[N][N] = {{0}};
+  for (int i = 0; i < N; i++) {
+    snprintf(user[i], sizeof user[i], "cj%02d", i);
+    c[i] = cli_open("acme", user[i], 0);
+  }
+  for (int i = 0; i < N; i++) cli_text(c[i], "{\"action\":\"joinRoom\",\"roomId\":\"fill\"}");
+  /* per client: frames until its joined (no presence allowed before it), then until the
+   * reply of two heartbeat round trips (everything fanned out by then has arrived) */
+  for (int i = 0; i < N; i++) {
+    json_t *v = cli_json(c[i]);
+    assert_string_equal(jtype(v), "joined");
+    json_t *mem = json_object_get(v, "members");
+    for (size_t k = 0; k < json_array_size(mem); k++) {
+      const char *u = jstr(json_array_get(mem, k), "userId");
+      for (int j = 0; j < N; j++)
+        if (!strcmp(u, user[j])) heard[i][j]++;
+    }
+    json_decref(v);
+  }
+  for (int round = 0; round < 2; round++)
+    for (int i = 0; i < N; i++) {
+      cli_text(c[i], "{\"action\":\"heartbeat\"}");
+      for (;;) {
+        json_t *v = cli_json(c[i]);
+        const char *t = jtype(v);
+        if (!strcmp(t, "heartbeat")) {
+          json_decref(v);
+          break;
+        }
+        assert_string_equal(t, "presence");
+        assert_string_equal(jstr(v, "status"), "online");
+        for (int j = 0; j < N; j++)
+          if (!strcmp(jstr(v, "userId"), user[j])) heard[i][j]++;
+        json_decref(v);
+      }
+    }
+  for (int i = 0; i < N; i++)
+    for (int j = 0; j < N; j++)
+      if (heard[i][j] != 1)
+        fail_msg("%s heard of %s %d times", user[i], user[j], heard[i][j]);
+  for (int i = 0; i < N; i++) cli_free(c[i]);
+}
+
 static int setup_liveness(void **state) {
   const char *extra[] = {"--ping-interval", "1", "--idle-timeout", "2500ms", "--max-connections",
                          "2", NULL};
@@ -1195,6 +1247,7 @@ int main(void) {
   nt_log_init(getenv("GLUE_DEBUG") ? NT_LOG_DEBUG : NT_LOG_ERROR + 1, NULL);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_upgrade_ok, setup_default, teardown_node),
+      cmocka_unit_test_setup_teardown(test_concurrent_joins_each_pair_once, setup_default, teardown_node),
       cmocka_unit_test_setup_teardown(test_upgrade_401, setup_default, teardown_node),
       cmocka_unit_test_setup_teardown(test_http_other_paths, setup_default, teardown_node),
       cmocka_unit_test_setup_teardown(test_upgrade_403_origin, setup_origin, teardown_node),
