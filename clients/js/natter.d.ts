@@ -44,6 +44,7 @@ export type ServerErrorCode =
   | 'not_found'
   | 'too_large'
   | 'rate_limited'
+  | 'quota_exceeded'
   | 'timeout'
   | 'unavailable'
   | 'internal';

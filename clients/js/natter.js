@@ -69,7 +69,7 @@ export class NatterError extends Error {
     super(message || code);
     this.name = 'NatterError';
     /** Server codes: bad_request, unknown_action, forbidden, not_found, too_large,
-     *  rate_limited, timeout, unavailable, internal. Client codes: timeout, disconnected, closed,
+     *  rate_limited, timeout, unavailable, quota_exceeded, internal. Client codes: timeout, disconnected, closed,
      *  queue_full, left, token_failed, reconnect_failed, bad_frame, not_connected. */
     this.code = code;
     if (extra) Object.assign(this, extra);

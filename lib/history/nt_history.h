@@ -23,9 +23,9 @@
  * nt_history_publish, then completes with NT_ETIMEOUT: "not known to be stored" — it may
  * still be stored later (a copy in the bus's reconnect buffer), so the caller resends with
  * the same key. A room message is delivered only through the store (every delivered
- * message is stored and has a seq); there is no live-only fallback, except for messages
- * over the tenant's quota or the size limit, which are delivered live-only, never stored,
- * and complete with NT_ELIMIT. on_state still reports whether the store answers.
+ * message is stored and has a seq); there is no live-only fallback: messages over the
+ * tenant's quota or the size limit are refused — neither stored nor delivered — and
+ * complete with NT_ELIMIT. on_state still reports whether the store answers.
  *
  * Threading: every function is called on the loop thread; every callback runs on the
  * loop thread and never inside the call that started it. When a function that takes a
@@ -53,10 +53,10 @@ typedef struct nt_hist_cfg {
   size_t max_bytes;      /* all rooms together (JetStream: the stream's max_bytes, oldest
                           * messages leave first); 0: 1 GiB on JetStream, 64 MiB in memory */
   size_t max_msg_bytes;  /* largest stored message (JetStream: max_msg_size); a larger one
-                          * is delivered live-only; 0: no limit */
+                          * is refused (NT_ELIMIT); 0: no limit */
   uint64_t tenant_bytes; /* bytes one tenant may store through this node per max_age_s
                           * (nt_hist_quota.h; a day when max_age_s is 0); past it the
-                          * tenant's messages are delivered live-only; 0: no quota */
+                          * tenant's messages are refused (NT_ELIMIT); 0: no quota */
   const struct nt_nats_sec *nats_sec; /* JetStream: credentials and TLS (NULL: none) */
   double dedupe_window_s; /* publications with the same msg_id within this are stored once
                            * (JetStream: the stream's duplicate_window); 0: 120 s */
@@ -99,7 +99,7 @@ typedef struct nt_hist_ack {
   int status;            /* 0: stored (or a duplicate of a stored one); NT_ETIMEOUT: not
                           * acknowledged within cfg->ack_timeout_ms (resend with the same
                           * msg_id); NT_ELIMIT: over the tenant's quota or the size limit,
-                          * delivered live-only and not stored; NT_EBUS: the store refused
+                          * neither stored nor delivered; NT_EBUS: the store refused
                           * it (neither stored nor delivered); NT_ECLOSED: the history was
                           * destroyed first (unknown) */
   uint64_t seq;          /* status 0: its sequence (0 when the store does not say) */
@@ -142,8 +142,8 @@ typedef struct nt_hist_stats {
   uint64_t published;    /* room messages given to nt_history_publish */
   uint64_t stored;       /* ... confirmed stored (duplicates not counted) */
   uint64_t live_only;    /* ... published live without being stored (history down) */
-  uint64_t over_quota;   /* ... published live-only: over their tenant's budget or the
-                          * message size limit (also counted in live_only) */
+  uint64_t over_quota;   /* ... refused: over their tenant's budget or the message size
+                          * limit (neither stored nor delivered) */
   uint64_t resent;       /* ... sent to the store again (same msg_id) after no answer or a
                           * "cannot store now" answer */
   uint64_t duplicates;   /* ... acknowledged as duplicates of a stored msg_id */

@@ -47,7 +47,7 @@ typedef struct pend {
   uint64_t retry_at;     /* != 0: the stream said "cannot store now", resend then */
   unsigned attempts;
   int done;
-  int live_only;         /* over quota or size: published live, never sent to the stream */
+  int live_only;         /* over quota or size: refused, never sent (NT_ELIMIT) */
   size_t len;
   uint8_t *buf;          /* room subject, NUL, msg id (maybe empty), NUL, data */
   nt_hist_ack_cb cb;
@@ -457,8 +457,9 @@ static int js_publish(nt_history *hh, const char *subject, const void *data, siz
   *p = (pend){.token = tok, .sent_ms = now, .deadline_ms = now + j->ack_timeout_ms,
               .live_only = over, .len = len, .buf = buf, .cb = pub ? pub->on_ack : NULL,
               .ud = pub ? pub->ud : NULL};
-  /* over the tenant's budget or the size limit: delivered live-only, never stored */
-  int rc = over ? nt_bus_publish(j->bus, live, data, len, NULL) : send_pend(j, p);
+  /* over the tenant's budget or the size limit: refused — neither stored nor delivered,
+   * so every delivered message is a stored one (NT_ELIMIT on the next wake-up) */
+  int rc = over ? 0 : send_pend(j, p);
   if (rc) {
     free(buf);
     *p = (pend){0};
@@ -467,7 +468,6 @@ static int js_publish(nt_history *hh, const char *subject, const void *data, siz
   j->next_tok++;
   j->st.published++;
   if (over) {
-    j->st.live_only++;
     j->st.over_quota++;
     queue_limit(j, tok);
   }

@@ -196,11 +196,9 @@ static int mem_publish(nt_history *hh, const char *subject, const void *data, si
     return rc;
   }
   if (nt_hist_over_quota(m->quota, m->max_msg_bytes, subject, len, uv_now(m->loop))) {
-    int rc = nt_bus_publish(m->bus, live, data, len, NULL);
-    if (rc == 0) rc = queue_ack(m, pub, NT_ELIMIT, 0, 0);
+    int rc = queue_ack(m, pub, NT_ELIMIT, 0, 0); /* refused: not stored, not delivered */
     if (rc == 0) {
       m->st.published++;
-      m->st.live_only++;
       m->st.over_quota++;
     }
     return rc;

@@ -396,13 +396,18 @@ static void conn_op_free(conn_op *op) {
 }
 
 /* sendMessage with history on: `ack` once the stream stored it (or had it: a duplicate
- * id), `unavailable` when it did not answer in time (resend with the same id). */
+ * id), `unavailable` when it did not answer in time (resend with the same id),
+ * `quota_exceeded` when it may not be stored (tenant quota, stored size): not delivered. */
 static void on_stored(void *ud, int status) {
   conn_op *op = ud;
   nt_chat *n = op->n;
   if (nt_conn_is_open(op->c)) {
-    if (status == 0 || status == NT_ELIMIT) /* NT_ELIMIT: delivered, over the quota */
+    if (status == 0)
       send_frame(op->c, nt_proto_ack(op->msgid, op->reqid));
+    else if (status == NT_ELIMIT)
+      nt_client_send_error(n, op->c, "quota_exceeded",
+                           "over the tenant's history quota or the stored message size: "
+                           "not delivered", op->reqid);
     else if (status == NT_ETIMEOUT || status == NT_ECLOSED)
       nt_client_send_error(n, op->c, "unavailable",
                            "the history did not confirm the message: resend it with the same id",

@@ -105,10 +105,10 @@ static const opt opts[] = {
   {G_HISTORY, "history-replicas", OPT_LONG, O(history_replicas), "1", "replicas of the history stream in a NATS cluster (1..5)", NULL},
   {G_HISTORY, "history-streams", OPT_LONG, O(history_streams), "1", "JetStream streams the rooms' history is spread over by a stable hash of tenant and room (1..16; changing it re-homes rooms, docs/history.md)", NULL},
   {G_HISTORY, "history-max-bytes", OPT_SIZE, O(history_max_bytes), "0", "bytes the history keeps over all rooms, oldest leave first (0: 1 GiB on JetStream, 64 MiB in memory)", NULL},
-  {G_HISTORY, "history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are delivered live-only (0: --max-message-bytes + 4 KiB)", NULL},
+  {G_HISTORY, "history-max-msg-bytes", OPT_SIZE, O(history_max_msg_bytes), "0", "largest stored message; larger ones are refused with quota_exceeded (0: --max-message-bytes + 4 KiB)", NULL},
   {G_HISTORY, "history-dedupe-window", OPT_SECS, O(history_dedupe_window_s), "120", "seconds the history remembers a message id: a resend with the same id is acknowledged, neither stored nor delivered again (the stream's duplicate_window; at least --ack-timeout)", NULL},
   {G_HISTORY, "ack-timeout", OPT_SECS, O(ack_timeout_s), "5", "seconds a room message may wait for the history to store it (resent while the stream cannot store) before sendMessage answers error unavailable", NULL},
-  {G_HISTORY, "history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are delivered live-only (0: no quota)", NULL},
+  {G_HISTORY, "history-tenant-bytes", OPT_SIZE, O(history_tenant_bytes), "134217728", "bytes one tenant may store through this node per --history-max-age; past it its messages are refused with quota_exceeded (0: no quota)", NULL},
   {G_HISTORY, "history-recent", OPT_LONG, O(history_recent), "128", "recent messages each room keeps in memory to answer resumes without reading the history (at most --history-max-per-room; 0: every resume reads the history)", NULL},
   {G_HISTORY, "history-recent-bytes", OPT_SIZE, O(history_recent_bytes), "16777216", "bytes those recent messages may take over all rooms of the node; past it a room gives up its oldest ones", NULL},
   /* routes */

@@ -405,8 +405,12 @@ static void handle_conn(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_
  * 503 when it did not answer in time (push again with the same id). */
 static void on_push_stored(void *ud, int status) {
   api_op *op = ud;
-  if (status == 0 || status == NT_ELIMIT) /* NT_ELIMIT: delivered, over the quota */
+  if (status == 0)
     reply_json(op->n, op->c, 202, json_pack("{s:s}", "id", op->msgid), op->keep_alive);
+  else if (status == NT_ELIMIT) /* may not be stored: not delivered either */
+    reply_error(op->n, op->c, 429, "quota_exceeded",
+                "over the tenant's history quota or the stored message size",
+                op->keep_alive);
   else if (status == NT_ETIMEOUT || status == NT_ECLOSED)
     reply_error(op->n, op->c, 503, "unavailable",
                 "the history did not confirm the message; push it again with "

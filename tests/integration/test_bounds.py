@@ -68,7 +68,8 @@ def assert_healthy(node):
 def test_history_stream_bounded_per_tenant(harness):
     """One client posts 60 KB messages over 100 rooms, under the rate limit, for 8 s
     (~48 MB). The tenant is held to --history-tenant-bytes in the stream (what is past it
-    is delivered live-only), the stream has max_bytes / max_msg_size / a per-room cap, and
+    is refused with `quota_exceeded`: neither stored nor delivered, so `ack` still means
+    stored), the stream has max_bytes / max_msg_size / a per-room cap, and
     another tenant's history keeps being stored."""
     quota = 4 * MB
     nats = harness.nats()
@@ -92,25 +93,31 @@ def test_history_stream_bounded_per_tenant(harness):
                 await att.expect_reply(rid, "joined")
             await watcher.join("r7")
             blob = "x" * 60000
-            sent, t0, i = 0, time.monotonic(), 0
+            sent, t0, i, r7_rids = 0, time.monotonic(), 0, set()
             # 640 messages at 80 msg/s at most: under --rate-limit 100 (burst 200); counted,
             # not timed, so a loaded machine sends as many (more slowly)
             while sent < 640 and time.monotonic() - t0 < 60:
                 for _ in range(8):
-                    await att.action("sendMessage", roomId=rooms[i % 100],
-                                     message={"b": blob}, excludeSelf=True)
+                    rid = await att.action("sendMessage", roomId=rooms[i % 100],
+                                           message={"b": blob}, excludeSelf=True)
+                    if i % 100 == 7:
+                        r7_rids.add(rid)
                     sent += 1
                     i += 1
                 await asyncio.sleep(0.1)
-            # every message was accepted (acked), none refused
-            await nh.async_wait_until(lambda: len(att.received("ack")) == sent, t(20),
-                                      what="every ack")
-            assert not att.received("error"), att.received("error")[:3]
-            # live delivery continued past the quota: the watcher of r7 got all of r7's
-            want = sum(1 for k in range(sent) if k % 100 == 7)
+            # every message answered: acked (stored) until the quota, then quota_exceeded
             await nh.async_wait_until(
-                lambda: len(watcher.received("message", roomId="r7")) == want, t(20),
+                lambda: len(att.received("ack")) + len(att.received("error")) == sent, t(20),
+                what="every answer")
+            errors = att.received("error")
+            assert errors and {e["code"] for e in errors} == {"quota_exceeded"}, errors[:3]
+            # the watcher of r7 got exactly r7's acknowledged messages, none of the refused
+            want = sum(1 for a in att.received("ack") if a.get("requestId") in r7_rids)
+            await nh.async_wait_until(
+                lambda: len(watcher.received("message", roomId="r7")) >= want, t(20),
                 what="live delivery of r7")
+            await asyncio.sleep(0.5)
+            assert len(watcher.received("message", roomId="r7")) == want
             state, _ = stream_state(nats)
             stored_bytes = state["bytes"]
             print(f"sent {sent} x 60 KB = {sent * 60000 / MB:.1f} MiB; stream holds "

@@ -258,9 +258,9 @@ static void test_mem_retention(void **state) {
   hfix_free(f);
 }
 
-/* The per-tenant budget and the message size limit: past them a publication goes out
- * live-only (no seq, not stored) and the tenant's stored history stays as it was; another
- * tenant is not affected. */
+/* The per-tenant budget and the message size limit: past them a publication is refused
+ * (NT_ELIMIT: neither stored nor delivered) and the tenant's stored history stays as it
+ * was; another tenant is not affected. */
 static void test_mem_tenant_quota_and_msg_size(void **state) {
   (void)state;
   hfix *f = calloc(1, sizeof *f);
@@ -274,8 +274,8 @@ static void test_mem_tenant_quota_and_msg_size(void **state) {
   assert_non_null(f->h);
   pub(f, "a", "0123456789");         /* t: 10 of 25 */
   pub(f, "b", "0123456789");         /* t: 20 */
-  pub(f, "a", "0123456789");         /* t would be 30: live-only */
-  pub(f, "a", "0123456789abcdef");   /* 16 > 15 bytes: live-only */
+  pub(f, "a", "0123456789");         /* t would be 30: refused */
+  pub(f, "a", "0123456789abcdef");   /* 16 > 15 bytes: refused */
   assert_int_equal(nt_history_publish(f->h, "natter.room.u.a", "0123456789", 10, NULL), 0);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   nt_hist_stats st;
@@ -283,9 +283,9 @@ static void test_mem_tenant_quota_and_msg_size(void **state) {
   assert_int_equal(st.published, 5);
   assert_int_equal(st.stored, 3);
   assert_int_equal(st.over_quota, 2);
-  assert_int_equal(st.live_only, 2);
+  assert_int_equal(st.live_only, 0);
   assert_int_equal(f->ngot, 3);   /* sequenced: the stored ones */
-  assert_int_equal(f->nplain, 2); /* live-only copies still reach members */
+  assert_int_equal(f->nplain, 0); /* the refused ones reach nobody */
   after(f, "a", 0, 0, 10);
   expect_seqs(f, (const uint64_t[]){1}, 1);
   hfix_free(f);
