@@ -79,7 +79,7 @@ run_suite() {  # name, timeout (s), command...
 [ -f tests/aws/run.sh ] && run_suite aws-sdk 600 bash tests/aws/run.sh
 # Fuzzing: each libFuzzer target a few seconds from its seed corpus (the long runs are
 # tests/fuzz/run.sh --long N, not part of the suite).
-[ -f tests/fuzz/run.sh ] && run_suite fuzz-smoke 900 bash tests/fuzz/run.sh --build --smoke 5
+[ -f tests/fuzz/run.sh ] && run_suite fuzz-smoke 900 bash tests/fuzz/run.sh --build --smoke 5 -j 2
 [ -f helm/test.sh ] && run_suite helm 600 bash helm/test.sh
 [ -f tests/cluster/run.sh ] && run_suite cluster 900 bash tests/cluster/run.sh
 [ -f docker/test.sh ] && run_suite docker 1200 bash docker/test.sh

@@ -62,11 +62,13 @@ void nt_resume_page_done(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
   size_t k = status == 0 ? page_items(hr, items, envs) : 0;
   int more = hr->more;
   size_t first = k ? page_fit(n, items, k, &more) : 0;
+  /* An empty page (a room with nothing stored) has no items array: NULL + 0 is undefined. */
+  const nt_proto_hist_item *page = items ? items + first : NULL;
   if (status && res) res->m.page_errors++;
   if (op->kind == F_PAGE) {
     if (nt_conn_is_open(op->c)) {
       if (status == 0) {
-        nt_frame *f = nt_proto_history(op->room, items + first, k - first, more, op->reqid);
+        nt_frame *f = nt_proto_history(op->room, page, k - first, more, op->reqid);
         if (f) {
           nt_conn_send(op->c, f);
           nt_frame_unref(f);
@@ -81,8 +83,8 @@ void nt_resume_page_done(nt_chat *n, fetch_op *op, const nt_hist_result *hr) {
     nt_conn_unref(op->c);
   } else {
     size_t len = 0;
-    char *body = status == 0 ? nt_proto_history_json(op->tenant, op->room, items + first,
-                                                     k - first, more, &len)
+    char *body = status == 0 ? nt_proto_history_json(op->tenant, op->room, page, k - first,
+                                                     more, &len)
                              : NULL;
     if (status == 0 && !body) status = NT_ENOMEM;
     op->cb(op->ud, status, body, len);

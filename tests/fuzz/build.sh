@@ -7,6 +7,8 @@
 # instrumentation (-fsanitize=fuzzer-no-link) and links one binary per tests/fuzz/fuzz_*.c
 # into DIR (default: build-fuzz/). Independent of CMake: the project's own build is not
 # touched. Incremental: an object is rebuilt only when its source or a header is newer.
+# FUZZ_COVERAGE=1: source-based coverage instead of the sanitizers (a separate DIR, e.g.
+# build-fuzz-cov), to see which lines a corpus reaches (tests/fuzz/README.md).
 # --install first installs clang and the libFuzzer runtime from Debian (bookworm: clang-14,
 # libclang-rt-14-dev) when they are missing.
 set -euo pipefail
@@ -18,7 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=$2; shift ;;
     --install) INSTALL=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -47,6 +49,7 @@ fi
 
 mkdir -p "$OUT/obj" "$OUT/proto"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+[ "${FUZZ_COVERAGE:-0}" = 1 ] && SAN="-fprofile-instr-generate -fcoverage-mapping"
 # Every source folder of the layered tree (CMakeLists.txt), lowest first.
 LAYER_DIRS="lib/base lib/wire lib/bus lib/presence lib/history lib/httpc node/net node/chat node/ops node"
 CFLAGS="-std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wno-unused-parameter $SAN

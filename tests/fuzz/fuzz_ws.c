@@ -27,28 +27,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
       "--rate-burst", "50", "--rate-close-after", "20", "--max-rooms-per-connection", "8",
       "--ping-interval", "3600", "--idle-timeout", "3600", NULL};
   fz_node_start(flags);
+  fz_node_keep();
   req = fz_upgrade_request("t1", "fuzzer", &req_len);
   req_pmd = fz_upgrade_request_ext("t1", "fuzzer", "permessage-deflate; client_max_window_bits",
                                    &req_pmd_len);
   return 0;
-}
-
-static uint8_t *structured(const uint8_t *d, size_t n, size_t *out_len) {
-  uint8_t *out = malloc(n * 2 + 64), *o = out;
-  if (!out) return NULL;
-  size_t i = 0;
-  while (i + 3 <= n) {
-    uint8_t b0 = d[i];
-    size_t len = ((size_t)d[i + 1] << 8) | d[i + 2];
-    i += 3;
-    if (len > n - i) len = n - i;
-    size_t fl = fz_frame(o, b0 & 0x80, b0 & 0x0f, d + i, len);
-    o[0] |= b0 & 0x70; /* RSV bits as given */
-    o += fl;
-    i += len;
-  }
-  *out_len = (size_t)(o - out);
-  return out;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -58,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size--;
   uint8_t *buf = NULL;
   if (ctl & 0x80) {
-    buf = structured(data, size, &size);
+    buf = fz_structured(data, size, &size);
     if (!buf) return 0;
     data = buf;
   }
@@ -89,6 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   fz_client_finish(&cl);
+  fz_node_settled();
   free(buf);
   return 0;
 }

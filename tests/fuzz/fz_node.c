@@ -1,6 +1,8 @@
 /* fz_node: in-process node, memory-transport clients and an RFC 6455 output checker. */
 #include "fz_node.h"
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 
 #include <zlib.h>
 
+#include "nt_chat.h"
 #include "nt_log.h"
 #include "nt_rand.h"
 #include "nt_utf8.h"
@@ -16,6 +19,64 @@
 #define FZ_SECRET "fuzz-node-secret-0123456789abcdef0123456789"
 
 static uv_loop_t loop;
+static nt_presence *pres;
+static size_t base_conns; /* connections the target keeps between runs (fz_node_settled) */
+
+/* ---------------------------------------------------------------- harness clocks ---- */
+
+/* The node's monotonic time (libuv's loop time, timers) is virtual once a node started:
+ * it stands still and moves only by fz_advance, so a run does not depend on how fast the
+ * machine is and timers (pacing, sweeps) fire when a target says, not after real
+ * milliseconds. CLOCK_REALTIME (token expiry, timestamps, libFuzzer's own clock) is real.
+ * Defining clock_gettime here overrides the sanitizer's interceptor (a weak symbol). */
+static int vclock_on;
+static uint64_t vclock_ns; /* virtual monotonic time */
+typedef int (*clock_fn)(clockid_t, struct timespec *);
+
+int clock_gettime(clockid_t id, struct timespec *ts) {
+  static clock_fn real;
+  if (vclock_on && (id == CLOCK_MONOTONIC || id == CLOCK_MONOTONIC_COARSE ||
+                    id == CLOCK_MONOTONIC_RAW || id == CLOCK_BOOTTIME)) {
+    ts->tv_sec = (time_t)(vclock_ns / 1000000000u);
+    ts->tv_nsec = (long)(vclock_ns % 1000000000u);
+    return 0;
+  }
+  if (!real && !(real = (clock_fn)dlsym(RTLD_NEXT, "clock_gettime"))) abort();
+  return real(id, ts);
+}
+
+void fz_advance(uint64_t ms) { vclock_ns += ms * 1000000u; }
+
+/* Every upgrade of a node target carries one of the harness's own tokens: HMAC-checking
+ * the same token millions of times was ~40 % of fuzz_ws. Once libjwt has verified a token
+ * with a key, the same (token, key) gets a copy of that result (fuzz_jwt fuzzes the
+ * verification itself, without this). */
+static int jwt_memo_on;
+static char *memo_tok;
+static unsigned char *memo_key;
+static int memo_klen;
+static jwt_t *memo_jwt;
+typedef int (*decode_fn)(jwt_t **, const char *, const unsigned char *, int);
+
+int jwt_decode(jwt_t **jwt, const char *token, const unsigned char *key, int key_len) {
+  static decode_fn real;
+  if (!real && !(real = (decode_fn)dlsym(RTLD_NEXT, "jwt_decode"))) abort();
+  if (jwt_memo_on && memo_jwt && token && key_len == memo_klen && !strcmp(token, memo_tok) &&
+      (!key_len || !memcmp(key, memo_key, (size_t)key_len))) {
+    *jwt = jwt_dup(memo_jwt);
+    return *jwt ? 0 : ENOMEM;
+  }
+  int rc = real(jwt, token, key, key_len);
+  if (jwt_memo_on && !rc && *jwt && key_len > 0 && !memo_jwt) { /* the first one only */
+    memo_tok = strdup(token);
+    memo_key = malloc((size_t)key_len);
+    memo_jwt = jwt_dup(*jwt);
+    if (!memo_tok || !memo_key || !memo_jwt) abort();
+    memcpy(memo_key, key, (size_t)key_len);
+    memo_klen = key_len;
+  }
+  return rc;
+}
 /* One output buffer is recycled between clients: a fresh 64 KiB allocation per run costs
  * more than the run itself under ASan (page faults). */
 static uint8_t *spare_out;
@@ -23,8 +84,15 @@ static size_t spare_cap;
 static nt_config cfg;
 static nt_node *node;
 
-nt_node *fz_node_start(const char *const *extra) {
+nt_node *fz_node_start(const char *const *extra) { return fz_node_start_history(extra, 0); }
+
+nt_node *fz_node_start_history(const char *const *extra, int history) {
   if (node) return node;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  vclock_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+  vclock_on = 1;
+  jwt_memo_on = 1;
   const char *argv[64] = {"natter-node", "--jwt-secret", FZ_SECRET, "--listen", "127.0.0.1:0",
                           "--api-listen", "127.0.0.1:0", "--node-id", "fuzz-node",
                           "--log-level", "error", "--admin-token", FZ_ADMIN_TOKEN};
@@ -44,12 +112,43 @@ nt_node *fz_node_start(const char *const *extra) {
   nt_bus_handler bh = nt_node_bus_handler(node);
   nt_presence_handler ph = nt_node_presence_handler(node);
   nt_bus *bus = nt_bus_mem_new(&loop, &bh);
-  nt_presence *pres = nt_presence_mem_new(&loop, &ph);
+  pres = nt_presence_mem_new(&loop, &ph);
   if (!bus || !pres) abort();
   bh.on_state(bh.ud, 1);
   nt_node_attach(node, bus, pres, auth);
+  if (history) { /* as main.c builds it standalone */
+    nt_hist_cfg hc = {.max_age_s = cfg.history_max_age_s,
+                      .max_per_room = cfg.history_max_per_room,
+                      .replicas = 1,
+                      .max_bytes = cfg.history_max_bytes,
+                      .max_msg_bytes = cfg.history_max_msg_bytes
+                                           ? cfg.history_max_msg_bytes
+                                           : cfg.max_message_bytes + 4096,
+                      .tenant_bytes = cfg.history_tenant_bytes};
+    nt_history *h = nt_history_mem_new(&loop, bus, &hc, NULL);
+    if (!h || nt_node_attach_history(node, h)) abort();
+  }
   if (nt_node_start(node)) abort();
   return node;
+}
+
+nt_presence *fz_presence(void) { return pres; }
+
+void fz_node_keep(void) { base_conns = nt_node_chat(node)->nconns; }
+
+void fz_node_settled(void) {
+  /* A connection closed while its request waits (an API call to another node, a bus
+   * request) is freed when that ends, at the latest at its timeout: the virtual clock
+   * goes forward (50 ms a turn, up to 2 minutes) as real time would. */
+  for (int i = 0; i < 2400 + 8 && nt_node_chat(node)->nconns > base_conns; i++) {
+    if (i >= 8) fz_advance(50);
+    uv_run(&loop, UV_RUN_NOWAIT);
+  }
+  /* Every connection of the run is freed (the persistent ones of fz_node_keep stay). */
+  if (nt_node_chat(node)->nconns > base_conns) {
+    fprintf(stderr, "fz_node_settled: %zu connections allocated, %zu kept\n", nt_node_chat(node)->nconns, base_conns);
+    abort();
+  }
 }
 
 static int client_open(fz_client *cl, int api) {
@@ -106,7 +205,12 @@ void fz_sync(fz_client *cl) {
   cl->out = cl->peer.out;
   cl->out_len = cl->peer.out_len;
   cl->eof = cl->peer.closed || !cl->peer.conn;
-  nt_mem_peer_consume(&cl->peer); /* an unlimited reader */
+  if (!cl->hold) nt_mem_peer_consume(&cl->peer); /* a reader that reads */
+}
+
+void fz_client_read(fz_client *cl) {
+  fz_sync(cl);
+  nt_mem_peer_consume(&cl->peer);
 }
 
 void fz_pump(fz_client *cl, int rounds) {
@@ -124,6 +228,9 @@ void fz_client_write(fz_client *cl, const void *data, size_t len) {
 int fz_client_alive(const fz_client *cl) { return cl->peer.conn != NULL; }
 
 void fz_client_finish(fz_client *cl) {
+  cl->hold = 0; /* reads what is left, as a peer closing its end still reads */
+  cl->peer.window = 0;
+  fz_sync(cl);
   nt_mem_peer_shutdown(&cl->peer);
   for (int i = 0; i < 200 && cl->peer.conn; i++) fz_pump(cl, 1);
   /* Still there: a connection waiting for something only time ends (the sweep's close
@@ -190,6 +297,24 @@ size_t fz_frame(uint8_t *out, int fin, int opcode, const void *payload, size_t l
   const uint8_t *p = payload;
   for (size_t i = 0; i < len; i++) out[h + i] = p[i] ^ key[i & 3];
   return h + len;
+}
+
+uint8_t *fz_structured(const uint8_t *d, size_t n, size_t *out_len) {
+  uint8_t *out = malloc(n * 2 + 64), *o = out;
+  if (!out) return NULL;
+  size_t i = 0;
+  while (i + 3 <= n) {
+    uint8_t b0 = d[i];
+    size_t len = ((size_t)d[i + 1] << 8) | d[i + 2];
+    i += 3;
+    if (len > n - i) len = n - i;
+    size_t fl = fz_frame(o, b0 & 0x80, b0 & 0x0f, d + i, len);
+    o[0] |= b0 & 0x70; /* RSV bits as given */
+    o += fl;
+    i += len;
+  }
+  *out_len = (size_t)(o - out);
+  return out;
 }
 
 /* ---------------------------------------------------------------- oracle ------ */

@@ -22,6 +22,8 @@ typedef struct fz_client {
   uint8_t *out;      /* everything the node wrote to us (peer.out, after fz_sync) */
   size_t out_len;
   int eof;           /* the node closed its end */
+  int hold;          /* 1: fz_sync does not consume (a peer that stopped reading);
+                        peer.window bounds what the node may write unread (0: none) */
   nt_conn *conn;     /* the node's side (may be freed: check with fz_client_alive) */
 } fz_client;
 
@@ -29,6 +31,19 @@ typedef struct fz_client {
  * port's admin token is FZ_ADMIN_TOKEN. */
 #define FZ_ADMIN_TOKEN "fuzz-admin-token"
 nt_node *fz_node_start(const char *const *extra);
+/* The same with the memory room history attached when `history` (as the standalone
+ * node runs it, configured by the --history-* flags). */
+nt_node *fz_node_start_history(const char *const *extra, int history);
+/* The node's memory presence (to fill it with other nodes' users). */
+nt_presence *fz_presence(void);
+/* The node's monotonic clock stands still from fz_node_start on; this moves it by `ms`
+ * (timers due then run at the next fz_pump). */
+void fz_advance(uint64_t ms);
+/* Records the connections a target keeps open between runs; fz_node_settled aborts when
+ * more are allocated (a run's connections must be freed at its end; a kept one may have
+ * been closed by the run). */
+void fz_node_keep(void);
+void fz_node_settled(void);
 
 /* Opens a client: the node side is accepted as a new nt_conn (on the WebSocket port, or
  * on the API port with fz_client_open_api). Returns 0 or -1. */
@@ -43,8 +58,10 @@ size_t fz_member_connect(fz_client *m, const char *user, const char *room,
 void fz_client_write(fz_client *cl, const void *data, size_t len);
 /* Runs the loop without blocking `rounds` times, reading what the node sent. */
 void fz_pump(fz_client *cl, int rounds);
-/* Refreshes out, out_len and eof from the peer. */
+/* Refreshes out, out_len and eof from the peer (and consumes, unless cl->hold). */
 void fz_sync(fz_client *cl);
+/* Consumes what the node wrote (a held reader reading once). */
+void fz_client_read(fz_client *cl);
 /* Shuts our side (the node sees EOF), pumps until the node freed the connection
  * (or forces it closed after a bound), checks the output and releases the client. */
 void fz_client_finish(fz_client *cl);
@@ -66,5 +83,10 @@ char *fz_upgrade_request_ext(const char *tenant, const char *user, const char *e
                              size_t *len);
 /* One masked client frame; returns its length (out must hold len + 14). */
 size_t fz_frame(uint8_t *out, int fin, int opcode, const void *payload, size_t len);
+
+/* Structured input of the WebSocket targets: records [b0][len16 big-endian][payload],
+ * each made a masked client frame with b0's FIN/RSV/opcode bits (the fuzzer reaches the
+ * protocol without learning masking). Returns the frames (caller frees) or NULL. */
+uint8_t *fz_structured(const uint8_t *d, size_t n, size_t *out_len);
 
 #endif

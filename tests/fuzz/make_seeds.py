@@ -122,7 +122,7 @@ put("fuzz_ws", "raw-16bit", b"\x00" + client_frame(0x81, ('{"action":"heartbeat"
 
 # api_http: data[0] = write slice; the rest is one keep-alive API connection.
 # MEMBER is fuzz_api_http's member connection id (FZ_PRINT_MEMBER=1 build-fuzz/fuzz_api_http).
-MEMBER = "y9CAAAAAAAAAAAAAAAAA"
+MEMBER = "HKNQTWZcfilorux0369A"
 AUTH = "Authorization: Bearer fuzz-admin-token\r\n"
 
 
@@ -150,3 +150,55 @@ put("fuzz_api_http", "errors", b"\x00" + req("GET", "/@connections/unknownconn")
     + req("POST", "/v1/tenants/t1/rooms/r%2E/messages", '{"message":1}'))
 put("fuzz_api_http", "chunked", b"\x00" + b"POST /v1/tenants/t1/rooms/r/messages HTTP/1.1\r\nHost: x\r\n"
     + AUTH.encode() + b"Transfer-Encoding: chunked\r\n\r\n10\r\n{\"message\":true}\r\n0\r\n\r\n")
+
+# data[0] bits 6-7: the API reader (1 a 2 KiB window, 2 a 16 KiB window that stops reading
+# while the requests arrive, 3 the same with 2 KiB): pipelined requests whose answers wait.
+put("fuzz_api_http", "pipelined-metrics-stalled", b"\xc0" + req("GET", "/metrics", auth=False) * 10)
+put("fuzz_api_http", "pipelined-mixed-window", b"\xc0" + (req("GET", "/metrics", auth=False)
+    + req("POST", "/v1/tenants/t1/rooms/r/messages", '{"message":"p"}')
+    + req("GET", "/v1/tenants/t1/rooms/r/presence?limit=1") + req("GET", "/healthz", auth=False)) * 6)
+put("fuzz_api_http", "pipelined-window", b"\x41" + req("GET", "/metrics", auth=False) * 8
+    + req("GET", f"/@connections/{MEMBER}") + req("GET", "/readyz", auth=False, extra="Connection: close\r\n")
+    + req("GET", "/healthz", auth=False))
+
+# pages: data[0] bits 0-1 window (none, 1, 4, 16 KiB), bit 2 stalled reader, bits 3-4 ms per
+# loop turn (0, 1, 5, 250), bit 5 deflate offered, bits 6-7 written in 1/2/4/8 pieces; then
+# fuzz_ws's records. Rooms: "crowd" (300 users of t1 online elsewhere), "big" (seq 1..60,
+# 20..3,000 bytes each), "small" (seq 61..80).
+def act(**kw):
+    return rec(0x81, json.dumps(kw, separators=(",", ":")))
+
+
+put("fuzz_pages", "presence-tenant", b"\x01" + act(action="presence", requestId="p1"))
+put("fuzz_pages", "presence-tenant-cursor", b"\x02" + act(action="presence", limit=7, cursor="7", requestId="p2")
+    + act(action="presence", limit=1000, requestId="p3"))
+put("fuzz_pages", "presence-room", b"\x01" + act(action="presence", roomId="crowd", limit=50, requestId="p4"))
+put("fuzz_pages", "history-big", b"\x01" + act(action="history", roomId="big", limit=500, requestId="h1"))
+put("fuzz_pages", "history-before", b"\x52" + act(action="history", roomId="big", limit=5, before=30, requestId="h2")
+    + act(action="history", roomId="small", requestId="h3"))
+put("fuzz_pages", "join-since-paced", b"\x11" + act(action="joinRoom", roomId="big", since=1, requestId="j1"))
+put("fuzz_pages", "join-since-stalled", b"\x1d" + act(action="joinRoom", roomId="big", since=1, requestId="j2"))
+put("fuzz_pages", "join-since-pmd", b"\x31" + act(action="joinRoom", roomId="big", since=20, requestId="j3")
+    + rec(0x89, "p") + act(action="joinRoom", roomId="small", since=70))
+put("fuzz_pages", "mixed-pieces", b"\x89" + act(action="joinRoom", roomId="crowd", requestId="j4")
+    + act(action="presence", requestId="p5") + act(action="history", roomId="big", requestId="h4")
+    + act(action="joinRoom", roomId="big", since=40, requestId="j5")
+    + act(action="sendMessage", roomId="big", message="live", requestId="s1")
+    + act(action="leaveRoom", roomId="big", requestId="l1"))
+
+# ws: fragment reassembly — the per-message frame cap (1,024: 1009 past it), pings between
+# fragments, the byte cap over fragments (--max-message-bytes 4096 in fuzz_ws), deflate.
+put("fuzz_ws", "fragments-over-cap", b"\x80" + rec(0x01, "[") + rec(0x00, "") * 1030 + rec(0x80, "]"))
+put("fuzz_ws", "fragments-with-pings", b"\x80" + rec(0x01, hb[:1]) + b"".join(
+    rec(0x00, hb[i:i + 1]) + (rec(0x89, "x") if i % 4 == 0 else b"") for i in range(1, len(hb) - 1))
+    + rec(0x80, hb[-1:]) + rec(0x81, hb))
+put("fuzz_ws", "fragments-over-bytes", b"\x80" + rec(0x01, "[" + "1," * 300) + rec(0x00, "1," * 900)
+    + rec(0x00, "1," * 900) + rec(0x80, "1]"))
+put("fuzz_ws", "fragments-binary", b"\x80" + rec(0x02, b"\x00" * 10) + rec(0x8a, "") + rec(0x80, b"\x01" * 10))
+z = deflate(join)
+parts = [z[i:i + 2] for i in range(0, len(z), 2)]
+put("fuzz_ws", "pmd-fragments", b"\xc0" + rec(0x41, parts[0]) + b"".join(
+    rec(0x00, q) + (rec(0x89, "") if i == 3 else b"") for i, q in enumerate(parts[1:-1]))
+    + rec(0x80, parts[-1]) + rec(0xc1, deflate(hb)))
+# found by fuzz_pages: the history page of a room with nothing stored (NULL + 0, UBSan)
+put("fuzz_pages", "regress-history-empty-room", b"\x00" + act(action="history", roomId="empty", requestId="e"))
