@@ -484,12 +484,9 @@ static void handle_push(nt_chat *n, nt_conn *c, const nt_api_match *m, const nt_
   int r = nt_client_publish_message(n, &cm, id);
   free(payload);
   if (r == 1) return; /* answered once the history stored it (on_push_stored) */
+  if (r) reply_error(n, c, 503, NULL, "message bus unavailable", ka);
+  else reply_json(n, c, 202, json_pack("{s:s}", "id", id), ka); /* id may be op's */
   if (op) op_free(op);
-  if (r) {
-    reply_error(n, c, 503, NULL, "message bus unavailable", ka);
-    return;
-  }
-  reply_json(n, c, 202, json_pack("{s:s}", "id", id), ka);
 }
 
 static void on_members(void *ud, int status, const nt_presence_page *pg) {

@@ -347,6 +347,33 @@ def test_keep_alive_and_pipelining(cluster):
 # server push and presence
 # ---------------------------------------------------------------------------------------
 
+def test_room_push_with_history_off_answers_its_id(harness):
+    """History off: the push is answered at once (202 with the message id, nothing to wait
+    for) and the member gets that id — the answer is built before the request's state is
+    freed (a use after free fuzz_api_http found)."""
+    nats, redis = harness.nats(), harness.redis()
+    node = harness.node("A", nats=nats, redis=redis, args=["--history", "off"])
+
+    async def body():
+        alice = await Client.connect(node, "alice")
+        try:
+            await alice.join("news")
+            for given in (None, "push-1"):
+                req = {"message": {"n": 1}}
+                if given:
+                    req["id"] = given
+                st, _, b = await api(node, "POST", "/v1/tenants/t1/rooms/news/messages",
+                                     body=req)
+                assert st == 202 and isinstance(b.get("id"), str) and b["id"], (st, b)
+                assert given is None or b["id"] == given, b
+                m = await alice.expect("message", id=b["id"])
+                assert "seq" not in m, m
+        finally:
+            await close_all(alice)
+
+    run(body())
+
+
 def test_room_and_user_push_reach_members_on_both_nodes(cluster):
     nats, _redis, A, B = cluster
 
