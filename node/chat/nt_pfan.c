@@ -8,15 +8,20 @@
 #include "nt_chat.h"
 #include "nt_resume.h"
 
-/* The presence frames a room received while members waited for their `joined`: the last
- * NT_PFAN_RING of them, numbered by arrival (`arrivals` counts all, wrapping). */
+/* The presence frames a room received while members waited for their `joined`, numbered
+ * by arrival (`arrivals` counts all, wrapping): every one of them while they fit in
+ * NT_PFAN_RING_MAX (the ring doubles from NT_PFAN_RING when full), then the last
+ * NT_PFAN_RING_MAX. Freed when no member waits any more. */
+typedef struct nt_pfan_entry {
+  nt_frame *f;
+  uint64_t version;
+  char skip[NT_CONN_ID_LEN + 1];
+} nt_pfan_entry;
+
 typedef struct nt_pfan_ring {
   uint32_t arrivals;
-  struct {
-    nt_frame *f;
-    uint64_t version;
-    char skip[NT_CONN_ID_LEN + 1];
-  } e[NT_PFAN_RING];
+  uint32_t cap; /* a power of two, NT_PFAN_RING..NT_PFAN_RING_MAX */
+  nt_pfan_entry *e;
 } nt_pfan_ring;
 
 static nt_conn_room *membership(nt_conn *c, const nt_room *r) {
@@ -28,7 +33,8 @@ static nt_conn_room *membership(nt_conn *c, const nt_room *r) {
 static void ring_free(nt_room *r) {
   nt_pfan_ring *g = r->pring;
   if (!g) return;
-  for (size_t i = 0; i < NT_PFAN_RING; i++) nt_frame_unref(g->e[i].f);
+  for (size_t i = 0; i < g->cap; i++) nt_frame_unref(g->e[i].f);
+  free(g->e);
   free(g);
   r->pring = NULL;
 }
@@ -70,12 +76,12 @@ void nt_pfan_ready(nt_chat *n, nt_room *r, nt_conn *c, uint64_t version) {
   /* what arrived since the member joined locally and its `joined` did not cover; a
    * member resuming there gets nothing, as in nt_pfan_deliver */
   if (g && !(n->res && nt_resume_is_resumer(r, c))) {
-    uint32_t kept = g->arrivals < NT_PFAN_RING ? g->arrivals : NT_PFAN_RING;
+    uint32_t kept = g->arrivals < g->cap ? g->arrivals : g->cap;
     uint32_t since = g->arrivals - m->pmark; /* arrivals while it waited (wrapping) */
     if (since < kept) kept = since;
     for (uint32_t k = kept; k > 0; k--) {
       uint32_t a = g->arrivals - k;
-      size_t i = a % NT_PFAN_RING;
+      size_t i = a & (g->cap - 1);
       if (news(version, g->e[i].version) && strcmp(g->e[i].skip, c->id) != 0)
         nt_conn_send(c, g->e[i].f);
     }
@@ -83,10 +89,37 @@ void nt_pfan_ready(nt_chat *n, nt_room *r, nt_conn *c, uint64_t version) {
   unpend(r);
 }
 
+/* Doubles a full ring, keeping each entry at its arrival's index; 0 when it cannot grow
+ * (at NT_PFAN_RING_MAX or out of memory: the oldest entry is then overwritten). */
+static int ring_grow(nt_pfan_ring *g) {
+  if (g->cap >= NT_PFAN_RING_MAX) return 0;
+  uint32_t cap = g->cap * 2;
+  nt_pfan_entry *e = calloc(cap, sizeof *e);
+  if (!e) return 0;
+  for (uint32_t k = 0; k < g->cap; k++) { /* the last cap arrivals */
+    uint32_t a = g->arrivals - g->cap + k;
+    e[a & (cap - 1)] = g->e[a & (g->cap - 1)];
+  }
+  free(g->e);
+  g->e = e;
+  g->cap = cap;
+  return 1;
+}
+
 static void ring_push(nt_room *r, nt_frame *f, uint64_t version, const char *skip) {
-  if (!r->pring && !(r->pring = calloc(1, sizeof *r->pring))) return;
+  if (!r->pring) {
+    nt_pfan_ring *g = calloc(1, sizeof *g);
+    if (g && !(g->e = calloc(NT_PFAN_RING, sizeof *g->e))) {
+      free(g);
+      g = NULL;
+    }
+    if (!g) return;
+    g->cap = NT_PFAN_RING;
+    r->pring = g;
+  }
   nt_pfan_ring *g = r->pring;
-  size_t i = g->arrivals % NT_PFAN_RING;
+  if (g->arrivals >= g->cap) ring_grow(g); /* full: keep every frame a waiter may need */
+  size_t i = g->arrivals & (g->cap - 1);
   nt_frame_unref(g->e[i].f);
   g->e[i].f = nt_frame_ref(f);
   g->e[i].version = version;

@@ -17,8 +17,11 @@ struct nt_chat;
 
 /* nt_conn_room.pver of a member whose `joined` is not sent yet. */
 #define NT_PVER_PENDING UINT64_MAX
-/* Presence frames kept per room while some members wait for their `joined`. */
+/* Presence frames kept per room while some members wait for their `joined`: all of them,
+ * from NT_PFAN_RING slots doubling up to NT_PFAN_RING_MAX (then the newest; a member that
+ * waited through more misses the oldest — docs/presence.md). Powers of two. */
 #define NT_PFAN_RING 64
+#define NT_PFAN_RING_MAX 16384
 
 /* 1 when a room of `total` members (cluster-wide, 0: unknown) gets presence events under
  * `max` (--presence-max-members; 0: no limit). */
