@@ -104,13 +104,23 @@ async def main():
             raise AssertionError(f"HEALTHCHECK of {s} failed: {r.stdout} {r.stderr}")
     log(f"3 nodes ready, HEALTHCHECK healthy ({time.monotonic() - t0:.1f}s after haproxy)")
 
-    # 2. clients on different nodes; a message crosses nodes
-    clients, by_node = [], {}
-    for i in range(12):
+    # 2. clients on different nodes; a message crosses nodes. haproxy admits a node after
+    # two good checks 2 s apart (scripts/haproxy.cfg.in: rise 2), so a node that just
+    # became ready may get no client for up to ~4 s: connect for up to 15 s, keeping at
+    # most 4 clients per node (the others are closed at once).
+    clients, by_node, i = [], {}, 0
+    deadline = time.monotonic() + 15
+    while len(clients) < 12 and time.monotonic() < deadline:
         c = await connect(f"user{i}")
+        i += 1
+        node = c.welcome.get("node")
+        if len(by_node.get(node, [])) >= 4:
+            await c.close()
+            await asyncio.sleep(0.5)
+            continue
         clients.append(c)
-        by_node.setdefault(c.welcome.get("node"), []).append(c)
-        if len(by_node) == 3 and i >= 5:
+        by_node.setdefault(node, []).append(c)
+        if len(by_node) == 3 and len(clients) >= 6:
             break
     if len(by_node) < 2:
         raise AssertionError(f"all clients landed on one node: {list(by_node)}")
